@@ -1,0 +1,50 @@
+// swift-tools-version:6.0
+// rlif: INTUITOR (RL from internal feedback) on CPU, actors and a learner over ZeroMQ + protobuf-c.
+// Module dependency direction (downward only) is drawn in docs/ARCHITECTURE.md.
+import PackageDescription
+
+/// Hot numeric code is compiled for AVX2 + FMA: Swift never fuses multiply-add by itself, and without an FMA
+/// target `addingProduct` becomes a per-lane libm call (17x slower). Set RLIF_PORTABLE=1 to build without.
+/// (unsafeFlags are fine here: rlif is a root package, never depended on by version.)
+let portable = Context.environment["RLIF_PORTABLE"] == "1"
+let native: [SwiftSetting] = portable ? [] : [.unsafeFlags(["-Xcc", "-mavx2", "-Xcc", "-mfma", "-Xcc", "-mf16c"])]
+
+let package = Package(
+    name: "rlif",
+    platforms: [.macOS(.v14)],
+    products: [
+        .executable(name: "rlif", targets: ["rlif"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+    ],
+    targets: [
+        // C shims: one per native library, nothing else touches these headers.
+        .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
+                       providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ", providers: [.apt(["libzmq3-dev"])]),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
+        // protobuf-c code generated from Protos/ by scripts/gen-protos (committed; CI checks it is current).
+        .target(name: "CRlifProto", path: "Sources/CRlifProto",
+                linkerSettings: [.linkedLibrary("protobuf-c")]),
+
+        // Numeric core.
+        .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: native),
+
+        // Distributed plumbing.
+        .target(name: "Wire", dependencies: ["CRlifProto", "CZlib"]),
+        .target(name: "Transport", dependencies: ["CZeroMQ"]),
+
+        .executableTarget(name: "rlif", dependencies: [
+            "Kernels", "Wire", "Transport",
+            .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            .product(name: "Logging", package: "swift-log"),
+        ], swiftSettings: native),
+
+        .testTarget(name: "ShimTests", dependencies: ["CBLAS", "CZeroMQ", "CRlifProto"]),
+        // Assertion helpers shared by the tests (max abs diff, first bad index, file:line) and fixture paths.
+        .target(name: "TestSupport", path: "Tests/TestSupport"),
+    ]
+)

@@ -1,0 +1,3 @@
+// zlib, for crc32() (SIMD-accelerated) used to checksum weight chunks.
+#pragma once
+#include <zlib.h>

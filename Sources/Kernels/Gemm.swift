@@ -1,0 +1,49 @@
+import CBLAS
+
+/// Matrix products through OpenBLAS (row-major). Every transformer matmul in rlif goes through here so that
+/// thread control and the M=1 → sgemv switch live in one place.
+public enum Gemm {
+    /// C (M, N) = alpha * op(A) · op(B) + beta * C, all row-major.
+    /// `transA`: A is stored (K, M) and used transposed; `transB`: B is stored (N, K) (nn.Linear's layout).
+    /// When M == 1 this calls sgemv: OpenBLAS sgemm with a single row runs ~20x slower.
+    @inlinable
+    public static func sgemm(
+        _ c: UnsafeMutablePointer<Float>,               // (M, N)
+        _ a: UnsafePointer<Float>,                      // (M, K) or (K, M) if transA
+        _ b: UnsafePointer<Float>,                      // (K, N) or (N, K) if transB
+        m: Int, n: Int, k: Int,
+        transA: Bool = false, transB: Bool = false,
+        alpha: Float = 1, beta: Float = 0
+    ) {
+        if m == 0 || n == 0 { return }
+        if k == 0 {
+            // BLAS leaves C untouched when K = 0 only if beta == 1; make the semantics explicit.
+            if beta == 0 { c.update(repeating: 0, count: m * n) } else if beta != 1 {
+                for i in 0..<(m * n) { c[i] *= beta }
+            }
+            return
+        }
+        if m == 1 && !transA {
+            // c (1, N) = a (1, K) · op(B). With B stored (N, K) that is B · a; with B stored (K, N) it is Bᵀ · a.
+            if transB {
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), alpha, b, Int32(k), a, 1, beta, c, 1)
+            } else {
+                cblas_sgemv(CblasRowMajor, CblasTrans, Int32(k), Int32(n), alpha, b, Int32(n), a, 1, beta, c, 1)
+            }
+            return
+        }
+        cblas_sgemm(CblasRowMajor,
+                    transA ? CblasTrans : CblasNoTrans,
+                    transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha,
+                    a, Int32(transA ? m : k),
+                    b, Int32(transB ? k : n),
+                    beta, c, Int32(n))
+    }
+
+    /// Number of threads OpenBLAS uses. Set it explicitly: 2-thread BLAS halves when the other core is busy.
+    public static var threads: Int {
+        get { Int(openblas_get_num_threads()) }
+        set { openblas_set_num_threads(Int32(max(1, newValue))) }
+    }
+}

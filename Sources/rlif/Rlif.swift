@@ -1,0 +1,25 @@
+import ArgumentParser
+import Kernels
+import Transport
+import Wire
+
+/// The `rlif` command. Subcommands appear here as they are built; none is a placeholder.
+@main
+struct Rlif: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "rlif",
+        abstract: "INTUITOR: reinforcement learning from internal feedback (self-certainty GRPO) on CPU.",
+        subcommands: [Info.self]
+    )
+}
+
+/// `rlif info`: what this build links against, for bug reports and for checking a machine before a run.
+struct Info: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Print build, library and protocol versions.")
+
+    func run() throws {
+        print("rlif wire protocol: rlif.v1 (version \(protocolVersion))")
+        print("libzmq: \(zmqVersion)")
+        print("OpenBLAS threads: \(Gemm.threads)")
+    }
+}
