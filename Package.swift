@@ -32,6 +32,9 @@ let package = Package(
 
         // Numeric core.
         .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: native),
+        // Grouped sampling with per-token log-probs and self-certainty (the INTUITOR reward).
+        .target(name: "Sampling", dependencies: ["Kernels"], swiftSettings: native),
+        .target(name: "SafeTensors", swiftSettings: native),
 
         // Distributed plumbing.
         .target(name: "Wire", dependencies: ["CRlifProto", "CZlib"]),
@@ -44,7 +47,9 @@ let package = Package(
         ], swiftSettings: native),
 
         .testTarget(name: "ShimTests", dependencies: ["CBLAS", "CZeroMQ", "CRlifProto"]),
+        .testTarget(name: "SamplingTests", dependencies: ["Sampling", "TestSupport"], swiftSettings: native),
         // Assertion helpers shared by the tests (max abs diff, first bad index, file:line) and fixture paths.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"], swiftSettings: native),
     ]
 )
