@@ -1924,7 +1924,7 @@ const ProtobufCMessageDescriptor rlif__v1__ack__descriptor =
   (ProtobufCMessageInit) rlif__v1__ack__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rlif__v1__weight_notice__field_descriptors[5] =
+static const ProtobufCFieldDescriptor rlif__v1__weight_notice__field_descriptors[6] =
 {
   {
     "version",
@@ -1986,8 +1986,21 @@ static const ProtobufCFieldDescriptor rlif__v1__weight_notice__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "chunk_bytes",
+    6,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Rlif__V1__WeightNotice, chunk_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rlif__v1__weight_notice__field_indices_by_name[] = {
+  5,   /* field[5] = chunk_bytes */
   4,   /* field[4] = crc32 */
   3,   /* field[3] = dtype */
   2,   /* field[2] = n_chunks */
@@ -1997,7 +2010,7 @@ static const unsigned rlif__v1__weight_notice__field_indices_by_name[] = {
 static const ProtobufCIntRange rlif__v1__weight_notice__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor rlif__v1__weight_notice__descriptor =
 {
@@ -2007,7 +2020,7 @@ const ProtobufCMessageDescriptor rlif__v1__weight_notice__descriptor =
   "Rlif__V1__WeightNotice",
   "rlif.v1",
   sizeof(Rlif__V1__WeightNotice),
-  5,
+  6,
   rlif__v1__weight_notice__field_descriptors,
   rlif__v1__weight_notice__field_indices_by_name,
   1,  rlif__v1__weight_notice__number_ranges,
@@ -2155,7 +2168,7 @@ const ProtobufCMessageDescriptor rlif__v1__tensor_entry__descriptor =
   (ProtobufCMessageInit) rlif__v1__tensor_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rlif__v1__snapshot_chunk__field_descriptors[9] =
+static const ProtobufCFieldDescriptor rlif__v1__snapshot_chunk__field_descriptors[11] =
 {
   {
     "version",
@@ -2265,8 +2278,33 @@ static const ProtobufCFieldDescriptor rlif__v1__snapshot_chunk__field_descriptor
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "chunk_bytes",
+    10,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Rlif__V1__SnapshotChunk, chunk_bytes),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "snapshot_crc32",
+    11,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Rlif__V1__SnapshotChunk, snapshot_crc32),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rlif__v1__snapshot_chunk__field_indices_by_name[] = {
+  9,   /* field[9] = chunk_bytes */
   1,   /* field[1] = chunk_index */
   6,   /* field[6] = crc32 */
   5,   /* field[5] = data */
@@ -2274,13 +2312,14 @@ static const unsigned rlif__v1__snapshot_chunk__field_indices_by_name[] = {
   8,   /* field[8] = manifest */
   2,   /* field[2] = n_chunks */
   4,   /* field[4] = offset */
+  10,   /* field[10] = snapshot_crc32 */
   7,   /* field[7] = total_bytes */
   0,   /* field[0] = version */
 };
 static const ProtobufCIntRange rlif__v1__snapshot_chunk__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 9 }
+  { 0, 11 }
 };
 const ProtobufCMessageDescriptor rlif__v1__snapshot_chunk__descriptor =
 {
@@ -2290,7 +2329,7 @@ const ProtobufCMessageDescriptor rlif__v1__snapshot_chunk__descriptor =
   "Rlif__V1__SnapshotChunk",
   "rlif.v1",
   sizeof(Rlif__V1__SnapshotChunk),
-  9,
+  11,
   rlif__v1__snapshot_chunk__field_descriptors,
   rlif__v1__snapshot_chunk__field_indices_by_name,
   1,  rlif__v1__snapshot_chunk__number_ranges,

@@ -369,10 +369,14 @@ struct  Rlif__V1__WeightNotice
    * / CRC-32 (zlib) of the whole serialised snapshot.
    */
   uint32_t crc32;
+  /*
+   * / Nominal chunk size in bytes: chunk i covers [i * chunk_bytes, min((i + 1) * chunk_bytes, total_bytes)).
+   */
+  uint32_t chunk_bytes;
 };
 #define RLIF__V1__WEIGHT_NOTICE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rlif__v1__weight_notice__descriptor) \
-    , 0, 0, 0, RLIF__V1__DTYPE__DTYPE_UNSPECIFIED, 0 }
+    , 0, 0, 0, RLIF__V1__DTYPE__DTYPE_UNSPECIFIED, 0, 0 }
 
 
 /*
@@ -441,10 +445,18 @@ struct  Rlif__V1__SnapshotChunk
    */
   size_t n_manifest;
   Rlif__V1__TensorEntry **manifest;
+  /*
+   * / Nominal chunk size (every chunk but the last has exactly this many bytes); offset = chunk_index * chunk_bytes.
+   */
+  uint32_t chunk_bytes;
+  /*
+   * / CRC-32 (zlib) of the whole serialised snapshot (same value as WeightNotice.crc32), checked on assembly.
+   */
+  uint32_t snapshot_crc32;
 };
 #define RLIF__V1__SNAPSHOT_CHUNK__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rlif__v1__snapshot_chunk__descriptor) \
-    , 0, 0, 0, RLIF__V1__DTYPE__DTYPE_UNSPECIFIED, 0, {0,NULL}, 0, 0, 0,NULL }
+    , 0, 0, 0, RLIF__V1__DTYPE__DTYPE_UNSPECIFIED, 0, {0,NULL}, 0, 0, 0,NULL, 0, 0 }
 
 
 /*
