@@ -3,7 +3,8 @@
 /// Each completion of a group gets its own stream, derived from (task seed, completion index), so a group's
 /// samples do not depend on how it was batched with other groups or on the number of actors.
 public struct RandomSource: RandomNumberGenerator, Sendable, Hashable, Codable {
-    public private(set) var state: (UInt64, UInt64, UInt64, UInt64)
+    /// The four state words (public so checkpoints can store and restore a generator exactly).
+    public var state: (UInt64, UInt64, UInt64, UInt64)
 
     public init(seed: UInt64, stream: UInt64 = 0) {
         var sm = seed ^ (stream &* 0x9E37_79B9_7F4A_7C15)

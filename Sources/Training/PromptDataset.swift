@@ -1,0 +1,107 @@
+import Foundation
+import Sampling
+
+/// One training or evaluation prompt.
+public struct PromptRecord: Sendable, Hashable, Codable {
+    /// "<file stem>:<line>" unless the line has an "id".
+    public var id: String
+    public var text: String
+    /// Reference answer, when the data has one. Used only to report accuracy, never as a training signal
+    /// (unless the chosen reward is the verifiable-accuracy baseline).
+    public var answer: String?
+}
+
+/// Where a run is in its data: the epoch and the position within that epoch's shuffled order.
+public struct DataCursor: Sendable, Hashable, Codable {
+    public var epoch: Int = 0
+    public var index: Int = 0
+    public init(epoch: Int = 0, index: Int = 0) { self.epoch = epoch; self.index = index }
+}
+
+/// A JSONL prompt set, visited in a seeded random order per epoch; every prompt is visited exactly once per epoch.
+public struct PromptDataset: Sendable {
+    public let records: [PromptRecord]
+    public let seed: UInt64
+    public let source: String
+
+    public init(records: [PromptRecord], seed: UInt64, source: String = "<memory>") {
+        self.records = records
+        self.seed = seed
+        self.source = source
+    }
+
+    /// Reads lines of `{"prompt": ...}` or `{"question": ..., "answer": ...}` (GSM8K's format). Blank lines are
+    /// skipped; anything else that is not such an object is an error naming the file and line.
+    public init(contentsOf url: URL, seed: UInt64) throws {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw DatasetError(file: url.path, line: nil, message: "cannot read: \(error.localizedDescription)")
+        }
+        let stem = url.deletingPathExtension().lastPathComponent
+        var out: [PromptRecord] = []
+        var lineNo = 0
+        for raw in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            lineNo += 1
+            if raw.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
+            let obj: Any
+            do { obj = try JSONSerialization.jsonObject(with: Data(raw)) } catch {
+                throw DatasetError(file: url.path, line: lineNo, message: "not valid JSON")
+            }
+            guard let dict = obj as? [String: Any] else {
+                throw DatasetError(file: url.path, line: lineNo, message: "expected a JSON object")
+            }
+            guard let text = (dict["prompt"] ?? dict["question"]) as? String else {
+                throw DatasetError(file: url.path, line: lineNo, message: "needs a string field \"prompt\" or \"question\"")
+            }
+            var answer: String? = nil
+            if let a = dict["answer"] {
+                if let s = a as? String { answer = s } else if let n = a as? NSNumber { answer = n.stringValue } else {
+                    throw DatasetError(file: url.path, line: lineNo, message: "\"answer\" must be a string or number")
+                }
+            }
+            let id = (dict["id"] as? String) ?? (dict["id"] as? NSNumber)?.stringValue ?? "\(stem):\(lineNo)"
+            out.append(PromptRecord(id: id, text: text, answer: answer))
+        }
+        guard !out.isEmpty else { throw DatasetError(file: url.path, line: nil, message: "no prompts") }
+        self.init(records: out, seed: seed, source: url.path)
+    }
+
+    public var count: Int { records.count }
+
+    /// The visiting order of `epoch` (a Fisher–Yates shuffle seeded by (seed, epoch)).
+    public func order(epoch: Int) -> [Int] {
+        var idx = Array(0..<records.count)
+        var rng = RandomSource(seed: seed, stream: 0x5EED_0000 &+ UInt64(epoch))
+        if idx.count > 1 {
+            for i in stride(from: idx.count - 1, to: 0, by: -1) {
+                let j = Int(rng.next() % UInt64(i + 1))
+                idx.swapAt(i, j)
+            }
+        }
+        return idx
+    }
+
+    /// The next `count` prompts from `cursor`, wrapping into the next epoch; advances the cursor.
+    public func next(_ count: Int, cursor: inout DataCursor) -> [PromptRecord] {
+        var out: [PromptRecord] = []
+        out.reserveCapacity(count)
+        var ord = order(epoch: cursor.epoch)
+        while out.count < count {
+            if cursor.index >= ord.count {
+                cursor.epoch += 1
+                cursor.index = 0
+                ord = order(epoch: cursor.epoch)
+            }
+            out.append(records[ord[cursor.index]])
+            cursor.index += 1
+        }
+        return out
+    }
+}
+
+public struct DatasetError: Error, CustomStringConvertible, Equatable {
+    public var file: String
+    public var line: Int?
+    public var message: String
+    public var description: String { "\(file)" + (line.map { ":\($0)" } ?? "") + ": \(message)" }
+}
