@@ -34,7 +34,11 @@ let package = Package(
         .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: native),
         // Grouped sampling with per-token log-probs and self-certainty (the INTUITOR reward).
         .target(name: "Sampling", dependencies: ["Kernels"], swiftSettings: native),
+        // Training-run plumbing: config (YAML), prompt data, checkpoints, metrics, the GRPO step.
+        .target(name: "Training", dependencies: ["Sampling", .product(name: "Yams", package: "Yams")]),
         .target(name: "SafeTensors", swiftSettings: native),
+        // GRPO math on flat per-token arrays: advantages, policy loss + dL/dlogp, AdamW, schedules, rewards.
+        .target(name: "GRPO", swiftSettings: native),
 
         // Distributed plumbing.
         .target(name: "Wire", dependencies: ["CRlifProto", "CZlib"]),
@@ -48,8 +52,10 @@ let package = Package(
 
         .testTarget(name: "ShimTests", dependencies: ["CBLAS", "CZeroMQ", "CRlifProto"]),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling", "TestSupport"], swiftSettings: native),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"]),
         // Assertion helpers shared by the tests (max abs diff, first bad index, file:line) and fixture paths.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"], swiftSettings: native),
+        .testTarget(name: "GRPOTests", dependencies: ["GRPO", "TestSupport"], swiftSettings: native),
     ]
 )
