@@ -56,6 +56,7 @@ let package = Package(
         // Assertion helpers shared by the tests (max abs diff, first bad index, file:line) and fixture paths.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"], swiftSettings: native),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "TestSupport", "SafeTensors"], swiftSettings: native),
         .testTarget(name: "GRPOTests", dependencies: ["GRPO", "TestSupport"], swiftSettings: native),
     ]
 )
