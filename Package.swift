@@ -35,10 +35,16 @@ let package = Package(
         // Grouped sampling with per-token log-probs and self-certainty (the INTUITOR reward).
         .target(name: "Sampling", dependencies: ["Kernels"], swiftSettings: native),
         // Training-run plumbing: config (YAML), prompt data, checkpoints, metrics, the GRPO step.
-        .target(name: "Training", dependencies: ["Sampling", .product(name: "Yams", package: "Yams")]),
+        .target(name: "Training", dependencies: ["Sampling", "Model", "GRPO", "Kernels", .product(name: "Yams", package: "Yams")],
+                swiftSettings: native),
         .target(name: "SafeTensors", swiftSettings: native),
+        .target(name: "Model", dependencies: ["Kernels", "SafeTensors"], swiftSettings: native),
         // GRPO math on flat per-token arrays: advantages, policy loss + dL/dlogp, AdamW, schedules, rewards.
         .target(name: "GRPO", swiftSettings: native),
+        // Hugging Face tokenizer.json BPE (byte-level and SentencePiece-style), chat templates.
+        .target(name: "Tokenizer"),
+        // Answer extraction / normalisation / matching for GSM8K and MATH (eval, verifiable rewards).
+        .target(name: "Answers"),
 
         // Distributed plumbing.
         .target(name: "Wire", dependencies: ["CRlifProto", "CZlib"]),
@@ -46,6 +52,7 @@ let package = Package(
 
         .executableTarget(name: "rlif", dependencies: [
             "Kernels", "Wire", "Transport",
+            "Tokenizer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: native),
@@ -55,6 +62,8 @@ let package = Package(
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"]),
         // Assertion helpers shared by the tests (max abs diff, first bad index, file:line) and fixture paths.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "TestSupport"]),
+        .testTarget(name: "AnswersTests", dependencies: ["Answers", "TestSupport"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"], swiftSettings: native),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "TestSupport", "SafeTensors"], swiftSettings: native),
         .testTarget(name: "GRPOTests", dependencies: ["GRPO", "TestSupport"], swiftSettings: native),

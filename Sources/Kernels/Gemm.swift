@@ -47,3 +47,42 @@ public enum Gemm {
         set { openblas_set_num_threads(Int32(max(1, newValue))) }
     }
 }
+
+extension Gemm {
+    /// Strided variant: C (M, N) with row stride `ldc` = alpha · op(A) · op(B) + beta · C, where A and B rows
+    /// are `lda`/`ldb` floats apart (e.g. one head's slice of a (T, H, D) buffer has stride H·D).
+    /// Same storage conventions as `sgemm(_:_:_:m:n:k:transA:transB:alpha:beta:)`.
+    @inlinable
+    public static func sgemm(
+        _ c: UnsafeMutablePointer<Float>, ldc: Int,     // (M, N), row stride ldc
+        _ a: UnsafePointer<Float>, lda: Int,            // (M, K) or (K, M) if transA, row stride lda
+        _ b: UnsafePointer<Float>, ldb: Int,            // (K, N) or (N, K) if transB, row stride ldb
+        m: Int, n: Int, k: Int,
+        transA: Bool = false, transB: Bool = false,
+        alpha: Float = 1, beta: Float = 0
+    ) {
+        if m == 0 || n == 0 { return }
+        if k == 0 {
+            for i in 0..<m {
+                let row = c + i * ldc
+                if beta == 0 { row.update(repeating: 0, count: n) } else if beta != 1 {
+                    for j in 0..<n { row[j] *= beta }
+                }
+            }
+            return
+        }
+        if m == 1 && !transA {
+            if transB {
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), alpha, b, Int32(ldb), a, 1, beta, c, 1)
+            } else {
+                cblas_sgemv(CblasRowMajor, CblasTrans, Int32(k), Int32(n), alpha, b, Int32(ldb), a, 1, beta, c, 1)
+            }
+            return
+        }
+        cblas_sgemm(CblasRowMajor,
+                    transA ? CblasTrans : CblasNoTrans,
+                    transB ? CblasTrans : CblasNoTrans,
+                    Int32(m), Int32(n), Int32(k), alpha,
+                    a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    }
+}

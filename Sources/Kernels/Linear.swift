@@ -1,0 +1,40 @@
+/// nn.Linear: y = x·Wᵀ + b with the weight stored (OC, C), through BLAS.
+
+/// out (N, OC) = inp (N, C) · weightᵀ + bias.
+public func linearForward(
+    _ out: UnsafeMutablePointer<Float>,      // (N, OC)
+    _ inp: UnsafePointer<Float>,             // (N, C)
+    _ weight: UnsafePointer<Float>,          // (OC, C)
+    _ bias: UnsafePointer<Float>?,           // (OC) or nil
+    n: Int, c: Int, oc: Int
+) {
+    if n == 0 || oc == 0 { return }
+    Gemm.sgemm(out, inp, weight, m: n, n: oc, k: c, transB: true)
+    if let bias {
+        for i in 0..<n { axpy(out + i * oc, 1, bias, oc) }
+    }
+}
+
+/// Accumulates dInp += dOut·W, dWeight += dOutᵀ·inp, dBias += Σ_rows dOut. Any of the three may be nil (skipped).
+public func linearBackward(
+    _ dInp: UnsafeMutablePointer<Float>?,    // (N, C) or nil
+    _ dWeight: UnsafeMutablePointer<Float>?, // (OC, C) or nil
+    _ dBias: UnsafeMutablePointer<Float>?,   // (OC) or nil
+    _ dOut: UnsafePointer<Float>,            // (N, OC)
+    _ inp: UnsafePointer<Float>,             // (N, C)
+    _ weight: UnsafePointer<Float>,          // (OC, C)
+    n: Int, c: Int, oc: Int
+) {
+    if n == 0 { return }
+    if let dInp {
+        // (N, C) += (N, OC) · (OC, C)
+        Gemm.sgemm(dInp, dOut, weight, m: n, n: c, k: oc, beta: 1)
+    }
+    if let dWeight {
+        // (OC, C) += dOutᵀ · inp, dOut stored (N, OC) = (K, M).
+        Gemm.sgemm(dWeight, dOut, inp, m: oc, n: c, k: n, transA: true, beta: 1)
+    }
+    if let dBias {
+        for i in 0..<n { axpy(dBias, 1, dOut + i * oc, oc) }
+    }
+}
