@@ -362,7 +362,8 @@ public enum WireCodec {
                                         offsetElements: t.offset_elements))
         }
         guard c.data.len == 0 || c.data.data != nil else { throw .missingField("snapshot_chunk.data") }
-        let data = ArraySlice(UnsafeBufferPointer(start: c.data.data, count: c.data.len))
+        // Array(UnsafeBufferPointer) is one memcpy; ArraySlice(...) of a buffer would copy element by element.
+        let data = Array(UnsafeBufferPointer(start: c.data.data, count: c.data.len))[...]
         return SnapshotChunk(version: c.version, chunkIndex: c.chunk_index, nChunks: c.n_chunks,
                              dtype: try enumValue(c.dtype.rawValue, "snapshot_chunk.dtype"), offset: c.offset,
                              data: data, crc32: c.crc32, totalBytes: c.total_bytes, manifest: manifest,
