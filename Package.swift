@@ -65,6 +65,7 @@ let package = Package(
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "TestSupport"]),
         .testTarget(name: "AnswersTests", dependencies: ["Answers", "TestSupport"]),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"], swiftSettings: native),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "Kernels", "SafeTensors", "TestSupport"], swiftSettings: native),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "TestSupport", "SafeTensors"], swiftSettings: native),
         .testTarget(name: "GRPOTests", dependencies: ["GRPO", "TestSupport"], swiftSettings: native),
         .testTarget(name: "WireTests", dependencies: ["Wire", "TestSupport"]),

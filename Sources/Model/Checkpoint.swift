@@ -1,0 +1,76 @@
+import Foundation
+import SafeTensors
+
+/// Loading and saving Hugging Face checkpoint directories (`config.json` + `model.safetensors` or a sharded
+/// `model.safetensors.index.json`).
+///
+/// Loading is strict: every tensor the layout expects must be present with exactly the expected shape, and any
+/// other tensor is an error — except buffers named `*.rotary_emb.inv_freq` (recomputed here, ignored) and, with
+/// tied embeddings, an `lm_head.weight` that is bit-for-bit equal to `model.embed_tokens.weight` (some
+/// exporters write both; a different one is an error since it would silently be dropped). F32, BF16 and F16
+/// tensors are accepted (converted to Float).
+extension Transformer {
+    public static func load(directory: URL) throws -> Transformer {
+        let config = try ModelConfig.load(from: directory.appendingPathComponent("config.json"))
+        let model = try Transformer(config: config)
+        try model.loadWeights(directory: directory)
+        return model
+    }
+
+    /// Reads the weights of an HF directory into `parameters` (config must match this model's).
+    public func loadWeights(directory: URL) throws {
+        let ckpt = try SafeTensorsCheckpoint(directory: directory)
+        func fileName(_ t: String) -> String {
+            directory.appendingPathComponent(ckpt.weightMap[t] ?? SafeTensorsCheckpoint.singleFileName).path
+        }
+        let expected = Set(layout.names)
+        for t in ckpt.tensorNames where !expected.contains(t) {
+            if t.hasSuffix("rotary_emb.inv_freq") { continue }
+            if t == "lm_head.weight" && layout.tied {
+                let e = layout.entry("model.embed_tokens.weight")!
+                guard let s = ckpt.shape(of: t), s == e.shape,
+                      try ckpt.floats(t) == ckpt.floats("model.embed_tokens.weight") else {
+                    throw ModelError.checkpoint(file: fileName(t), tensor: t,
+                                                detail: "present but tie_word_embeddings is true and it differs from model.embed_tokens.weight")
+                }
+                continue
+            }
+            throw ModelError.checkpoint(file: fileName(t), tensor: t,
+                                        detail: "unexpected tensor (shape \(ckpt.shape(of: t) ?? [])) for a \(config.architecture.hfClassName) with this config")
+        }
+        for e in layout.entries {
+            guard let s = ckpt.shape(of: e.name) else {
+                throw ModelError.checkpoint(file: directory.path, tensor: e.name, detail: "missing (expected shape \(e.shape))")
+            }
+            guard s == e.shape else {
+                throw ModelError.checkpoint(file: fileName(e.name), tensor: e.name, detail: "shape \(s), expected \(e.shape)")
+            }
+            guard let dt = ckpt.dtype(of: e.name), [.f32, .bf16, .f16].contains(dt) else {
+                throw ModelError.checkpoint(file: fileName(e.name), tensor: e.name,
+                                            detail: "dtype \(ckpt.dtype(of: e.name)?.rawValue ?? "?") not supported (F32, BF16, F16)")
+            }
+            try ckpt.readFloats(e.name, into: parameters.pointer + e.offset, count: e.count)
+        }
+    }
+
+    /// Writes `config.json` and `model.safetensors` (F32 or BF16) into `directory` (created if needed), each
+    /// atomically; a stale `model.safetensors.index.json` there is removed so loaders see the new file. With
+    /// tied embeddings `lm_head.weight` is omitted, as transformers does.
+    public func save(to directory: URL, dtype: SafeTensorsDType = .f32) throws {
+        guard dtype == .f32 || dtype == .bf16 else {
+            throw ModelError.invalidInput("save: dtype \(dtype.rawValue) not supported (F32, BF16)")
+        }
+        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+        var w = SafeTensorsWriter()
+        for e in layout.entries {
+            try w.add(name: e.name, shape: e.shape,
+                      floats: UnsafeBufferPointer(start: parameters.pointer + e.offset, count: e.count), as: dtype)
+        }
+        var cfg = config
+        cfg.dtype = dtype == .f32 ? "float32" : "bfloat16"
+        try w.write(to: directory.appendingPathComponent(SafeTensorsCheckpoint.singleFileName), metadata: ["format": "pt"])
+        try SafeTensorsWriter.atomicWrite(cfg.jsonData(), to: directory.appendingPathComponent("config.json"))
+        let index = directory.appendingPathComponent(SafeTensorsCheckpoint.indexFileName)
+        if FileManager.default.fileExists(atPath: index.path) { try FileManager.default.removeItem(at: index) }
+    }
+}

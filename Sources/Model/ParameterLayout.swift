@@ -1,0 +1,88 @@
+/// Where every parameter lives in the one flat Float buffer, keyed by Hugging Face tensor names.
+///
+/// Order (= checkpoint order): `model.embed_tokens.weight`, then per layer i
+/// `model.layers.{i}.input_layernorm.weight`, `self_attn.{q,k,v}_proj.weight` (+ `.bias` when the config has
+/// q/k/v biases), `self_attn.o_proj.weight` (+ `.bias` for Llama `attention_bias`),
+/// `post_attention_layernorm.weight`, `mlp.{gate,up,down}_proj.weight`; then `model.norm.weight` and
+/// `lm_head.weight` unless embeddings are tied. Every tensor starts on a 64-byte boundary (16 floats), so with a
+/// 64-byte aligned base (`FloatBuffer`) every tensor pointer is aligned. The same layout indexes gradients and
+/// optimizer state.
+public struct ParameterLayout: Sendable, Equatable {
+    public struct Entry: Sendable, Equatable {
+        public let name: String
+        /// Offset in floats from the buffer start.
+        public let offset: Int
+        /// PyTorch shape, e.g. [out, in] for a Linear weight.
+        public let shape: [Int]
+        public var count: Int { shape.reduce(1, *) }
+    }
+
+    /// Offsets of one decoder layer's tensors (-1 for absent biases).
+    public struct LayerOffsets: Sendable, Equatable {
+        public var inputNorm = 0, wq = 0, bq = -1, wk = 0, bk = -1, wv = 0, bv = -1, wo = 0, bo = -1
+        public var postNorm = 0, wGate = 0, wUp = 0, wDown = 0
+    }
+
+    public let entries: [Entry]
+    /// Total floats including alignment padding.
+    public let totalCount: Int
+    /// Floats that are parameters (padding excluded).
+    public let parameterCount: Int
+    public let embedding: Int
+    public let layers: [LayerOffsets]
+    public let finalNorm: Int
+    /// Offset of the lm_head weight: the embedding when tied.
+    public let lmHead: Int
+    public let tied: Bool
+    private let index: [String: Int]
+
+    public static let alignmentFloats = 16
+
+    public init(config: ModelConfig) {
+        var entries: [Entry] = []
+        var offset = 0
+        func add(_ name: String, _ shape: [Int]) -> Int {
+            let o = offset
+            entries.append(Entry(name: name, offset: o, shape: shape))
+            let n = shape.reduce(1, *)
+            offset += (n + Self.alignmentFloats - 1) / Self.alignmentFloats * Self.alignmentFloats
+            return o
+        }
+        let c = config.hiddenSize, f = config.intermediateSize, qd = config.qDim, kvd = config.kvDim
+        embedding = add("model.embed_tokens.weight", [config.vocabSize, c])
+        var layers: [LayerOffsets] = []
+        for i in 0..<config.numHiddenLayers {
+            let p = "model.layers.\(i)."
+            var l = LayerOffsets()
+            l.inputNorm = add(p + "input_layernorm.weight", [c])
+            l.wq = add(p + "self_attn.q_proj.weight", [qd, c])
+            if config.hasQKVBias { l.bq = add(p + "self_attn.q_proj.bias", [qd]) }
+            l.wk = add(p + "self_attn.k_proj.weight", [kvd, c])
+            if config.hasQKVBias { l.bk = add(p + "self_attn.k_proj.bias", [kvd]) }
+            l.wv = add(p + "self_attn.v_proj.weight", [kvd, c])
+            if config.hasQKVBias { l.bv = add(p + "self_attn.v_proj.bias", [kvd]) }
+            l.wo = add(p + "self_attn.o_proj.weight", [c, qd])
+            if config.hasOBias { l.bo = add(p + "self_attn.o_proj.bias", [c]) }
+            l.postNorm = add(p + "post_attention_layernorm.weight", [c])
+            l.wGate = add(p + "mlp.gate_proj.weight", [f, c])
+            l.wUp = add(p + "mlp.up_proj.weight", [f, c])
+            l.wDown = add(p + "mlp.down_proj.weight", [c, f])
+            layers.append(l)
+        }
+        self.layers = layers
+        finalNorm = add("model.norm.weight", [c])
+        tied = config.tieWordEmbeddings
+        lmHead = tied ? embedding : add("lm_head.weight", [config.vocabSize, c])
+        self.entries = entries
+        totalCount = offset
+        parameterCount = entries.reduce(0) { $0 + $1.count }
+        index = Dictionary(uniqueKeysWithValues: entries.enumerated().map { ($1.name, $0) })
+    }
+
+    /// The entry for an HF tensor name, or nil.
+    public func entry(_ name: String) -> Entry? { index[name].map { entries[$0] } }
+
+    public var names: [String] { entries.map(\.name) }
+
+    public static func == (a: ParameterLayout, b: ParameterLayout) -> Bool { a.entries == b.entries }
+}

@@ -1,0 +1,261 @@
+import CBLAS
+import Foundation
+import Kernels
+
+/// Buffers of the batched decode step, sized for `maxBatch` rows (one token per sequence) so that decoding
+/// allocates nothing per token. B = batch rows.
+final class DecodeState {
+    let cache: KVCache
+    let maxBatch: Int
+    let arena: FloatBuffer
+    let x, ln, rstd, q, k, v, att, res, gate, up, h, logits: UnsafeMutablePointer<Float>
+    // x/res (B, C), ln (B, C), rstd (B), q/att (B, QD), k/v (B, KVD), gate/up/h (B, F), logits (B, V)
+    let scores: UnsafeMutablePointer<Float>          // (workers, group, capacity) attention scratch
+    let tokens: UnsafeMutablePointer<Int32>          // (B)
+    let positions: UnsafeMutablePointer<Int32>       // (B)
+    let workers = 2
+
+    init(config cfg: ModelConfig, slots: Int, capacity: Int) {
+        cache = KVCache(layers: cfg.numHiddenLayers, slots: slots, capacity: capacity, kvDim: cfg.kvDim)
+        maxBatch = slots
+        let b = slots, c = cfg.hiddenSize, qd = cfg.qDim, kvd = cfg.kvDim, f = cfg.intermediateSize
+        let group = cfg.numAttentionHeads / cfg.numKeyValueHeads
+        func pad(_ n: Int) -> Int { (n + 15) / 16 * 16 }
+        let sizes = [b * c, b * c, b, b * qd, b * kvd, b * kvd, b * qd, b * c, b * f, b * f, b * f, b * cfg.vocabSize,
+                     workers * group * capacity]
+        arena = FloatBuffer(count: sizes.map(pad).reduce(0, +))
+        var cur = arena.pointer
+        var ptrs: [UnsafeMutablePointer<Float>] = []
+        for s in sizes { ptrs.append(cur); cur += pad(s) }
+        (x, ln, rstd, q, k, v, att, res) = (ptrs[0], ptrs[1], ptrs[2], ptrs[3], ptrs[4], ptrs[5], ptrs[6], ptrs[7])
+        (gate, up, h, logits, scores) = (ptrs[8], ptrs[9], ptrs[10], ptrs[11], ptrs[12])
+        tokens = .allocate(capacity: b)
+        positions = .allocate(capacity: b)
+    }
+
+    deinit { tokens.deallocate(); positions.deallocate() }
+}
+
+/// Raw pointers for the attention workers; safe because `Parallel.run` joins before returning and each worker
+/// writes only its own sequences' output rows and its own score scratch.
+private struct DecodePointers: @unchecked Sendable {
+    let q, att, scores: UnsafeMutablePointer<Float>
+}
+
+extension Transformer {
+    /// Width of a logits row.
+    public var vocabularySize: Int { config.vocabSize }
+
+    /// Most tokens (prompt + completion) one KV-cache slot holds (0 before `reserveDecoding`).
+    public var maxSequenceLength: Int { decodeState?.cache.capacity ?? 0 }
+
+    /// The KV cache (nil before `reserveDecoding`).
+    public var kvCache: KVCache? { decodeState?.cache }
+
+    /// Allocates the KV cache and decode buffers: `slots` concurrent sequences of up to `maxSequenceLength`
+    /// tokens (capped at max_position_embeddings). Drops any previous cache.
+    public func reserveDecoding(slots: Int, maxSequenceLength: Int) {
+        let cap = min(maxSequenceLength, config.maxPositionEmbeddings)
+        decodeState = DecodeState(config: config, slots: max(1, slots), capacity: max(1, cap))
+    }
+
+    private func requireDecodeState() throws -> DecodeState {
+        guard let s = decodeState else {
+            throw ModelError.invalidInput("decoding needs reserveDecoding(slots:maxSequenceLength:) first")
+        }
+        return s
+    }
+
+    /// Runs one prompt into a fresh slot; writes the last position's logits (V). Returns the slot.
+    public func prefill(_ tokens: [Int32], lastLogits: UnsafeMutablePointer<Float>) throws -> Int {
+        try prefill(prompts: [tokens], lastLogits: lastLogits)[0]
+    }
+
+    /// Runs several prompts (packed, one forward) into fresh slots; writes each prompt's last-position logits
+    /// (P, V). Returns the slots, in prompt order.
+    public func prefill(prompts: [[Int32]], lastLogits: UnsafeMutablePointer<Float>) throws -> [Int] {
+        let st = try requireDecodeState()
+        for (i, p) in prompts.enumerated() {
+            guard !p.isEmpty, p.count <= st.cache.capacity else {
+                throw ModelError.invalidInput("prefill: prompt \(i) has \(p.count) tokens; need 1…\(st.cache.capacity)")
+            }
+        }
+        let batch = PackedBatch(sequences: prompts)
+        try batch.validate(vocabSize: config.vocabSize, maxPositions: config.maxPositionEmbeddings)
+        guard st.cache.freeSlotCount >= prompts.count else {
+            throw ModelError.invalidInput("prefill: \(prompts.count) prompts but only \(st.cache.freeSlotCount) free KV-cache slots")
+        }
+        var slots: [Int] = []
+        for _ in prompts { slots.append(try st.cache.allocate()) }
+        let a = ensureArena(tokens: batch.tokenCount, rows: prompts.count, training: false)
+        invalidateForBackward()
+        runLayers(batch, a, cacheSlots: slots)
+        let c = config.hiddenSize
+        for b in 0..<prompts.count {
+            (a.compact + b * c).update(from: a.lnf + (batch.seqStarts[b + 1] - 1) * c, count: c)
+            st.cache.setLength(slots[b], prompts[b].count)
+        }
+        linearForward(lastLogits, a.compact, parameters.pointer + layout.lmHead, nil,
+                      n: prompts.count, c: c, oc: config.vocabSize)
+        return slots
+    }
+
+    /// `count` new slots continuing from `slot` (copy of its cache rows); `slot` stays valid.
+    public func fork(_ slot: Int, count: Int) throws -> [Int] {
+        let st = try requireDecodeState()
+        try st.cache.checkLive(slot)
+        guard st.cache.freeSlotCount >= count else {
+            throw ModelError.invalidInput("fork: \(count) slots requested but only \(st.cache.freeSlotCount) free")
+        }
+        var out: [Int] = []
+        for _ in 0..<count {
+            let s = try st.cache.allocate()
+            st.cache.copy(from: slot, to: s)
+            out.append(s)
+        }
+        return out
+    }
+
+    /// Frees slots (unknown or already free slots are ignored).
+    public func release(_ slots: [Int]) {
+        guard let st = decodeState else { return }
+        for s in slots { st.cache.release(s) }
+    }
+
+    /// Tokens held by a slot.
+    public func sequenceLength(of slot: Int) -> Int { decodeState?.cache.lengths[slot] ?? 0 }
+
+    /// Appends `tokens[b]` to `slots[b]` for every b (distinct slots) and writes next-token logits (B, V).
+    /// Linear layers run as M = B GEMMs; attention runs per sequence against its cache (GQA: a kv head's query
+    /// group is one small GEMM).
+    public func decode(tokens: [Int32], slots: [Int], logits out: UnsafeMutablePointer<Float>) throws {
+        let st = try requireDecodeState()
+        let bsz = tokens.count
+        guard bsz == slots.count, bsz <= st.maxBatch else {
+            throw ModelError.invalidInput("decode: \(bsz) tokens for \(slots.count) slots (max batch \(st.maxBatch))")
+        }
+        if bsz == 0 { return }
+        let cache = st.cache
+        for (b, s) in slots.enumerated() {
+            try cache.checkLive(s)
+            guard cache.lengths[s] < cache.capacity else {
+                throw ModelError.invalidInput("decode: slot \(s) is full (\(cache.capacity) tokens)")
+            }
+            guard tokens[b] >= 0, Int(tokens[b]) < config.vocabSize else {
+                throw ModelError.invalidInput("decode: token \(tokens[b]) at \(b) not in 0..<\(config.vocabSize)")
+            }
+            if slots[..<b].contains(s) { throw ModelError.invalidInput("decode: slot \(s) appears twice") }
+            st.tokens[b] = tokens[b]
+            st.positions[b] = Int32(cache.lengths[s])
+        }
+        invalidateForBackward()
+        let cfg = config
+        let c = cfg.hiddenSize, qd = cfg.qDim, kvd = cfg.kvDim, f = cfg.intermediateSize, hd = cfg.headDim
+        let nh = cfg.numAttentionHeads, nkv = cfg.numKeyValueHeads, group = nh / nkv, eps = Float(cfg.rmsNormEps)
+        let scale = Float(1 / Double(hd).squareRoot())
+        let w = parameters.pointer
+        func opt(_ o: Int) -> UnsafePointer<Float>? { o < 0 ? nil : UnsafePointer(w + o) }
+        embeddingForward(st.x, st.tokens, w + layout.embedding, n: bsz, c: c)
+        // Attention work per step, for the parallel split.
+        var attWork = 0
+        for s in slots { attWork += 4 * (cache.lengths[s] + 1) * qd }
+        let workers = Parallel.workers(work: attWork, items: bsz)
+        for (li, lo) in layout.layers.enumerated() {
+            rmsnormForward(st.ln, st.rstd, st.x, w + lo.inputNorm, n: bsz, c: c, eps: eps)
+            linearForward(st.q, st.ln, w + lo.wq, opt(lo.bq), n: bsz, c: c, oc: qd)
+            linearForward(st.k, st.ln, w + lo.wk, opt(lo.bk), n: bsz, c: c, oc: kvd)
+            linearForward(st.v, st.ln, w + lo.wv, opt(lo.bv), n: bsz, c: c, oc: kvd)
+            ropeForward(st.q, st.positions, rope, n: bsz, nHeads: nh)
+            ropeForward(st.k, st.positions, rope, n: bsz, nHeads: nkv)
+            for (b, s) in slots.enumerated() {
+                let p = Int(st.positions[b])
+                cache.kRow(li, s, p).update(from: st.k + b * kvd, count: kvd)
+                cache.vRow(li, s, p).update(from: st.v + b * kvd, count: kvd)
+            }
+            let ptrs = DecodePointers(q: st.q, att: st.att, scores: st.scores)
+            let cap = cache.capacity
+            let body: (Int) -> Void = { wi in
+                let sc = ptrs.scores + wi * group * cap
+                var b = wi
+                while b < bsz {
+                    let s = slots[b], len = Int(st.positions[b]) + 1
+                    for g in 0..<nkv {
+                        let qg = ptrs.q + b * qd + g * group * hd
+                        let kBase = cache.kRow(li, s, 0) + g * hd, vBase = cache.vRow(li, s, 0) + g * hd
+                        // S (group, len) = scale · Q_g (group, hd) · K (len, hd)ᵀ
+                        Gemm.sgemm(sc, ldc: len, qg, lda: hd, kBase, ldb: kvd, m: group, n: len, k: hd,
+                                   transB: true, alpha: scale)
+                        for r in 0..<group { softmaxRow(sc + r * len, len) }
+                        // O_g (group, hd) = P (group, len) · V (len, hd)
+                        Gemm.sgemm(ptrs.att + b * qd + g * group * hd, ldc: hd, sc, lda: len, vBase, ldb: kvd,
+                                   m: group, n: hd, k: len)
+                    }
+                    b += workers
+                }
+            }
+            if workers > 1 {
+                let t = Gemm.threads
+                Gemm.threads = 1
+                Parallel.run(workers: workers, body)
+                Gemm.threads = t
+            } else {
+                body(0)
+            }
+            linearForward(st.res, st.att, w + lo.wo, opt(lo.bo), n: bsz, c: qd, oc: c)
+            addForward(st.res, st.res, st.x, count: bsz * c)
+            rmsnormForward(st.ln, st.rstd, st.res, w + lo.postNorm, n: bsz, c: c, eps: eps)
+            linearForward(st.gate, st.ln, w + lo.wGate, nil, n: bsz, c: c, oc: f)
+            linearForward(st.up, st.ln, w + lo.wUp, nil, n: bsz, c: c, oc: f)
+            swigluForward(st.h, st.gate, st.up, count: bsz * f)
+            linearForward(st.x, st.h, w + lo.wDown, nil, n: bsz, c: f, oc: c)
+            addForward(st.x, st.x, st.res, count: bsz * c)
+        }
+        rmsnormForward(st.ln, st.rstd, st.x, w + layout.finalNorm, n: bsz, c: c, eps: eps)
+        linearForward(out, st.ln, w + layout.lmHead, nil, n: bsz, c: c, oc: cfg.vocabSize)
+        for (b, s) in slots.enumerated() { cache.setLength(s, Int(st.positions[b]) + 1) }
+    }
+
+    /// Greedy decoding of one prompt (argmax, first index on ties) for `maxNewTokens` tokens or until a token in
+    /// `stop`. Uses slot machinery; reserves a one-slot cache when none is reserved.
+    public func greedy(prompt: [Int32], maxNewTokens: Int, stop: Set<Int32> = []) throws -> [Int32] {
+        if decodeState == nil || decodeState!.cache.freeSlotCount == 0 {
+            reserveDecoding(slots: 1, maxSequenceLength: prompt.count + maxNewTokens)
+        }
+        var logits = [Float](repeating: 0, count: config.vocabSize)
+        var out: [Int32] = []
+        let slot = try logits.withUnsafeMutableBufferPointer { try prefill(prompt, lastLogits: $0.baseAddress!) }
+        defer { release([slot]) }
+        for step in 0..<maxNewTokens {
+            var best = 0
+            for j in 1..<logits.count where logits[j] > logits[best] { best = j }
+            let t = Int32(best)
+            out.append(t)
+            if stop.contains(t) || step == maxNewTokens - 1 { break }
+            try logits.withUnsafeMutableBufferPointer { try decode(tokens: [t], slots: [slot], logits: $0.baseAddress!) }
+        }
+        return out
+    }
+
+    func invalidateForBackward() { lastForwardInvalidated() }
+}
+
+/// row[0..<n] ← softmax(row) in place (max-subtracted).
+@inline(__always)
+private func softmaxRow(_ row: UnsafeMutablePointer<Float>, _ n: Int) {
+    var m = -Float.infinity
+    for j in 0..<n where row[j] > m { m = row[j] }
+    var s: Float = 0
+    var j = 0
+    let mv = SIMD8<Float>(repeating: m)
+    var acc = SIMD8<Float>()
+    while j + 8 <= n {
+        let e = VectorMath.exp(UnsafeRawPointer(row + j).loadUnaligned(as: SIMD8<Float>.self) - mv)
+        UnsafeMutableRawPointer(row + j).storeBytes(of: e, as: SIMD8<Float>.self)
+        acc += e
+        j += 8
+    }
+    s = acc.sum()
+    while j < n { let e = Foundation.exp(row[j] - m); row[j] = e; s += e; j += 1 }
+    let inv = 1 / s
+    for j in 0..<n { row[j] *= inv }
+}

@@ -1,0 +1,248 @@
+import Foundation
+import Kernels
+
+/// A Llama / Qwen2 decoder-only causal LM on CPU, composed from `Kernels` ops over one flat parameter buffer.
+///
+/// Training path: `forward(batch)` over a `PackedBatch` (variable-length sequences, no padding) returns logits
+/// (R, V) and keeps every activation the backward needs in a reusable arena; `backward(dLogits:)` accumulates
+/// parameter gradients into `gradients` (same `ParameterLayout` as `parameters`). Inference path (KV cache,
+/// prefill / fork / batched decode) is in `Transformer+Decode.swift`.
+///
+/// Not thread-safe: one forward/backward/decode at a time (the kernels use both cores inside each op).
+public final class Transformer {
+    public let config: ModelConfig
+    public let layout: ParameterLayout
+    /// All parameters, `layout` gives each tensor's offset. Writable (e.g. optimizer steps, weight broadcasts);
+    /// a KV cache filled before a weight change is stale afterwards.
+    public let parameters: FloatBuffer
+    /// Gradient accumulators (same layout), allocated on first use.
+    public var gradients: FloatBuffer {
+        if let g = grads { return g }
+        let g = FloatBuffer(count: layout.totalCount)
+        grads = g
+        return g
+    }
+    private var grads: FloatBuffer?
+    public let rope: RopeTable
+
+    var acts: Activations?
+    /// What the last forward ran on (backward needs it).
+    private var lastBatch: PackedBatch?
+    private var lastRows: [Int]?
+    private var lastForBackward = false
+    var decodeState: DecodeState?
+
+    /// A model with all parameters zero (fill them with `load`, `initializeRandom`, or by writing `parameters`).
+    public init(config: ModelConfig) throws {
+        try config.validate()
+        self.config = config
+        layout = ParameterLayout(config: config)
+        parameters = FloatBuffer(count: layout.totalCount)
+        rope = RopeTable(headDim: config.headDim, maxPositions: config.maxPositionEmbeddings, theta: config.ropeTheta)
+    }
+
+    /// Number of real parameters (alignment padding excluded; tied lm_head counted once).
+    public var parameterCount: Int { layout.parameterCount }
+
+    /// The slice of `parameters` holding an HF-named tensor.
+    public func parameter(_ name: String) -> UnsafeMutableBufferPointer<Float>? {
+        layout.entry(name).map { UnsafeMutableBufferPointer(start: parameters.pointer + $0.offset, count: $0.count) }
+    }
+
+    /// The slice of `gradients` for an HF-named tensor.
+    public func gradient(_ name: String) -> UnsafeMutableBufferPointer<Float>? {
+        layout.entry(name).map { UnsafeMutableBufferPointer(start: gradients.pointer + $0.offset, count: $0.count) }
+    }
+
+    public func zeroGradients() { gradients.zero() }
+
+    /// Deterministic random init like HF `_init_weights`: normal(0, std) for matrices and embeddings, ones for
+    /// RMSNorm weights, zeros for biases (or small normals when `biasStd` > 0, useful for tests).
+    public func initializeRandom(seed: UInt64, std: Float = 0.02, biasStd: Float = 0) {
+        var rng = SplitMix64(seed: seed)
+        for e in layout.entries {
+            let p = parameters.pointer + e.offset
+            if e.name.hasSuffix("norm.weight") {
+                p.update(repeating: 1, count: e.count)
+            } else if e.name.hasSuffix(".bias") {
+                for i in 0..<e.count { p[i] = biasStd * rng.nextGaussian() }
+            } else {
+                for i in 0..<e.count { p[i] = std * rng.nextGaussian() }
+            }
+        }
+    }
+
+    /// Makes sure the arena holds `tokens` rows and `rows` logit rows (grows, never shrinks).
+    func ensureArena(tokens: Int, rows: Int, training: Bool) -> Activations {
+        if let a = acts, a.tokenCapacity >= tokens, a.rowCapacity >= rows, a.training || !training { return a }
+        let old = acts
+        acts = nil
+        let a = Activations(config: config, tokens: max(tokens, old?.tokenCapacity ?? 0),
+                            rows: max(rows, old?.rowCapacity ?? 0), training: training || (old?.training ?? false))
+        acts = a
+        return a
+    }
+
+    /// Runs the model on a packed batch. Returns the logits (R, V) for `logitRows` (row indices into the batch,
+    /// ascending or not), or for every row when nil. The returned buffer lives in the arena: valid until the next
+    /// forward / decode call. `forBackward: false` skips allocating backward scratch (inference use).
+    @discardableResult
+    public func forward(_ batch: PackedBatch, logitRows: [Int]? = nil, forBackward: Bool = true) throws
+        -> UnsafeMutableBufferPointer<Float> {
+        try batch.validate(vocabSize: config.vocabSize, maxPositions: config.maxPositionEmbeddings)
+        let n = batch.tokenCount
+        if let rows = logitRows, let bad = rows.first(where: { $0 < 0 || $0 >= n }) {
+            throw ModelError.invalidInput("logitRows contains \(bad), not in 0..<\(n)")
+        }
+        let r = logitRows?.count ?? n
+        let a = ensureArena(tokens: max(1, n), rows: max(1, r), training: forBackward)
+        lastBatch = batch
+        lastRows = logitRows
+        lastForBackward = forBackward
+        runLayers(batch, a, cacheSlots: nil)
+        let v = config.vocabSize, c = config.hiddenSize
+        let w = parameters.pointer
+        if let rows = logitRows {
+            for (j, i) in rows.enumerated() { (a.compact + j * c).update(from: a.lnf + i * c, count: c) }
+            linearForward(a.logits, a.compact, w + layout.lmHead, nil, n: r, c: c, oc: v)
+        } else {
+            linearForward(a.logits, a.lnf, w + layout.lmHead, nil, n: n, c: c, oc: v)
+        }
+        return UnsafeMutableBufferPointer(start: a.logits, count: r * v)
+    }
+
+    /// Embedding, all decoder layers and the final norm for `batch` into arena `a` (a.lnf holds the result).
+    /// When `cacheSlots` is given (one slot per sequence), each layer's post-RoPE K and V rows are also copied
+    /// into the KV cache at the sequence's positions.
+    func runLayers(_ batch: PackedBatch, _ a: Activations, cacheSlots: [Int]?) {
+        let cfg = config
+        let n = batch.tokenCount, c = cfg.hiddenSize, qd = cfg.qDim, kvd = cfg.kvDim, f = cfg.intermediateSize
+        let nh = cfg.numAttentionHeads, nkv = cfg.numKeyValueHeads, eps = Float(cfg.rmsNormEps)
+        let w = parameters.pointer
+        func opt(_ o: Int) -> UnsafePointer<Float>? { o < 0 ? nil : UnsafePointer(w + o) }
+        batch.tokens.withUnsafeBufferPointer { tok in
+            batch.positions.withUnsafeBufferPointer { pos in
+                embeddingForward(a.layers[0].xIn, tok.baseAddress!, w + layout.embedding, n: n, c: c)
+                for (li, lo) in layout.layers.enumerated() {
+                    let L = a.layers[li]
+                    rmsnormForward(L.ln1, L.rstd1, L.xIn, w + lo.inputNorm, n: n, c: c, eps: eps)
+                    linearForward(L.q, L.ln1, w + lo.wq, opt(lo.bq), n: n, c: c, oc: qd)
+                    linearForward(L.k, L.ln1, w + lo.wk, opt(lo.bk), n: n, c: c, oc: kvd)
+                    linearForward(L.v, L.ln1, w + lo.wv, opt(lo.bv), n: n, c: c, oc: kvd)
+                    ropeForward(L.q, pos.baseAddress!, rope, n: n, nHeads: nh)
+                    ropeForward(L.k, pos.baseAddress!, rope, n: n, nHeads: nkv)
+                    if let slots = cacheSlots, let st = decodeState {
+                        st.cache.store(layer: li, k: L.k, v: L.v, batch: batch, slots: slots)
+                    }
+                    attentionForward(L.att, L.lse, L.q, L.k, L.v, seqStarts: batch.seqStarts,
+                                     nHeads: nh, nKVHeads: nkv, headDim: cfg.headDim)
+                    linearForward(L.res1, L.att, w + lo.wo, opt(lo.bo), n: n, c: qd, oc: c)
+                    addForward(L.res1, L.res1, L.xIn, count: n * c)
+                    rmsnormForward(L.ln2, L.rstd2, L.res1, w + lo.postNorm, n: n, c: c, eps: eps)
+                    linearForward(L.gate, L.ln2, w + lo.wGate, nil, n: n, c: c, oc: f)
+                    linearForward(L.up, L.ln2, w + lo.wUp, nil, n: n, c: c, oc: f)
+                    swigluForward(L.h, L.gate, L.up, count: n * f)
+                    let next = li + 1 < a.layers.count ? a.layers[li + 1].xIn : a.xFinal
+                    linearForward(next, L.h, w + lo.wDown, nil, n: n, c: f, oc: c)
+                    addForward(next, next, L.res1, count: n * c)
+                }
+                rmsnormForward(a.lnf, a.rstdf, a.xFinal, w + layout.finalNorm, n: n, c: c, eps: eps)
+            }
+        }
+    }
+
+    /// Accumulates (+=) into `gradients` the gradient of a scalar loss whose gradient w.r.t. the last forward's
+    /// logits is `dLogits` (R, V) (same rows as that forward returned). Tied embeddings receive both the
+    /// embedding and the lm_head contributions.
+    public func backward(dLogits: UnsafePointer<Float>) throws {
+        guard let batch = lastBatch, let a = acts, lastForBackward else {
+            throw ModelError.invalidInput("backward without a preceding forward(…, forBackward: true)")
+        }
+        let cfg = config
+        let n = batch.tokenCount, c = cfg.hiddenSize, qd = cfg.qDim, kvd = cfg.kvDim, f = cfg.intermediateSize
+        let nh = cfg.numAttentionHeads, nkv = cfg.numKeyValueHeads, v = cfg.vocabSize
+        let w = parameters.pointer, g = gradients.pointer
+        func opt(_ o: Int) -> UnsafeMutablePointer<Float>? { o < 0 ? nil : g + o }
+        func optW(_ o: Int) -> UnsafePointer<Float>? { o < 0 ? nil : UnsafePointer(w + o) }
+        _ = optW
+        // lm_head: logits = lnf · Wᵀ.
+        a.dLn.update(repeating: 0, count: n * c)
+        if let rows = lastRows {
+            let r = rows.count
+            a.dCompact.update(repeating: 0, count: r * c)
+            linearBackward(a.dCompact, g + layout.lmHead, nil, dLogits, a.compact, w + layout.lmHead, n: r, c: c, oc: v)
+            for (j, i) in rows.enumerated() { accumulate(a.dLn + i * c, a.dCompact + j * c, count: c) }
+        } else {
+            linearBackward(a.dLn, g + layout.lmHead, nil, dLogits, a.lnf, w + layout.lmHead, n: n, c: c, oc: v)
+        }
+        a.dX.update(repeating: 0, count: n * c)
+        rmsnormBackward(a.dX, g + layout.finalNorm, a.dLn, a.xFinal, w + layout.finalNorm, a.rstdf, n: n, c: c)
+        batch.tokens.withUnsafeBufferPointer { tok in
+            batch.positions.withUnsafeBufferPointer { pos in
+                for li in stride(from: layout.layers.count - 1, through: 0, by: -1) {
+                    let lo = layout.layers[li], L = a.layers[li]
+                    // x_out = res1 + down(h); dX holds dx_out and becomes dres1 in place.
+                    a.dH.update(repeating: 0, count: n * f)
+                    linearBackward(a.dH, g + lo.wDown, nil, a.dX, L.h, w + lo.wDown, n: n, c: f, oc: c)
+                    a.dGate.update(repeating: 0, count: n * f)
+                    a.dUp.update(repeating: 0, count: n * f)
+                    swigluBackward(a.dGate, a.dUp, a.dH, L.gate, L.up, count: n * f)
+                    a.dLn.update(repeating: 0, count: n * c)
+                    linearBackward(a.dLn, g + lo.wGate, nil, a.dGate, L.ln2, w + lo.wGate, n: n, c: c, oc: f)
+                    linearBackward(a.dLn, g + lo.wUp, nil, a.dUp, L.ln2, w + lo.wUp, n: n, c: c, oc: f)
+                    rmsnormBackward(a.dX, g + lo.postNorm, a.dLn, L.res1, w + lo.postNorm, L.rstd2, n: n, c: c)
+                    // res1 = x_in + o(att); dX becomes dx_in in place.
+                    a.dAtt.update(repeating: 0, count: n * qd)
+                    linearBackward(a.dAtt, g + lo.wo, opt(lo.bo), a.dX, L.att, w + lo.wo, n: n, c: qd, oc: c)
+                    a.dQ.update(repeating: 0, count: n * qd)
+                    a.dK.update(repeating: 0, count: n * kvd)
+                    a.dV.update(repeating: 0, count: n * kvd)
+                    attentionBackward(a.dQ, a.dK, a.dV, a.dAtt, L.q, L.k, L.v, L.att, L.lse, seqStarts: batch.seqStarts,
+                                      nHeads: nh, nKVHeads: nkv, headDim: cfg.headDim)
+                    ropeBackward(a.dQ, pos.baseAddress!, rope, n: n, nHeads: nh)
+                    ropeBackward(a.dK, pos.baseAddress!, rope, n: n, nHeads: nkv)
+                    a.dLn.update(repeating: 0, count: n * c)
+                    linearBackward(a.dLn, g + lo.wq, opt(lo.bq), a.dQ, L.ln1, w + lo.wq, n: n, c: c, oc: qd)
+                    linearBackward(a.dLn, g + lo.wk, opt(lo.bk), a.dK, L.ln1, w + lo.wk, n: n, c: c, oc: kvd)
+                    linearBackward(a.dLn, g + lo.wv, opt(lo.bv), a.dV, L.ln1, w + lo.wv, n: n, c: c, oc: kvd)
+                    rmsnormBackward(a.dX, g + lo.inputNorm, a.dLn, L.xIn, w + lo.inputNorm, L.rstd1, n: n, c: c)
+                }
+                embeddingBackward(g + layout.embedding, a.dX, tok.baseAddress!, n: n, c: c)
+            }
+        }
+    }
+
+    /// Decode/prefill overwrite the arena: a later backward must not use it.
+    func lastForwardInvalidated() { lastForBackward = false; lastBatch = nil }
+
+    /// Model FLOPs of a forward over `tokens` rows in sequences of the given lengths, with `logitRows` lm_head
+    /// rows (matmuls + attention scores/values; elementwise ops ignored). Backward ≈ 2× this.
+    public func forwardFlops(sequenceLengths: [Int], logitRows: Int? = nil) -> Double {
+        let cfg = config
+        let n = Double(sequenceLengths.reduce(0, +))
+        let c = Double(cfg.hiddenSize), qd = Double(cfg.qDim), kvd = Double(cfg.kvDim), f = Double(cfg.intermediateSize)
+        let perTokenLayer = 2 * c * (2 * qd + 2 * kvd) + 2 * 3 * c * f
+        var attn = 0.0
+        for t in sequenceLengths { attn += 2 * 2 * Double(t) * Double(t + 1) / 2 * qd }
+        let head = 2 * Double(logitRows ?? Int(n)) * c * Double(cfg.vocabSize)
+        return Double(cfg.numHiddenLayers) * (n * perTokenLayer + attn) + head
+    }
+}
+
+/// Small deterministic RNG for parameter init (SplitMix64 + Box–Muller).
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func nextUniform() -> Double { Double(next() >> 11) * 0x1.0p-53 }
+    mutating func nextGaussian() -> Float {
+        let u1 = max(nextUniform(), 1e-300), u2 = nextUniform()
+        return Float((-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * Double.pi * u2))
+    }
+}

@@ -1,0 +1,76 @@
+import Foundation
+import Model
+import Testing
+import TestSupport
+
+/// Incremental decoding (prefill, fork, batched decode over a KV cache) against full forwards.
+/// Tolerance: atol 2e-5 + rtol 1e-4 on logits.
+@Suite struct DecodeTests {
+    @Test(arguments: ["tiny-qwen2", "tiny-llama"])
+    func incrementalDecodeMatchesFullForward(_ name: String) throws {
+        let (model, _) = try loadTiny(name)
+        let v = model.config.vocabSize
+        model.reserveDecoding(slots: 6, maxSequenceLength: 40)
+        let promptA: [Int32] = [1, 45, 12, 88, 3, 19, 60]
+        let promptB: [Int32] = [1, 7, 96]
+        var last = [Float](repeating: 0, count: 2 * v)
+        let slots = try model.prefill(prompts: [promptA, promptB], lastLogits: &last)
+        func fullLast(_ seq: [Int32]) throws -> [Float] {
+            let l = try model.forward(PackedBatch(sequences: [seq]), logitRows: [seq.count - 1], forBackward: false)
+            return Array(l)
+        }
+        expectClose(Array(last[0..<v]), try fullLast(promptA), atol: 2e-5, rtol: 1e-4, "prefill A")
+        expectClose(Array(last[v..<(2 * v)]), try fullLast(promptB), atol: 2e-5, rtol: 1e-4, "prefill B")
+        // Group of 3 forked from A (A itself continues too), plus B.
+        let forks = try model.fork(slots[0], count: 3)
+        var live = [slots[0]] + forks + [slots[1]]
+        var seqs = [promptA, promptA, promptA, promptA, promptB]
+        var step = [Float](repeating: 0, count: live.count * v)
+        for t in 0..<12 {
+            let toks = (0..<live.count).map { Int32((t * 31 + $0 * 17 + 5) % v) }
+            try model.decode(tokens: toks, slots: live, logits: &step)
+            for b in 0..<live.count {
+                seqs[b].append(toks[b])
+                expectClose(Array(step[(b * v)..<((b + 1) * v)]), try fullLast(seqs[b]), atol: 2e-5, rtol: 1e-4,
+                            "\(name) step \(t) seq \(b)")
+                #expect(model.sequenceLength(of: live[b]) == seqs[b].count)
+            }
+            if t == 5 {
+                // Release one fork mid-way; a new fork of another fork reuses the slot and continues correctly.
+                model.release([live[2]])
+                let again = try model.fork(live[1], count: 1)[0]
+                live[2] = again
+                seqs[2] = seqs[1]
+            }
+        }
+        model.release(live)
+        #expect(model.kvCache?.freeSlotCount == 6)
+    }
+
+    @Test func decodeErrors() throws {
+        let (model, _) = try loadTiny("tiny-qwen2")
+        var out = [Float](repeating: 0, count: 97 * 2)
+        #expect(throws: ModelError.self) { try model.prefill([1, 2], lastLogits: &out) }  // nothing reserved
+        model.reserveDecoding(slots: 2, maxSequenceLength: 4)
+        let s = try model.prefill([1, 2, 3], lastLogits: &out)
+        #expect(throws: ModelError.self) { try model.decode(tokens: [1], slots: [1], logits: &out) }  // not allocated
+        #expect(throws: ModelError.self) { try model.decode(tokens: [1, 2], slots: [s, s], logits: &out) }
+        try model.decode(tokens: [4], slots: [s], logits: &out)
+        #expect(throws: ModelError.self) { try model.decode(tokens: [4], slots: [s], logits: &out) }  // full
+        #expect(throws: ModelError.self) { _ = try model.fork(s, count: 2) }  // one free slot only
+        #expect(throws: ModelError.self) { try model.prefill([1, 2, 3, 4, 5], lastLogits: &out) }  // too long
+    }
+
+    @Test(.enabled(if: Fixtures.shared("stories260K") != nil, "needs ../shared/data/stories260K"))
+    func stories260KGreedyMatchesTransformers() throws {
+        let model = try Transformer.load(directory: Fixtures.shared("stories260K")!)
+        #expect(model.config.numKeyValueHeads == 4 && model.config.vocabSize == 512)
+        let data = try Data(contentsOf: Fixtures.url("model/stories260K-greedy.json"))
+        let obj = try JSONSerialization.jsonObject(with: data) as! [String: Any]
+        let expected = (obj["generated"] as! [Int]).map { Int32($0) }
+        #expect(expected.count == 200)
+        let got = try model.greedy(prompt: [1], maxNewTokens: 200)
+        let firstDiff = zip(got, expected).enumerated().first { $0.element.0 != $0.element.1 }?.offset
+        #expect(got == expected, "first difference at \(firstDiff.map(String.init) ?? "length") of \(expected.count)")
+    }
+}
