@@ -49,6 +49,11 @@ let package = Package(
         // Distributed plumbing.
         .target(name: "Wire", dependencies: ["CRlifProto", "CZlib"]),
         .target(name: "Transport", dependencies: ["CZeroMQ"]),
+        // The two processes: an actor (sampling worker) and the learner (dispatcher + GRPO trainer).
+        .target(name: "Actor", dependencies: ["Wire", "Transport", "Model", "Sampling", "Kernels",
+                                              .product(name: "Logging", package: "swift-log")], swiftSettings: native),
+        .target(name: "Learner", dependencies: ["Wire", "Transport", "Training", "Model", "GRPO", "Sampling",
+                                                .product(name: "Logging", package: "swift-log")], swiftSettings: native),
 
         .executableTarget(name: "rlif", dependencies: [
             "Kernels", "Wire", "Transport",

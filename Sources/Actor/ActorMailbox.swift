@@ -1,0 +1,81 @@
+import Foundation
+import Wire
+
+/// Hand-off between the actor's network thread and its worker thread. All fields are guarded by `cond`'s lock;
+/// the class is @unchecked Sendable because every access goes through `withLock`/`wait`.
+final class ActorMailbox: @unchecked Sendable {
+    enum Output {
+        case group(RolloutGroup)
+        case failed(taskId: UInt64, error: String)
+        case installed(version: UInt64)
+        case installFailed(version: UInt64, error: String)
+        case configured
+        case configureFailed(String)
+    }
+
+    private let cond = NSCondition()
+    private var items: [WorkItem] = []
+    private var snapshot: AssembledSnapshot?
+    private var configJSON: String?
+    private var outputs: [Output] = []
+    private var stopping = false
+    private(set) var busyTask: UInt64?
+
+    func withLock<R>(_ body: () -> R) -> R { cond.lock(); defer { cond.unlock() }; return body() }
+
+    // Network thread → worker.
+    func enqueue(_ item: WorkItem) { withLock { items.append(item) }; cond.broadcast() }
+    func install(_ s: AssembledSnapshot) { withLock { snapshot = s }; cond.broadcast() }
+    func configure(_ json: String) { withLock { configJSON = json }; cond.broadcast() }
+    func stop() { withLock { stopping = true }; cond.broadcast() }
+
+    /// Task ids queued or being sampled.
+    var tasksInProgress: [UInt64] { withLock { items.map(\.taskId) + (busyTask.map { [$0] } ?? []) } }
+    var isIdle: Bool { withLock { items.isEmpty && busyTask == nil && snapshot == nil && configJSON == nil } }
+
+    // Worker → network thread.
+    func drainOutputs() -> [Output] { withLock { let o = outputs; outputs.removeAll(); return o } }
+
+    /// Worker loop: configuration first, then weights, then work, so a group is never sampled with weights older
+    /// than the newest snapshot the network thread has handed over.
+    func runWorker(_ engine: RolloutEngine, actorId: String, version: @escaping @Sendable () -> UInt64) {
+        while true {
+            cond.lock()
+            while !stopping && configJSON == nil && snapshot == nil && items.isEmpty { cond.wait() }
+            if stopping { cond.unlock(); return }
+            if let json = configJSON {
+                configJSON = nil
+                cond.unlock()
+                let out: Output
+                do { try engine.configure(modelConfigJSON: json); out = .configured } catch {
+                    out = .configureFailed("\(error)")
+                }
+                withLock { outputs.append(out) }
+                continue
+            }
+            if let s = snapshot {
+                snapshot = nil
+                cond.unlock()
+                let out: Output
+                do { try engine.install(s); out = .installed(version: s.version) } catch {
+                    out = .installFailed(version: s.version, error: "\(error)")
+                }
+                withLock { outputs.append(out) }
+                continue
+            }
+            let item = items.removeFirst()
+            busyTask = item.taskId
+            cond.unlock()
+            let v = version()
+            let out: Output
+            do {
+                let (completions, timings) = try engine.sample(item)
+                out = .group(RolloutGroup(taskId: item.taskId, actorId: actorId, weightVersion: v,
+                                          promptId: item.promptId, completions: completions, timings: timings))
+            } catch {
+                out = .failed(taskId: item.taskId, error: "\(error)")
+            }
+            withLock { outputs.append(out); busyTask = nil }
+        }
+    }
+}

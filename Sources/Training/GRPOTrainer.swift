@@ -1,0 +1,262 @@
+import Foundation
+import GRPO
+import Kernels
+import Model
+import Sampling
+
+/// Per-step numbers for metrics.jsonl.
+public struct StepMetrics: Sendable {
+    public var step: Int
+    public var loss: Double = 0
+    public var pgLoss: Double = 0
+    public var klLoss: Double = 0
+    public var clipFraction: Double = 0
+    public var approxKL: Double = 0
+    public var meanKL: Double = 0
+    public var meanRatio: Double = 0
+    public var gradNorm: Double = 0
+    public var lr: Double = 0
+    public var rewardMean: Double = 0
+    public var rewardStd: Double = 0
+    public var selfCertaintyMean: Double = 0
+    public var responseLengthMean: Double = 0
+    public var trainedTokens: Int = 0
+    public var seconds: Double = 0
+    /// Optimizer updates refused in this step (non-finite loss or gradient); the weights stayed as they were.
+    public var refusedUpdates: Int = 0
+    public var refusalReason: String? = nil
+
+    public var dictionary: [String: Any] {
+        var d: [String: Any] = [
+            "step": step, "loss": loss, "pg_loss": pgLoss, "kl_loss": klLoss, "clip_fraction": clipFraction,
+            "approx_kl": approxKL, "kl": meanKL, "ratio_mean": meanRatio, "grad_norm": gradNorm, "lr": lr,
+            "reward_mean": rewardMean, "reward_std": rewardStd, "self_certainty": selfCertaintyMean,
+            "response_length": responseLengthMean, "trained_tokens": trainedTokens, "step_seconds": seconds,
+            "train_tokens_per_second": seconds > 0 ? Double(trainedTokens) / seconds : 0,
+            "refused_updates": refusedUpdates,
+        ]
+        if let r = refusalReason { d["refusal_reason"] = r }
+        return d
+    }
+}
+
+/// The GRPO / INTUITOR update on a batch of groups: group advantages, then for each PPO epoch and minibatch,
+/// gradient accumulation over token-bounded micro-batches of packed (prompt + completion) sequences, the
+/// PPO-clip + k3-KL loss on completion tokens, global grad-norm clipping and one AdamW step.
+///
+/// Log-probabilities are log softmax(z / T) at the sampling temperature (T = 1 when greedy), the same
+/// convention the actors record behaviour log-probs with (see `SamplingParameters`).
+public final class GRPOTrainer {
+    public let policy: Transformer
+    /// Frozen copy of the initial policy; nil when β = 0 (no reference forward at all).
+    public let reference: Transformer?
+    public let optimizer: AdamW
+    public let schedule: LRSchedule
+    public let lossConfig: PolicyLossConfig
+    public let config: TrainConfig
+    /// Optimizer steps taken so far (the schedule position).
+    public private(set) var optimizerSteps: Int = 0
+    public private(set) var guardrail = UpdateGuard()
+
+    private let temperature: Float
+    private var dLogits: [Float] = []   // (R, V) scratch, grows
+    private var lse: [Float] = []       // (R)
+
+    public init(policy: Transformer, reference: Transformer?, config: TrainConfig) throws {
+        self.policy = policy
+        self.config = config
+        self.reference = config.klBeta > 0 ? reference : nil
+        if config.klBeta > 0 && reference == nil {
+            throw ConfigError(source: "trainer", key: "kl_beta", message: "β > 0 needs a reference model")
+        }
+        optimizer = try AdamW(parameterCount: policy.layout.totalCount, config: AdamWConfig(
+            lr: Double(config.learningRate), beta1: Double(config.adamBeta1), beta2: Double(config.adamBeta2),
+            eps: Double(config.adamEpsilon), weightDecay: Double(config.weightDecay)))
+        let kind: LRSchedule.Kind
+        switch config.lrSchedule {
+        case "constant": kind = .constant
+        case "linear": kind = .linear
+        default: kind = .cosine(numCycles: 0.5, minLRRatio: Double(config.minLrRatio))
+        }
+        // One optimizer step per minibatch per PPO epoch per training step.
+        let total = config.steps * config.ppoEpochs * config.minibatches
+        schedule = try LRSchedule(kind: kind, baseLR: Double(config.learningRate), totalSteps: total,
+                                  warmupRatio: Double(config.warmupRatio))
+        let aggregation: LossAggregation
+        switch config.lossAggregation {
+        case "seq_mean_token_mean": aggregation = .seqMeanTokenMean
+        case "seq_mean_token_sum": aggregation = .seqMeanTokenSum
+        case let s where s.hasPrefix("constant:"): aggregation = .constantNormalizer(Double(s.dropFirst(9))!)
+        default: aggregation = .tokenMean
+        }
+        lossConfig = PolicyLossConfig(clipLow: Double(config.clipEpsilonLow), clipHigh: Double(config.clipEpsilonHigh),
+                                      klCoef: Double(config.klBeta), tisCap: Double(max(config.tisCap, 1e-6)),
+                                      aggregation: aggregation)
+        temperature = config.temperature > 0 ? config.temperature : 1
+    }
+
+    /// Restores the schedule position and optimizer state (checkpoints).
+    public func restore(optimizerSteps: Int, adam: AdamW.State) throws {
+        try optimizer.restore(adam)
+        self.optimizerSteps = optimizerSteps
+    }
+
+    /// One training step (μ PPO epochs × minibatches) on `groups`. The policy's parameters change in place
+    /// unless every update was refused.
+    public func train(_ groups: [TrainingGroup], step: Int) throws -> StepMetrics {
+        let t0 = Date()
+        var metrics = StepMetrics(step: step)
+        // Rewards → group advantages. Groups may differ in size (an actor may return fewer on error: not here,
+        // Scheduling rejects those), so advantages are computed group by group.
+        var advantages: [[Float]] = []
+        var allRewards: [Double] = []
+        var scSum = 0.0, scCount = 0, lenSum = 0, seqCount = 0
+        for g in groups {
+            let a = try groupAdvantages(rewards: g.rewards, groupSize: g.rewards.count,
+                                        epsilon: config.advantageEpsilon, unbiasedStd: config.unbiasedStd,
+                                        scaleByStd: config.scaleAdvantages)
+            advantages.append(a)
+            allRewards += g.rewards.map(Double.init)
+            for c in g.completions {
+                scSum += Double(c.meanSelfCertainty); scCount += 1
+                lenSum += c.tokens.count; seqCount += 1
+            }
+        }
+        let rMean = allRewards.reduce(0, +) / Double(max(1, allRewards.count))
+        let rVar = allRewards.reduce(0) { $0 + ($1 - rMean) * ($1 - rMean) } / Double(max(1, allRewards.count))
+        metrics.rewardMean = rMean
+        metrics.rewardStd = rVar.squareRoot()
+        metrics.selfCertaintyMean = scSum / Double(max(1, scCount))
+        metrics.responseLengthMean = Double(lenSum) / Double(max(1, seqCount))
+
+        // Flatten to sequences.
+        struct Seq { var prompt: [Int32]; var completion: [Int32]; var behaviour: [Float]; var advantage: Float }
+        var seqs: [Seq] = []
+        for (g, a) in zip(groups, advantages) {
+            for (c, adv) in zip(g.completions, a) {
+                seqs.append(Seq(prompt: g.promptTokens, completion: c.tokens, behaviour: c.logprobs, advantage: adv))
+            }
+        }
+        // Minibatches are whole groups' worth of sequences, split evenly.
+        let mbCount = min(config.minibatches, max(1, seqs.count))
+        let per = (seqs.count + mbCount - 1) / mbCount
+        var lossSum = 0.0, pgSum = 0.0, klSum = 0.0, normSum = 0.0, updates = 0
+        var stats = PolicyLossStats()
+        for _ in 0..<config.ppoEpochs {
+            for mb in 0..<mbCount {
+                let slice = Array(seqs[min(seqs.count, mb * per)..<min(seqs.count, (mb + 1) * per)])
+                if slice.isEmpty { continue }
+                let normalizer: Double
+                switch lossConfig.aggregation {
+                case .tokenMean: normalizer = Double(slice.reduce(0) { $0 + $1.completion.count })
+                case .seqMeanTokenMean, .seqMeanTokenSum: normalizer = Double(slice.count)
+                case let .constantNormalizer(d): normalizer = d
+                }
+                policy.zeroGradients()
+                var mbLoss = 0.0, mbPg = 0.0, mbKl = 0.0
+                // Token-bounded micro-batches (at least one sequence each).
+                var i = 0
+                while i < slice.count {
+                    var j = i, tokens = 0
+                    while j < slice.count && (j == i || tokens + slice[j].prompt.count + slice[j].completion.count <= config.microBatchTokens) {
+                        tokens += slice[j].prompt.count + slice[j].completion.count
+                        j += 1
+                    }
+                    let micro = slice[i..<j]
+                    let r = try accumulate(micro.map { ($0.prompt, $0.completion, $0.behaviour, $0.advantage) },
+                                           normalizer: normalizer)
+                    mbLoss += r.loss; mbPg += r.pgLoss; mbKl += r.klLoss
+                    stats.merge(r.stats)
+                    metrics.trainedTokens += tokens
+                    i = j
+                }
+                let g = policy.gradients
+                let norm = config.maxGradNorm > 0
+                    ? clipGradNorm(g.pointer, count: g.count, maxNorm: Double(config.maxGradNorm))
+                    : clipGradNorm(g.pointer, count: g.count, maxNorm: .infinity)
+                let lr = schedule.lr(step: optimizerSteps)
+                switch guardrail.check(loss: mbLoss, gradNorm: norm) {
+                case .apply:
+                    optimizer.step(params: policy.parameters.pointer, grads: g.pointer, lr: lr)
+                    optimizerSteps += 1
+                    updates += 1
+                    normSum += norm
+                case .refuse(let reason):
+                    metrics.refusedUpdates += 1
+                    metrics.refusalReason = reason.description
+                }
+                metrics.lr = lr
+                lossSum += mbLoss; pgSum += mbPg; klSum += mbKl
+            }
+        }
+        policy.zeroGradients()
+        let n = Double(max(1, config.ppoEpochs * mbCount))
+        metrics.loss = lossSum / n
+        metrics.pgLoss = pgSum / n
+        metrics.klLoss = klSum / n
+        metrics.gradNorm = updates > 0 ? normSum / Double(updates) : .nan
+        metrics.clipFraction = stats.clipFraction
+        metrics.approxKL = stats.approxKL
+        metrics.meanKL = stats.meanKL
+        metrics.meanRatio = stats.meanRatio
+        metrics.seconds = Date().timeIntervalSince(t0)
+        return metrics
+    }
+
+    /// Forward + loss + backward for one micro-batch; gradients accumulate into `policy.gradients`.
+    /// Each element: (prompt, completion, behaviour log-probs, advantage).
+    func accumulate(_ micro: [([Int32], [Int32], [Float], Float)], normalizer: Double) throws -> PolicyLossResult<Float> {
+        let batch = PackedBatch(sequences: micro.map { $0.0 + $0.1 })
+        // The completion token at sequence index P + j is predicted by the logits row at P + j − 1.
+        var rows: [Int] = [], targets: [Int32] = [], behaviour: [Float] = []
+        var offsets: [Int] = [], lengths: [Int] = [], adv: [Float] = []
+        for (s, m) in micro.enumerated() {
+            let start = batch.seqStarts[s], p = m.0.count
+            offsets.append(rows.count)
+            lengths.append(m.1.count)
+            adv.append(m.3)
+            for j in 0..<m.1.count { rows.append(start + p + j - 1) }
+            targets += m.1
+            behaviour += m.2
+        }
+        let r = rows.count, v = policy.config.vocabSize
+        if lse.count < r { lse = [Float](repeating: 0, count: r) }
+        var logp = [Float](repeating: 0, count: r)
+        var refLogp: [Float]? = nil
+        if let ref = reference {
+            let refLogits = try ref.forward(batch, logitRows: rows, forBackward: false)
+            var rl = [Float](repeating: 0, count: r)
+            lse.withUnsafeMutableBufferPointer { l in
+                tokenLogprobForward(&rl, l.baseAddress!, refLogits.baseAddress!, targets, n: r, v: v, temperature: temperature)
+            }
+            refLogp = rl
+        }
+        let logits = try policy.forward(batch, logitRows: rows, forBackward: true)
+        lse.withUnsafeMutableBufferPointer { l in
+            tokenLogprobForward(&logp, l.baseAddress!, logits.baseAddress!, targets, n: r, v: v, temperature: temperature)
+        }
+        var dLogp = [Float](repeating: 0, count: r)
+        let useTIS = config.tisCap > 0
+        let result = try dLogp.withUnsafeMutableBufferPointer { d in
+            try policyLoss(accumulatingInto: d, logp: logp,
+                           // With TIS the PPO ratio is against the trainer's own view of the sampling policy
+                           // (here: the current weights, detached) and the actor's log-probs only weight the
+                           // policy gradient; without it the ratio is against the actor's log-probs directly.
+                           oldLogp: useTIS ? logp : behaviour,
+                           refLogp: refLogp, rolloutLogp: useTIS ? behaviour : nil,
+                           advantages: adv, offsets: offsets, lengths: lengths,
+                           config: lossConfig, normalizer: normalizer)
+        }
+        if dLogits.count < r * v { dLogits = [Float](repeating: 0, count: r * v) } else {
+            dLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(repeating: 0, count: r * v) }
+        }
+        dLogits.withUnsafeMutableBufferPointer { dl in
+            lse.withUnsafeBufferPointer { l in
+                tokenLogprobBackward(dl.baseAddress!, dLogp, logits.baseAddress!, l.baseAddress!, targets,
+                                     n: r, v: v, temperature: temperature)
+            }
+        }
+        try dLogits.withUnsafeBufferPointer { try policy.backward(dLogits: $0.baseAddress!) }
+        return result
+    }
+}
