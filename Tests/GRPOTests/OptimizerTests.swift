@@ -89,7 +89,8 @@ import TestSupport
             expectClose(norm, c.torchNorm, atol: 0, rtol: 1e-6, "case \(i) norm vs torch float32")
             expectClose(g, c.clipped, atol: 1e-8, rtol: 1e-6, "case \(i) clipped grads")
         }
-        #expect(f.cases.contains { $0.norm64 > $0.maxNorm } && f.cases.contains { $0.norm64 < $0.maxNorm })
+        #expect(f.cases.contains { $0.norm64 > 10 * $0.maxNorm } && f.cases.contains { $0.norm64 < $0.maxNorm })
+        #expect(f.cases.contains { $0.norm64 > $0.maxNorm && $0.norm64 < 2 * $0.maxNorm })  // mild clipping
     }
 
     @Test func clipGradNormLeavesNonFiniteGradsUntouched() {

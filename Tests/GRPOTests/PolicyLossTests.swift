@@ -29,7 +29,7 @@ struct RandomBatch {
             var o: Double
             repeat { o = lp + rng.normal(0.3) } while bounds.contains { abs(Foundation.exp(lp - o) - $0) < 1e-3 }
             // An occasional big ratio exercises the dual clip.
-            if rng.uniform(0, 1) < 0.1 { o = lp - 1.4 }
+            if rng.uniform(0, 1) < 0.2 { o = lp - 1.4 }
             logp.append(lp); old.append(o)
             ref.append(lp + rng.normal(0.4))
             var r: Double
@@ -160,6 +160,7 @@ struct RandomBatch {
             // The gradient must not be trivially zero, and (off-policy) some tokens must actually be clipped.
             #expect(base.dLogp.contains { abs($0) > 1e-4 }, "[\(v.0)] gradient is all zero")
             if !v.onPolicy { #expect(base.clipFraction > 0, "[\(v.0)] batch has no clipped tokens") }
+            if config.dualClip != nil { #expect(base.stats.dualClipFraction > 0, "[\(v.0)] no dual-clipped tokens") }
         }
     }
 

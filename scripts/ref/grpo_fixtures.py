@@ -228,7 +228,7 @@ def make_adamw(rng):
 # ---------------------------------------------------------------- clip_grad_norm_
 def make_clip(rng):
     cases = []
-    for n, scale, max_norm in ((50, 3.0, 1.0), (50, 0.01, 100.0)):
+    for n, scale, max_norm in ((50, 3.0, 1.0), (50, 0.01, 100.0), (50, 0.2, 1.0)):  # coef ≪ 1, none, ≈ 0.7
         g = rng.normal(scale=scale, size=n).astype(np.float32)
         p = torch.nn.Parameter(torch.zeros(n))
         p.grad = torch.tensor(g)
