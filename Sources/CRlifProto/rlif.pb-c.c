@@ -2168,7 +2168,7 @@ const ProtobufCMessageDescriptor rlif__v1__tensor_entry__descriptor =
   (ProtobufCMessageInit) rlif__v1__tensor_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rlif__v1__snapshot_chunk__field_descriptors[11] =
+static const ProtobufCFieldDescriptor rlif__v1__snapshot_chunk__field_descriptors[12] =
 {
   {
     "version",
@@ -2302,12 +2302,25 @@ static const ProtobufCFieldDescriptor rlif__v1__snapshot_chunk__field_descriptor
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "data_in_next_frame",
+    12,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Rlif__V1__SnapshotChunk, data_in_next_frame),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rlif__v1__snapshot_chunk__field_indices_by_name[] = {
   9,   /* field[9] = chunk_bytes */
   1,   /* field[1] = chunk_index */
   6,   /* field[6] = crc32 */
   5,   /* field[5] = data */
+  11,   /* field[11] = data_in_next_frame */
   3,   /* field[3] = dtype */
   8,   /* field[8] = manifest */
   2,   /* field[2] = n_chunks */
@@ -2319,7 +2332,7 @@ static const unsigned rlif__v1__snapshot_chunk__field_indices_by_name[] = {
 static const ProtobufCIntRange rlif__v1__snapshot_chunk__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 11 }
+  { 0, 12 }
 };
 const ProtobufCMessageDescriptor rlif__v1__snapshot_chunk__descriptor =
 {
@@ -2329,7 +2342,7 @@ const ProtobufCMessageDescriptor rlif__v1__snapshot_chunk__descriptor =
   "Rlif__V1__SnapshotChunk",
   "rlif.v1",
   sizeof(Rlif__V1__SnapshotChunk),
-  11,
+  12,
   rlif__v1__snapshot_chunk__field_descriptors,
   rlif__v1__snapshot_chunk__field_indices_by_name,
   1,  rlif__v1__snapshot_chunk__number_ranges,

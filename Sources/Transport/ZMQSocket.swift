@@ -254,7 +254,14 @@ public final class ZMQSocket {
     /// thread) once written. Use for snapshot chunks and other MB-sized payloads.
     @discardableResult
     public func sendZeroCopy(_ bytes: [UInt8], more: Bool = false, dontWait: Bool = false) throws(ZMQError) -> Bool {
-        if bytes.isEmpty { return try send(bytes, more: more, dontWait: dontWait) }
+        try sendZeroCopy(bytes[...], more: more, dontWait: dontWait)
+    }
+
+    /// Zero-copy send of a slice (e.g. `WeightSnapshot.chunkData(i)`): the whole underlying array stays alive
+    /// until libzmq has written the slice.
+    @discardableResult
+    public func sendZeroCopy(_ bytes: ArraySlice<UInt8>, more: Bool = false, dontWait: Bool = false) throws(ZMQError) -> Bool {
+        if bytes.isEmpty { return try send(Array(bytes), more: more, dontWait: dontWait) }
         let h = try live("send")
         let box = RetainedBytes(bytes)
         // The box keeps the array's heap buffer alive and unmutated (a `let` in a class: never copied-on-write or
@@ -372,8 +379,8 @@ public final class ZMQSocket {
 
 /// Keeps a zero-copy frame's bytes alive until libzmq is done with them.
 final class RetainedBytes {
-    let bytes: [UInt8]
-    init(_ bytes: [UInt8]) { self.bytes = bytes }
+    let bytes: ArraySlice<UInt8>
+    init(_ bytes: ArraySlice<UInt8>) { self.bytes = bytes }
 }
 
 /// libzmq's free callback for zero-copy frames (may run on a libzmq I/O thread; the release is atomic).

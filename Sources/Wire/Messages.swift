@@ -267,13 +267,17 @@ public struct SnapshotChunk: Sendable, Equatable {
     public var chunkBytes: UInt32
     /// CRC-32 of the whole serialised snapshot.
     public var snapshotCRC32: UInt32
+    /// Zero-copy path: `data` is empty and the bytes travel as the next frame of the multipart message
+    /// (`WeightSnapshot.chunkHeader(_:)` + `SnapshotAssembler.accept(_:data:)`).
+    public var dataInNextFrame: Bool
 
     public init(version: UInt64, chunkIndex: UInt32, nChunks: UInt32, dtype: DType, offset: UInt64,
                 data: ArraySlice<UInt8>, crc32: UInt32, totalBytes: UInt64, manifest: [TensorEntry] = [],
-                chunkBytes: UInt32, snapshotCRC32: UInt32) {
+                chunkBytes: UInt32, snapshotCRC32: UInt32, dataInNextFrame: Bool = false) {
         self.version = version; self.chunkIndex = chunkIndex; self.nChunks = nChunks; self.dtype = dtype
         self.offset = offset; self.data = data; self.crc32 = crc32; self.totalBytes = totalBytes
         self.manifest = manifest; self.chunkBytes = chunkBytes; self.snapshotCRC32 = snapshotCRC32
+        self.dataInNextFrame = dataInNextFrame
     }
 }
 

@@ -138,15 +138,30 @@ public struct WeightSnapshot: Sendable {
                      crc32: crc32, chunkBytes: UInt32(chunkBytes))
     }
 
-    /// Chunk `index` (0..<nChunks); its data shares this snapshot's storage. Chunk 0 carries the manifest.
+    /// Chunk `index` (0..<nChunks) with its bytes inside the message; the data shares this snapshot's storage
+    /// (but protobuf-c copies it once when the envelope is encoded). Chunk 0 carries the manifest.
     public func chunk(_ index: Int) -> SnapshotChunk {
+        var c = chunkHeader(index)
+        c.data = chunkData(index)
+        c.dataInNextFrame = false
+        return c
+    }
+
+    /// Zero-copy path: chunk `index` without its bytes (`dataInNextFrame` set). Send the encoded envelope as one
+    /// frame and `chunkData(index)` as the next frame of the same multipart message (zero-copy).
+    public func chunkHeader(_ index: Int) -> SnapshotChunk {
+        precondition(index >= 0 && index < nChunks, "chunk \(index) out of 0..<\(nChunks)")
+        return SnapshotChunk(version: version, chunkIndex: UInt32(index), nChunks: UInt32(nChunks), dtype: dtype,
+                             offset: UInt64(index * chunkBytes), data: [], crc32: chunkCRCs[index],
+                             totalBytes: UInt64(totalBytes), manifest: index == 0 ? manifest : [],
+                             chunkBytes: UInt32(chunkBytes), snapshotCRC32: crc32, dataInNextFrame: true)
+    }
+
+    /// The bytes of chunk `index` (a slice of `bytes`, no copy).
+    public func chunkData(_ index: Int) -> ArraySlice<UInt8> {
         precondition(index >= 0 && index < nChunks, "chunk \(index) out of 0..<\(nChunks)")
         let off = index * chunkBytes
-        let end = min(off + chunkBytes, totalBytes)
-        return SnapshotChunk(version: version, chunkIndex: UInt32(index), nChunks: UInt32(nChunks), dtype: dtype,
-                             offset: UInt64(off), data: bytes[off..<end], crc32: chunkCRCs[index],
-                             totalBytes: UInt64(totalBytes), manifest: index == 0 ? manifest : [],
-                             chunkBytes: UInt32(chunkBytes), snapshotCRC32: crc32)
+        return bytes[off..<min(off + chunkBytes, totalBytes)]
     }
 }
 
@@ -172,7 +187,9 @@ public struct SnapshotAssembler: Sendable {
         var nChunks: UInt32, dtype: DType, totalBytes: UInt64, chunkBytes: UInt32, snapshotCRC32: UInt32
     }
     private var header: Header?
-    private var buffer: [UInt8] = []
+    /// The serialised bytes as they arrive, in Float-sized storage: for F32 this IS the result (no final copy);
+    /// for BF16 it holds the 2-byte values and `finish` widens them.
+    private var storage: [Float] = []
     private var received: [Bool] = []
     private var crcs: [UInt32] = []
     private var receivedCount = 0
@@ -195,8 +212,26 @@ public struct SnapshotAssembler: Sendable {
     }
 
     /// Stores one chunk; returns true when this completed the snapshot.
+    /// - Parameter data: the chunk's bytes when they came as a separate frame (`c.dataInNextFrame`); they are
+    ///   checked and copied once, straight into the assembly buffer.
     @discardableResult
-    public mutating func accept(_ c: SnapshotChunk) throws(SnapshotError) -> Bool {
+    public mutating func accept(_ c: SnapshotChunk, data: UnsafeRawBufferPointer? = nil) throws(SnapshotError) -> Bool {
+        if let data {
+            guard c.dataInNextFrame else {
+                throw .chunkOutOfRange(chunk: c.chunkIndex, detail: "separate data given but data_in_next_frame is not set")
+            }
+            return try accept(c, bytes: data)
+        }
+        guard !c.dataInNextFrame else {
+            throw .chunkOutOfRange(chunk: c.chunkIndex, detail: "data_in_next_frame is set but no data frame was given")
+        }
+        let r: Result<Bool, SnapshotError> = c.data.withUnsafeBytes { raw in
+            do throws(SnapshotError) { return .success(try accept(c, bytes: raw)) } catch { return .failure(error) }
+        }
+        return try r.get()
+    }
+
+    private mutating func accept(_ c: SnapshotChunk, bytes data: UnsafeRawBufferPointer) throws(SnapshotError) -> Bool {
         let i = c.chunkIndex
         if let v = version, v != c.version { throw .wrongVersion(chunk: i, got: c.version, expected: v) }
         let h = Header(nChunks: c.nChunks, dtype: c.dtype, totalBytes: c.totalBytes, chunkBytes: c.chunkBytes,
@@ -216,16 +251,16 @@ public struct SnapshotAssembler: Sendable {
             throw .chunkOutOfRange(chunk: i, detail: "offset \(c.offset), expected \(expectedOffset) (= index * chunk_bytes)")
         }
         let expectedLen = min(UInt64(h.chunkBytes), h.totalBytes - expectedOffset)
-        guard UInt64(c.data.count) == expectedLen else {
-            throw .chunkOutOfRange(chunk: i, detail: "\(c.data.count) data bytes at offset \(c.offset), expected \(expectedLen) (total_bytes \(h.totalBytes))")
+        guard UInt64(data.count) == expectedLen else {
+            throw .chunkOutOfRange(chunk: i, detail: "\(data.count) data bytes at offset \(c.offset), expected \(expectedLen) (total_bytes \(h.totalBytes))")
         }
-        let crc = CRC32.checksum(c.data)
+        let crc = CRC32.checksum(data)
         guard crc == c.crc32 else { throw .badChunkCRC(chunk: i, got: crc, expected: c.crc32) }
         if header == nil {
             // First valid chunk: fix the layout and allocate the buffer.
             header = h
             version = c.version
-            buffer = [UInt8](repeating: 0, count: Int(h.totalBytes))
+            storage = [Float](repeating: 0, count: (Int(h.totalBytes) + 3) / 4)
             received = [Bool](repeating: false, count: Int(h.nChunks))
             crcs = [UInt32](repeating: 0, count: Int(h.nChunks))
         }
@@ -238,10 +273,8 @@ public struct SnapshotAssembler: Sendable {
             throw .chunkOutOfRange(chunk: i, detail: "manifest must only be sent in chunk 0")
         }
         let off = Int(c.offset)
-        buffer.withUnsafeMutableBytes { dst in
-            c.data.withUnsafeBytes { src in
-                if src.count > 0 { (dst.baseAddress! + off).copyMemory(from: src.baseAddress!, byteCount: src.count) }
-            }
+        storage.withUnsafeMutableBytes { dst in
+            if data.count > 0 { (dst.baseAddress! + off).copyMemory(from: data.baseAddress!, byteCount: data.count) }
         }
         received[Int(i)] = true
         crcs[Int(i)] = crc
@@ -274,14 +307,14 @@ public struct SnapshotAssembler: Sendable {
         guard whole == h.snapshotCRC32 else { throw .badSnapshotCRC(got: whole, expected: h.snapshotCRC32) }
         let count = Int(h.totalBytes) / h.dtype.byteWidth
         guard let manifest else { throw .missingManifest }
+        guard h.dtype == .bf16 else {
+            // F32: the assembly buffer already is the parameter array (shared, not copied).
+            return AssembledSnapshot(version: version, dtype: h.dtype, manifest: manifest, parameters: storage)
+        }
         let params = [Float](unsafeUninitializedCapacity: count) { out, n in
-            buffer.withUnsafeBytes { raw in
+            storage.withUnsafeBytes { raw in
                 guard let src = raw.baseAddress, let dst = out.baseAddress else { return }
-                if h.dtype == .bf16 {
-                    BF16.decode(dst, src.assumingMemoryBound(to: UInt16.self), count: count)
-                } else {
-                    UnsafeMutableRawPointer(dst).copyMemory(from: src, byteCount: count * 4)
-                }
+                BF16.decode(dst, src.assumingMemoryBound(to: UInt16.self), count: count)
             }
             n = count
         }

@@ -192,6 +192,7 @@ public enum WireCodec {
             c.pointee.manifest = list
             c.pointee.chunk_bytes = m.chunkBytes
             c.pointee.snapshot_crc32 = m.snapshotCRC32
+            c.pointee.data_in_next_frame = m.dataInNextFrame ? 1 : 0
             env.pointee.body_case = RLIF__V1__ENVELOPE__BODY_SNAPSHOT_CHUNK
             env.pointee.snapshot_chunk = c
             // The payload (up to several MB) is referenced where it lies, not copied into the arena.
@@ -364,10 +365,14 @@ public enum WireCodec {
         guard c.data.len == 0 || c.data.data != nil else { throw .missingField("snapshot_chunk.data") }
         // Array(UnsafeBufferPointer) is one memcpy; ArraySlice(...) of a buffer would copy element by element.
         let data = Array(UnsafeBufferPointer(start: c.data.data, count: c.data.len))[...]
+        if c.data_in_next_frame != 0 && c.data.len > 0 {
+            throw .invalidValue(field: "snapshot_chunk.data", reason: "has \(c.data.len) bytes although data_in_next_frame is set")
+        }
         return SnapshotChunk(version: c.version, chunkIndex: c.chunk_index, nChunks: c.n_chunks,
                              dtype: try enumValue(c.dtype.rawValue, "snapshot_chunk.dtype"), offset: c.offset,
                              data: data, crc32: c.crc32, totalBytes: c.total_bytes, manifest: manifest,
-                             chunkBytes: c.chunk_bytes, snapshotCRC32: c.snapshot_crc32)
+                             chunkBytes: c.chunk_bytes, snapshotCRC32: c.snapshot_crc32,
+                             dataInNextFrame: c.data_in_next_frame != 0)
     }
 
     // MARK: Helpers

@@ -50,7 +50,7 @@ import Wire
                      Self.seconds(encodeTime) / Double(iterations) * 1e6, Self.seconds(decodeTime) / Double(iterations) * 1e6))
     }
 
-    func weightsOverTCP(dtype: DType) throws {
+    func weightsOverTCP(dtype: DType, inline: Bool) throws {
         let megabytes = Self.full ? 100 : 8
         let count = megabytes << 18  // floats
         var rng = SplitMix64(seed: 9)
@@ -73,8 +73,15 @@ import Wire
                 let push = try ZMQSocket(context, .push)
                 try push.connect(endpoint)
                 for i in 0..<snapshot.nChunks {
-                    let bytes = WireCodec.encode(Envelope(sender: "learner", body: .snapshotChunk(snapshot.chunk(i))))
-                    try push.sendZeroCopy(bytes)
+                    if inline {
+                        let bytes = WireCodec.encode(Envelope(sender: "learner", body: .snapshotChunk(snapshot.chunk(i))))
+                        try push.sendZeroCopy(bytes)
+                    } else {
+                        // Header envelope, then the chunk's bytes straight from the snapshot (zero-copy).
+                        try push.send(WireCodec.encode(Envelope(sender: "learner", body: .snapshotChunk(snapshot.chunkHeader(i)))),
+                                      more: true)
+                        try push.sendZeroCopy(snapshot.chunkData(i))
+                    }
                 }
                 try push.setOption(.linger, -1)  // flush before close
             } catch { sendError.set("\(error)") }
@@ -83,9 +90,11 @@ import Wire
         var assembler = SnapshotAssembler(version: 1)
         var complete = false
         while !complete {
-            let done = try pull.withReceivedFrame(timeoutMs: 20_000) { raw, _ -> Bool in
+            let done = try pull.withReceivedFrame(timeoutMs: 20_000) { raw, more -> Bool in
                 guard case .snapshotChunk(let c) = try WireCodec.decode(raw).body else { return false }
-                return try assembler.accept(c)
+                guard c.dataInNextFrame else { return try assembler.accept(c) }
+                #expect(more)
+                return try pull.withReceivedFrame(timeoutMs: 20_000) { data, _ in try assembler.accept(c, data: data) } ?? false
             }
             guard let done else { Issue.record("timed out after \(assembler.receivedChunks) chunks"); break }
             complete = done
@@ -99,8 +108,9 @@ import Wire
             #expect(assembled.parameters.count == params.count)
         }
         let wireBytes = Double(snapshot.totalBytes)
-        print(String(format: "WireBench %d MB of weights as %@ in %d x 4 MB chunks over tcp loopback: %.2f GB/s of wire bytes, %.2f GB/s of F32 parameters (%.0f ms; snapshot build %.0f ms)",
-                     megabytes, dtype == .f32 ? "F32" : "BF16", snapshot.nChunks, wireBytes / Self.seconds(elapsed) / 1e9,
+        print(String(format: "WireBench %d MB of weights as %@ in %d x 4 MB chunks (%@) over tcp loopback: %.2f GB/s of wire bytes, %.2f GB/s of F32 parameters (%.0f ms; snapshot build %.0f ms)",
+                     megabytes, dtype == .f32 ? "F32" : "BF16", snapshot.nChunks,
+                     inline ? "data inside the envelope" : "data as a zero-copy 2nd frame", wireBytes / Self.seconds(elapsed) / 1e9,
                      Double(count * 4) / Self.seconds(elapsed) / 1e9, Self.seconds(elapsed) * 1e3, Self.seconds(buildTime) * 1e3))
     }
 
@@ -133,6 +143,7 @@ import Wire
                      ms(enc), ms(dec), ms(acc), ms(crc)))
     }
 
-    @Test func weightsOverTCPF32() throws { try weightsOverTCP(dtype: .f32) }
-    @Test func weightsOverTCPBF16() throws { try weightsOverTCP(dtype: .bf16) }
+    @Test func weightsOverTCPF32Inline() throws { try weightsOverTCP(dtype: .f32, inline: true) }
+    @Test func weightsOverTCPF32SeparateFrame() throws { try weightsOverTCP(dtype: .f32, inline: false) }
+    @Test func weightsOverTCPBF16SeparateFrame() throws { try weightsOverTCP(dtype: .bf16, inline: false) }
 }

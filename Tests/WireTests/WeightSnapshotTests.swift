@@ -146,6 +146,30 @@ import TestSupport
         }
     }
 
+    @Test func separateDataFramePathRoundTrips() throws {
+        let p = Self.parameters()
+        let s = try WeightSnapshot(version: 6, parameters: p, manifest: Self.manifest, dtype: .f32, chunkBytes: 3000)
+        var a = SnapshotAssembler(version: 6)
+        for i in (0..<s.nChunks).reversed() {
+            let header = try WireCodec.decode(WireCodec.encode(Envelope(sender: "learner", body: .snapshotChunk(s.chunkHeader(i)))))
+            guard case .snapshotChunk(let c) = header.body else { Issue.record("not a chunk"); return }
+            #expect(c.dataInNextFrame && c.data.isEmpty)
+            // A header without its data frame, or inline data with a separate frame, is refused.
+            var probe = a
+            #expect(throws: SnapshotError.self) { try probe.accept(c) }
+            #expect(throws: SnapshotError.self) { try probe.accept(s.chunk(i), data: UnsafeRawBufferPointer(start: nil, count: 0)) }
+            let data = Array(s.chunkData(i))
+            try data.withUnsafeBytes { raw in _ = try a.accept(c, data: raw) }
+        }
+        #expect(try a.finish().parameters.map(\.bitPattern) == p.map(\.bitPattern))
+        // The codec refuses a header that claims its data follows but also carries data.
+        var bad = s.chunk(1)
+        bad.dataInNextFrame = true
+        #expect(throws: WireError.invalidValue(field: "snapshot_chunk.data", reason: "has 3000 bytes although data_in_next_frame is set")) {
+            try WireCodec.decode(WireCodec.encode(Envelope(sender: "learner", body: .snapshotChunk(bad))))
+        }
+    }
+
     @Test func noticeMatchesSnapshot() throws {
         let s = try WeightSnapshot(version: 2, parameters: Self.parameters(), manifest: Self.manifest, dtype: .bf16,
                                    chunkBytes: 1024)

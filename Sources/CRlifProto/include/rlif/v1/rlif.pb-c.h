@@ -453,10 +453,16 @@ struct  Rlif__V1__SnapshotChunk
    * / CRC-32 (zlib) of the whole serialised snapshot (same value as WeightNotice.crc32), checked on assembly.
    */
   uint32_t snapshot_crc32;
+  /*
+   * / Zero-copy path: `data` is empty here and the chunk's bytes are the NEXT ZeroMQ frame of the same multipart
+   * / message (sent without copying from the learner's snapshot, copied once into the actor's buffer).
+   * / `crc32` still covers those bytes.
+   */
+  protobuf_c_boolean data_in_next_frame;
 };
 #define RLIF__V1__SNAPSHOT_CHUNK__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rlif__v1__snapshot_chunk__descriptor) \
-    , 0, 0, 0, RLIF__V1__DTYPE__DTYPE_UNSPECIFIED, 0, {0,NULL}, 0, 0, 0,NULL, 0, 0 }
+    , 0, 0, 0, RLIF__V1__DTYPE__DTYPE_UNSPECIFIED, 0, {0,NULL}, 0, 0, 0,NULL, 0, 0, 0 }
 
 
 /*
