@@ -159,20 +159,41 @@ public final class AdamW {
         let m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>
     }
 
-    @inline(__always)
+    /// The elementwise update over `range`: SIMD8 for the bulk, scalar for the tail. Both run the identical IEEE
+    /// operation sequence (no FMA contraction), so results do not depend on alignment or the worker split.
     static func update(_ x: Pointers, _ range: Range<Int>, _ decay: Bool, _ s: Scalars) {
-        for i in range {
+        typealias V = SIMD8<Float>
+        var i = range.lowerBound
+        let lerpLow = s.w1 < 0.5
+        while i + 8 <= range.upperBound {
+            let g = UnsafeRawPointer(x.g + i).loadUnaligned(as: V.self)
+            var p = UnsafeRawPointer(x.p + i).loadUnaligned(as: V.self)
+            var m = UnsafeRawPointer(x.m + i).loadUnaligned(as: V.self)
+            var v = UnsafeRawPointer(x.v + i).loadUnaligned(as: V.self)
+            if decay { p = p * s.decay }
+            m = lerpLow ? m + s.w1 * (g - m) : g - (g - m) * (1 - s.w1)
+            v = v * s.beta2
+            v = v + s.oneMinusBeta2 * g * g
+            let denom = v.squareRoot() / s.bc2Sqrt + s.eps
+            p = p + s.negStepSize * m / denom
+            UnsafeMutableRawPointer(x.p + i).storeBytes(of: p, as: V.self)
+            UnsafeMutableRawPointer(x.m + i).storeBytes(of: m, as: V.self)
+            UnsafeMutableRawPointer(x.v + i).storeBytes(of: v, as: V.self)
+            i += 8
+        }
+        while i < range.upperBound {
             var p = x.p[i]
             let g = x.g[i]
             if decay { p = p * s.decay }                       // param.mul_(1 - lr * wd)
             var m = x.m[i]
             // exp_avg.lerp_(grad, 1 - beta1), torch's two-branch lerp formula
-            m = s.w1 < 0.5 ? m + s.w1 * (g - m) : g - (g - m) * (1 - s.w1)
+            m = lerpLow ? m + s.w1 * (g - m) : g - (g - m) * (1 - s.w1)
             var v = x.v[i] * s.beta2                           // exp_avg_sq.mul_(beta2)
             v = v + s.oneMinusBeta2 * g * g                    // .addcmul_(grad, grad, value=1 - beta2)
             let denom = v.squareRoot() / s.bc2Sqrt + s.eps     // (exp_avg_sq.sqrt() / bc2_sqrt).add_(eps)
             p = p + s.negStepSize * m / denom                  // param.addcdiv_(exp_avg, denom, value=-step_size)
             x.p[i] = p; x.m[i] = m; x.v[i] = v
+            i += 1
         }
     }
 }

@@ -11,6 +11,16 @@ public enum LossAggregation: Sendable, Equatable {
     /// Σ_s Σ_t m_t ℓ_t / D with a fixed D (> 0). Dr.GRPO as in TRL `loss_type="dr_grpo"`: D = S · maxCompletionLength
     /// (verl's "seq-mean-token-sum-norm" is D = maxCompletionLength alone).
     case constantNormalizer(Double)
+
+    /// The denominator D for a whole minibatch, to pass as `policyLoss(normalizer:)` to each of its micro-batches:
+    /// Σ m_t over the minibatch (tokenMean), its number of sequences (seq modes), or the constant.
+    public func normalizer(totalTokenWeight: Double, sequenceCount: Int) -> Double {
+        switch self {
+        case .tokenMean: return totalTokenWeight
+        case .seqMeanTokenMean, .seqMeanTokenSum: return Double(sequenceCount)
+        case let .constantNormalizer(c): return c
+        }
+    }
 }
 
 /// Hyper-parameters of `policyLoss`. Defaults are verl/TRL defaults, except that dual-clip is off.
@@ -259,13 +269,7 @@ func policyLossCore<T: GRPOScalar>(
         if let m = mask { for t in offsets[s]..<(offsets[s] + lengths[s]) { w += Double(m[t]) } } else { w = Double(lengths[s]) }
         seqWeight[s] = w; totalWeight += w
     }
-    let localD: Double
-    switch config.aggregation {
-    case .tokenMean: localD = totalWeight
-    case .seqMeanTokenMean, .seqMeanTokenSum: localD = Double(numSeqs)
-    case let .constantNormalizer(c): localD = c
-    }
-    let D = normalizer ?? localD
+    let D = normalizer ?? config.aggregation.normalizer(totalTokenWeight: totalWeight, sequenceCount: numSeqs)
 
     let lo = T(1 - config.clipLow), hi = T(1 + config.clipHigh)
     let ratioClamp = T(config.ratioLogClamp)

@@ -175,6 +175,10 @@ struct RandomBatch {
                                   advantages: b.advSeq, offsets: b.offsets, lengths: b.lengths, mask: b.mask, config: config)
         // Split the sequences in two micro-batches (each keeps the flat arrays; only its sequences are listed).
         let split = [0..<2, 2..<b.offsets.count]
+        let D = aggregation.normalizer(totalTokenWeight: b.mask.enumerated().filter { i, _ in
+            zip(b.offsets, b.lengths).contains { $0 <= i && i < $0 + $1 } }.reduce(0) { $0 + $1.1 },
+                                       sequenceCount: b.offsets.count)
+        #expect(D == full.normalizer)
         var loss = 0.0
         var grad = [Double](repeating: 0, count: b.logp.count)
         var stats = PolicyLossStats()
