@@ -33,9 +33,9 @@ let package = Package(
         // Numeric core.
         .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: native),
         // Grouped sampling with per-token log-probs and self-certainty (the INTUITOR reward).
-        .target(name: "Sampling", dependencies: ["Kernels"], swiftSettings: native),
+        .target(name: "Sampling", dependencies: ["Kernels", "Model"], swiftSettings: native),
         // Training-run plumbing: config (YAML), prompt data, checkpoints, metrics, the GRPO step.
-        .target(name: "Training", dependencies: ["Sampling", "Model", "GRPO", "Kernels", .product(name: "Yams", package: "Yams")],
+        .target(name: "Training", dependencies: ["Sampling", "Model", "SafeTensors", "GRPO", "Kernels", "Tokenizer", "Answers", .product(name: "Yams", package: "Yams")],
                 swiftSettings: native),
         .target(name: "SafeTensors", swiftSettings: native),
         .target(name: "Model", dependencies: ["Kernels", "SafeTensors"], swiftSettings: native),
@@ -57,6 +57,7 @@ let package = Package(
 
         .executableTarget(name: "rlif", dependencies: [
             "Kernels", "Wire", "Transport",
+            "Model", "SafeTensors",
             "Tokenizer",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),

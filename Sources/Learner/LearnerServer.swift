@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Training
 import Transport
 import Wire
 
@@ -149,7 +150,13 @@ public final class LearnerServer {
             let done = completedSteps >= options.steps || (stopRequested && !training)
             if done && finishedAt == nil {
                 finishedAt = Date()
-                log.info("training finished at step \(completedSteps); telling actors")
+                if completedSteps < options.steps {
+                    // Stopped early (SIGINT/SIGTERM): keep what was trained.
+                    try compute.checkpoint(completedSteps: completedSteps, state: checkpointState?(completedSteps) ?? [:])
+                    log.info("stopped at step \(completedSteps); checkpoint written; telling actors")
+                } else {
+                    log.info("training finished at step \(completedSteps); telling actors")
+                }
             }
             if let t = finishedAt {
                 let live = peers.keys.filter { !goodbyes.contains($0) }
@@ -279,7 +286,7 @@ public final class LearnerServer {
             for (k, pr) in prompts.enumerated() {
                 let id = nextTaskId
                 nextTaskId += 1
-                let seed = options.seed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(s) &* 1_000_003 &+ UInt64(k)
+                let seed = SingleProcessRun.taskSeed(runSeed: options.seed, step: s, index: k)
                 tasks[id] = Task(id: id, step: s, promptIndex: s * options.promptsPerStep + k, promptId: pr.id,
                                  tokens: pr.tokens, seed: seed, state: .pending,
                                  minVersion: UInt64(max(1, s + 1 - options.maxLag)))

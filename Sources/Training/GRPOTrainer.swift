@@ -95,10 +95,20 @@ public final class GRPOTrainer {
         temperature = config.temperature > 0 ? config.temperature : 1
     }
 
-    /// Restores the schedule position and optimizer state (checkpoints).
-    public func restore(optimizerSteps: Int, adam: AdamW.State) throws {
-        try optimizer.restore(adam)
-        self.optimizerSteps = optimizerSteps
+    /// Loads a checkpoint written by `checkpoint(...)`: weights, AdamW moments and the schedule position.
+    public func resume(from dir: URL) throws -> TrainerState {
+        let s = try Checkpointing.restore(from: dir, model: policy, optimizer: optimizer)
+        optimizerSteps = s.optimizerSteps
+        return s
+    }
+
+    /// Writes `<output>/checkpoint-<completedSteps>/` (see `Checkpointing`).
+    @discardableResult
+    public func checkpoint(completedSteps: Int, cursor: DataCursor, output: URL, extra: [String: String] = [:]) throws -> URL {
+        try Checkpointing.save(model: policy, optimizer: optimizer,
+                               state: TrainerState(completedSteps: completedSteps, optimizerSteps: optimizerSteps,
+                                                   adamStep: optimizer.stepCount, cursor: cursor, extra: extra),
+                               config: config, output: output)
     }
 
     /// One training step (μ PPO epochs × minibatches) on `groups`. The policy's parameters change in place

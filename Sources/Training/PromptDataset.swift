@@ -81,6 +81,18 @@ public struct PromptDataset: Sendable {
         return idx
     }
 
+    /// The cursor after `k` prompts from the start (epochs wrap exactly as `next` wraps them), so step s of a
+    /// run always sees prompts s·P ..< (s+1)·P whatever happened before (restarts, re-issued tasks).
+    public func cursor(afterPrompts k: Int) -> DataCursor {
+        DataCursor(epoch: k / records.count, index: k % records.count)
+    }
+
+    /// The prompts of training step `step` with `perStep` prompts per step.
+    public func prompts(step: Int, perStep: Int) -> [PromptRecord] {
+        var c = cursor(afterPrompts: step * perStep)
+        return next(perStep, cursor: &c)
+    }
+
     /// The next `count` prompts from `cursor`, wrapping into the next epoch; advances the cursor.
     public func next(_ count: Int, cursor: inout DataCursor) -> [PromptRecord] {
         var out: [PromptRecord] = []

@@ -1,0 +1,68 @@
+import Foundation
+import Model
+import Sampling
+import Wire
+
+/// The actor's engine: a `Transformer` built from the learner's config, weights from snapshots, and a
+/// `GroupedSampler` for each work item.
+public final class TransformerRolloutEngine: RolloutEngine {
+    public private(set) var model: Transformer?
+    public let batchSequences: Int
+    private var sampler: GroupedSampler?
+    private var reservedLength = 0
+
+    public init(batchSequences: Int) {
+        self.batchSequences = max(1, batchSequences)
+    }
+
+    public func configure(modelConfigJSON: String) throws {
+        let config = try JSONDecoder().decode(ModelConfig.self, from: Data(modelConfigJSON.utf8))
+        model = try Transformer(config: config)
+        sampler = nil
+        reservedLength = 0
+    }
+
+    /// Copies a snapshot into the model after checking that its manifest is exactly the model's layout
+    /// (same names, shapes and offsets): a learner running a different architecture is refused, not garbled.
+    public func install(_ snapshot: AssembledSnapshot) throws {
+        guard let model else { throw ActorError(message: "weights arrived before the model config") }
+        let layout = model.layout
+        guard snapshot.manifest.count == layout.entries.count else {
+            throw ActorError(message: "snapshot v\(snapshot.version) has \(snapshot.manifest.count) tensors, the model \(layout.entries.count)")
+        }
+        for (t, e) in zip(snapshot.manifest, layout.entries) {
+            guard t.name == e.name, t.shape.map(Int.init) == e.shape, Int(t.offsetElements) == e.offset else {
+                throw ActorError(message: "snapshot v\(snapshot.version) tensor \(t.name) \(t.shape) at \(t.offsetElements) does not match the model's \(e.name) \(e.shape) at \(e.offset)")
+            }
+        }
+        guard snapshot.parameters.count == model.parameters.count else {
+            throw ActorError(message: "snapshot v\(snapshot.version) has \(snapshot.parameters.count) floats, the model \(model.parameters.count)")
+        }
+        snapshot.parameters.withUnsafeBufferPointer { model.parameters.pointer.update(from: $0.baseAddress!, count: $0.count) }
+    }
+
+    public func sample(_ item: WorkItem) throws -> (completions: [Completion], timings: Timings) {
+        guard let model else { throw ActorError(message: "no model configured") }
+        let p = item.sampling
+        let params = SamplingParameters(temperature: p.temperature, topP: p.topP, topK: Int(p.topK),
+                                        maxNewTokens: Int(p.maxNewTokens),
+                                        stopTokenIds: Set(p.stopTokenIds.map { Int32(bitPattern: $0) }))
+        let need = item.promptTokens.count + Int(p.maxNewTokens)
+        let batch = max(batchSequences, Int(item.groupSize))
+        if sampler == nil || need > reservedLength || batch > sampler!.maxBatchSequences {
+            reservedLength = min(max(need, reservedLength), model.config.maxPositionEmbeddings)
+            model.reserveDecoding(slots: batch + 1, maxSequenceLength: reservedLength)
+            sampler = GroupedSampler(decoder: model, maxBatchSequences: batch)
+        }
+        let request = GroupRequest(promptTokens: item.promptTokens.map { Int32(bitPattern: $0) },
+                                   groupSize: Int(item.groupSize), parameters: params, seed: item.seed)
+        let g = try sampler!.sample([request])[0]
+        let completions = g.completions.map { c in
+            Completion(tokens: c.tokens.map { UInt32(bitPattern: $0) }, logprobs: c.logprobs,
+                       selfCertainty: c.selfCertainty, reward: c.meanSelfCertainty,
+                       finishReason: c.finishReason == .stop ? .stop : .length)
+        }
+        return (completions, Timings(prefillMs: Float(g.prefillSeconds * 1000), decodeMs: Float(g.decodeSeconds * 1000),
+                                     generatedTokens: UInt32(g.generatedTokens)))
+    }
+}

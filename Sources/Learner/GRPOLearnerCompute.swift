@@ -1,0 +1,62 @@
+import Foundation
+import Model
+import Sampling
+import Training
+import Wire
+
+/// The learner's compute: rewards from the actors' per-token self-certainty (or another registered reward),
+/// the GRPO step, snapshots for the weight broadcast and checkpoints.
+public final class GRPOLearnerCompute: LearnerCompute {
+    public let trainer: GRPOTrainer
+    public let scorer: RewardScorer
+    public let output: URL
+    /// Gold answers by prompt id (reported or used by the accuracy baseline only).
+    let answers: [String: String]
+    public let modelConfigJSON: String
+    private let manifest: [TensorEntry]
+
+    public init(trainer: GRPOTrainer, scorer: RewardScorer, output: URL, answers: [String: String]) throws {
+        self.trainer = trainer
+        self.scorer = scorer
+        self.output = output
+        self.answers = answers
+        modelConfigJSON = String(decoding: try trainer.policy.config.jsonData(), as: UTF8.self)
+        manifest = trainer.policy.layout.entries.map {
+            TensorEntry(name: $0.name, shape: $0.shape.map(UInt64.init), offsetElements: UInt64($0.offset))
+        }
+    }
+
+    public func snapshot(version: UInt64, dtype: DType, chunkBytes: Int) throws -> WeightSnapshot {
+        let p = trainer.policy.parameters
+        return try WeightSnapshot(version: version, parameters: UnsafeBufferPointer(start: p.pointer, count: p.count),
+                                  manifest: manifest, dtype: dtype, chunkBytes: chunkBytes)
+    }
+
+    public func train(step: Int, groups: [AcceptedGroup]) throws -> [String: Any] {
+        var tgroups: [TrainingGroup] = []
+        var staleness = 0.0
+        for a in groups {
+            let completions = a.group.completions.map { c in
+                SampledCompletion(tokens: c.tokens.map { Int32(bitPattern: $0) }, logprobs: c.logprobs,
+                                  selfCertainty: c.selfCertainty, finishReason: c.finishReason == .length ? .length : .stop)
+            }
+            let rewards = try scorer.score(completions, reference: answers[a.group.promptId])
+            tgroups.append(TrainingGroup(promptId: a.group.promptId, promptTokens: a.promptTokens,
+                                         completions: completions, rewards: rewards, weightVersion: a.group.weightVersion))
+            staleness += Double(UInt64(step + 1) - min(UInt64(step + 1), a.group.weightVersion))
+        }
+        let m = try trainer.train(tgroups, step: step)
+        var d = m.dictionary
+        d["staleness_mean"] = staleness / Double(max(1, groups.count))
+        d["actors"] = Set(groups.map(\.group.actorId)).count
+        let gen = groups.reduce(0) { $0 + $1.group.completions.reduce(0) { $0 + $1.tokens.count } }
+        let decodeMs = groups.reduce(0.0) { $0 + Double($1.group.timings.decodeMs + $1.group.timings.prefillMs) }
+        d["actor_tokens_per_second"] = decodeMs > 0 ? Double(gen) / (decodeMs / 1000) : 0
+        return d
+    }
+
+    public func checkpoint(completedSteps: Int, state: [String: Any]) throws {
+        let cursor = state["cursor"] as? DataCursor ?? DataCursor()
+        try trainer.checkpoint(completedSteps: completedSteps, cursor: cursor, output: output)
+    }
+}

@@ -1,0 +1,32 @@
+import Tokenizer
+
+/// Turns a dataset prompt into model tokens: chat template (ChatML or plain), optional system prompt, then the
+/// tokenizer. Also knows which token ids end a completion.
+public struct PromptFormatter: Sendable {
+    public let tokenizer: Tokenizer
+    public let template: ChatTemplate
+    public let systemPrompt: String?
+
+    /// `systemPrompt`: a name from `SystemPrompt.named` ("math", ...), "none", or literal text.
+    public init(tokenizer: Tokenizer, template: String, systemPrompt: String) throws {
+        self.tokenizer = tokenizer
+        guard let t = ChatTemplate.allCases.first(where: { $0.rawValue.lowercased() == template.lowercased() }) else {
+            throw ConfigError(source: "config", key: "template", message: "unknown template '\(template)' (chatml, plain)")
+        }
+        self.template = t
+        if systemPrompt == "none" || systemPrompt.isEmpty { self.systemPrompt = nil }
+        else { self.systemPrompt = SystemPrompt.named(systemPrompt) ?? systemPrompt }
+    }
+
+    public func text(_ user: String) -> String { template.prompt(system: systemPrompt, user: user) }
+
+    public func encode(_ user: String) -> [Int32] { tokenizer.encode(text(user), addSpecialTokens: true) }
+
+    /// EOS (from the model config and the tokenizer) plus the template's end-of-turn token.
+    public func stopTokens(modelEOS: [Int]) -> Set<Int32> {
+        var s = Set(modelEOS.map(Int32.init))
+        if let e = tokenizer.eosTokenId { s.insert(e) }
+        if let eot = template.endOfTurn, let id = tokenizer.tokenId(eot) { s.insert(id) }
+        return s
+    }
+}

@@ -1,0 +1,131 @@
+import Foundation
+import GRPO
+import Kernels
+import Model
+
+/// One supervised example: the loss is on `response` tokens only (prompt tokens are context).
+public struct SFTExample: Sendable, Hashable {
+    public var prompt: [Int32]
+    public var response: [Int32]
+    public init(prompt: [Int32], response: [Int32]) { self.prompt = prompt; self.response = response }
+}
+
+/// Settings of `rlif sft`.
+public struct SFTConfig: Sendable {
+    public var epochs: Double = 1
+    /// Sequences per optimizer step.
+    public var batchSequences: Int = 32
+    public var microBatchTokens: Int = 4096
+    public var learningRate: Float = 1e-3
+    public var warmupRatio: Float = 0.05
+    public var weightDecay: Float = 0.01
+    public var maxGradNorm: Float = 1.0
+    public var seed: UInt64 = 0
+    public init() {}
+}
+
+/// Next-token cross-entropy training (mean over response tokens of each optimizer batch) with the same AdamW,
+/// schedule and guard as GRPO. Used to make or warm up a base model, e.g. the embedded default.
+public final class SFTTrainer {
+    public let model: Transformer
+    public let config: SFTConfig
+    public let optimizer: AdamW
+    public let schedule: LRSchedule
+    public let totalSteps: Int
+    public private(set) var step = 0
+    private var guardrail = UpdateGuard()
+    private var dLogits: [Float] = []
+
+    public init(model: Transformer, config: SFTConfig, exampleCount: Int) throws {
+        self.model = model
+        self.config = config
+        totalSteps = max(1, Int((Double(exampleCount) * config.epochs / Double(config.batchSequences)).rounded(.up)))
+        optimizer = try AdamW(parameterCount: model.layout.totalCount,
+                              config: AdamWConfig(lr: Double(config.learningRate), weightDecay: Double(config.weightDecay)))
+        schedule = try LRSchedule(kind: .cosine(), baseLR: Double(config.learningRate), totalSteps: totalSteps,
+                                  warmupRatio: Double(config.warmupRatio))
+    }
+
+    /// One optimizer step on `batch`; returns (mean loss, grad norm, refused?).
+    public func trainStep(_ batch: [SFTExample]) throws -> (loss: Double, gradNorm: Double, refused: Bool) {
+        model.zeroGradients()
+        let total = batch.reduce(0) { $0 + $1.response.count }
+        guard total > 0 else { return (0, 0, false) }
+        var lossSum = 0.0
+        var i = 0
+        while i < batch.count {
+            var j = i, tokens = 0
+            while j < batch.count && (j == i || tokens + batch[j].prompt.count + batch[j].response.count <= config.microBatchTokens) {
+                tokens += batch[j].prompt.count + batch[j].response.count
+                j += 1
+            }
+            lossSum += try accumulate(Array(batch[i..<j]), normalizer: Double(total))
+            i = j
+        }
+        let g = model.gradients
+        let norm = clipGradNorm(g.pointer, count: g.count, maxNorm: config.maxGradNorm > 0 ? Double(config.maxGradNorm) : .infinity)
+        let loss = lossSum / Double(total)
+        let lr = schedule.lr(step: step)
+        switch guardrail.check(loss: loss, gradNorm: norm) {
+        case .apply:
+            optimizer.step(params: model.parameters.pointer, grads: g.pointer, lr: lr)
+            step += 1
+            return (loss, norm, false)
+        case .refuse:
+            return (loss, norm, true)
+        }
+    }
+
+    /// Summed (not averaged) cross-entropy of a micro-batch; gradients scaled by 1/normalizer accumulate.
+    func accumulate(_ micro: [SFTExample], normalizer: Double) throws -> Double {
+        let batch = PackedBatch(sequences: micro.map { $0.prompt + $0.response })
+        var rows: [Int] = [], targets: [Int32] = []
+        for (s, e) in micro.enumerated() {
+            let start = batch.seqStarts[s]
+            for k in 0..<e.response.count where e.prompt.count + k >= 1 {
+                rows.append(start + e.prompt.count + k - 1)
+                targets.append(e.response[k])
+            }
+        }
+        let r = rows.count, v = model.config.vocabSize
+        if r == 0 { return 0 }
+        let logits = try model.forward(batch, logitRows: rows, forBackward: true)
+        var losses = [Float](repeating: 0, count: r), lse = [Float](repeating: 0, count: r)
+        crossEntropyForward(&losses, &lse, logits.baseAddress!, targets, n: r, v: v)
+        if dLogits.count < r * v { dLogits = [Float](repeating: 0, count: r * v) } else {
+            dLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(repeating: 0, count: r * v) }
+        }
+        let dLoss = [Float](repeating: Float(1 / normalizer), count: r)
+        dLogits.withUnsafeMutableBufferPointer { d in
+            crossEntropyBackward(d.baseAddress!, dLoss, logits.baseAddress!, lse, targets, n: r, v: v)
+        }
+        try dLogits.withUnsafeBufferPointer { try model.backward(dLogits: $0.baseAddress!) }
+        return losses.reduce(0.0) { $0 + Double($1) }
+    }
+
+    /// Mean response-token loss of `examples` without training (held-out loss).
+    public func evaluate(_ examples: [SFTExample]) throws -> Double {
+        var sum = 0.0, n = 0
+        var i = 0
+        while i < examples.count {
+            let micro = Array(examples[i..<min(examples.count, i + 16)])
+            let batch = PackedBatch(sequences: micro.map { $0.prompt + $0.response })
+            var rows: [Int] = [], targets: [Int32] = []
+            for (s, e) in micro.enumerated() {
+                for k in 0..<e.response.count where e.prompt.count + k >= 1 {
+                    rows.append(batch.seqStarts[s] + e.prompt.count + k - 1)
+                    targets.append(e.response[k])
+                }
+            }
+            if !rows.isEmpty {
+                let logits = try model.forward(batch, logitRows: rows, forBackward: false)
+                var losses = [Float](repeating: 0, count: rows.count), lse = losses
+                crossEntropyForward(&losses, &lse, logits.baseAddress!, targets, n: rows.count, v: model.config.vocabSize)
+                sum += losses.reduce(0.0) { $0 + Double($1) }
+                n += rows.count
+            }
+            i += 16
+        }
+        return n > 0 ? sum / Double(n) : 0
+    }
+}

@@ -1,0 +1,109 @@
+import Foundation
+import Logging
+import Model
+import Sampling
+
+/// `rlif train --single-process`: sample → self-certainty → GRPO update, all in this process. The policy
+/// itself decodes (KV cache) and then trains (full forward/backward); the schedule of prompts, seeds and
+/// updates is the one the distributed learner follows, so both modes train on the same data in the same order.
+public final class SingleProcessRun {
+    public let config: TrainConfig
+    public let trainer: GRPOTrainer
+    public let formatter: PromptFormatter
+    public let dataset: PromptDataset
+    public let evalSet: [PromptRecord]
+    public let scorer: RewardScorer
+    public let output: URL
+    let log: Logger
+    public var cursor = DataCursor()
+    public private(set) var completedSteps = 0
+
+    public init(config: TrainConfig, trainer: GRPOTrainer, formatter: PromptFormatter, dataset: PromptDataset,
+                evalSet: [PromptRecord], scorer: RewardScorer, output: URL, logger: Logger) {
+        self.config = config
+        self.trainer = trainer
+        self.formatter = formatter
+        self.dataset = dataset
+        self.evalSet = evalSet
+        self.scorer = scorer
+        self.output = output
+        log = logger
+    }
+
+    /// Continues from `<output>/latest` (weights, optimizer, schedule, data cursor).
+    public func resume() throws -> Bool {
+        guard let dir = try Checkpointing.latest(in: output) else { return false }
+        let s = try trainer.resume(from: dir)
+        completedSteps = s.completedSteps
+        cursor = s.cursor
+        log.info("resumed from \(dir.lastPathComponent) at step \(completedSteps)")
+        return true
+    }
+
+    /// The sampling seed of prompt k of step s: the same in every mode and on resume.
+    public static func taskSeed(runSeed: UInt64, step: Int, index: Int) -> UInt64 {
+        runSeed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(step) &* 1_000_003 &+ UInt64(index)
+    }
+
+    /// Runs the remaining steps; `onStep` sees each metrics record (also appended to metrics.jsonl).
+    public func run(onStep: (([String: Any]) -> Void)? = nil) throws {
+        let metrics = try MetricsLog(url: output.appendingPathComponent("metrics.jsonl"), truncate: completedSteps == 0)
+        let policy = trainer.policy
+        let stop = formatter.stopTokens(modelEOS: policy.config.eosTokenIds)
+        let params = SamplingParameters(temperature: config.temperature, topP: config.topP, topK: config.topK,
+                                        maxNewTokens: config.maxNewTokens, stopTokenIds: stop)
+        if completedSteps == 0 && config.evalEvery > 0 && !evalSet.isEmpty {
+            try evaluate(step: 0, into: metrics, onStep: onStep)
+        }
+        while completedSteps < config.steps {
+            let step = completedSteps
+            let t0 = Date()
+            let records = dataset.prompts(step: step, perStep: config.promptsPerStep)
+            cursor = dataset.cursor(afterPrompts: (step + 1) * config.promptsPerStep)
+            let requests = records.enumerated().map { k, r in
+                GroupRequest(promptTokens: formatter.encode(r.text), groupSize: config.groupSize, parameters: params,
+                             seed: Self.taskSeed(runSeed: config.seed, step: step, index: k))
+            }
+            let longest = requests.map(\.promptTokens.count).max() ?? 0
+            let batch = max(config.actorBatchSequences, config.groupSize)
+            policy.reserveDecoding(slots: batch + 1, maxSequenceLength: longest + config.maxNewTokens)
+            let sampled = try GroupedSampler(decoder: policy, maxBatchSequences: batch).sample(requests)
+            let sampleSeconds = Date().timeIntervalSince(t0)
+            var groups: [TrainingGroup] = []
+            for (r, (req, g)) in zip(records, zip(requests, sampled)) {
+                let rewards = try scorer.score(g.completions, reference: r.answer)
+                groups.append(TrainingGroup(promptId: r.id, promptTokens: req.promptTokens, completions: g.completions,
+                                            rewards: rewards, weightVersion: UInt64(step + 1)))
+            }
+            let m = try trainer.train(groups, step: step)
+            completedSteps += 1
+            var record = m.dictionary
+            let generated = sampled.reduce(0) { $0 + $1.generatedTokens }
+            record["sample_seconds"] = sampleSeconds
+            record["sample_tokens_per_second"] = sampleSeconds > 0 ? Double(generated) / sampleSeconds : 0
+            record["total_seconds"] = Date().timeIntervalSince(t0)
+            record["epoch"] = cursor.epoch
+            if let reason = m.refusalReason { log.warning("step \(step): update refused: \(reason)") }
+            try metrics.append(record)
+            onStep?(record)
+            if config.checkpointEvery > 0 && completedSteps % config.checkpointEvery == 0 || completedSteps == config.steps {
+                let dir = try trainer.checkpoint(completedSteps: completedSteps, cursor: cursor, output: output)
+                log.info("checkpoint \(dir.lastPathComponent)")
+            }
+            if config.evalEvery > 0 && !evalSet.isEmpty && (completedSteps % config.evalEvery == 0 || completedSteps == config.steps) {
+                try evaluate(step: completedSteps, into: metrics, onStep: onStep)
+            }
+        }
+    }
+
+    func evaluate(step: Int, into metrics: MetricsLog, onStep: (([String: Any]) -> Void)?) throws {
+        let report = try Evaluator.run(model: trainer.policy, formatter: formatter,
+                                       records: Array(evalSet.prefix(config.evalLimit)), format: .math,
+                                       maxNewTokens: config.maxNewTokens, batchSequences: max(config.actorBatchSequences, 1))
+        var rec = report.dictionary
+        rec["step"] = step
+        rec["kind"] = "eval"
+        try metrics.append(rec)
+        onStep?(rec)
+    }
+}
