@@ -49,6 +49,8 @@ let package = Package(
         // Distributed plumbing.
         .target(name: "Wire", dependencies: ["CRlifProto", "CZlib"]),
         .target(name: "Transport", dependencies: ["CZeroMQ"]),
+        // The learner's task/actor bookkeeping (credits, deadlines, re-issue, dedupe) as pure logic over Wire types.
+        .target(name: "Scheduling", dependencies: ["Wire"]),
         // The two processes: an actor (sampling worker) and the learner (dispatcher + GRPO trainer).
         .target(name: "Actor", dependencies: ["Wire", "Transport", "Model", "Sampling", "Kernels",
                                               .product(name: "Logging", package: "swift-log")], swiftSettings: native),
@@ -76,5 +78,6 @@ let package = Package(
         .testTarget(name: "GRPOTests", dependencies: ["GRPO", "TestSupport"], swiftSettings: native),
         .testTarget(name: "WireTests", dependencies: ["Wire", "TestSupport"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "Wire", "TestSupport"]),
+        .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Wire"]),
     ]
 )

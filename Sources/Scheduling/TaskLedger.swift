@@ -1,0 +1,307 @@
+import Wire
+
+/// The learner's bookkeeping of tasks and actors (Paranoid Pirate + credits), as pure logic: no sockets, no
+/// clocks (every call takes `now` in monotonic milliseconds), so every race can be replayed in a test.
+///
+/// Guarantees (see docs/PROTOCOL.md):
+/// - a task is trained on at most once: the first acceptable group for a task id wins, any later group for it
+///   (a resend, a re-issued copy, a dead actor's late answer) is `.duplicate`;
+/// - a task is never lost: it is pending, in flight at exactly one live actor, or done. When its actor dies
+///   (silent past `heartbeatTimeoutMs`), says goodbye, says hello again (restarted), or the task outlives
+///   `taskTimeoutMs`, it goes back to the FRONT of the pending queue, once;
+/// - an actor never holds more tasks than the credits it granted (`WorkRequest.credits`, additive).
+public struct TaskLedger: Sendable {
+    public struct Config: Sendable, Equatable {
+        /// Completions per group unless a task says otherwise.
+        public var groupSize: UInt32
+        /// An actor silent (no message of any kind) for longer is declared dead.
+        public var heartbeatTimeoutMs: UInt64
+        /// A task in flight for longer is re-issued even though its actor is alive (0 = never).
+        public var taskTimeoutMs: UInt64
+        /// Accept groups sampled with weights at most this many versions old.
+        public var maxLag: UInt64
+
+        public init(groupSize: UInt32, heartbeatTimeoutMs: UInt64 = 5000, taskTimeoutMs: UInt64 = 0, maxLag: UInt64 = 1) {
+            self.groupSize = groupSize; self.heartbeatTimeoutMs = heartbeatTimeoutMs
+            self.taskTimeoutMs = taskTimeoutMs; self.maxLag = maxLag
+        }
+    }
+
+    /// Running totals, for metrics.
+    public struct Counts: Sendable, Equatable {
+        public var submitted = 0
+        /// Work items handed out (first issues and re-issues).
+        public var issued = 0
+        /// Tasks put back in the queue (dead actor, goodbye, restart, timeout, stale or rejected answer).
+        public var reissued = 0
+        public var accepted = 0
+        public var duplicate = 0
+        public var stale = 0
+        public var rejected = 0
+        public var deadActors = 0
+        public init() {}
+    }
+
+    /// A work item to send to an actor.
+    public struct Assignment: Sendable, Equatable {
+        public var actorId: String
+        public var item: WorkItem
+    }
+
+    /// What `expire(now:)` did.
+    public struct Expiry: Sendable, Equatable {
+        /// Actors declared dead (and forgotten), in the order they were first seen.
+        public var deadActors: [String] = []
+        /// Tasks put back in the queue.
+        public var reissued: [UInt64] = []
+    }
+
+    private enum State: Sendable, Equatable {
+        case pending
+        case inFlight(actor: String, since: UInt64)
+        case done
+    }
+
+    private struct Task: Sendable {
+        var item: WorkItem  // prompt tokens dropped once done
+        var state: State
+        var attempts: Int
+    }
+
+    private struct Actor: Sendable {
+        var credits: UInt32
+        var lastSeen: UInt64
+        var tasks: Set<UInt64>
+    }
+
+    public let config: Config
+    public private(set) var counts = Counts()
+    private var tasks: [UInt64: Task] = [:]
+    /// Pending task ids, front first. May hold ids that completed while pending: skipped when popped.
+    private var queue: [UInt64] = []
+    private var queueHead = 0
+    private var front: [UInt64] = []  // re-issued tasks, served before `queue` (LIFO is fine: all are late)
+    private var actors: [String: Actor] = [:]
+    private var actorOrder: [String] = []  // round-robin order of dispatch
+    private var nextTaskId: UInt64 = 1
+    private var pendingTotal = 0
+
+    public init(config: Config, firstTaskId: UInt64 = 1) {
+        self.config = config
+        self.nextTaskId = firstTaskId
+    }
+
+    // MARK: Tasks
+
+    /// Queues a prompt; returns its task id. `item.taskId` is overwritten; `groupSize` 0 means `config.groupSize`.
+    @discardableResult
+    public mutating func submit(_ item: WorkItem) -> UInt64 {
+        var item = item
+        item.taskId = nextTaskId
+        if item.groupSize == 0 { item.groupSize = config.groupSize }
+        nextTaskId += 1
+        tasks[item.taskId] = Task(item: item, state: .pending, attempts: 0)
+        queue.append(item.taskId)
+        pendingTotal += 1
+        counts.submitted += 1
+        return item.taskId
+    }
+
+    public var pendingCount: Int { pendingTotal }
+    public var inFlightCount: Int { actors.values.reduce(0) { $0 + $1.tasks.count } }
+    public var doneCount: Int { counts.accepted }
+    /// True when every submitted task has been accepted.
+    public var isDrained: Bool { counts.accepted == counts.submitted }
+
+    /// Times the task was handed out (nil for an unknown id).
+    public func attempts(_ taskId: UInt64) -> Int? { tasks[taskId]?.attempts }
+    public func isDone(_ taskId: UInt64) -> Bool { tasks[taskId]?.state == .done }
+    /// The actor holding the task, if it is in flight.
+    public func holder(_ taskId: UInt64) -> String? {
+        if case .inFlight(let a, _)? = tasks[taskId]?.state { return a }
+        return nil
+    }
+
+    private mutating func requeue(_ id: UInt64) {
+        guard var t = tasks[id], case .inFlight(let a, _) = t.state else { return }
+        actors[a]?.tasks.remove(id)
+        t.state = .pending
+        tasks[id] = t
+        front.append(id)
+        pendingTotal += 1
+        counts.reissued += 1
+    }
+
+    private mutating func popPending() -> UInt64? {
+        while let id = front.popLast() {
+            if tasks[id]?.state == .pending { return id }
+        }
+        while queueHead < queue.count {
+            let id = queue[queueHead]
+            queueHead += 1
+            if queueHead > 4096 && queueHead * 2 > queue.count {  // compact the consumed prefix now and then
+                queue.removeFirst(queueHead); queueHead = 0
+            }
+            if tasks[id]?.state == .pending { return id }
+        }
+        return nil
+    }
+
+    // MARK: Actors
+
+    /// An actor said Hello. A known actor saying hello again has restarted: its in-flight tasks are re-queued
+    /// (returned) and its credits reset.
+    @discardableResult
+    public mutating func hello(actorId: String, now: UInt64) -> [UInt64] {
+        var reissued: [UInt64] = []
+        if let old = actors[actorId] {
+            reissued = old.tasks.sorted()
+            for id in reissued { requeue(id) }
+        } else {
+            actorOrder.append(actorId)
+        }
+        actors[actorId] = Actor(credits: 0, lastSeen: now, tasks: [])
+        return reissued
+    }
+
+    /// Any message from a known actor proves it alive. Returns false for an unknown (or declared dead) actor,
+    /// which must say Hello again.
+    @discardableResult
+    public mutating func heartbeat(actorId: String, now: UInt64) -> Bool {
+        guard actors[actorId] != nil else { return false }
+        actors[actorId]!.lastSeen = max(actors[actorId]!.lastSeen, now)
+        return true
+    }
+
+    /// A WorkRequest: the actor can take `credits` more tasks (added to what it has left).
+    @discardableResult
+    public mutating func addCredits(actorId: String, credits: UInt32, now: UInt64) -> Bool {
+        guard heartbeat(actorId: actorId, now: now) else { return false }
+        let (sum, o) = actors[actorId]!.credits.addingReportingOverflow(credits)
+        actors[actorId]!.credits = o ? .max : sum
+        return true
+    }
+
+    /// The actor left cleanly: its in-flight tasks are re-queued at once (returned).
+    @discardableResult
+    public mutating func goodbye(actorId: String) -> [UInt64] {
+        guard let a = actors[actorId] else { return [] }
+        let ids = a.tasks.sorted()
+        for id in ids { requeue(id) }
+        forget(actorId)
+        return ids
+    }
+
+    private mutating func forget(_ actorId: String) {
+        actors[actorId] = nil
+        actorOrder.removeAll { $0 == actorId }
+    }
+
+    public var actorIds: [String] { actorOrder }
+    public func credits(actorId: String) -> UInt32? { actors[actorId]?.credits }
+    public func tasksInFlight(actorId: String) -> [UInt64] { actors[actorId]?.tasks.sorted() ?? [] }
+
+    // MARK: Time
+
+    /// Declares silent actors dead (re-queueing their tasks) and re-queues tasks past `taskTimeoutMs`.
+    /// Idempotent: a second call at the same `now` does nothing.
+    public mutating func expire(now: UInt64) -> Expiry {
+        var out = Expiry()
+        for id in actorOrder {
+            guard let a = actors[id], now > a.lastSeen, now - a.lastSeen > config.heartbeatTimeoutMs else { continue }
+            out.deadActors.append(id)
+            let ids = a.tasks.sorted()
+            for t in ids { requeue(t) }
+            out.reissued += ids
+            counts.deadActors += 1
+        }
+        for id in out.deadActors { forget(id) }
+        if config.taskTimeoutMs > 0 {
+            var late: [UInt64] = []
+            for a in actors.values {
+                for t in a.tasks {
+                    if case .inFlight(_, let since)? = tasks[t]?.state, now > since, now - since > config.taskTimeoutMs {
+                        late.append(t)
+                    }
+                }
+            }
+            late.sort()
+            for t in late { requeue(t) }
+            out.reissued += late
+        }
+        return out
+    }
+
+    // MARK: Dispatch
+
+    /// Hands pending tasks to actors with credits, round-robin one task per actor per pass. Each item's
+    /// `minWeightVersion` is `weightVersion - maxLag` (so an actor that is too far behind fetches weights first).
+    public mutating func dispatch(now: UInt64, weightVersion: UInt64) -> [Assignment] {
+        var out: [Assignment] = []
+        let minVersion = weightVersion >= config.maxLag ? weightVersion - config.maxLag : 0
+        var progress = true
+        while progress && pendingTotal > 0 {
+            progress = false
+            for actorId in actorOrder where pendingTotal > 0 {
+                guard let a = actors[actorId], a.credits > 0, let id = popPending() else { continue }
+                var t = tasks[id]!
+                t.state = .inFlight(actor: actorId, since: now)
+                t.attempts += 1
+                t.item.minWeightVersion = minVersion
+                tasks[id] = t
+                actors[actorId]!.credits -= 1
+                actors[actorId]!.tasks.insert(id)
+                pendingTotal -= 1
+                counts.issued += 1
+                out.append(Assignment(actorId: actorId, item: t.item))
+                progress = true
+            }
+        }
+        return out
+    }
+
+    // MARK: Results
+
+    /// Judges a RolloutGroup and returns the Ack to send back. Only `.accepted` groups may be trained on.
+    ///
+    /// Order of checks: unknown task -> rejected; already done -> duplicate; wrong group size or a group from a
+    /// future weight version -> rejected; older than `maxLag` -> stale; else accepted (first one wins, even
+    /// from an actor declared dead or from the original holder of a re-issued task). A stale or rejected group
+    /// from the actor currently holding the task re-queues it.
+    public mutating func accept(_ group: RolloutGroup, now: UInt64, weightVersion: UInt64) -> Ack {
+        heartbeat(actorId: group.actorId, now: now)
+        let id = group.taskId
+        guard var t = tasks[id] else {
+            counts.rejected += 1
+            return Ack(taskId: id, status: .rejected, detail: "unknown task \(id)")
+        }
+        if t.state == .done {
+            counts.duplicate += 1
+            return Ack(taskId: id, status: .duplicate, detail: "task \(id) already has an accepted group")
+        }
+        func refuse(_ status: AckStatus, _ detail: String, _ ledger: inout TaskLedger) -> Ack {
+            if status == .stale { ledger.counts.stale += 1 } else { ledger.counts.rejected += 1 }
+            if case .inFlight(let holder, _) = t.state, holder == group.actorId { ledger.requeue(id) }
+            return Ack(taskId: id, status: status, detail: detail)
+        }
+        if group.completions.count != Int(t.item.groupSize) {
+            return refuse(.rejected, "task \(id): \(group.completions.count) completions, expected group size \(t.item.groupSize)", &self)
+        }
+        if group.weightVersion > weightVersion {
+            return refuse(.rejected, "task \(id): weight version \(group.weightVersion) is newer than the learner's \(weightVersion)", &self)
+        }
+        if weightVersion - group.weightVersion > config.maxLag {
+            return refuse(.stale, "task \(id): weight version \(group.weightVersion) is \(weightVersion - group.weightVersion) behind \(weightVersion) (max_lag \(config.maxLag))", &self)
+        }
+        switch t.state {
+        case .inFlight(let holder, _): actors[holder]?.tasks.remove(id)
+        case .pending: pendingTotal -= 1  // re-queued, then answered by the original actor: its queue entry is skipped
+        case .done: break
+        }
+        t.state = .done
+        t.item.promptTokens = []
+        tasks[id] = t
+        counts.accepted += 1
+        return Ack(taskId: id, status: .accepted)
+    }
+}

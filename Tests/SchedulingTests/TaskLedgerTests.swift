@@ -1,0 +1,244 @@
+import Testing
+import Wire
+@testable import Scheduling
+
+/// TaskLedger: credits, deaths, re-issues, and that every task is trained on exactly once.
+@Suite struct TaskLedgerTests {
+    static let config = TaskLedger.Config(groupSize: 4, heartbeatTimeoutMs: 1000, taskTimeoutMs: 0, maxLag: 1)
+
+    static func prompt(_ i: Int) -> WorkItem {
+        WorkItem(taskId: 0, promptId: "p\(i)", promptTokens: [1, UInt32(i)], groupSize: 0, seed: UInt64(i))
+    }
+
+    static func group(_ task: UInt64, actor: String, version: UInt64 = 5, size: Int = 4) -> RolloutGroup {
+        let c = Completion(tokens: [7], logprobs: [-1], selfCertainty: [2], reward: 2, finishReason: .eos)
+        return RolloutGroup(taskId: task, actorId: actor, weightVersion: version, completions: Array(repeating: c, count: size))
+    }
+
+    static func ledger(tasks: Int, config: TaskLedger.Config = config) -> (TaskLedger, [UInt64]) {
+        var l = TaskLedger(config: config)
+        let ids = (0..<tasks).map { l.submit(prompt($0)) }
+        return (l, ids)
+    }
+
+    @Test func dispatchRespectsCreditsRoundRobin() {
+        var (l, ids) = Self.ledger(tasks: 5)
+        #expect(ids == [1, 2, 3, 4, 5])
+        l.hello(actorId: "A", now: 0)
+        l.hello(actorId: "B", now: 0)
+        #expect(l.dispatch(now: 0, weightVersion: 5).isEmpty, "no credits, no work")
+        l.addCredits(actorId: "A", credits: 2, now: 1)
+        l.addCredits(actorId: "B", credits: 1, now: 1)
+        let a = l.dispatch(now: 1, weightVersion: 5)
+        #expect(a.map(\.actorId) == ["A", "B", "A"])
+        #expect(a.map(\.item.taskId) == [1, 2, 3])
+        #expect(a.allSatisfy { $0.item.groupSize == 4 && $0.item.minWeightVersion == 4 })
+        #expect(a[0].item.promptTokens == [1, 0] && a[2].item.promptId == "p2")
+        #expect(l.pendingCount == 2 && l.inFlightCount == 3)
+        #expect(l.credits(actorId: "A") == 0 && l.credits(actorId: "B") == 0)
+        #expect(l.dispatch(now: 2, weightVersion: 5).isEmpty)
+        l.addCredits(actorId: "B", credits: 10, now: 3)
+        #expect(l.dispatch(now: 3, weightVersion: 5).map(\.item.taskId) == [4, 5])
+        #expect(l.credits(actorId: "B") == 8)
+        let ghost = l.addCredits(actorId: "ghost", credits: 1, now: 3)
+        #expect(!ghost, "unknown actors must say hello first")
+    }
+
+    @Test func actorDeathMidTaskReissuesExactlyOnce() {
+        var (l, _) = Self.ledger(tasks: 1)
+        l.hello(actorId: "A", now: 0)
+        l.addCredits(actorId: "A", credits: 1, now: 0)
+        let task = l.dispatch(now: 0, weightVersion: 5)[0].item.taskId
+        l.hello(actorId: "B", now: 500)
+        l.heartbeat(actorId: "A", now: 900)
+        l.heartbeat(actorId: "B", now: 1500)
+        #expect(l.expire(now: 1900) == TaskLedger.Expiry(), "1000 ms of silence is not yet death")
+        let e = l.expire(now: 1901)
+        #expect(e.deadActors == ["A"] && e.reissued == [task])
+        #expect(l.expire(now: 1901) == TaskLedger.Expiry(), "expire is idempotent")
+        #expect(l.expire(now: 5000).reissued.isEmpty, "a dead actor's task is re-issued once")
+        #expect(l.counts.reissued == 1 && l.counts.deadActors == 2, "B died at 5000 too, holding nothing")
+        #expect(l.pendingCount == 1)
+        l.hello(actorId: "B", now: 5000)
+        l.addCredits(actorId: "B", credits: 1, now: 5000)
+        let again = l.dispatch(now: 5000, weightVersion: 5)
+        #expect(again.map(\.actorId) == ["B"] && again[0].item.taskId == task)
+        #expect(l.attempts(task) == 2)
+        #expect(l.accept(Self.group(task, actor: "B"), now: 5100, weightVersion: 5).status == .accepted)
+        // The dead actor was only slow: its late answer must not be trained on a second time.
+        let late = l.accept(Self.group(task, actor: "A"), now: 5200, weightVersion: 5)
+        #expect(late.status == .duplicate)
+        #expect(l.counts.accepted == 1 && l.counts.duplicate == 1)
+        #expect(l.isDrained && l.inFlightCount == 0 && l.pendingCount == 0)
+    }
+
+    @Test func originalAnswerAfterReissueWinsAndCopyIsDuplicate() {
+        var (l, _) = Self.ledger(tasks: 2)
+        l.hello(actorId: "A", now: 0)
+        l.addCredits(actorId: "A", credits: 2, now: 0)
+        let ids = l.dispatch(now: 0, weightVersion: 5).map(\.item.taskId)
+        _ = l.expire(now: 2000)  // A declared dead: both tasks pending again
+        #expect(l.pendingCount == 2)
+        // A's answer to the first task arrives while it is pending: accepted, and the pending copy is cancelled.
+        #expect(l.accept(Self.group(ids[0], actor: "A"), now: 2001, weightVersion: 5).status == .accepted)
+        #expect(l.pendingCount == 1)
+        l.hello(actorId: "B", now: 2002)
+        l.addCredits(actorId: "B", credits: 5, now: 2002)
+        let b = l.dispatch(now: 2002, weightVersion: 5)
+        #expect(b.map(\.item.taskId) == [ids[1]], "the accepted task is not handed out again")
+        // A's answer to the second task beats B's: A wins, B's becomes a duplicate and B holds nothing.
+        #expect(l.accept(Self.group(ids[1], actor: "A"), now: 2003, weightVersion: 5).status == .accepted)
+        #expect(l.tasksInFlight(actorId: "B") == [])
+        #expect(l.accept(Self.group(ids[1], actor: "B"), now: 2004, weightVersion: 5).status == .duplicate)
+        // A resend of an acked group (the ack was lost) is a duplicate too.
+        #expect(l.accept(Self.group(ids[0], actor: "A"), now: 2005, weightVersion: 5).status == .duplicate)
+        #expect(l.counts.accepted == 2 && l.counts.duplicate == 2 && l.isDrained)
+    }
+
+    @Test func heartbeatsKeepAnActorAlive() {
+        var (l, _) = Self.ledger(tasks: 1)
+        l.hello(actorId: "A", now: 0)
+        l.addCredits(actorId: "A", credits: 1, now: 0)
+        _ = l.dispatch(now: 0, weightVersion: 1)
+        for t in stride(from: UInt64(500), through: 10_000, by: 500) {
+            l.heartbeat(actorId: "A", now: t)
+            #expect(l.expire(now: t + 999).deadActors.isEmpty)
+        }
+        #expect(l.tasksInFlight(actorId: "A") == [1] && l.counts.reissued == 0)
+        let known = l.heartbeat(actorId: "A", now: 5000)
+        #expect(known, "an older timestamp does not move lastSeen back")
+        #expect(l.expire(now: 10_999).deadActors.isEmpty)
+    }
+
+    @Test func staleGroupIsDroppedAndTaskReissued() {
+        var (l, _) = Self.ledger(tasks: 1)
+        l.hello(actorId: "A", now: 0)
+        l.addCredits(actorId: "A", credits: 2, now: 0)
+        let task = l.dispatch(now: 0, weightVersion: 3)[0].item.taskId
+        let ack = l.accept(Self.group(task, actor: "A", version: 3), now: 10, weightVersion: 5)
+        #expect(ack.status == .stale)
+        #expect(ack.detail.contains("max_lag 1"), "\(ack.detail)")
+        #expect(l.pendingCount == 1 && l.counts.stale == 1 && l.counts.reissued == 1)
+        let again = l.dispatch(now: 11, weightVersion: 5)
+        #expect(again.map(\.item.taskId) == [task] && again[0].item.minWeightVersion == 4)
+        // Exactly max_lag behind is still acceptable.
+        #expect(l.accept(Self.group(task, actor: "A", version: 4), now: 12, weightVersion: 5).status == .accepted)
+    }
+
+    @Test func malformedGroupsAreRejected() {
+        var (l, _) = Self.ledger(tasks: 2)
+        l.hello(actorId: "A", now: 0)
+        l.addCredits(actorId: "A", credits: 2, now: 0)
+        let ids = l.dispatch(now: 0, weightVersion: 5).map(\.item.taskId)
+        let unknown = l.accept(Self.group(999, actor: "A"), now: 1, weightVersion: 5)
+        #expect(unknown.status == .rejected && unknown.detail == "unknown task 999")
+        let small = l.accept(Self.group(ids[0], actor: "A", size: 3), now: 2, weightVersion: 5)
+        #expect(small.status == .rejected && small.detail.contains("expected group size 4"))
+        #expect(l.pendingCount == 1, "a rejected answer from the holder re-queues the task")
+        let future = l.accept(Self.group(ids[1], actor: "A", version: 6), now: 3, weightVersion: 5)
+        #expect(future.status == .rejected && future.detail.contains("newer"))
+        // A rejected answer from someone who does not hold the task does not disturb the holder.
+        l.hello(actorId: "B", now: 4)
+        l.addCredits(actorId: "B", credits: 1, now: 4)
+        let b = l.dispatch(now: 4, weightVersion: 5)
+        #expect(b.count == 1)
+        let t = b[0].item.taskId
+        #expect(l.accept(Self.group(t, actor: "A", size: 1), now: 5, weightVersion: 5).status == .rejected)
+        #expect(l.holder(t) == "B")
+        #expect(l.counts.rejected == 4 && l.counts.accepted == 0)
+    }
+
+    @Test func goodbyeAndRestartRequeueAtOnce() {
+        var (l, _) = Self.ledger(tasks: 4)
+        l.hello(actorId: "A", now: 0)
+        l.addCredits(actorId: "A", credits: 2, now: 0)
+        l.hello(actorId: "B", now: 0)
+        l.addCredits(actorId: "B", credits: 2, now: 0)
+        _ = l.dispatch(now: 0, weightVersion: 1)
+        #expect(l.goodbye(actorId: "A") == [1, 3])
+        #expect(l.actorIds == ["B"] && l.pendingCount == 2)
+        // B restarts: hello again while holding tasks drops them back in the queue, credits reset.
+        #expect(l.hello(actorId: "B", now: 10) == [2, 4])
+        #expect(l.credits(actorId: "B") == 0 && l.pendingCount == 4)
+        l.addCredits(actorId: "B", credits: 4, now: 11)
+        #expect(Set(l.dispatch(now: 11, weightVersion: 1).map(\.item.taskId)) == [1, 2, 3, 4])
+        #expect(l.counts.reissued == 4 && l.counts.issued == 8)
+    }
+
+    @Test func taskTimeoutReissuesWhileActorIsAlive() {
+        var cfg = Self.config
+        cfg.taskTimeoutMs = 300
+        var (l, _) = Self.ledger(tasks: 1, config: cfg)
+        l.hello(actorId: "A", now: 0)
+        l.hello(actorId: "B", now: 0)
+        l.addCredits(actorId: "A", credits: 1, now: 0)
+        let task = l.dispatch(now: 0, weightVersion: 1)[0].item.taskId
+        l.heartbeat(actorId: "A", now: 250); l.heartbeat(actorId: "B", now: 250)
+        #expect(l.expire(now: 300).reissued.isEmpty)
+        #expect(l.expire(now: 301) == TaskLedger.Expiry(deadActors: [], reissued: [task]))
+        #expect(l.expire(now: 302).reissued.isEmpty)
+        l.addCredits(actorId: "B", credits: 1, now: 302)
+        #expect(l.dispatch(now: 302, weightVersion: 1).map(\.actorId) == ["B"])
+        #expect(l.accept(Self.group(task, actor: "A", version: 1), now: 400, weightVersion: 1).status == .accepted)
+        #expect(l.accept(Self.group(task, actor: "B", version: 1), now: 410, weightVersion: 1).status == .duplicate)
+    }
+
+    /// Random actors that die, restart, resend and answer late: every task is accepted exactly once and the
+    /// counts add up.
+    @Test func randomizedChaosTrainsEveryTaskExactlyOnce() {
+        var rng = SplitMix64(seed: 2026)
+        var cfg = Self.config
+        cfg.taskTimeoutMs = 4000
+        var (l, ids) = Self.ledger(tasks: 300, config: cfg)
+        var trained: [UInt64: Int] = [:]
+        var holding: [String: [UInt64]] = [:]  // what each actor believes it holds (including after it "died")
+        var alive: Set<String> = []
+        let names = (0..<6).map { "actor-\($0)" }
+        var now: UInt64 = 0
+        var acks: [AckStatus: Int] = [:]
+        for _ in 0..<20_000 where !l.isDrained {
+            now += UInt64.random(in: 1...40, using: &rng)
+            let who = names[Int.random(in: 0..<names.count, using: &rng)]
+            switch Int.random(in: 0..<100, using: &rng) {
+            case 0..<3:  // (re)start
+                l.hello(actorId: who, now: now); alive.insert(who); holding[who] = []
+            case 3..<5:  // goes silent for good (until a restart)
+                alive.remove(who)
+            case 5..<20:
+                if alive.contains(who) { l.addCredits(actorId: who, credits: UInt32.random(in: 1...3, using: &rng), now: now) }
+            case 20..<50:
+                if alive.contains(who) { l.heartbeat(actorId: who, now: now) }
+            default:  // answer one held task (maybe one taken away long ago), sometimes twice
+                guard alive.contains(who) || Bool.random(using: &rng), var h = holding[who], !h.isEmpty else { break }
+                let t = h.remove(at: Int.random(in: 0..<h.count, using: &rng))
+                if Int.random(in: 0..<10, using: &rng) > 0 { holding[who] = h }
+                let version: UInt64 = Int.random(in: 0..<20, using: &rng) == 0 ? 1 : 5
+                let ack = l.accept(Self.group(t, actor: who, version: version), now: now, weightVersion: 5)
+                acks[ack.status, default: 0] += 1
+                if ack.status == .accepted { trained[t, default: 0] += 1 }
+            }
+            for a in l.dispatch(now: now, weightVersion: 5) { holding[a.actorId, default: []].append(a.item.taskId) }
+            _ = l.expire(now: now)
+            if alive.isEmpty { l.hello(actorId: "actor-0", now: now); alive.insert("actor-0"); holding["actor-0"] = [] }
+        }
+        #expect(l.isDrained, "not drained: \(l.pendingCount) pending, \(l.inFlightCount) in flight")
+        #expect(trained.count == ids.count && trained.values.allSatisfy { $0 == 1 }, "a task was trained twice or never")
+        let c = l.counts
+        #expect(c.accepted == 300 && acks[.accepted] == 300)
+        #expect(c.duplicate == acks[.duplicate, default: 0] && c.stale == acks[.stale, default: 0])
+        #expect(c.issued == 300 + c.reissued - l.pendingCount)
+        #expect(c.duplicate > 0 && c.reissued > 0 && c.stale > 0, "the chaos exercised every path: \(c)")
+    }
+}
+
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
