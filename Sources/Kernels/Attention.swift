@@ -8,9 +8,11 @@ import Foundation
 ///
 /// Flash-style memory: forward saves only the per-(row, head) logsumexp `lse`; backward recomputes the
 /// probabilities block by block. Scratch is allocated once per call and per worker, never per token:
-/// - BLAS path (sequence length T >= `blasMinLength`): forward `queryBlock · maxT` floats, backward
-///   `2 · queryBlock · maxT + queryBlock` floats per worker (maxT = longest sequence).
+/// - BLAS path (sequence length T >= `blasMinLength`, default 16: the measured crossover at HD 64):
+///   forward `queryBlock · maxT` floats, backward `2 · queryBlock · maxT + queryBlock` floats per worker
+///   (maxT = longest sequence).
 /// - SIMD path (short sequences): `maxT` floats per worker (one row of scores).
+/// `queryBlock` (default 32) bounds the scratch and the wasted upper-triangle work of the diagonal blocks.
 /// Work is split over `Parallel.maxWorkers` cores across (sequence, head) pairs in forward and (sequence, kv head)
 /// pairs in backward (so each worker owns its dK/dV rows); while split, OpenBLAS runs single-threaded.
 
@@ -44,7 +46,8 @@ private func balance(costs: [Int], workers: Int) -> [[Int]] {
 
 /// Runs `body(worker, items)` on the LPT partition, with OpenBLAS single-threaded while more than one worker runs.
 private func runBalanced(costs: [Int], _ body: (Int, [Int]) -> Void) {
-    let total = costs.reduce(0, +)
+    // Costs are in flops; these run at ~4 flops per `Parallel` work unit (which is calibrated on simple loops).
+    let total = costs.reduce(0, +) / 4
     let workers = Parallel.workers(work: total, items: costs.count)
     let lists = balance(costs: costs, workers: workers)
     if workers == 1 { body(0, lists[0]); return }
@@ -63,7 +66,7 @@ public func attentionForward(
     _ v: UnsafePointer<Float>,               // (N, NKV, HD)
     seqStarts: [Int],                        // (B+1)
     nHeads: Int, nKVHeads: Int, headDim: Int,
-    blasMinLength: Int = 32, queryBlock: Int = 64
+    blasMinLength: Int = 16, queryBlock: Int = 32
 ) {
     let maxT = checkPacking(seqStarts, nHeads: nHeads, nKVHeads: nKVHeads, headDim: headDim)
     let nSeq = seqStarts.count - 1
@@ -152,7 +155,7 @@ public func attentionBackward(
     _ lse: UnsafePointer<Float>,             // (N, NH) from forward
     seqStarts: [Int],                        // (B+1)
     nHeads: Int, nKVHeads: Int, headDim: Int,
-    blasMinLength: Int = 32, queryBlock: Int = 64
+    blasMinLength: Int = 16, queryBlock: Int = 32
 ) {
     let maxT = checkPacking(seqStarts, nHeads: nHeads, nKVHeads: nKVHeads, headDim: headDim)
     let nSeq = seqStarts.count - 1

@@ -1,5 +1,3 @@
-import Foundation
-
 /// Vectorised elementary functions and SIMD8 load/store/reduction helpers used by every kernel.
 ///
 /// `exp` is the Cephes `expf` algorithm on 8 lanes: range reduction x = n·ln2 + r with ln2 split in two
@@ -8,17 +6,18 @@ import Foundation
 /// Double `exp` in `VectorMathTests`). Below -87.33 the true result is subnormal (< 1.2e-38) and this returns
 /// 0; above 88.72 it returns +inf; NaN propagates; -inf gives 0.
 public enum VectorMath {
-    /// exp on 8 lanes (see the type's doc for accuracy).
-    @inline(__always)
+    /// exp on 8 lanes (see the type's doc for accuracy). Branch-free.
+    /// `@_transparent` (mandatory inlining): with only `@inline(__always)` the optimizer still left calls in
+    /// large callers, and the out-of-line call passes SIMD8 as two xmm halves (2-3x slower loops).
+    @_transparent
     public static func exp(_ xIn: SIMD8<Float>) -> SIMD8<Float> {
-        let lo: Float = -87.336544           // ≈ ln(FLT_MIN): below, 2ⁿ would be subnormal → flush to 0
-        let hi: Float = 88.3762626647949     // n <= 127 up to here; above needs the split scale (rare)
+        let lo: Float = -87.336544            // ≈ ln(FLT_MIN): below, the result would be subnormal → 0
+        let hi: Float = 88.72283905206835     // ln(FLT_MAX): above → +inf
         var x = xIn.replacing(with: lo, where: xIn .< lo)
-        let big = x .> hi
-        if any(big) { return expLarge(xIn) }
+        x.replace(with: hi, where: xIn .> hi)
         // n = round(x / ln2) by the 1.5·2²³ trick: the addition rounds to an integer kept in the low mantissa.
         let magic = SIMD8<Float>(repeating: 12_582_912)
-        let t = (x * 1.44269504088896341) + magic
+        let t = magic.addingProduct(x, SIMD8(repeating: 1.44269504088896341))
         let fn = t - magic
         // r = x - n·ln2 with ln2 = C1 + C2 (C1 has 9 bits so n·C1 is exact).
         var r = x.addingProduct(fn, SIMD8(repeating: -0.693359375))
@@ -31,28 +30,17 @@ public enum VectorMath {
         y = SIMD8(repeating: 1.6666665459e-1).addingProduct(y, r)
         y = SIMD8(repeating: 5.0000001201e-1).addingProduct(y, r)
         y = (r + 1).addingProduct(y, z)
-        // 2ⁿ from bits: n is in the low mantissa bits of t.
-        let tBits = unsafeBitCast(t, to: SIMD8<Int32>.self)
-        let n = tBits &- 0x4B40_0000
-        let scale = unsafeBitCast((n &+ 127) &<< 23, to: SIMD8<Float>.self)
-        x = y * scale
-        x.replace(with: 0, where: xIn .< lo)
-        x.replace(with: xIn, where: xIn .!= xIn)   // NaN in → NaN out
-        return x
-    }
-
-    /// Slow path for lanes above 88.376 (2ⁿ with n = 128 is not a normal float): scale in two halves.
-    @inline(never)
-    static func expLarge(_ xIn: SIMD8<Float>) -> SIMD8<Float> {
-        var out = SIMD8<Float>()
-        for i in 0..<8 { out[i] = expScalarSplit(xIn[i]) }
-        return out
-    }
-
-    static func expScalarSplit(_ x: Float) -> Float {
-        if x <= 88.3762626647949 { return exp(SIMD8(repeating: x))[0] }   // NaN fails the test: libm returns NaN
-        // Rare (only overflow-adjacent inputs): libm in Double is exact enough and simplest.
-        return Float(Foundation.exp(Double(x)))
+        // 2ⁿ = 2^(n/2) · 2^(n - n/2): n ranges over -126...128 and 2¹²⁸ is not a float, but both halves are
+        // normal and the products are exact.
+        let n = unsafeBitCast(t, to: SIMD8<Int32>.self) &- 0x4B40_0000
+        let n1 = n &>> 1, n2 = n &- n1
+        let s1 = unsafeBitCast((n1 &+ 127) &<< 23, to: SIMD8<Float>.self)
+        let s2 = unsafeBitCast((n2 &+ 127) &<< 23, to: SIMD8<Float>.self)
+        var e = y * s1 * s2
+        e.replace(with: 0, where: xIn .< lo)
+        e.replace(with: .infinity, where: xIn .> hi)
+        e.replace(with: xIn, where: xIn .!= xIn)   // NaN in → NaN out
+        return e
     }
 
     /// Scalar exp through the vector path (same accuracy; avoids libm's slower call in scalar tails).
