@@ -260,7 +260,14 @@ public struct SnapshotAssembler: Sendable {
             // First valid chunk: fix the layout and allocate the buffer.
             header = h
             version = c.version
-            storage = [Float](repeating: 0, count: (Int(h.totalBytes) + 3) / 4)
+            // Not zero-filled (a pass over up to GBs for nothing): every byte is written before `finish` returns
+            // it, because finish requires every chunk and the chunks tile [0, total_bytes) exactly. The tail
+            // padding past total_bytes (BF16 with an odd count) is zeroed so the array is fully initialised.
+            let words = (Int(h.totalBytes) + 3) / 4
+            storage = [Float](unsafeUninitializedCapacity: words) { buf, n in
+                if words > 0 { buf[words - 1] = 0 }
+                n = words
+            }
             received = [Bool](repeating: false, count: Int(h.nChunks))
             crcs = [UInt32](repeating: 0, count: Int(h.nChunks))
         }
