@@ -9,7 +9,7 @@ struct Rlif: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rlif",
         abstract: "INTUITOR: reinforcement learning from internal feedback (self-certainty GRPO) on CPU.",
-        subcommands: [Info.self]
+        subcommands: [Info.self, Bench.self]
     )
 }
 

@@ -1,0 +1,141 @@
+import ArgumentParser
+import Foundation
+import Kernels
+import Model
+
+/// `rlif bench`: throughput of the CPU transformer on a named random-weight shape (release build please).
+/// Prints one human line and one `BENCH key=value …` line per measurement (scripts/bench/run-model-bench.sh
+/// parses the latter and compares with PyTorch).
+struct Bench: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Benchmark forward, forward+backward and batched KV-cache decode on a random model.")
+
+    @Option(help: "Model shape: small (Qwen2, hidden 512, 8 layers, 8/2 heads, ffn 1536, vocab 16384, tied) or tiny.")
+    var shape = "small"
+    @Option(help: "Sequences per training batch.") var sequences = 4
+    @Option(help: "Tokens per training sequence.") var seqLen = 256
+    @Option(help: "Concurrent sequences in the decode benchmark.") var decodeBatch = 16
+    @Option(help: "Prompt tokens per decode sequence.") var prefill = 64
+    @Option(help: "Generated tokens per decode sequence.") var decodeTokens = 128
+    @Option(help: "Timed repetitions (after one warm-up); the median is reported.") var iterations = 3
+    @Option(help: "OpenBLAS / kernel threads.") var threads = 2
+    @Option(help: "Which parts to run: all, forward, train, decode.") var only = "all"
+
+    static func config(_ shape: String) throws -> ModelConfig {
+        switch shape {
+        case "small":
+            return ModelConfig(architecture: .qwen2, hiddenSize: 512, intermediateSize: 1536, numHiddenLayers: 8,
+                               numAttentionHeads: 8, numKeyValueHeads: 2, rmsNormEps: 1e-6, ropeTheta: 1_000_000,
+                               vocabSize: 16384, maxPositionEmbeddings: 2048, tieWordEmbeddings: true)
+        case "tiny":
+            return ModelConfig(architecture: .qwen2, hiddenSize: 64, intermediateSize: 192, numHiddenLayers: 2,
+                               numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: 512, maxPositionEmbeddings: 512,
+                               tieWordEmbeddings: true)
+        default:
+            throw ValidationError("unknown shape '\(shape)' (small, tiny)")
+        }
+    }
+
+    func median(_ body: () throws -> Void) rethrows -> Double {
+        try body()  // warm-up (arena allocation, BLAS buffers)
+        var times: [Double] = []
+        for _ in 0..<max(1, iterations) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            try body()
+            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        return times.sorted()[times.count / 2]
+    }
+
+    func run() throws {
+        Gemm.threads = threads
+        Parallel.maxWorkers = threads
+        let cfg = try Self.config(shape)
+        let model = try Transformer(config: cfg)
+        model.initializeRandom(seed: 1, std: 0.02)
+        print("rlif bench: shape \(shape) (\(cfg.architecture.rawValue), \(model.parameterCount) parameters), threads \(threads)")
+        var rng = SystemRandomNumberGenerator()
+        let v = cfg.vocabSize
+        func randomTokens(_ n: Int) -> [Int32] { (0..<n).map { _ in Int32.random(in: 0..<Int32(v), using: &rng) } }
+        let batch = PackedBatch(sequences: (0..<sequences).map { _ in randomTokens(seqLen) })
+        let n = batch.tokenCount
+        let lengths = [Int](repeating: seqLen, count: sequences)
+        let fwdFlops = model.forwardFlops(sequenceLengths: lengths)
+
+        if only == "all" || only == "forward" {
+            let t = try median { _ = try model.forward(batch, forBackward: false) }
+            report("forward", tokens: n, seconds: t, flops: fwdFlops,
+                   extra: "batch=\(sequences)x\(seqLen)")
+        }
+        if only == "all" || only == "train" {
+            var targets = [Int32](repeating: -1, count: n)
+            for b in 0..<sequences { for i in 0..<(seqLen - 1) { targets[b * seqLen + i] = batch.tokens[b * seqLen + i + 1] } }
+            var losses = [Float](repeating: 0, count: n), lse = [Float](repeating: 0, count: n)
+            var dLogits = [Float](repeating: 0, count: n * v)
+            let dl = [Float](repeating: 1 / Float(crossEntropyCount(targets, n: n)), count: n)
+            let t = try median {
+                let logits = try model.forward(batch)
+                crossEntropyForward(&losses, &lse, logits.baseAddress!, targets, n: n, v: v)
+                dLogits.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+                crossEntropyBackward(&dLogits, dl, logits.baseAddress!, lse, targets, n: n, v: v)
+                model.zeroGradients()
+                try model.backward(dLogits: dLogits)
+            }
+            report("fwd+bwd", tokens: n, seconds: t, flops: 3 * fwdFlops, extra: "batch=\(sequences)x\(seqLen)")
+        }
+        if only == "all" || only == "decode" {
+            let b = decodeBatch
+            model.reserveDecoding(slots: b, maxSequenceLength: prefill + decodeTokens)
+            let prompts = (0..<b).map { _ in randomTokens(prefill) }
+            var logits = [Float](repeating: 0, count: b * v)
+            var prefillTime = 0.0, decodeTime = 0.0
+            let total = try median {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                let slots = try model.prefill(prompts: prompts, lastLogits: &logits)
+                let t1 = DispatchTime.now().uptimeNanoseconds
+                var toks = [Int32](repeating: 0, count: b)
+                for _ in 0..<decodeTokens {
+                    // Greedy argmax per row (sampling cost is the sampler's; argmax keeps the loop honest).
+                    for r in 0..<b {
+                        var best = 0
+                        logits.withUnsafeBufferPointer { p in
+                            let row = p.baseAddress! + r * v
+                            for j in 1..<v where row[j] > row[best] { best = j }
+                        }
+                        toks[r] = Int32(best)
+                    }
+                    try model.decode(tokens: toks, slots: slots, logits: &logits)
+                }
+                let t2 = DispatchTime.now().uptimeNanoseconds
+                model.release(slots)
+                prefillTime = Double(t1 - t0) / 1e9
+                decodeTime = Double(t2 - t1) / 1e9
+            }
+            // Decode FLOPs: per step B tokens through every layer + lm_head, attention over the growing cache.
+            var decFlops = 0.0
+            for s in 0..<decodeTokens {
+                decFlops += Double(b) * model.forwardFlops(sequenceLengths: [1]) - Double(b) * 2 * 2 * Double(cfg.qDim) * Double(cfg.numHiddenLayers)
+                decFlops += Double(b) * 2 * 2 * Double(prefill + s + 1) * Double(cfg.qDim) * Double(cfg.numHiddenLayers)
+            }
+            report("decode", tokens: b * decodeTokens, seconds: decodeTime, flops: decFlops,
+                   extra: "batch=\(b) prefill=\(prefill) new=\(decodeTokens) prefill_s=\(fmt(prefillTime))")
+            report("generate", tokens: b * decodeTokens, seconds: total, flops: nil,
+                   extra: "batch=\(b) prefill+decode end-to-end")
+        }
+    }
+
+    func fmt(_ x: Double) -> String { String(format: "%.4g", x) }
+
+    func report(_ name: String, tokens: Int, seconds: Double, flops: Double?, extra: String) {
+        let tps = Double(tokens) / seconds
+        var human = "\(name.padding(toLength: 9, withPad: " ", startingAt: 0)) \(String(format: "%9.1f", tps)) tokens/s"
+        var machine = "BENCH impl=rlif name=\(name) tokens_per_s=\(fmt(tps)) seconds=\(fmt(seconds))"
+        if let f = flops {
+            let g = f / seconds / 1e9
+            human += String(format: "  %6.1f GFLOP/s", g)
+            machine += " gflops=\(fmt(g))"
+        }
+        print(human + "  (\(extra), \(fmt(seconds)) s)")
+        print(machine + " " + extra.replacingOccurrences(of: " ", with: "_"))
+    }
+}
