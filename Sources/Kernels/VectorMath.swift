@@ -44,7 +44,7 @@ public enum VectorMath {
     }
 
     /// Scalar exp through the vector path (same accuracy; avoids libm's slower call in scalar tails).
-    @inline(__always)
+    @_transparent
     public static func exp(_ x: Float) -> Float { exp(SIMD8(repeating: x))[0] }
 
     /// out[i] = exp(inp[i]) for i < count (out may equal inp).

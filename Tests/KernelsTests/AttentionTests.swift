@@ -4,8 +4,9 @@ import TestSupport
 import Kernels
 
 /// Packed causal GQA attention against float64 torch references (fixture "attention": case a = lengths 1, 5, 9
-/// with NH 4, NKV 2, HD 8; case b = lengths 33, 2, 70 with HD 12), on both the SIMD path and the blocked BLAS
-/// path (forced by `blasMinLength`), with small query blocks so several blocks per sequence are exercised.
+/// with NH 4, NKV 2, HD 8; case b = lengths 33, 2, 70 with HD 12; c = multi-head NH 2 = NKV 2, HD 16; d = multi-query
+/// NH 3, NKV 1), on both the SIMD path and the blocked BLAS path (forced by `blasMinLength`), with small query
+/// blocks so several blocks per sequence are exercised.
 /// Tolerances: atol 1e-5, rtol 1e-4 (outputs, lse and all gradients).
 @Suite struct AttentionTests {
     struct Case {
@@ -26,7 +27,8 @@ import Kernels
         func ref(_ name: String) throws -> [Float] { try fx.floats(prefix + name) }
     }
 
-    @Test(arguments: [("a.", 32, 64), ("a.", 1, 4), ("a.", 1, 64), ("b.", 32, 64), ("b.", 1, 16), ("b.", 1000, 64)])
+    @Test(arguments: [("a.", 16, 32), ("a.", 1, 4), ("a.", 1, 64), ("b.", 16, 32), ("b.", 1, 16), ("b.", 1000, 64),
+                      ("c.", 1, 8), ("c.", 1000, 32), ("d.", 1, 5), ("d.", 1000, 32)])
     func matchesReference(prefix: String, blasMinLength: Int, queryBlock: Int) throws {
         let c = try Case(prefix)
         let label = "\(prefix) blasMin \(blasMinLength) block \(queryBlock)"

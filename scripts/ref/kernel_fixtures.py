@@ -143,6 +143,8 @@ def attention(gen):
     res = {}
     attention_case("a.", [1, 5, 9], 4, 2, 8, gen, res)     # the brief's small case
     attention_case("b.", [33, 2, 70], 4, 2, 12, gen, res)  # long enough for the BLAS path, HD % 8 != 0
+    attention_case("c.", [4, 20], 2, 2, 16, gen, res)      # multi-head (no sharing)
+    attention_case("d.", [17, 3], 3, 1, 8, gen, res)       # multi-query (one kv head for 3 heads)
     save("attention", res)
 
 
