@@ -54,9 +54,20 @@ extension Transformer {
 
     /// Allocates the KV cache and decode buffers: `slots` concurrent sequences of up to `maxSequenceLength`
     /// tokens (capped at max_position_embeddings). Drops any previous cache.
+    /// When the existing cache already has exactly these dimensions and no slot is in use, it is kept (no
+    /// reallocation for callers that reserve per batch).
     public func reserveDecoding(slots: Int, maxSequenceLength: Int) {
-        let cap = min(maxSequenceLength, config.maxPositionEmbeddings)
-        decodeState = DecodeState(config: config, slots: max(1, slots), capacity: max(1, cap))
+        let cap = max(1, min(maxSequenceLength, config.maxPositionEmbeddings)), n = max(1, slots)
+        if let st = decodeState, st.cache.slotCount == n, st.cache.capacity == cap, st.cache.freeSlotCount == n { return }
+        decodeState = nil
+        decodeState = DecodeState(config: config, slots: n, capacity: cap)
+    }
+
+    /// `decode` into an internal buffer: returns next-token logits (B, V), valid until the next decode call.
+    public func decodeStep(tokens: [Int32], slots: [Int]) throws -> UnsafeBufferPointer<Float> {
+        let st = try requireDecodeState()
+        try decode(tokens: tokens, slots: slots, logits: st.logits)
+        return UnsafeBufferPointer(start: st.logits, count: tokens.count * config.vocabSize)
     }
 
     private func requireDecodeState() throws -> DecodeState {

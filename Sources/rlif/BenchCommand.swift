@@ -36,15 +36,25 @@ struct Bench: ParsableCommand {
         }
     }
 
-    func median(_ body: () throws -> Void) rethrows -> Double {
+    /// Process CPU seconds (user + system), to tell a slow run from a starved one on a shared machine.
+    static func cpuSeconds() -> Double {
+        var t = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t)
+        return Double(t.tv_sec) + Double(t.tv_nsec) / 1e9
+    }
+
+    /// Runs `body` once to warm up, then `iterations` times; returns the median wall time and that run's CPU time.
+    func median(_ body: () throws -> Void) rethrows -> (wall: Double, cpu: Double) {
         try body()  // warm-up (arena allocation, BLAS buffers)
-        var times: [Double] = []
+        var runs: [(Double, Double)] = []
         for _ in 0..<max(1, iterations) {
+            let c0 = Self.cpuSeconds()
             let t0 = DispatchTime.now().uptimeNanoseconds
             try body()
-            times.append(Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+            runs.append((Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9, Self.cpuSeconds() - c0))
         }
-        return times.sorted()[times.count / 2]
+        runs.sort { $0.0 < $1.0 }
+        return runs[runs.count / 2]
     }
 
     func run() throws {
@@ -64,7 +74,7 @@ struct Bench: ParsableCommand {
 
         if only == "all" || only == "forward" {
             let t = try median { _ = try model.forward(batch, forBackward: false) }
-            report("forward", tokens: n, seconds: t, flops: fwdFlops,
+            report("forward", tokens: n, time: t, flops: fwdFlops,
                    extra: "batch=\(sequences)x\(seqLen)")
         }
         if only == "all" || only == "train" {
@@ -81,18 +91,19 @@ struct Bench: ParsableCommand {
                 model.zeroGradients()
                 try model.backward(dLogits: dLogits)
             }
-            report("fwd+bwd", tokens: n, seconds: t, flops: 3 * fwdFlops, extra: "batch=\(sequences)x\(seqLen)")
+            report("fwd+bwd", tokens: n, time: t, flops: 3 * fwdFlops, extra: "batch=\(sequences)x\(seqLen)")
         }
         if only == "all" || only == "decode" {
             let b = decodeBatch
             model.reserveDecoding(slots: b, maxSequenceLength: prefill + decodeTokens)
             let prompts = (0..<b).map { _ in randomTokens(prefill) }
             var logits = [Float](repeating: 0, count: b * v)
-            var prefillTime = 0.0, decodeTime = 0.0
+            var prefillTime = 0.0, decodeTime = 0.0, decodeCPU = 0.0
             let total = try median {
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 let slots = try model.prefill(prompts: prompts, lastLogits: &logits)
                 let t1 = DispatchTime.now().uptimeNanoseconds
+                let c1 = Self.cpuSeconds()
                 var toks = [Int32](repeating: 0, count: b)
                 for _ in 0..<decodeTokens {
                     // Greedy argmax per row (sampling cost is the sampler's; argmax keeps the loop honest).
@@ -107,6 +118,7 @@ struct Bench: ParsableCommand {
                     try model.decode(tokens: toks, slots: slots, logits: &logits)
                 }
                 let t2 = DispatchTime.now().uptimeNanoseconds
+                decodeCPU = Self.cpuSeconds() - c1
                 model.release(slots)
                 prefillTime = Double(t1 - t0) / 1e9
                 decodeTime = Double(t2 - t1) / 1e9
@@ -117,25 +129,29 @@ struct Bench: ParsableCommand {
                 decFlops += Double(b) * model.forwardFlops(sequenceLengths: [1]) - Double(b) * 2 * 2 * Double(cfg.qDim) * Double(cfg.numHiddenLayers)
                 decFlops += Double(b) * 2 * 2 * Double(prefill + s + 1) * Double(cfg.qDim) * Double(cfg.numHiddenLayers)
             }
-            report("decode", tokens: b * decodeTokens, seconds: decodeTime, flops: decFlops,
+            report("decode", tokens: b * decodeTokens, time: (decodeTime, decodeCPU), flops: decFlops,
                    extra: "batch=\(b) prefill=\(prefill) new=\(decodeTokens) prefill_s=\(fmt(prefillTime))")
-            report("generate", tokens: b * decodeTokens, seconds: total, flops: nil,
+            report("generate", tokens: b * decodeTokens, time: total, flops: nil,
                    extra: "batch=\(b) prefill+decode end-to-end")
         }
     }
 
     func fmt(_ x: Double) -> String { String(format: "%.4g", x) }
 
-    func report(_ name: String, tokens: Int, seconds: Double, flops: Double?, extra: String) {
+    /// Prints the human line and the BENCH line. `cpu_util` = CPU seconds / wall seconds (≈ threads when the
+    /// machine is otherwise idle); much lower means other processes took the cores and the numbers are low.
+    func report(_ name: String, tokens: Int, time: (wall: Double, cpu: Double), flops: Double?, extra: String) {
+        let seconds = time.wall
         let tps = Double(tokens) / seconds
+        let util = time.cpu / seconds
         var human = "\(name.padding(toLength: 9, withPad: " ", startingAt: 0)) \(String(format: "%9.1f", tps)) tokens/s"
-        var machine = "BENCH impl=rlif name=\(name) tokens_per_s=\(fmt(tps)) seconds=\(fmt(seconds))"
+        var machine = "BENCH impl=rlif name=\(name) tokens_per_s=\(fmt(tps)) seconds=\(fmt(seconds)) cpu_util=\(fmt(util))"
         if let f = flops {
             let g = f / seconds / 1e9
             human += String(format: "  %6.1f GFLOP/s", g)
             machine += " gflops=\(fmt(g))"
         }
-        print(human + "  (\(extra), \(fmt(seconds)) s)")
+        print(human + "  (\(extra), \(fmt(seconds)) s, cpu util \(String(format: "%.2f", util)))")
         print(machine + " " + extra.replacingOccurrences(of: " ", with: "_"))
     }
 }

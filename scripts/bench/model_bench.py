@@ -24,25 +24,33 @@ def flops_forward(cfg, lengths, logit_rows=None):
     return cfg.num_hidden_layers * (n * per_token_layer + attn) + head
 
 
-def timed(fn, iters):
+CPU_UTIL = {}
+
+
+def timed(fn, iters, key=None):
+    """Median wall time after a warm-up; records CPU seconds / wall seconds of the runs under `key`."""
     fn()
     ts = []
+    c0, w0 = time.process_time(), time.perf_counter()
     for _ in range(iters):
         t0 = time.perf_counter()
         fn()
         ts.append(time.perf_counter() - t0)
+    if key:
+        CPU_UTIL[key] = (time.process_time() - c0) / (time.perf_counter() - w0)
     return statistics.median(ts)
 
 
 def report(name, tokens, seconds, flops=None, extra=""):
     tps = tokens / seconds
-    line = f"BENCH impl=torch name={name} tokens_per_s={tps:.4g} seconds={seconds:.4g}"
+    util = CPU_UTIL.get(name, float("nan"))
+    line = f"BENCH impl=torch name={name} tokens_per_s={tps:.4g} seconds={seconds:.4g} cpu_util={util:.3g}"
     human = f"{name:9s} {tps:9.1f} tokens/s"
     if flops is not None:
         g = flops / seconds / 1e9
         line += f" gflops={g:.4g}"
         human += f"  {g:6.1f} GFLOP/s"
-    print(human + f"  ({extra}, {seconds:.4g} s)")
+    print(human + f"  ({extra}, {seconds:.4g} s, cpu util {util:.2f})")
     print(line + " " + extra.replace(" ", "_"))
 
 
@@ -75,14 +83,14 @@ def main():
         def f():
             with torch.no_grad():
                 model(input_ids=ids)
-        report("forward", B * T, timed(f, args.iterations), fwd, f"batch={B}x{T}")
+        report("forward", B * T, timed(f, args.iterations, "forward"), fwd, f"batch={B}x{T}")
     if args.only in ("all", "train"):
         model.train()
         def fb():
             model.zero_grad(set_to_none=False)
             out = model(input_ids=ids, labels=ids)
             out.loss.backward()
-        report("fwd+bwd", B * T, timed(fb, args.iterations), 3 * fwd, f"batch={B}x{T}")
+        report("fwd+bwd", B * T, timed(fb, args.iterations, "fwd+bwd"), 3 * fwd, f"batch={B}x{T}")
         model.eval()
     if args.only in ("all", "decode"):
         b, p, nnew = args.decode_batch, args.prefill, args.decode_tokens
@@ -96,7 +104,8 @@ def main():
         def pre():
             with torch.no_grad():
                 model(input_ids=prompts, attention_mask=mask, use_cache=True, logits_to_keep=1)
-        tg = timed(gen, max(1, args.iterations - 1))
+        tg = timed(gen, max(1, args.iterations - 1), "generate")
+        CPU_UTIL["decode"] = CPU_UTIL["generate"]
         tp = timed(pre, args.iterations)
         dec_flops = 0.0
         qd = cfg.num_attention_heads * cfg.head_dim
