@@ -18,8 +18,8 @@ public func crossEntropyForward(
     Parallel.forRanges(count: n, work: n * v * logitElementCost) { rows in
         for i in rows {
             let z = logits + i * v
-            let m = maxOf(z, v)
-            let logS = Foundation.log(logitRowSums(z, v, shift: m, invT: 1, wantExpD: false, wantD: false).sumExp)
+            let st = logitRowStats(z, v, invT: 1, wantExpD: false, wantD: false)
+            let m = st.max, logS = Foundation.log(st.sumExp)
             lse[i] = Float(Double(m) + logS)
             let t = Int(targets[i])
             losses[i] = t < 0 ? 0 : Float(logS - Double(z[t] - m))

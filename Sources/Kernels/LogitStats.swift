@@ -37,6 +37,38 @@ func logitRowSums(
     return ((e0 + e1).sum(), (ed0 + ed1).sum(), (d0 + d1).sum())
 }
 
+/// Max-shifted sums over a whole row in ONE pass over memory: the row is processed in L1-sized chunks (max of
+/// the chunk, then the exp pass while it is still cached); when a chunk raises the running max the Double sums
+/// are rescaled (exact identities: S' = S·e^(−δ), Σe·d' = e^(−δ)(Σe·d − δS), Σd' = Σd − δ·count).
+/// Returns the row max and the sums relative to it, as `logitRowSums` with shift = max would.
+@inline(__always)
+func logitRowStats(
+    _ z: UnsafePointer<Float>, _ v: Int, invT: Float, wantExpD: Bool, wantD: Bool
+) -> (max: Float, sumExp: Double, sumExpD: Double, sumD: Double) {
+    let chunk = 2048   // 8 KB
+    var m = -Float.infinity
+    var sumExp = 0.0, sumExpD = 0.0, sumD = 0.0
+    var c0 = 0
+    while c0 < v {
+        let len = min(chunk, v - c0)
+        let cm = maxOf(z + c0, len)
+        if cm > m {
+            if c0 > 0 {
+                let delta = Double(cm - m) * Double(invT)
+                let f = Foundation.exp(-delta)
+                if wantExpD { sumExpD = f * (sumExpD - delta * sumExp) }
+                if wantD { sumD -= delta * Double(c0) }
+                sumExp *= f
+            }
+            m = cm
+        }
+        let s = logitRowSums(z + c0, len, shift: m, invT: invT, wantExpD: wantExpD, wantD: wantD)
+        sumExp += s.sumExp; sumExpD += s.sumExpD; sumD += s.sumD
+        c0 += len
+    }
+    return (m, sumExp, sumExpD, sumD)
+}
+
 /// Rough cost of one exp-pass element, for the parallel threshold.
 let logitElementCost = 12
 
@@ -58,8 +90,8 @@ public func tokenLogprobForward(
     Parallel.forRanges(count: n, work: n * v * logitElementCost) { rows in
         for i in rows {
             let z = logits + i * v
-            let m = maxOf(z, v)
-            let s = logitRowSums(z, v, shift: m, invT: invT, wantExpD: false, wantD: false)
+            let s = logitRowStats(z, v, invT: invT, wantExpD: false, wantD: false)
+            let m = s.max
             let logS = Foundation.log(s.sumExp)
             let zt = Double((z[Int(targets[i])] - m) * invT)
             logp[i] = Float(zt - logS)
@@ -119,8 +151,7 @@ public func selfCertaintyForward(
     Parallel.forRanges(count: n, work: n * v * logitElementCost) { rows in
         for i in rows {
             let z = logits + i * v
-            let m = maxOf(z, v)
-            let s = logitRowSums(z, v, shift: m, invT: 1, wantExpD: false, wantD: true)
+            let s = logitRowStats(z, v, invT: 1, wantExpD: false, wantD: true)
             // lse − mean = log Σe^d − Σd/V (the shift cancels); subtracting log V inside the log keeps it small.
             out[i] = Float(Foundation.log(s.sumExp / Double(v)) - s.sumD / Double(v))
         }
@@ -136,8 +167,7 @@ public func entropyForward(
     Parallel.forRanges(count: n, work: n * v * logitElementCost) { rows in
         for i in rows {
             let z = logits + i * v
-            let m = maxOf(z, v)
-            let s = logitRowSums(z, v, shift: m, invT: 1, wantExpD: true, wantD: false)
+            let s = logitRowStats(z, v, invT: 1, wantExpD: true, wantD: false)
             out[i] = Float(Foundation.log(s.sumExp) - s.sumExpD / s.sumExp)
         }
     }

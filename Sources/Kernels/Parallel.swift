@@ -1,10 +1,12 @@
 import Dispatch
+import Foundation
 
 /// Splitting row loops over the cores. Every kernel parallelises through here so the worker count and the
 /// "is it worth it" threshold live in one place.
 public enum Parallel {
-    /// Upper bound on workers a kernel splits into (the target machine has 2 cores). 1 disables threading.
-    nonisolated(unsafe) public static var maxWorkers: Int = 2
+    /// Upper bound on workers a kernel splits into (default: the active core count, 2 on the target machine).
+    /// 1 disables threading. Set once at startup (not synchronised).
+    nonisolated(unsafe) public static var maxWorkers: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
 
     /// Work (in rough "flop-equivalents") below which a kernel stays on the calling thread: ~100 µs at a few
     /// GFLOP/s. Dispatch costs ~5-20 µs, so smaller jobs lose from splitting.

@@ -146,6 +146,43 @@ import Kernels
         #expect(sc.array[3] == 0, "uniform row: \(sc.array[3])")
     }
 
+    /// Rows longer than the 2048-float chunk whose max moves to later chunks (ramps, a late peak): the running-max
+    /// rescaling must reproduce float64 logsumexp, log-prob, self-certainty and entropy.
+    @Test func rowStatsAcrossChunks() {
+        let v = 9000, temp: Float = 0.7
+        var rng = TestRNG(seed: 77)
+        var rows: [[Float]] = []
+        rows.append((0..<v).map { Float($0) * 2e-3 })                       // max rises in every chunk
+        rows.append((0..<v).map { Float(v - $0) * 2e-3 })                   // max in the first chunk
+        var late = rng.normals(v, scale: 1.5); late[v - 3] = 25; rows.append(late)
+        var mid = rng.normals(v, scale: 1e-3); mid[4100] = 0.5; rows.append(mid)
+        let n = rows.count
+        let targets: [Int32] = [Int32(v - 1), 5, Int32(v - 3), 17]
+        let z = Buf(rows.flatMap { $0 }), t = IBuf(targets)
+        let logp = Buf(zeros: n), lse = Buf(zeros: n), sc = Buf(zeros: n), ent = Buf(zeros: n)
+        let ce = Buf(zeros: n), ceLse = Buf(zeros: n)
+        tokenLogprobForward(logp.p, lse.p, z.cp, t.cp, n: n, v: v, temperature: temp)
+        selfCertaintyForward(sc.p, z.cp, n: n, v: v)
+        entropyForward(ent.p, z.cp, n: n, v: v)
+        crossEntropyForward(ce.p, ceLse.p, z.cp, t.cp, n: n, v: v)
+        var rLogp: [Double] = [], rLse: [Double] = [], rSC: [Double] = [], rEnt: [Double] = [], rCE: [Double] = []
+        for (i, r) in rows.enumerated() {
+            let d = r.map(Double.init)
+            let scaled = d.map { $0 / Double(temp) }
+            let l1 = lseDouble(d[...]), lt = lseDouble(scaled[...])
+            rLse.append(lt)
+            rLogp.append(scaled[Int(targets[i])] - lt)
+            rCE.append(l1 - d[Int(targets[i])])
+            rSC.append(l1 - d.reduce(0, +) / Double(v) - Foundation.log(Double(v)))
+            rEnt.append(-d.reduce(0) { $0 + Foundation.exp($1 - l1) * ($1 - l1) })
+        }
+        expectClose(logp.array, rLogp, atol: 1e-5, rtol: 1e-6, "logp")
+        expectClose(lse.array, rLse, atol: 1e-5, rtol: 1e-6, "lse")
+        expectClose(ce.array, rCE, atol: 1e-5, rtol: 1e-6, "cross-entropy")
+        expectClose(sc.array, rSC, atol: 1e-6, rtol: 1e-6, "self-certainty")
+        expectClose(ent.array, rEnt, atol: 1e-5, rtol: 1e-6, "entropy")
+    }
+
     /// Many rows at a realistic vocabulary: the parallel split must give the same per-row results as row by row.
     @Test func parallelRowsMatchSingleRows() {
         let n = 6, v = 50_000
