@@ -54,16 +54,20 @@ let package = Package(
         // The two processes: an actor (sampling worker) and the learner (dispatcher + GRPO trainer).
         .target(name: "Actor", dependencies: ["Wire", "Transport", "Model", "Sampling", "Kernels",
                                               .product(name: "Logging", package: "swift-log")], swiftSettings: native),
-        .target(name: "Learner", dependencies: ["Wire", "Transport", "Training", "Model", "GRPO", "Sampling",
+        .target(name: "Learner", dependencies: ["Wire", "Transport", "Scheduling", "Training", "Model", "GRPO", "Sampling",
                                                 .product(name: "Logging", package: "swift-log")], swiftSettings: native),
 
         .executableTarget(name: "rlif", dependencies: [
             "Kernels", "Wire", "Transport",
             "Model", "SafeTensors",
             "Tokenizer",
+            "Sampling", "Training", "Answers", "Actor", "Learner",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
-        ], swiftSettings: native),
+        ],
+        // The embedded default (model, tokenizer, prompts, config) that `rlif train` uses with no arguments.
+        resources: [.copy("Resources/default")],
+        swiftSettings: native),
 
         .testTarget(name: "ShimTests", dependencies: ["CBLAS", "CZeroMQ", "CRlifProto"]),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling", "TestSupport"], swiftSettings: native),

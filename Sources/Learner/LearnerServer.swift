@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Scheduling
 import Training
 import Transport
 import Wire
@@ -79,34 +80,25 @@ public final class LearnerServer {
     private var notices: ZMQSocket!
     private var weights: ZMQSocket!
 
-    // Actors.
+    // Actors: identities for sending; liveness, credits and tasks live in the ledger.
     private struct Peer {
         var identity: [UInt8]
-        var lastHeard: Date
         var lastHeartbeatSent = Date.distantPast
-        var credits = 0
-        var weightVersion: UInt64 = 0
     }
     private var peers: [String: Peer] = [:]
     private var goodbyes: Set<String> = []
 
     // Tasks.
-    private enum TaskState { case pending, assigned(actor: String, since: Date), done }
-    private struct Task {
-        var id: UInt64
-        var step: Int
-        var promptIndex: Int
-        var promptId: String
-        var tokens: [Int32]
-        var seed: UInt64
-        var state: TaskState
-        var minVersion: UInt64
-    }
-    private var tasks: [UInt64: Task] = [:]
-    private var pendingOrder: [UInt64] = []      // pending task ids, oldest step first
+    private var ledger: TaskLedger
+    private struct TaskInfo { var step: Int; var promptIndex: Int; var tokens: [Int32] }
+    private var taskInfo: [UInt64: TaskInfo] = [:]
     private var stepGroups: [Int: [AcceptedGroup]] = [:]
     private var openedSteps: Int                 // steps whose tasks exist
-    private var nextTaskId: UInt64
+    private let epoch = ContinuousClock.now
+    private var nowMs: UInt64 {
+        let d = ContinuousClock.now - epoch
+        return UInt64(d.components.seconds) * 1000 + UInt64(d.components.attoseconds / 1_000_000_000_000_000)
+    }
 
     // Weights and training.
     private var version: UInt64 = 0
@@ -127,7 +119,10 @@ public final class LearnerServer {
         completedSteps = options.startStep
         openedSteps = options.startStep
         // Task ids are unique across resumes: step-major, so a restarted learner never reuses an old id.
-        nextTaskId = UInt64(options.startStep) << 32 | 1
+        ledger = TaskLedger(config: .init(groupSize: UInt32(options.groupSize),
+                                          heartbeatTimeoutMs: UInt64(options.heartbeatTimeoutMs),
+                                          taskTimeoutMs: UInt64(options.taskTimeoutMs), maxLag: UInt64(options.maxLag)),
+                            firstTaskId: UInt64(options.startStep) << 32 | 1)
         context = try ZMQContext()
     }
 
@@ -161,6 +156,7 @@ public final class LearnerServer {
             if let t = finishedAt {
                 let live = peers.keys.filter { !goodbyes.contains($0) }
                 if live.isEmpty || Date().timeIntervalSince(t) * 1000 > Double(options.shutdownGraceMs) {
+                    syncSummary()
                     summary.completedSteps = completedSteps
                     summary.weightVersion = version
                     return summary
@@ -238,142 +234,96 @@ public final class LearnerServer {
     }
 
     private func handleWork(_ env: Envelope, identity: [UInt8], peer: String) {
-        let now = Date()
+        let now = nowMs
         if case .hello(let h) = env.body {
-            if peers[peer] == nil { summary.actorsSeen += 1 }
-            peers[peer] = Peer(identity: identity, lastHeard: now, weightVersion: h.weightVersion)
+            if peers[peer] == nil && !ledger.actorIds.contains(peer) { summary.actorsSeen += 1 }
+            let requeued = ledger.hello(actorId: peer, now: now)
+            if !requeued.isEmpty { log.info("actor \(peer) restarted: tasks \(requeued) re-issued") }
+            peers[peer] = Peer(identity: identity)
             goodbyes.remove(peer)
-            log.info("actor \(peer) joined (host \(h.hostname), pid \(h.pid), batch \(h.maxBatchSequences))")
+            log.info("actor \(peer) joined (host \(h.hostname), pid \(h.pid), batch \(h.maxBatchSequences), weights v\(h.weightVersion))")
             send(work, to: identity, .welcome(Welcome(
                 runId: options.runId, currentWeightVersion: version, modelConfigJson: compute.modelConfigJSON,
                 heartbeatIntervalMs: UInt32(options.heartbeatIntervalMs), heartbeatTimeoutMs: UInt32(options.heartbeatTimeoutMs))))
             return
         }
-        guard var p = peers[peer] else {
-            // Not (or no longer) known: e.g. declared dead, or this learner restarted. It must say hello again;
-            // a group it sends meanwhile is resent by the actor after its new welcome.
+        guard ledger.heartbeat(actorId: peer, now: now) else {
+            // Not (or no longer) known: declared dead, or this learner restarted. It must say hello again; a
+            // group it sent is resent by the actor after its new welcome.
             send(work, to: identity, .error(ErrorMessage(code: .unknownPeer, message: "say hello first", field: env.body.fieldName)))
             return
         }
-        p.lastHeard = now
-        peers[peer] = p
+        peers[peer]?.identity = identity
         switch env.body {
-        case .heartbeat(let hb):
-            peers[peer]?.weightVersion = hb.weightVersion
+        case .heartbeat:
+            break
         case .workRequest(let r):
-            peers[peer]?.credits += Int(r.credits)
-            dispatch(to: peer)
-        case .rolloutGroup(let g):
-            accept(g, from: peer, identity: identity)
+            ledger.addCredits(actorId: peer, credits: r.credits, now: now)
+            if isFinished { sendFinished(to: identity) } else { dispatchAll() }
+        case .rolloutGroup(var g):
+            g.actorId = peer  // the socket identity is authoritative
+            accept(g, identity: identity)
         case .goodbye(let b):
             log.info("actor \(peer) left: \(b.reason)")
             goodbyes.insert(peer)
-            releaseTasks(of: peer, reason: "said goodbye")
+            let requeued = ledger.goodbye(actorId: peer)
+            if !requeued.isEmpty { log.info("tasks \(requeued) of \(peer) re-issued") }
             peers.removeValue(forKey: peer)
+            dispatchAll()
         default:
             refuse(identity, work, "unexpected \(env.body.fieldName) from '\(peer)' on the work socket", .malformed, field: env.body.fieldName)
         }
     }
 
+    private func sendFinished(to identity: [UInt8]) {
+        send(work, to: identity, .noWork(NoWork(retryAfterMs: 1000, finished: true,
+                                                reason: completedSteps >= options.steps ? "all \(options.steps) steps trained" : "learner stopping")))
+    }
+
     // MARK: Tasks (credits, deadlines, re-issue, dedupe)
 
-    /// Creates the tasks of every step that may be sampled now (see the version rule above).
+    /// Creates the tasks of every step that may be sampled now: steps up to `maxLag` ahead of the one being
+    /// collected, so with maxLag = 0 every group is sampled by the weights it trains.
     private func openSteps() {
         guard !stopRequested else { return }
+        var opened = false
         while openedSteps < options.steps && openedSteps <= completedSteps + options.maxLag {
             let s = openedSteps
-            let prompts = promptsForStep(s)
-            for (k, pr) in prompts.enumerated() {
-                let id = nextTaskId
-                nextTaskId += 1
+            for (k, pr) in promptsForStep(s).enumerated() {
                 let seed = SingleProcessRun.taskSeed(runSeed: options.seed, step: s, index: k)
-                tasks[id] = Task(id: id, step: s, promptIndex: s * options.promptsPerStep + k, promptId: pr.id,
-                                 tokens: pr.tokens, seed: seed, state: .pending,
-                                 minVersion: UInt64(max(1, s + 1 - options.maxLag)))
-                pendingOrder.append(id)
+                let id = ledger.submit(WorkItem(taskId: 0, promptId: pr.id, promptTokens: pr.tokens.map { UInt32(bitPattern: $0) },
+                                                groupSize: UInt32(options.groupSize), sampling: options.sampling, seed: seed,
+                                                minWeightVersion: 0, deadlineMs: UInt32(min(options.taskTimeoutMs, Int(UInt32.max)))))
+                taskInfo[id] = TaskInfo(step: s, promptIndex: s * options.promptsPerStep + k, tokens: pr.tokens)
             }
             openedSteps += 1
+            opened = true
+        }
+        if opened { dispatchAll() }
+    }
+
+    /// Hands pending tasks to every actor with credits (round-robin, in the ledger).
+    private func dispatchAll() {
+        for a in ledger.dispatch(now: nowMs, weightVersion: version) {
+            guard let p = peers[a.actorId] else { continue }
+            send(work, to: p.identity, .workItem(a.item))
         }
     }
 
-    private func dispatch(to peer: String) {
-        guard var p = peers[peer] else { return }
-        var sent = 0
-        while p.credits > 0, let idx = pendingOrder.firstIndex(where: { tasks[$0] != nil }) {
-            let id = pendingOrder.remove(at: idx)
-            guard var t = tasks[id], case .pending = t.state else { continue }
-            t.state = .assigned(actor: peer, since: Date())
-            tasks[id] = t
-            p.credits -= 1
-            sent += 1
-            send(work, to: p.identity, .workItem(WorkItem(
-                taskId: id, promptId: t.promptId, promptTokens: t.tokens.map { UInt32(bitPattern: $0) },
-                groupSize: UInt32(options.groupSize), sampling: options.sampling, seed: t.seed,
-                minWeightVersion: t.minVersion, deadlineMs: UInt32(min(options.taskTimeoutMs, Int(UInt32.max))))))
+    private func accept(_ g: RolloutGroup, identity: [UInt8]) {
+        let ack = ledger.accept(g, now: nowMs, weightVersion: version)
+        send(work, to: identity, .ack(ack))
+        switch ack.status {
+        case .accepted:
+            guard let info = taskInfo[g.taskId] else { return }
+            stepGroups[info.step, default: []].append(AcceptedGroup(taskId: g.taskId, step: info.step, promptIndex: info.promptIndex,
+                                                                    promptTokens: info.tokens, group: g))
+        case .duplicate:
+            log.info("\(g.actorId): \(ack.detail); dropped")
+        default:
+            log.warning("\(g.actorId): group \(ack.status): \(ack.detail)")
+            dispatchAll()
         }
-        if p.credits > 0 {
-            let fin = isFinished
-            send(work, to: p.identity, .noWork(NoWork(retryAfterMs: fin ? 1000 : 100, finished: fin,
-                                                      reason: fin ? "all \(options.steps) steps trained" : "waiting for the next step")))
-            p.credits = 0
-        }
-        peers[peer] = p
-    }
-
-    private func accept(_ g: RolloutGroup, from peer: String, identity: [UInt8]) {
-        func ack(_ s: AckStatus, _ detail: String = "") {
-            send(work, to: identity, .ack(Ack(taskId: g.taskId, status: s, detail: detail)))
-        }
-        guard var t = tasks[g.taskId] else {
-            summary.rejected += 1
-            log.warning("group for unknown task \(g.taskId) from \(peer) rejected")
-            return ack(.rejected, "unknown task \(g.taskId)")
-        }
-        if case .done = t.state {
-            summary.duplicates += 1
-            log.info("duplicate group for task \(g.taskId) from \(peer) dropped")
-            return ack(.duplicate)
-        }
-        if g.completions.count != options.groupSize {
-            summary.rejected += 1
-            requeue(&t, reason: "group of \(g.completions.count) from \(peer), expected \(options.groupSize)")
-            return ack(.rejected, "expected \(options.groupSize) completions, got \(g.completions.count)")
-        }
-        if let bad = g.completions.firstIndex(where: { $0.tokens.isEmpty || !$0.reward.isFinite }) {
-            summary.rejected += 1
-            requeue(&t, reason: "completion \(bad) from \(peer) is empty or has a non-finite reward")
-            return ack(.rejected, "completions[\(bad)] is empty or has a non-finite reward")
-        }
-        if g.weightVersion < t.minVersion {
-            summary.stale += 1
-            requeue(&t, reason: "stale: sampled with v\(g.weightVersion), step \(t.step) needs ≥ v\(t.minVersion)")
-            return ack(.stale, "needs weights ≥ v\(t.minVersion)")
-        }
-        t.state = .done
-        tasks[t.id] = t
-        summary.accepted += 1
-        stepGroups[t.step, default: []].append(AcceptedGroup(taskId: t.id, step: t.step, promptIndex: t.promptIndex,
-                                                             promptTokens: t.tokens, group: g))
-        ack(.accepted)
-    }
-
-    private func requeue(_ t: inout Task, reason: String) {
-        t.state = .pending
-        tasks[t.id] = t
-        if !pendingOrder.contains(t.id) { pendingOrder.insert(t.id, at: 0) }
-        summary.reissued += 1
-        log.info("task \(t.id) (step \(t.step)) re-issued: \(reason)")
-    }
-
-    private func releaseTasks(of peer: String, reason: String) {
-        for (id, var t) in tasks {
-            if case .assigned(let a, _) = t.state, a == peer {
-                _ = id
-                requeue(&t, reason: "actor \(peer) \(reason)")
-            }
-        }
-        // Hand them to whoever has credits.
-        for other in peers.keys where other != peer { dispatch(to: other) }
     }
 
     // MARK: Training
@@ -465,27 +415,33 @@ public final class LearnerServer {
     private func housekeeping() {
         let now = Date()
         // Paranoid Pirate: an actor silent for the timeout is dead; its tasks go to others.
-        for (name, p) in peers where now.timeIntervalSince(p.lastHeard) * 1000 > Double(options.heartbeatTimeoutMs) {
-            log.warning("actor \(name) silent for \(Int(now.timeIntervalSince(p.lastHeard) * 1000)) ms: declared dead")
-            summary.actorsDeclaredDead += 1
+        let expiry = ledger.expire(now: nowMs)
+        for name in expiry.deadActors {
+            log.warning("actor \(name) missed its heartbeats: declared dead")
             peers.removeValue(forKey: name)
-            releaseTasks(of: name, reason: "missed its heartbeats")
+        }
+        if !expiry.reissued.isEmpty {
+            log.info("tasks \(expiry.reissued) re-issued")
+            dispatchAll()
         }
         for (name, p) in peers where now.timeIntervalSince(p.lastHeartbeatSent) * 1000 >= Double(options.heartbeatIntervalMs) {
-            send(work, to: p.identity, .heartbeat(Heartbeat(weightVersion: version)))
+            send(work, to: p.identity, isFinished ? .noWork(NoWork(retryAfterMs: 1000, finished: true, reason: "run over"))
+                                                  : .heartbeat(Heartbeat(weightVersion: version)))
             peers[name]?.lastHeartbeatSent = now
-        }
-        for (_, var t) in tasks {
-            if case .assigned(let a, let since) = t.state, now.timeIntervalSince(since) * 1000 > Double(options.taskTimeoutMs) {
-                requeue(&t, reason: "not answered by \(a) within \(options.taskTimeoutMs) ms")
-            }
         }
         // Late subscribers miss a notice sent before they joined (PUB drops): repeat the current one.
         if now.timeIntervalSince(lastNoticeSent) > 1 { sendNotice() }
-        // Pending tasks and actors with credits meet here too (e.g. after a re-issue or a new step opened).
-        if !pendingOrder.isEmpty || isFinished {
-            for (name, p) in peers where p.credits > 0 { dispatch(to: name) }
-        }
+    }
+
+    /// Ledger totals into the summary.
+    private func syncSummary() {
+        let c = ledger.counts
+        summary.accepted = c.accepted
+        summary.duplicates = c.duplicate
+        summary.stale = c.stale
+        summary.rejected = c.rejected
+        summary.reissued = c.reissued
+        summary.actorsDeclaredDead = c.deadActors
     }
 }
 

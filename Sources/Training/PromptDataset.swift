@@ -116,4 +116,9 @@ public struct DatasetError: Error, CustomStringConvertible, Equatable {
     public var line: Int?
     public var message: String
     public var description: String { "\(file)" + (line.map { ":\($0)" } ?? "") + ": \(message)" }
+    public init(file: String, line: Int?, message: String) {
+        self.file = file
+        self.line = line
+        self.message = message
+    }
 }

@@ -238,6 +238,11 @@ public struct ConfigError: Error, CustomStringConvertible, Equatable {
     public var key: String?
     public var message: String
     public var description: String { "\(source): " + (key.map { "\($0): " } ?? "") + message }
+    public init(source: String, key: String?, message: String) {
+        self.source = source
+        self.key = key
+        self.message = message
+    }
 }
 
 func levenshtein(_ a: String, _ b: String) -> Int {

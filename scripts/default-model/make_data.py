@@ -7,7 +7,7 @@ Writes (seeded, re-runnable, byte-identical output):
   Sources/rlif/Resources/default/train.jsonl     {"prompt", "answer"}    INTUITOR training prompts (answers only reported)
   Sources/rlif/Resources/default/heldout.jsonl   {"prompt", "answer"}    held-out evaluation prompts
 and trains a small byte-level BPE tokenizer on the SFT text with HF `tokenizers`:
-  Sources/rlif/Resources/default/tokenizer.json
+  Sources/rlif/Resources/default/model/tokenizer.json
 
 Problem families (one or two steps, small numbers) are shared between splits but the held-out set uses
 disjoint (template, numbers) combinations, so held-out accuracy measures generalisation, not recall.
@@ -16,6 +16,7 @@ import json, os, random, sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 OUT = os.path.join(ROOT, "Sources", "rlif", "Resources", "default")
+MODEL_DIR = os.path.join(OUT, "model")
 
 NAMES = ["Tom", "Anna", "Ben", "Lily", "Sam", "Mia", "Leo", "Zoe", "Max", "Ella", "Jack", "Ruby"]
 ITEMS = ["apples", "books", "coins", "marbles", "stickers", "pencils", "cookies", "cards", "shells", "stones"]
@@ -109,7 +110,8 @@ def train_tokenizer(texts):
     trainer = trainers.BpeTrainer(vocab_size=512, min_frequency=2, special_tokens=["<|endoftext|>"],
                                   initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
     tok.train_from_iterator(texts, trainer=trainer)
-    tok.save(os.path.join(OUT, "tokenizer.json"))
+    os.makedirs(MODEL_DIR, exist_ok=True)
+    tok.save(os.path.join(MODEL_DIR, "tokenizer.json"))
 
 
 if __name__ == "__main__":

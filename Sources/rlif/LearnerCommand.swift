@@ -1,0 +1,121 @@
+import ArgumentParser
+import Foundation
+import Actor
+import Kernels
+import Learner
+import Logging
+import Training
+import Transport
+import Wire
+
+/// `rlif learner`: the one stateful process of a distributed run.
+struct LearnerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "learner",
+        abstract: "Serve rollout tasks and weights to actors and train with GRPO on their groups.",
+        discussion: "Binds the work ROUTER at PORT, the weight-notice PUB at PORT+1 and the weights ROUTER at PORT+2 (ipc://PATH: PATH-work, PATH-notices, PATH-weights).")
+
+    @Option(help: "YAML training config (default: the embedded default).") var config: String?
+    @Option(name: .customLong("set"), help: "Override a config key (repeatable).") var sets: [String] = []
+    @Option(help: "Base address to bind, e.g. tcp://*:5555 or ipc:///tmp/rlif.") var bind: String = "tcp://*:5555"
+    @Option(help: "Output directory (overrides output_dir).") var outputDir: String?
+    @Flag(help: "Continue from <output_dir>/latest.") var resume = false
+    @Option(help: "Log level.") var logLevel: String?
+
+    func run() throws {
+        LogSetup.bootstrap(level: logLevel)
+        let log = Logger(label: "rlif.learner")
+        let c = try RunSetup.config(path: config, sets: sets, outputDir: outputDir)
+        let endpoints = try Endpoints(base: bind)
+        let o = try RunSetup.objects(c)
+        let output = URL(fileURLWithPath: c.outputDir)
+        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+        var startStep = 0
+        if resume, let dir = try Checkpointing.latest(in: output) {
+            startStep = try o.trainer.resume(from: dir).completedSteps
+            log.info("resumed from \(dir.lastPathComponent) at step \(startStep)")
+        }
+        let answers = Dictionary(o.dataset.records.compactMap { r in r.answer.map { (r.id, $0) } }, uniquingKeysWith: { a, _ in a })
+        let compute = try GRPOLearnerCompute(trainer: o.trainer, scorer: o.scorer, output: output, answers: answers)
+        let stop = o.formatter.stopTokens(modelEOS: o.policy.config.eosTokenIds)
+        var opts = LearnerOptions(bind: endpoints, runId: "\(output.lastPathComponent)-\(UUID().uuidString.prefix(8))",
+                                  steps: c.steps, promptsPerStep: c.promptsPerStep, groupSize: c.groupSize,
+                                  sampling: SamplingParams(temperature: c.temperature, topP: c.topP, topK: UInt32(c.topK),
+                                                           maxNewTokens: UInt32(c.maxNewTokens),
+                                                           stopTokenIds: stop.sorted().map { UInt32(bitPattern: $0) }),
+                                  seed: c.seed)
+        opts.startStep = startStep
+        opts.maxLag = c.maxLag
+        opts.heartbeatIntervalMs = c.heartbeatIntervalMs
+        opts.heartbeatTimeoutMs = c.heartbeatTimeoutMs
+        opts.weightDType = c.weightDType == "bf16" ? .bf16 : .f32
+        opts.chunkBytes = c.chunkBytes
+        opts.checkpointEvery = c.checkpointEvery
+        let dataset = o.dataset, formatter = o.formatter, perStep = c.promptsPerStep
+        let server = try LearnerServer(options: opts, compute: compute, promptsForStep: { s in
+            dataset.prompts(step: s, perStep: perStep).map { ($0.id, formatter.encode($0.text)) }
+        }, logger: log)
+        server.checkpointState = { done in ["cursor": dataset.cursor(afterPrompts: done * perStep)] }
+        let metrics = try MetricsLog(url: output.appendingPathComponent("metrics.jsonl"), truncate: startStep == 0)
+        let steps = c.steps
+        server.onStep = { m in
+            do { try metrics.append(m) } catch { log.error("metrics.jsonl: \(error)") }
+            Terminal.line(RunSetup.progressLine(m, steps: steps))
+        }
+        let flag = server.stopFlag
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGINT, SIGTERM] {
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler {
+                flag.set()
+            }
+            s.resume()
+            sources.append(s)
+        }
+        log.info("\(o.policy.parameterCount) parameters, \(o.dataset.count) prompts, \(c.steps) steps × \(c.promptsPerStep) prompts × G=\(c.groupSize)")
+        let summary = try server.run()
+        _ = sources
+        log.info("learner done: \(summary.completedSteps) steps, weights v\(summary.weightVersion); groups accepted \(summary.accepted), duplicate \(summary.duplicates), stale \(summary.stale), rejected \(summary.rejected), re-issued \(summary.reissued), malformed messages \(summary.malformed), actors \(summary.actorsSeen) (declared dead \(summary.actorsDeclaredDead))")
+        let twice = summary.trainedPrompts.filter { $0.value != 1 }
+        if !twice.isEmpty { log.error("prompts trained more than once: \(twice)") }
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let report: [String: Int] = ["completed_steps": summary.completedSteps, "weight_version": Int(summary.weightVersion),
+                                     "accepted": summary.accepted, "duplicates": summary.duplicates, "stale": summary.stale,
+                                     "rejected": summary.rejected, "reissued": summary.reissued, "malformed": summary.malformed,
+                                     "actors_seen": summary.actorsSeen, "actors_declared_dead": summary.actorsDeclaredDead,
+                                     "prompts_trained": summary.trainedPrompts.count,
+                                     "prompts_trained_more_than_once": twice.count]
+        try enc.encode(report).write(to: output.appendingPathComponent("learner_summary.json"), options: .atomic)
+    }
+}
+
+/// `rlif actor`: a stateless sampling worker; start as many as you like, anywhere.
+struct ActorCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "actor",
+        abstract: "Fetch weights from a learner, sample rollout groups with self-certainty, send them back.")
+
+    @Option(help: "The learner's base address, e.g. tcp://learner-host:5555 or ipc:///tmp/rlif.") var learner: String
+    @Option(help: "Actor id (default: hostname-pid).") var id: String?
+    @Option(help: "OpenBLAS threads (default: OPENBLAS_NUM_THREADS or all cores).") var threads: Int?
+    @Option(help: "Sequences decoded together.") var batchSequences: Int = 16
+    @Option(help: "Exit with an error after this many seconds without reaching the learner (0 = retry forever).")
+    var giveUpAfter: Int = 0
+    @Option(help: "Log level.") var logLevel: String?
+
+    func run() throws {
+        LogSetup.bootstrap(level: logLevel)
+        if let t = threads { Kernels.Gemm.threads = t }
+        let name = id ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
+        let log = Logger(label: "rlif.actor.\(name)")
+        var opts = ActorOptions(learner: try Endpoints(base: learner), actorId: name)
+        opts.batchSequences = batchSequences
+        opts.giveUpAfterMs = giveUpAfter * 1000
+        let client = try ActorClient(options: opts, engine: TransformerRolloutEngine(batchSequences: batchSequences), logger: log)
+        let s = try client.run()
+        log.info("actor done: \(s.groupsSent) groups sent, \(s.groupsAcked) acknowledged, \(s.resends) resends, \(s.reconnects) reconnects, weights v\(s.finalVersion)")
+    }
+}

@@ -1,0 +1,145 @@
+import ArgumentParser
+import Foundation
+import Logging
+import Model
+import Tokenizer
+import Training
+
+/// `rlif sft`: supervised fine-tuning (next-token cross-entropy) — to make or warm up a base model.
+struct SFT: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sft",
+        abstract: "Supervised fine-tuning on JSONL (`text`, or `prompt`/`response` with the loss on the response).",
+        discussion: "Start from --model DIR, or from a random init of --init-config config.json (with --tokenizer). Writes an HF directory.")
+
+    @Option(help: "HF model directory to start from.") var model: String?
+    @Option(help: "HF config.json for a fresh, randomly initialised model (instead of --model).") var initConfig: String?
+    @Option(help: "tokenizer.json (default: <model>/tokenizer.json).") var tokenizer: String?
+    @Option(help: "Training JSONL.") var data: String
+    @Option(help: "Held-out JSONL for the loss after each epoch (optional).") var evalData: String?
+    @Option(help: "Output HF directory (config.json, model.safetensors, tokenizer.json).") var output: String
+    @Option(help: "Prompt template for prompt/response data: plain or chatml.") var template: String = "plain"
+    @Option(help: "System prompt name or text (none = no system prompt).") var systemPrompt: String = "none"
+    @Option var epochs: Double = 1
+    @Option(help: "Sequences per optimizer step.") var batchSequences: Int = 32
+    @Option var microBatchTokens: Int = 4096
+    @Option var learningRate: Float = 1e-3
+    @Option var warmupRatio: Float = 0.05
+    @Option var weightDecay: Float = 0.01
+    @Option var seed: UInt64 = 0
+    @Option(help: "Save the weights as f32 or bf16.") var dtype: String = "f32"
+    @Option(help: "Log level.") var logLevel: String?
+
+    func run() throws {
+        LogSetup.bootstrap(level: logLevel)
+        let log = Logger(label: "rlif.sft")
+        let m: Transformer
+        if let dir = model {
+            m = try Transformer.load(directory: URL(fileURLWithPath: dir))
+        } else if let cfg = initConfig {
+            m = try Transformer(config: ModelConfig.load(from: URL(fileURLWithPath: cfg)))
+            m.initializeRandom(seed: seed)
+        } else {
+            throw ValidationError("give --model DIR or --init-config config.json")
+        }
+        guard let tokPath = tokenizer ?? model.map({ "\($0)/tokenizer.json" }) else {
+            throw ValidationError("--tokenizer is required with --init-config")
+        }
+        let tok = try Tokenizer(contentsOf: URL(fileURLWithPath: tokPath))
+        let formatter = try PromptFormatter(tokenizer: tok, template: template, systemPrompt: systemPrompt)
+        let eos = m.config.eosTokenIds.first.map(Int32.init) ?? tok.eosTokenId
+        func load(_ path: String) throws -> [SFTExample] {
+            try SFTData.read(URL(fileURLWithPath: path), formatter: formatter, eos: eos, maxLength: m.config.maxPositionEmbeddings)
+        }
+        var train = try load(data)
+        let held = try evalData.map(load) ?? []
+        var cfg = SFTConfig()
+        cfg.epochs = epochs; cfg.batchSequences = batchSequences; cfg.microBatchTokens = microBatchTokens
+        cfg.learningRate = learningRate; cfg.warmupRatio = warmupRatio; cfg.weightDecay = weightDecay; cfg.seed = seed
+        let trainer = try SFTTrainer(model: m, config: cfg, exampleCount: train.count)
+        log.info("SFT: \(m.parameterCount) parameters, \(train.count) examples, \(trainer.totalSteps) steps")
+        if !held.isEmpty {
+            let l = try trainer.evaluate(held)
+            log.info("held-out loss before: \(String(format: "%.4f", l))")
+        }
+        var rng = SplitMixShuffle(seed: seed)
+        var pos = train.count
+        let t0 = Date()
+        var tokens = 0
+        for step in 0..<trainer.totalSteps {
+            if pos + batchSequences > train.count { rng.shuffle(&train); pos = 0 }
+            let batch = Array(train[pos..<min(train.count, pos + batchSequences)])
+            pos += batchSequences
+            tokens += batch.reduce(0) { $0 + $1.prompt.count + $1.response.count }
+            let r = try trainer.trainStep(batch)
+            if step % 20 == 0 || step == trainer.totalSteps - 1 {
+                let tps = Double(tokens) / Date().timeIntervalSince(t0)
+                Terminal.line(String(format: "sft step %d/%d  loss %.4f  |g| %.3f%@  %.0f tok/s", step + 1, trainer.totalSteps,
+                                     r.loss, r.gradNorm, r.refused ? "  (refused)" : "", tps))
+            }
+        }
+        if !held.isEmpty {
+            let l = try trainer.evaluate(held)
+            log.info("held-out loss after: \(String(format: "%.4f", l))")
+        }
+        let out = URL(fileURLWithPath: output)
+        try m.save(to: out, dtype: dtype == "bf16" ? .bf16 : .f32)
+        let tokOut = out.appendingPathComponent("tokenizer.json")
+        if URL(fileURLWithPath: tokPath).standardizedFileURL != tokOut.standardizedFileURL {
+            try? FileManager.default.removeItem(at: tokOut)
+            try FileManager.default.copyItem(at: URL(fileURLWithPath: tokPath), to: tokOut)
+        }
+        log.info("saved \(out.path)")
+    }
+}
+
+/// Reads SFT JSONL: `{"text"}` (loss on every token after the first) or `{"prompt", "response"}` (the prompt is
+/// formatted with the template; the loss is on the response and the EOS that ends it).
+enum SFTData {
+    static func read(_ url: URL, formatter: PromptFormatter, eos: Int32?, maxLength: Int) throws -> [SFTExample] {
+        let data = try Data(contentsOf: url)
+        var out: [SFTExample] = []
+        var line = 0
+        for raw in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
+            line += 1
+            if raw.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
+            guard let obj = try? JSONSerialization.jsonObject(with: Data(raw)) as? [String: Any] else {
+                throw DatasetError(file: url.path, line: line, message: "not a JSON object")
+            }
+            var ex: SFTExample
+            if let text = obj["text"] as? String {
+                let ids = formatter.tokenizer.encode(text, addSpecialTokens: true)
+                guard ids.count >= 2 else { throw DatasetError(file: url.path, line: line, message: "\"text\" has fewer than 2 tokens") }
+                ex = SFTExample(prompt: [ids[0]], response: Array(ids.dropFirst()))
+            } else if let p = obj["prompt"] as? String, let r = obj["response"] as? String {
+                ex = SFTExample(prompt: formatter.encode(p), response: formatter.tokenizer.encode(r))
+            } else {
+                throw DatasetError(file: url.path, line: line, message: "needs \"text\", or \"prompt\" and \"response\" strings")
+            }
+            if let eos { ex.response.append(eos) }
+            guard ex.prompt.count + ex.response.count <= maxLength else {
+                throw DatasetError(file: url.path, line: line, message: "\(ex.prompt.count + ex.response.count) tokens exceed the model's \(maxLength) positions")
+            }
+            out.append(ex)
+        }
+        guard !out.isEmpty else { throw DatasetError(file: url.path, line: nil, message: "no examples") }
+        return out
+    }
+}
+
+/// Seeded Fisher–Yates shuffles for the SFT epoch order.
+struct SplitMixShuffle {
+    var state: UInt64
+    init(seed: UInt64) { state = seed &+ 0x1234_5678 }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+    mutating func shuffle<T>(_ a: inout [T]) {
+        guard a.count > 1 else { return }
+        for i in stride(from: a.count - 1, to: 0, by: -1) { a.swapAt(i, Int(next() % UInt64(i + 1))) }
+    }
+}

@@ -1,0 +1,151 @@
+import ArgumentParser
+import Foundation
+import Kernels
+import Logging
+import Training
+
+/// `rlif train`: INTUITOR on one host. By default the real distributed system in local mode — one learner and N
+/// actor processes over ipc:// — or everything in this process with `--single-process`.
+struct Train: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Train with INTUITOR on this host (local mode: a learner and N actor processes).",
+        discussion: "With no --config the embedded default model and prompts are used.")
+
+    @Option(help: "YAML training config (default: the embedded default).") var config: String?
+    @Option(name: .customLong("set"), help: "Override a config key, e.g. --set learning_rate=1e-5 (repeatable).")
+    var sets: [String] = []
+    @Option(help: "Output directory for metrics.jsonl and checkpoints (overrides output_dir).") var outputDir: String?
+    @Flag(help: "Sample and train in this one process instead of spawning a learner and actors.") var singleProcess = false
+    @Option(help: "Actor processes to spawn (overrides the config's actors).") var actors: Int?
+    @Flag(help: "Continue from <output_dir>/latest.") var resume = false
+    @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: String?
+
+    func run() throws {
+        LogSetup.bootstrap(level: logLevel)
+        var c = try RunSetup.config(path: config, sets: sets, outputDir: outputDir)
+        if let a = actors { c.actors = a }
+        try c.validate(source: "--actors")
+        if singleProcess { try runSingle(c) } else { try LocalMode(config: c, resume: resume, logLevel: logLevel).run() }
+    }
+
+    func runSingle(_ c: TrainConfig) throws {
+        let log = Logger(label: "rlif.train")
+        let o = try RunSetup.objects(c)
+        let output = URL(fileURLWithPath: c.outputDir)
+        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+        let run = SingleProcessRun(config: c, trainer: o.trainer, formatter: o.formatter, dataset: o.dataset,
+                                   evalSet: o.evalSet, scorer: o.scorer, output: output, logger: log)
+        if try resume && !run.resume() { log.info("nothing to resume in \(output.path); starting fresh") }
+        log.info("single-process INTUITOR: \(o.policy.parameterCount) parameters, \(o.dataset.count) prompts, \(c.steps) steps → \(output.path)")
+        try run.run { m in Terminal.line(RunSetup.progressLine(m, steps: c.steps)) }
+        log.info("done: metrics in \(output.appendingPathComponent("metrics.jsonl").path)")
+    }
+}
+
+/// Spawns and supervises the local-mode processes: one learner, N actors, all this same executable.
+struct LocalMode {
+    var config: TrainConfig
+    var resume: Bool
+    var logLevel: String?
+
+    func run() throws {
+        let log = Logger(label: "rlif.train")
+        let output = URL(fileURLWithPath: config.outputDir)
+        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+        // The effective config (after --set) is what the learner reads.
+        let cfgFile = output.appendingPathComponent("train_config.json")
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+        try enc.encode(config).write(to: cfgFile, options: .atomic)
+        let sock = FileManager.default.temporaryDirectory.appendingPathComponent("rlif-\(getpid())")
+        try FileManager.default.createDirectory(at: sock, withIntermediateDirectories: true)
+        defer { try? FileManager.default.removeItem(at: sock) }
+        let base = "ipc://\(sock.path)/learner"
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
+        // Split the cores: BLAS threads per process so that learner and actors don't oversubscribe.
+        let cores = ProcessInfo.processInfo.activeProcessorCount
+        let per = max(1, cores / max(1, config.actors))
+        var learnerArgs = ["learner", "--config", cfgFile.path, "--bind", base]
+        if resume { learnerArgs.append("--resume") }
+        if let l = logLevel { learnerArgs += ["--log-level", l] }
+        let learner = try Child.spawn(exe, learnerArgs, name: "learner", env: ["OPENBLAS_NUM_THREADS": "\(cores)"])
+        var actors: [Child] = []
+        for i in 0..<config.actors {
+            var a = ["actor", "--learner", base, "--id", "actor-\(i + 1)", "--batch-sequences", "\(config.actorBatchSequences)"]
+            if let l = logLevel { a += ["--log-level", l] }
+            actors.append(try Child.spawn(exe, a, name: "actor-\(i + 1)", env: ["OPENBLAS_NUM_THREADS": "\(per)"]))
+        }
+        log.info("local mode: learner + \(config.actors) actors (\(base)); output \(output.path)")
+        // Ctrl-C reaches the whole process group; the learner finishes its step and checkpoints, actors exit.
+        signal(SIGINT, SIG_IGN)
+        signal(SIGTERM, SIG_IGN)
+        let pids = [learner.process.processIdentifier] + actors.map(\.process.processIdentifier)
+        var sources: [DispatchSourceSignal] = []
+        for sig in [SIGINT, SIGTERM] {
+            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+            s.setEventHandler { for p in pids { kill(p, SIGTERM) } }
+            s.resume()
+            sources.append(s)
+        }
+        learner.process.waitUntilExit()
+        let status = learner.process.terminationStatus
+        // Actors leave when the learner says the run is over; give them a moment, then make sure.
+        let deadline = Date().addingTimeInterval(Double(config.heartbeatTimeoutMs) / 1000 + 5)
+        for a in actors {
+            while a.process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+            if a.process.isRunning { kill(a.process.processIdentifier, SIGKILL); a.process.waitUntilExit() }
+        }
+        learner.drain()
+        for a in actors { a.drain() }
+        _ = sources
+        if status != 0 { throw ExitCode(status) }
+        log.info("done: metrics in \(output.appendingPathComponent("metrics.jsonl").path)")
+    }
+}
+
+/// A child process whose stdout passes through and whose stderr lines are prefixed with its name.
+final class Child: @unchecked Sendable {  // the pipes' handlers are the only concurrent users, each owning its buffer
+    let process = Process()
+    let name: String
+    private let errPipe = Pipe()
+    private let outPipe = Pipe()
+    private let lock = NSLock()
+
+    init(name: String) { self.name = name }
+
+    static func spawn(_ exe: URL, _ args: [String], name: String, env: [String: String]) throws -> Child {
+        let c = Child(name: name)
+        c.process.executableURL = exe
+        c.process.arguments = args
+        var e = ProcessInfo.processInfo.environment
+        for (k, v) in env where e[k] == nil { e[k] = v }
+        c.process.environment = e
+        c.process.standardError = c.errPipe
+        c.process.standardOutput = c.outPipe
+        c.forward(c.errPipe, prefix: "[\(name)] ", to: FileHandle.standardError)
+        c.forward(c.outPipe, prefix: "", to: FileHandle.standardOutput)
+        try c.process.run()
+        return c
+    }
+
+    private func forward(_ pipe: Pipe, prefix: String, to sink: FileHandle) {
+        nonisolated(unsafe) var pending = Data()
+        let lock = self.lock
+        pipe.fileHandleForReading.readabilityHandler = { h in
+            let chunk = h.availableData
+            lock.lock(); defer { lock.unlock() }
+            if chunk.isEmpty { h.readabilityHandler = nil; if !pending.isEmpty { sink.write(Data(prefix.utf8) + pending + Data("\n".utf8)) }; return }
+            pending.append(chunk)
+            while let nl = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                let line = pending[pending.startIndex...nl]
+                sink.write(Data(prefix.utf8) + line)
+                pending.removeSubrange(pending.startIndex...nl)
+            }
+        }
+    }
+
+    /// Waits briefly for the pipes to empty after exit.
+    func drain() {
+        Thread.sleep(forTimeInterval: 0.05)
+    }
+}
