@@ -137,12 +137,14 @@ extension PreTokenizerStep {
         buf.reserveCapacity(p.buffer.count + 16)
         var ranges: [Range<Int>] = []
         ranges.reserveCapacity(p.ranges.count)
-        for (i, r) in p.ranges.enumerated() {
+        var origin = -1
+        for (i, r) in p.ranges.enumerated() where !r.isEmpty {  // tokenizers drops empty splits
             let s = buf.count
+            if i == p.originPiece { origin = ranges.count }
             body(p.buffer[r], i == p.originPiece, &buf)
             ranges.append(s..<buf.count)
         }
-        return Pieces(buffer: buf, ranges: ranges, originPiece: p.originPiece)
+        return Pieces(buffer: buf, ranges: ranges, originPiece: origin)
     }
 
     /// Splits each piece before every occurrence of `delim` (the delimiter starts the next piece).

@@ -26,8 +26,9 @@ public final class Tokenizer: Sendable {
     /// Beginning-of-sequence token: `bos_token` of `tokenizer_config.json` next to the file, else the first
     /// special token of the post-processor template; nil when neither exists (Qwen has no BOS).
     public let bosTokenId: Int32?
-    /// End-of-sequence token: `eos_token` of `tokenizer_config.json` next to the file, else the first present of
-    /// `</s>`, `<|im_end|>` (chat models stop there), `<|endoftext|>`, `<|end_of_text|>`, `<|eot_id|>`.
+    /// End-of-sequence token: `eos_token` of `tokenizer_config.json` next to the file, else the first ADDED token
+    /// among `</s>`, `<|im_end|>` (chat models stop there), `<|endoftext|>`, `<|end_of_text|>`, `<|eot_id|>`
+    /// (Qwen's vocabulary has an ordinary `</s>` token, which is not an EOS).
     public let eosTokenId: Int32?
 
     /// Loads `tokenizer.json` (and `tokenizer_config.json` from the same directory when present, for BOS/EOS).
@@ -107,7 +108,7 @@ public final class Tokenizer: Sendable {
         }
         self.bosTokenId = bos
         self.eosTokenId = config.eos.flatMap(lookupId)
-            ?? ["</s>", "<|im_end|>", "<|endoftext|>", "<|end_of_text|>", "<|eot_id|>"].lazy.compactMap(lookupId).first
+            ?? ["</s>", "<|im_end|>", "<|endoftext|>", "<|end_of_text|>", "<|eot_id|>"].lazy.compactMap { byContent[$0] }.first
     }
 
     // MARK: - Encode / decode
@@ -153,6 +154,22 @@ public final class Tokenizer: Sendable {
             }
         }
         seg.removeAll()
+    }
+
+    /// The pieces the normalizer + pre-tokenizer make of `text` (no added-token splitting), spelled as the model
+    /// sees them (ByteLevel characters after a ByteLevel step): `pre_tokenize_str` of `tokenizers`, for tests.
+    func preTokenizedPieces(_ text: String) -> [String] {
+        let normalized = normalizer.map { Array($0.apply(text).utf8) } ?? Array(text.utf8)
+        var pieces = Pieces(buffer: normalized, ranges: normalized.isEmpty ? [] : [0..<normalized.count], originPiece: 0)
+        var byteLevel = false
+        var scratch = SplitScratch()
+        for step in preTokenizer { pieces = step.apply(pieces, byteLevel: &byteLevel, scratch: &scratch) }
+        return pieces.ranges.filter { !$0.isEmpty }.map { r in
+            if !byteLevel { return String(decoding: pieces.buffer[r], as: UTF8.self) }
+            var u: [UInt8] = []
+            for b in pieces.buffer[r] { ByteLevelMap.appendUTF8(of: b, to: &u) }
+            return String(decoding: u, as: UTF8.self)
+        }
     }
 
     /// The text of `ids`, as `tokenizers`' `decode(ids, skip_special_tokens=...)` (note that Python's default

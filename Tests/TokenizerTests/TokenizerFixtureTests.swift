@@ -11,6 +11,7 @@ struct TokenizerFixture: Decodable {
         var ids_special: [Int32]
         var decoded: String
         var decoded_skip: String
+        var pieces: [String]
     }
     struct DecodeCase: Decodable {
         var ids: [Int32]
@@ -99,6 +100,18 @@ struct TokenizerFixtureTests {
             #expect(ids == c.ids, "\(name) hand[\(i)] \(c.text.debugDescription): \(firstDifference(ids, c.ids))")
             let sp = tok.encode(c.text, addSpecialTokens: true)
             #expect(sp == c.ids_special, "\(name) hand[\(i)] with special tokens \(c.text.debugDescription): \(firstDifference(sp, c.ids_special))")
+        }
+    }
+
+    /// The split scanner / Metaspace alone against `pre_tokenize_str` (BPE can hide split differences, e.g.
+    /// Qwen has no multi-digit tokens, so `\p{N}` vs `\p{N}{1,3}` would give the same ids).
+    @Test(arguments: tokenizerNames)
+    func handCasesPreTokenizeLikeTokenizers(_ name: String) throws {
+        let fx = try TokenizerFixture.load(name)
+        let tok = try Loaded.tokenizer(name)
+        for (i, c) in fx.hand.enumerated() {
+            let pieces = tok.preTokenizedPieces(c.text)
+            #expect(pieces == c.pieces, "\(name) hand[\(i)] \(c.text.debugDescription): pieces \(pieces) expected \(c.pieces)")
         }
     }
 

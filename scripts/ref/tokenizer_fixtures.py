@@ -6,7 +6,9 @@ Writes Tests/Fixtures/tokenizer/{qwen,stories260K}.json. Deterministic (seeded),
 
 Per tokenizer file:
   hand:    hand-written edge cases (Unicode, NFC, whitespace, contractions, special tokens) with full ids for
-           add_special_tokens False/True and decode strings (skip_special_tokens False/True).
+           add_special_tokens False/True, decode strings (skip_special_tokens False/True), and the pieces of
+           normalizer + pre_tokenizer alone (pre_tokenize_str; no added-token splitting), to check the split
+           scanner directly (BPE can hide split differences).
   decode:  seeded random id sequences (partial UTF-8, specials in the middle) and their decode strings.
   gsm8k:   for test.jsonl (all questions and answers) and every 15th line of train.jsonl: per text the FNV-1a-64
            of the text's UTF-8, of the ids (each id as 4 little-endian bytes), and of the decode string's UTF-8,
@@ -39,7 +41,7 @@ HAND = [
     "   leading", "a\tb\t\tc", "line1\nline2\r\nline3\rline4",
     "Hello world", "Hello, World! How are you?", "Once upon a time", "Once upon a time, there was a little girl.",
     "I'm you're he's they've we'll she'd it's DON'T I'M YOU'RE HE'S THEY'VE WE'LL SHE'D 'Sup 'x",
-    "'s's's ''s '", "l'ſ l'S",
+    "'s's's ''s '", "l'ſ l'S", "it'ſup x'ſx", "WE'LLx THEY'REx I'Dx",
     "0", "12", "123", "1234567", "3.14159", "$1,234.56", "1/2 + 3/4 = 5/4", "x^2+y^2=z^2", "10%",
     "2024-01-01T12:00:00Z", "٣٤٥ ४५६ ①②③ ½",
     "\\boxed{\\frac{1}{2}}", "The answer is $\\boxed{42}$.", "#### 18", "<<16-3-4=9>>9",
@@ -97,9 +99,12 @@ def main():
         for t in HAND:
             ids = tok.encode(t, add_special_tokens=False).ids
             ids_sp = tok.encode(t, add_special_tokens=True).ids
+            norm = tok.normalizer.normalize_str(t) if tok.normalizer is not None else t
+            pieces = [p for p, _ in tok.pre_tokenizer.pre_tokenize_str(norm)]
             hand.append({"text": t, "ids": ids, "ids_special": ids_sp,
                          "decoded": tok.decode(ids, skip_special_tokens=False),
-                         "decoded_skip": tok.decode(ids_sp, skip_special_tokens=True)})
+                         "decoded_skip": tok.decode(ids_sp, skip_special_tokens=True),
+                         "pieces": pieces})
         rng = random.Random(1234)
         n = tok.get_vocab_size(with_added_tokens=True)
         specials = [tok.token_to_id(s) for s in ["<|im_start|>", "<|im_end|>", "<|endoftext|>", "<s>", "</s>", "<unk>"]]
