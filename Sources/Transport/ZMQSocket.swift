@@ -321,6 +321,12 @@ public final class ZMQSocket {
         UnsafeRawBufferPointer(start: zmq_msg_data(message), count: zmq_msg_size(message))
     }
 
+    /// The same bytes typed as UInt8, so Array init/append copy them with one memcpy (a raw buffer would be
+    /// copied byte by byte through its iterator).
+    private var currentFrameBytes: UnsafeBufferPointer<UInt8> {
+        UnsafeBufferPointer(start: zmq_msg_data(message)?.assumingMemoryBound(to: UInt8.self), count: zmq_msg_size(message))
+    }
+
     /// Receives the first frame of the next message, waiting at most `timeoutMs` (nil = forever, 0 = poll).
     private func receiveFirst(_ h: UnsafeMutableRawPointer, timeoutMs: Int?) throws(ZMQError) -> Bool {
         guard let timeoutMs else { _ = try receiveFrame(h, dontWait: false); return true }
@@ -344,9 +350,9 @@ public final class ZMQSocket {
         while true {
             if n < frames.count {
                 frames[n].removeAll(keepingCapacity: true)
-                frames[n].append(contentsOf: currentFrame)
+                frames[n].append(contentsOf: currentFrameBytes)
             } else {
-                frames.append(Array(currentFrame))
+                frames.append(Array(currentFrameBytes))
             }
             n += 1
             if zmq_msg_more(message) == 0 { break }

@@ -143,6 +143,37 @@ import Wire
                      ms(enc), ms(dec), ms(acc), ms(crc)))
     }
 
+    /// Baseline for the numbers above under the same load: the same bytes as raw 4 MB frames, no codec, no CRC.
+    @Test func rawFramesOverTCPBaseline() throws {
+        let megabytes = Self.full ? 100 : 8
+        let frame = randomBytes(4 << 20, seed: 5)
+        let n = megabytes / 4
+        let context = try ZMQContext()
+        let pull = try ZMQSocket(context, .pull)
+        try pull.bind("tcp://127.0.0.1:*")
+        let endpoint = try pull.lastEndpoint()
+        let clock = ContinuousClock()
+        let start = clock.now
+        let sender = Thread {
+            guard let push = try? ZMQSocket(context, .push), (try? push.connect(endpoint)) != nil else { return }
+            for _ in 0..<n { _ = try? push.sendZeroCopy(frame) }
+            try? push.setOption(.linger, -1)
+        }
+        sender.start()
+        var into = [UInt8](repeating: 0, count: n * frame.count)  // reused, preallocated receive buffer
+        for i in 0..<n {
+            let ok = try pull.withReceivedFrame(timeoutMs: 20_000) { raw, _ in
+                into.withUnsafeMutableBytes { $0.baseAddress!.advanced(by: i * frame.count).copyMemory(from: raw.baseAddress!, byteCount: raw.count) }
+                return raw.count == frame.count
+            }
+            #expect(ok == true)
+        }
+        let elapsed = Self.seconds(clock.now - start)
+        #expect(into[(n - 1) * frame.count..<n * frame.count].elementsEqual(frame))
+        print(String(format: "WireBench baseline: %d MB as raw 4 MB zero-copy frames over tcp loopback, copied into a preallocated buffer: %.2f GB/s",
+                     megabytes, Double(n * frame.count) / elapsed / 1e9))
+    }
+
     @Test func weightsOverTCPF32Inline() throws { try weightsOverTCP(dtype: .f32, inline: true) }
     @Test func weightsOverTCPF32SeparateFrame() throws { try weightsOverTCP(dtype: .f32, inline: false) }
     @Test func weightsOverTCPBF16SeparateFrame() throws { try weightsOverTCP(dtype: .bf16, inline: false) }
