@@ -35,7 +35,8 @@ let package = Package(
         // Grouped sampling with per-token log-probs and self-certainty (the INTUITOR reward).
         .target(name: "Sampling", dependencies: ["Kernels", "Model"], swiftSettings: native),
         // Training-run plumbing: config (YAML), prompt data, checkpoints, metrics, the GRPO step.
-        .target(name: "Training", dependencies: ["Sampling", "Model", "SafeTensors", "GRPO", "Kernels", "Tokenizer", "Answers", .product(name: "Yams", package: "Yams")],
+        .target(name: "Training", dependencies: ["Sampling", "Model", "SafeTensors", "GRPO", "Kernels", "Tokenizer", "Answers", .product(name: "Yams", package: "Yams"),
+                                                .product(name: "Logging", package: "swift-log")],
                 swiftSettings: native),
         .target(name: "SafeTensors", swiftSettings: native),
         .target(name: "Model", dependencies: ["Kernels", "SafeTensors"], swiftSettings: native),

@@ -9,6 +9,12 @@ public struct PromptRecord: Sendable, Hashable, Codable {
     /// Reference answer, when the data has one. Used only to report accuracy, never as a training signal
     /// (unless the chosen reward is the verifiable-accuracy baseline).
     public var answer: String?
+
+    public init(id: String, text: String, answer: String?) {
+        self.id = id
+        self.text = text
+        self.answer = answer
+    }
 }
 
 /// Where a run is in its data: the epoch and the position within that epoch's shuffled order.

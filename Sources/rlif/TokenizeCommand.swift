@@ -39,15 +39,29 @@ struct TokenizeCommand: ParsableCommand {
     @Flag(help: "Print JSON: {\"ids\": [...], \"tokens\": [...]} or {\"text\": ...}.")
     var json = false
 
+    @Option(help: "Benchmark instead: encode every question and answer of this GSM8K-style .jsonl, print timings.")
+    var benchmark: String?
+
+    @Option(help: "Benchmark repetitions (the best time is reported).")
+    var repetitions = 5
+
     mutating func validate() throws {
-        if (text == nil) == (decode == nil) { throw ValidationError("give exactly one of --text or --decode") }
+        if [text != nil, decode != nil, benchmark != nil].filter({ $0 }).count != 1 {
+            throw ValidationError("give exactly one of --text, --decode or --benchmark")
+        }
         if let s = systemPrompt, SystemPrompt.all[s] == nil {
             throw ValidationError("unknown --system-prompt \(s); known: \(SystemPrompt.all.keys.sorted())")
         }
     }
 
     func run() throws {
+        let t0 = DispatchTime.now().uptimeNanoseconds
         let tok = try Tokenizer(contentsOf: URL(fileURLWithPath: tokenizer))
+        let loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
+        if let benchmark {
+            try runBenchmark(tok, URL(fileURLWithPath: benchmark), loadSeconds: loadSeconds)
+            return
+        }
         if let decode {
             var ids: [Int32] = []
             for part in decode.split(separator: ",") {
@@ -74,6 +88,37 @@ struct TokenizeCommand: ParsableCommand {
         } else {
             print(ids.map(String.init).joined(separator: " "))
         }
+    }
+
+    /// Prints `load_s`, best-of-N single-thread and batch (all cores) encode times of all texts of the file.
+    private func runBenchmark(_ tok: Tokenizer, _ url: URL, loadSeconds: Double) throws {
+        let data = try String(contentsOf: url, encoding: .utf8)
+        var texts: [String] = []
+        for (i, line) in data.split(separator: "\n").enumerated() {
+            guard let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
+                  let q = obj["question"] as? String, let a = obj["answer"] as? String else {
+                throw ValidationError("\(url.path):\(i + 1): expected {\"question\": ..., \"answer\": ...}")
+            }
+            texts.append(q)
+            texts.append(a)
+        }
+        let bytes = texts.reduce(0) { $0 + $1.utf8.count }
+        func time(_ body: () -> Int) -> (Double, Int) {
+            var best = Double.infinity, tokens = 0
+            for _ in 0..<max(1, repetitions) {
+                let s = DispatchTime.now().uptimeNanoseconds
+                tokens = body()
+                best = min(best, Double(DispatchTime.now().uptimeNanoseconds - s) * 1e-9)
+            }
+            return (best, tokens)
+        }
+        let (single, n1) = time { texts.reduce(0) { $0 + tok.encode($1).count } }
+        let (batch, n2) = time { tok.encodeBatch(texts).reduce(0) { $0 + $1.count } }
+        precondition(n1 == n2, "batch and single encodes disagree")
+        let mb = Double(bytes) / 1e6
+        print(String(format: "swift load_s=%.3f texts=%d tokens=%d MB=%.3f single_s=%.4f (%.1f MB/s) batch_s=%.4f (%.1f MB/s, %d threads)",
+                     loadSeconds, texts.count, n1, mb, single, mb / single, batch, mb / batch,
+                     ProcessInfo.processInfo.activeProcessorCount))
     }
 
     private func jsonString(_ obj: Any) throws -> String {
