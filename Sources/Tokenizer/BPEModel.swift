@@ -190,9 +190,21 @@ enum ByteLevelMap {
         return t
     }()
 
+    /// The scalar of byte `b`, computed (a global table would cost a `swift_once` check per byte): bytes
+    /// 0x00-0x20 -> U+0100..., 0x7F-0xA0 -> U+0121..., 0xAD -> U+0143, every other byte maps to itself.
+    @inline(__always)
+    static func scalar(_ b: UInt8) -> UInt32 {
+        let v = UInt32(b)
+        if v <= 0x20 { return 256 + v }
+        if v < 0x7F { return v }
+        if v <= 0xA0 { return 256 + 33 + (v - 0x7F) }
+        if v == 0xAD { return 323 }
+        return v
+    }
+
     @inline(__always)
     static func appendUTF8(of b: UInt8, to out: inout [UInt8]) {
-        let v = scalarOf[Int(b)]
+        let v = scalar(b)
         if v < 0x80 { out.append(UInt8(v)) } else {
             out.append(UInt8(0xC0 | (v >> 6)))
             out.append(UInt8(0x80 | (v & 0x3F)))

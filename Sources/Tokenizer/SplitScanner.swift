@@ -37,7 +37,13 @@ struct SplitScanner: Sendable {
 
     @inline(__always)
     static func classify(_ v: UInt32) -> UInt8 {
-        if v < 0x80 { return asciiClass[Int(v)] }
+        if v < 0x80 {  // (inline rather than a global table: no swift_once check per character)
+            if (v | 0x20) >= 0x61 && (v | 0x20) <= 0x7A { return letter }
+            if v >= 0x30 && v <= 0x39 { return number }
+            if v == 0x0A || v == 0x0D { return newline }
+            if v == 0x20 || (v >= 0x09 && v <= 0x0C) { return space }
+            return other
+        }
         guard let s = Unicode.Scalar(v) else { return other }
         let p = s.properties
         // Oniguruma's \s for Unicode is the White_Space property.
@@ -45,16 +51,6 @@ struct SplitScanner: Sendable {
         switch p.generalCategory {
         case .uppercaseLetter, .lowercaseLetter, .titlecaseLetter, .modifierLetter, .otherLetter: return letter
         case .decimalNumber, .letterNumber, .otherNumber: return number
-        default: return other
-        }
-    }
-
-    static let asciiClass: [UInt8] = (0..<128).map { (v: Int) -> UInt8 in
-        switch v {
-        case 0x0A, 0x0D: return newline
-        case 0x09, 0x0B, 0x0C, 0x20: return space
-        case 0x30...0x39: return number
-        case 0x41...0x5A, 0x61...0x7A: return letter
         default: return other
         }
     }

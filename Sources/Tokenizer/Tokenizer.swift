@@ -128,6 +128,23 @@ public final class Tokenizer: Sendable {
         return addSpecialTokens ? postProcessor.apply(out) : out
     }
 
+    /// `encode` of every text, split over `threads` threads (default: all cores), in input order.
+    public func encodeBatch(_ texts: [String], addSpecialTokens: Bool = false,
+                            threads: Int = ProcessInfo.processInfo.activeProcessorCount) -> [[Int32]] {
+        let n = texts.count
+        let workers = max(1, min(threads, n))
+        if workers == 1 { return texts.map { encode($0, addSpecialTokens: addSpecialTokens) } }
+        let results = BatchResults(count: n)
+        DispatchQueue.concurrentPerform(iterations: workers) { w in
+            var i = w
+            while i < n {
+                results.set(i, encode(texts[i], addSpecialTokens: addSpecialTokens))
+                i += workers
+            }
+        }
+        return results.values
+    }
+
     private func encodeSegment(_ bytes: [UInt8], _ r: Range<Int>, atOrigin: Bool, into out: inout [Int32],
                                scratch: inout BPEModel.Scratch) {
         var seg: [UInt8]
@@ -509,4 +526,12 @@ indirect enum PostProcessor: Sendable {
         case .none: return .none
         }
     }
+}
+
+/// Per-index result slots for `encodeBatch`. @unchecked Sendable: each index is written by exactly one worker
+/// (index i belongs to worker i % workers) and read only after `concurrentPerform` returns.
+private final class BatchResults: @unchecked Sendable {
+    var values: [[Int32]]
+    init(count: Int) { values = Array(repeating: [], count: count) }
+    func set(_ i: Int, _ v: [Int32]) { values.withUnsafeMutableBufferPointer { $0[i] = v } }
 }

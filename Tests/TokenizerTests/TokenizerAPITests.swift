@@ -78,6 +78,21 @@ struct TokenizerAPITests {
     }
 }
 
+@Suite struct ByteLevelMapTests {
+    /// The computed byte -> scalar map equals GPT-2's bytes_to_unicode table, and inverts.
+    @Test func computedMapMatchesTable() {
+        // bytes_to_unicode: printable ranges map to themselves, the rest to 256, 257, ... in byte order.
+        var n: UInt32 = 0
+        for b in 0..<256 {
+            let printable = (0x21...0x7E).contains(b) || (0xA1...0xAC).contains(b) || (0xAE...0xFF).contains(b)
+            let expected: UInt32 = printable ? UInt32(b) : 256 + n
+            if !printable { n += 1 }
+            #expect(ByteLevelMap.scalar(UInt8(b)) == expected, "byte \(b)")
+            #expect(ByteLevelMap.byteOf[Int(expected)] == Int16(b), "byte \(b)")
+        }
+    }
+}
+
 @Suite struct ChatTemplateTests {
     /// Same string as transformers' apply_chat_template(tokenize=False, add_generation_prompt=True) with the
     /// Qwen2 chat template (run once with transformers 5.24; pasted here).
