@@ -10,6 +10,8 @@ Per tokenizer file:
            normalizer + pre_tokenizer alone (pre_tokenize_str; no added-token splitting), to check the split
            scanner directly (BPE can hide split differences).
   decode:  seeded random id sequences (partial UTF-8, specials in the middle) and their decode strings.
+  scanners.json: pieces of `Split(Regex(p), "isolated")` for the Qwen2, Llama-3 and GPT-2 pre-tokenizer
+           regexes on the hand texts and the first 100 GSM8K test texts (checks the Swift hand-written scanners).
   gsm8k:   for test.jsonl (all questions and answers) and every 15th line of train.jsonl: per text the FNV-1a-64
            of the text's UTF-8, of the ids (each id as 4 little-endian bytes), and of the decode string's UTF-8,
            plus the token count; full ids for the first 50 texts. The texts themselves are re-read from
@@ -61,6 +63,24 @@ HAND = [
 ]
 
 
+SCANNER_PATTERNS = {
+    "qwen2": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    "llama3": r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+",
+    "gpt2": r"'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+",
+}
+
+SCANNER_EXTRA = ["1234567 89 0", " 12 345", "x  1", "word's WORD'S it'S", "a\t\tb", "!!!\n\n", " !!! x", "\u00a0\u00a0a"]
+
+
+def scanner_fixture(texts):
+    from tokenizers import Regex, pre_tokenizers
+    out = {"texts": texts, "patterns": {}}
+    for name, pat in SCANNER_PATTERNS.items():
+        split = pre_tokenizers.Split(Regex(pat), "isolated")
+        out["patterns"][name] = {"pattern": pat, "pieces": [[p for p, _ in split.pre_tokenize_str(t)] for t in texts]}
+    return out
+
+
 def gsm8k_texts(path, stride):
     texts = []
     with open(path, encoding="utf-8") as f:
@@ -93,6 +113,11 @@ def main():
     os.makedirs(OUT, exist_ok=True)
     test = gsm8k_texts(os.path.join(args.shared, "gsm8k", "test.jsonl"), 1)
     train = gsm8k_texts(os.path.join(args.shared, "gsm8k", "train.jsonl"), 15)
+    path = os.path.join(OUT, "scanners.json")
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(scanner_fixture(HAND + SCANNER_EXTRA + test[:100]), f, ensure_ascii=True, separators=(",", ":"))
+        f.write("\n")
+    print(f"wrote {path} ({os.path.getsize(path)} bytes)", file=sys.stderr)
     for name, rel in [("qwen", "qwen-tokenizer/tokenizer.json"), ("stories260K", "stories260K/tokenizer.json")]:
         tok = Tokenizer.from_file(os.path.join(args.shared, rel))
         hand = []
