@@ -34,9 +34,12 @@ struct JSONDocument {
 
     init(bytes: [UInt8]) throws(ParseError) {
         self.bytes = bytes
-        var parser = Parser(bytes: bytes)
-        let v = try parser.parseDocument()
-        self.root = v
+        // The parser reads through an unsafe pointer: no bounds checks or array retains per byte.
+        let result: Result<Value, ParseError> = bytes.withUnsafeBufferPointer { buf in
+            var parser = Parser(bytes: buf)
+            do throws(ParseError) { return .success(try parser.parseDocument()) } catch { return .failure(error) }
+        }
+        self.root = try result.get()
     }
 
     /// The UTF-8 bytes of a string value with escapes resolved.
@@ -112,10 +115,10 @@ struct JSONDocument {
     }
 
     private struct Parser {
-        let bytes: [UInt8]
+        let bytes: UnsafeBufferPointer<UInt8>
         var i = 0
 
-        init(bytes: [UInt8]) { self.bytes = bytes }
+        init(bytes: UnsafeBufferPointer<UInt8>) { self.bytes = bytes }
 
         mutating func parseDocument() throws(ParseError) -> Value {
             skipWhitespace()
@@ -225,7 +228,7 @@ struct JSONDocument {
                     i += 1
                 } else { break }
             }
-            guard i > start, let v = Double(String(decoding: bytes[start..<i], as: UTF8.self)) else {
+            guard i > start, let v = Double(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self)) else {
                 throw ParseError(offset: start, message: "invalid value")
             }
             return v
