@@ -173,9 +173,9 @@ extension Transformer {
         let workers = Parallel.workers(work: attWork, items: bsz)
         for (li, lo) in layout.layers.enumerated() {
             rmsnormForward(st.ln, st.rstd, st.x, w + lo.inputNorm, n: bsz, c: c, eps: eps)
-            linearForward(st.q, st.ln, w + lo.wq, opt(lo.bq), n: bsz, c: c, oc: qd)
-            linearForward(st.k, st.ln, w + lo.wk, opt(lo.bk), n: bsz, c: c, oc: kvd)
-            linearForward(st.v, st.ln, w + lo.wv, opt(lo.bv), n: bsz, c: c, oc: kvd)
+            decodeLinear(st.q, st.ln, w + lo.wq, opt(lo.bq), n: bsz, c: c, oc: qd)
+            decodeLinear(st.k, st.ln, w + lo.wk, opt(lo.bk), n: bsz, c: c, oc: kvd)
+            decodeLinear(st.v, st.ln, w + lo.wv, opt(lo.bv), n: bsz, c: c, oc: kvd)
             ropeForward(st.q, st.positions, rope, n: bsz, nHeads: nh)
             ropeForward(st.k, st.positions, rope, n: bsz, nHeads: nkv)
             for (b, s) in slots.enumerated() {
@@ -212,17 +212,17 @@ extension Transformer {
             } else {
                 body(0)
             }
-            linearForward(st.res, st.att, w + lo.wo, opt(lo.bo), n: bsz, c: qd, oc: c)
+            decodeLinear(st.res, st.att, w + lo.wo, opt(lo.bo), n: bsz, c: qd, oc: c)
             addForward(st.res, st.res, st.x, count: bsz * c)
             rmsnormForward(st.ln, st.rstd, st.res, w + lo.postNorm, n: bsz, c: c, eps: eps)
-            linearForward(st.gate, st.ln, w + lo.wGate, nil, n: bsz, c: c, oc: f)
-            linearForward(st.up, st.ln, w + lo.wUp, nil, n: bsz, c: c, oc: f)
+            decodeLinear(st.gate, st.ln, w + lo.wGate, nil, n: bsz, c: c, oc: f)
+            decodeLinear(st.up, st.ln, w + lo.wUp, nil, n: bsz, c: c, oc: f)
             swigluForward(st.h, st.gate, st.up, count: bsz * f)
-            linearForward(st.x, st.h, w + lo.wDown, nil, n: bsz, c: f, oc: c)
+            decodeLinear(st.x, st.h, w + lo.wDown, nil, n: bsz, c: f, oc: c)
             addForward(st.x, st.x, st.res, count: bsz * c)
         }
         rmsnormForward(st.ln, st.rstd, st.x, w + layout.finalNorm, n: bsz, c: c, eps: eps)
-        linearForward(out, st.ln, w + layout.lmHead, nil, n: bsz, c: c, oc: cfg.vocabSize)
+        decodeLinear(out, st.ln, w + layout.lmHead, nil, n: bsz, c: c, oc: cfg.vocabSize)
         for (b, s) in slots.enumerated() { cache.setLength(s, Int(st.positions[b]) + 1) }
     }
 
@@ -248,6 +248,49 @@ extension Transformer {
     }
 
     func invalidateForBackward() { lastForwardInvalidated() }
+}
+
+/// Raw pointers for the column-split decode GEMM; safe because `Parallel.run` joins before returning and each
+/// worker writes a disjoint column range of `out`.
+private struct LinearPointers: @unchecked Sendable {
+    let out: UnsafeMutablePointer<Float>
+    let inp, weight: UnsafePointer<Float>
+    let bias: UnsafePointer<Float>?
+}
+
+/// Whether decode splits its M = B matmuls over output columns itself (each worker single-threaded BLAS on its
+/// half of the weight rows). OpenBLAS's own threading of a 16-row GEMM splits rows, so both threads pack (read)
+/// the whole weight matrix; splitting columns halves that traffic. `RLIF_DECODE_SPLIT=0` disables (A/B runs).
+nonisolated(unsafe) var decodeSplitColumns: Bool = ProcessInfo.processInfo.environment["RLIF_DECODE_SPLIT"] != "0"
+
+/// out (B, OC) = inp (B, C) · weightᵀ + bias for the decode step (small B).
+private func decodeLinear(
+    _ out: UnsafeMutablePointer<Float>,      // (B, OC)
+    _ inp: UnsafePointer<Float>,             // (B, C)
+    _ weight: UnsafePointer<Float>,          // (OC, C)
+    _ bias: UnsafePointer<Float>?,           // (OC) or nil
+    n: Int, c: Int, oc: Int
+) {
+    let workers = Parallel.maxWorkers
+    guard decodeSplitColumns, workers > 1, oc >= 128 * workers, n * c * oc >= 1 << 20 else {
+        linearForward(out, inp, weight, bias, n: n, c: c, oc: oc)
+        return
+    }
+    let p = LinearPointers(out: out, inp: inp, weight: weight, bias: bias)
+    let t = Gemm.threads
+    Gemm.threads = 1
+    Parallel.run(workers: workers) { wi in
+        // Column ranges rounded to 16 so each worker's weight slice stays 64-byte aligned.
+        let lo = (oc * wi / workers) & ~15, hi = wi == workers - 1 ? oc : (oc * (wi + 1) / workers) & ~15
+        Gemm.sgemm(p.out + lo, ldc: oc, p.inp, lda: c, p.weight + lo * c, ldb: c, m: n, n: hi - lo, k: c, transB: true)
+        if let b = p.bias {
+            for r in 0..<n {
+                let row = p.out + r * oc
+                for j in lo..<hi { row[j] += b[j] }
+            }
+        }
+    }
+    Gemm.threads = t
 }
 
 /// row[0..<n] ← softmax(row) in place (max-subtracted).

@@ -163,8 +163,6 @@ public final class Transformer {
         let nh = cfg.numAttentionHeads, nkv = cfg.numKeyValueHeads, v = cfg.vocabSize
         let w = parameters.pointer, g = gradients.pointer
         func opt(_ o: Int) -> UnsafeMutablePointer<Float>? { o < 0 ? nil : g + o }
-        func optW(_ o: Int) -> UnsafePointer<Float>? { o < 0 ? nil : UnsafePointer(w + o) }
-        _ = optW
         // lm_head: logits = lnf · Wᵀ.
         a.dLn.update(repeating: 0, count: n * c)
         if let rows = lastRows {

@@ -51,6 +51,30 @@ import TestSupport
         #expect(model.kvCache?.freeSlotCount == 6)
     }
 
+    /// A model wide enough that decode splits its matmuls over output columns (tiny fixtures never do).
+    @Test func columnSplitDecodeMatchesFullForward() throws {
+        // Llama with attention_bias: q/k/v/o biases, q and o (384 columns) take the split path with a bias.
+        let cfg = ModelConfig(architecture: .llama, hiddenSize: 384, intermediateSize: 1024, numHiddenLayers: 1,
+                              numAttentionHeads: 6, numKeyValueHeads: 2, vocabSize: 2048, maxPositionEmbeddings: 64,
+                              tieWordEmbeddings: false, attentionBias: true)
+        let model = try Transformer(config: cfg)
+        model.initializeRandom(seed: 9, std: 0.1, biasStd: 0.1)
+        let b = 8, v = cfg.vocabSize
+        model.reserveDecoding(slots: b, maxSequenceLength: 16)
+        var seqs = (0..<b).map { i in (0..<(3 + i % 4)).map { Int32(($0 * 97 + i * 31) % 2048) } }
+        var logits = [Float](repeating: 0, count: b * v)
+        let slots = try model.prefill(prompts: seqs, lastLogits: &logits)
+        for t in 0..<3 {
+            let toks = (0..<b).map { Int32(($0 * 13 + t * 7 + 1) % 2048) }
+            try model.decode(tokens: toks, slots: slots, logits: &logits)
+            for i in 0..<b {
+                seqs[i].append(toks[i])
+                let full = try model.forward(PackedBatch(sequences: [seqs[i]]), logitRows: [seqs[i].count - 1], forBackward: false)
+                expectClose(Array(logits[(i * v)..<((i + 1) * v)]), Array(full), atol: 2e-5, rtol: 1e-4, "step \(t) seq \(i)")
+            }
+        }
+    }
+
     @Test func decodeErrors() throws {
         let (model, _) = try loadTiny("tiny-qwen2")
         var out = [Float](repeating: 0, count: 97 * 2)
