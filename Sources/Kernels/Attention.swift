@@ -1,4 +1,3 @@
-import CBLAS
 import Foundation
 
 /// Causal grouped-query self-attention over packed variable-length sequences (no padding compute).
@@ -51,10 +50,9 @@ private func runBalanced(costs: [Int], _ body: (Int, [Int]) -> Void) {
     let workers = Parallel.workers(work: total, items: costs.count)
     let lists = balance(costs: costs, workers: workers)
     if workers == 1 { body(0, lists[0]); return }
-    let blasThreads = openblas_get_num_threads()
-    openblas_set_num_threads(1)
-    defer { openblas_set_num_threads(blasThreads) }
-    Parallel.run(workers: workers) { w in body(w, lists[w]) }
+    Gemm.withSingleThreadedBLAS {
+        Parallel.run(workers: workers) { w in body(w, lists[w]) }
+    }
 }
 
 /// out[i, h] = Σ_{j ≤ i} softmax_j(q_i·k_j·scale) v_j;  lse[i, h] = logsumexp_j(q_i·k_j·scale) (saved).

@@ -1,4 +1,5 @@
 import CBLAS
+import Foundation
 
 /// Matrix products through OpenBLAS (row-major). Every transformer matmul in rlif goes through here so that
 /// thread control and the M=1 → sgemv switch live in one place.
@@ -42,10 +43,48 @@ public enum Gemm {
     }
 
     /// Number of threads OpenBLAS uses. Set it explicitly: 2-thread BLAS halves when the other core is busy.
+    /// Inside `withSingleThreadedBLAS` the get/set refer to the value restored when the section ends.
     public static var threads: Int {
-        get { Int(openblas_get_num_threads()) }
-        set { openblas_set_num_threads(Int32(max(1, newValue))) }
+        get {
+            singleThreadLock.lock(); defer { singleThreadLock.unlock() }
+            return singleThreadDepth > 0 ? savedThreads : Int(openblas_get_num_threads())
+        }
+        set {
+            singleThreadLock.lock(); defer { singleThreadLock.unlock() }
+            if singleThreadDepth > 0 { savedThreads = max(1, newValue) } else {
+                openblas_set_num_threads(Int32(max(1, newValue)))
+            }
+        }
     }
+
+    /// The thread count OpenBLAS is using right now (1 inside `withSingleThreadedBLAS`).
+    public static var activeBLASThreads: Int { Int(openblas_get_num_threads()) }
+
+    /// Runs `body` with OpenBLAS single-threaded, for code that itself splits BLAS calls over the cores
+    /// (otherwise each worker's GEMM would spawn BLAS threads too). Nested and concurrent sections are counted:
+    /// the thread count is set to 1 when the first section starts and restored when the last one ends, so
+    /// overlapping callers cannot leave BLAS stuck at 1 thread (which manual save/set/restore can).
+    public static func withSingleThreadedBLAS<T>(_ body: () throws -> T) rethrows -> T {
+        singleThreadLock.lock()
+        if singleThreadDepth == 0 {
+            savedThreads = Int(openblas_get_num_threads())
+            openblas_set_num_threads(1)
+        }
+        singleThreadDepth += 1
+        singleThreadLock.unlock()
+        defer {
+            singleThreadLock.lock()
+            singleThreadDepth -= 1
+            if singleThreadDepth == 0 { openblas_set_num_threads(Int32(savedThreads)) }
+            singleThreadLock.unlock()
+        }
+        return try body()
+    }
+
+    // Guarded by singleThreadLock.
+    private static let singleThreadLock = NSLock()
+    nonisolated(unsafe) private static var singleThreadDepth = 0
+    nonisolated(unsafe) private static var savedThreads = 1
 }
 
 extension Gemm {

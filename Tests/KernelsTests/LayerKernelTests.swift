@@ -117,6 +117,18 @@ import Kernels
         }
     }
 
+    @Test func singleThreadedBLASSectionsRestoreThreadCount() {
+        let before = Gemm.threads
+        Gemm.withSingleThreadedBLAS {
+            #expect(Gemm.activeBLASThreads == 1)
+            #expect(Gemm.threads == before)   // reports the value to restore
+            Gemm.withSingleThreadedBLAS {}      // a nested section must not restore early
+            #expect(Gemm.activeBLASThreads == 1)
+        }
+        // (Other tests may be inside their own section now, so only the value to restore is checked.)
+        #expect(Gemm.threads == before)
+    }
+
     @Test func elementwise() {
         let a = Buf((0..<13).map { Float($0) }), b = Buf((0..<13).map { Float($0) * 0.5 }), out = Buf(zeros: 13)
         addForward(out.p, a.cp, b.cp, count: 13)
