@@ -19,6 +19,8 @@ import TestSupport
         Case(completion: "\\boxed{\\frac{\\sqrt{3}}{2}} done", format: .math, expected: "\\frac{\\sqrt{3}}{2}"),
         Case(completion: "a \\boxed{x} b \\boxed{\\{1, 2\\}}", format: .math, expected: "\\{1, 2\\}"),
         Case(completion: "\\boxed{$1,234.}", format: .gsm8k, expected: "1234"),
+        Case(completion: "\\boxed{\\$18.00}", format: .gsm8k, expected: "18.00"),
+        Case(completion: "So 1,000,000 people came", format: .gsm8k, expected: "1000000"),
         Case(completion: "\\fbox{7}", format: .math, expected: "7"),
         Case(completion: "answer: $\\boxed 5$", format: .math, expected: "5"),
         Case(completion: "unbalanced \\boxed{12 and no close, last number 3", format: .gsm8k, expected: "3"),
@@ -145,6 +147,11 @@ import TestSupport
         Case(a: "", b: "", same: false),
         Case(a: "abc", b: "abd", same: false),
         Case(a: "1e3", b: "1000", same: true),
+        Case(a: "\\dfrac{\\sqrt{3}}{2}", b: "\\frac{\\sqrt3}{2}", same: true),
+        Case(a: "x^2 + 2x + 1", b: "x^2+2x+1", same: true),
+        Case(a: "25\\%", b: "25", same: true),
+        Case(a: "18 \\text{ dollars}", b: "18", same: true),
+        Case(a: "\\frac{1}{}", b: "1", same: false),
     ]
 
     @Test(arguments: cases)
