@@ -73,6 +73,8 @@ let package = Package(
         .testTarget(name: "ShimTests", dependencies: ["CBLAS", "CZeroMQ", "CRlifProto"]),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling", "TestSupport"], swiftSettings: native),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"]),
+        .testTarget(name: "LearnerTests", dependencies: ["Learner", "Actor", "Training", "Model", "Wire", "Transport", "TestSupport",
+                                                     .product(name: "Logging", package: "swift-log")], swiftSettings: native),
         // Assertion helpers shared by the tests (max abs diff, first bad index, file:line) and fixture paths.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "TestSupport"]),

@@ -72,6 +72,8 @@ public final class LearnerServer {
     let log: Logger
     /// Called with each step's metrics (after training, before the notice goes out).
     public var onStep: (([String: Any]) -> Void)?
+    /// Called with (task id, actor id) whenever a task is handed out (logs, tests).
+    public var onAssign: ((UInt64, String) -> Void)?
     /// Returns the resumable state (data cursor etc.) to store in a checkpoint after `completedSteps`.
     public var checkpointState: ((Int) -> [String: Any])?
 
@@ -205,7 +207,8 @@ public final class LearnerServer {
                 budget -= 1
                 let sockName = i == 0 ? "work" : "weights"
                 guard frames.count == 2 else {
-                    refuse(frames.first ?? [], socket, "\(sockName): expected 2 frames (identity, message), got \(frames.count)", .malformed, field: "")
+                    let who = String(decoding: frames.first ?? [], as: UTF8.self)
+                    refuse(frames.first ?? [], socket, "\(sockName) message from '\(who)': expected 1 frame after the identity, got \(frames.count - 1)", .malformed, field: "")
                     continue
                 }
                 let identity = frames[0]
@@ -307,6 +310,7 @@ public final class LearnerServer {
         for a in ledger.dispatch(now: nowMs, weightVersion: version) {
             guard let p = peers[a.actorId] else { continue }
             send(work, to: p.identity, .workItem(a.item))
+            onAssign?(a.item.taskId, a.actorId)
         }
     }
 

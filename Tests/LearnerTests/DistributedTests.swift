@@ -1,0 +1,213 @@
+import Actor
+import Foundation
+import Learner
+import Logging
+import Model
+import Testing
+import TestSupport
+import Training
+import Transport
+import Wire
+
+/// The distributed system on this machine only: a real learner and real actors over real ZeroMQ sockets
+/// (ipc:// in a temporary directory), on threads — and, for the SIGKILL test, an actor in its own process.
+@Suite(.serialized) struct DistributedTests {
+    static let modelDir = Fixtures.url("model/tiny-qwen2")
+
+    /// A learner over the tiny fixture model with prompts of random token ids.
+    final class Harness: @unchecked Sendable {  // fields written before threads start, read after they join
+        let dir: URL
+        let endpoints: Endpoints
+        let server: LearnerServer
+        let steps: Int
+        let perStep: Int
+        var summary: LearnerSummary?
+        var error: Error?
+        let done = DispatchSemaphore(value: 0)
+
+        init(steps: Int = 3, perStep: Int = 2, groupSize: Int = 4, maxLag: Int = 1, heartbeatTimeoutMs: Int = 3000) throws {
+            dir = try Fixtures.temporaryDirectory("rlif-dist")
+            endpoints = try Endpoints(base: "ipc://\(dir.path)/l")
+            self.steps = steps
+            self.perStep = perStep
+            let policy = try Transformer.load(directory: DistributedTests.modelDir)
+            var c = TrainConfig()
+            c.steps = steps; c.promptsPerStep = perStep; c.groupSize = groupSize; c.klBeta = 0
+            c.learningRate = 1e-3; c.maxNewTokens = 6; c.temperature = 1
+            let trainer = try GRPOTrainer(policy: policy, reference: nil, config: c)
+            let compute = try GRPOLearnerCompute(trainer: trainer, scorer: RewardScorer(name: "self_certainty", tokenizer: nil),
+                                                 output: dir, answers: [:])
+            var o = LearnerOptions(bind: endpoints, runId: "test", steps: steps, promptsPerStep: perStep, groupSize: groupSize,
+                                   sampling: SamplingParams(temperature: 1, topP: 1, topK: 0, maxNewTokens: 6, stopTokenIds: [2]),
+                                   seed: 7)
+            o.maxLag = maxLag
+            o.heartbeatIntervalMs = 200
+            o.heartbeatTimeoutMs = heartbeatTimeoutMs
+            o.chunkBytes = 8192  // several chunks even for the tiny model
+            o.shutdownGraceMs = 3000
+            server = try LearnerServer(options: o, compute: compute, promptsForStep: { s in
+                (0..<perStep).map { k in ("s\(s)p\(k)", (0..<5).map { Int32((s * 31 + k * 7 + $0 * 3) % 90 + 3) }) }
+            }, logger: Logger(label: "test.learner"))
+        }
+
+        func start() {
+            let t = Thread { [self] in
+                do { summary = try server.run() } catch { self.error = error }
+                done.signal()
+            }
+            t.stackSize = 8 << 20
+            t.start()
+        }
+
+        func wait(seconds: Double = 120) -> Bool { done.wait(timeout: .now() + seconds) == .success }
+        deinit { try? FileManager.default.removeItem(at: dir) }
+    }
+
+    final class ActorThread: @unchecked Sendable {  // summary written by the thread before `done` is signalled
+        var summary: ActorSummary?
+        var error: Error?
+        let done = DispatchSemaphore(value: 0)
+        init(_ endpoints: Endpoints, id: String) {
+            let t = Thread { [self] in
+                do {
+                    let client = try ActorClient(options: ActorOptions(learner: endpoints, actorId: id),
+                                                 engine: TransformerRolloutEngine(batchSequences: 8),
+                                                 logger: Logger(label: "test.\(id)"))
+                    summary = try client.run()
+                } catch { self.error = error }
+                done.signal()
+            }
+            t.stackSize = 8 << 20
+            t.start()
+        }
+        func wait(seconds: Double = 60) -> Bool { done.wait(timeout: .now() + seconds) == .success }
+    }
+
+    func expectEveryPromptTrainedOnce(_ s: LearnerSummary, steps: Int, perStep: Int, sourceLocation: SourceLocation = #_sourceLocation) {
+        #expect(s.completedSteps == steps, sourceLocation: sourceLocation)
+        #expect(s.weightVersion == UInt64(steps + 1), sourceLocation: sourceLocation)
+        #expect(s.trainedPrompts.count == steps * perStep, "prompts trained: \(s.trainedPrompts.keys.sorted())", sourceLocation: sourceLocation)
+        #expect(s.trainedPrompts.values.allSatisfy { $0 == 1 }, "\(s.trainedPrompts)", sourceLocation: sourceLocation)
+        #expect(s.accepted == steps * perStep, sourceLocation: sourceLocation)
+    }
+
+    @Test func localRunTrainsEveryPromptOnceAndActorsEndOnTheFinalVersion() throws {
+        let h = try Harness()
+        h.start()
+        let a = ActorThread(h.endpoints, id: "a1"), b = ActorThread(h.endpoints, id: "a2")
+        #expect(h.wait(), "learner did not finish")
+        #expect(a.wait() && b.wait(), "actors did not finish")
+        if let e = h.error ?? a.error ?? b.error { Issue.record("failed: \(e)"); return }
+        let s = try #require(h.summary)
+        expectEveryPromptTrainedOnce(s, steps: h.steps, perStep: h.perStep)
+        #expect(a.summary?.finalVersion == s.weightVersion)
+        #expect(b.summary?.finalVersion == s.weightVersion)
+        #expect((a.summary?.groupsAcked ?? 0) + (b.summary?.groupsAcked ?? 0) >= h.steps * h.perStep)
+    }
+
+    @Test func lateJoinerStartsFromTheCurrentVersion() throws {
+        let h = try Harness(steps: 4, perStep: 2)
+        let late = LateStart()
+        h.server.onStep = { m in
+            if (m["step"] as? Int) == 1 { late.fire(h.endpoints) }  // after the second step: weights v3 exist
+        }
+        h.start()
+        let a = ActorThread(h.endpoints, id: "early")
+        #expect(h.wait(), "learner did not finish")
+        #expect(a.wait())
+        let b = try #require(late.actor, "late actor never started")
+        #expect(b.wait())
+        if let e = h.error ?? a.error ?? b.error { Issue.record("failed: \(e)"); return }
+        let s = try #require(h.summary)
+        expectEveryPromptTrainedOnce(s, steps: 4, perStep: 2)
+        let installed = try #require(b.summary?.weightVersionsInstalled)
+        #expect((installed.first ?? 0) >= 3, "late joiner installed \(installed): it must skip straight to the current version")
+        #expect(b.summary?.finalVersion == s.weightVersion)
+    }
+
+    final class LateStart: @unchecked Sendable {  // fired once from the learner thread, read after it joins
+        var actor: ActorThread?
+        func fire(_ e: Endpoints) { if actor == nil { actor = ActorThread(e, id: "late") } }
+    }
+
+    @Test func actorKilledMidTaskHasItsTaskReissuedAndNothingCountsTwice() throws {
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("rlif")
+        try #require(FileManager.default.isExecutableFile(atPath: exe.path), "the rlif executable must be built next to the tests (\(exe.path))")
+        let h = try Harness(steps: 2, perStep: 2, heartbeatTimeoutMs: 1500)
+        let victim = Process()
+        victim.executableURL = exe
+        victim.arguments = ["actor", "--learner", "ipc://\(h.dir.path)/l", "--id", "victim", "--log-level", "warning"]
+        let killed = DispatchSemaphore(value: 0)
+        let once = Once()
+        h.server.onAssign = { task, actor in
+            if actor == "victim" && once.first() {
+                kill(victim.processIdentifier, SIGKILL)  // mid-task: it holds the task and has not answered
+                killed.signal()
+            }
+        }
+        h.start()
+        try victim.run()
+        #expect(killed.wait(timeout: .now() + 60) == .success, "the victim never got a task")
+        victim.waitUntilExit()
+        #expect(victim.terminationReason == .uncaughtSignal)
+        let rescuer = ActorThread(h.endpoints, id: "rescuer")
+        #expect(h.wait(), "learner did not finish")
+        #expect(rescuer.wait())
+        if let e = h.error ?? rescuer.error { Issue.record("failed: \(e)"); return }
+        let s = try #require(h.summary)
+        expectEveryPromptTrainedOnce(s, steps: 2, perStep: 2)
+        #expect(s.actorsDeclaredDead >= 1)
+        #expect(s.reissued >= 1)
+    }
+
+    final class Once: @unchecked Sendable {  // guarded by lock
+        private let lock = NSLock()
+        private var fired = false
+        func first() -> Bool { lock.lock(); defer { lock.unlock() }; if fired { return false }; fired = true; return true }
+    }
+
+    @Test func malformedMessagesAreRefusedByNameAndTheLearnerKeepsServing() throws {
+        let h = try Harness(steps: 1, perStep: 2)
+        h.start()
+        let ctx = try ZMQContext()
+        defer { ctx.shutdown() }
+        var replies: [String] = []
+        for (endpoint, name) in [(h.endpoints.work, "work"), (h.endpoints.weights, "weights")] {
+            let s = try ZMQSocket(ctx, .dealer)
+            defer { s.close() }
+            try s.setOption(.linger, 0)
+            try s.setRoutingId("mallory-\(name)")
+            try s.connect(endpoint)
+            var valid = WireCodec.encode(Envelope(sender: "mallory", body: .hello(Hello(actorId: "mallory"))))
+            let truncated = Array(valid.prefix(valid.count / 2))
+            var wrongVersion = WireCodec.encode(Envelope(sender: "mallory", body: .heartbeat(Heartbeat()), protocolVersion: 99))
+            let garbage: [UInt8] = [0xFF, 0x13, 0x37, 0x00, 0x42, 0x99]
+            let oversized = [UInt8](repeating: 0x0A, count: (64 << 20) + 16)  // past the learner's max message size
+            for bad in [garbage, truncated, wrongVersion] { _ = try s.send(frames: [bad]) }
+            _ = try s.send(frames: [valid, valid])  // two frames where one is expected
+            valid = []; wrongVersion = []
+            // Collect the error replies.
+            let deadline = Date().addingTimeInterval(5)
+            var got = 0
+            while got < 4 && Date() < deadline {
+                guard let f = try s.receiveFrames(timeoutMs: 200) else { continue }
+                guard let env = try? WireCodec.decode(f[0]), case .error(let e) = env.body else { continue }
+                replies.append("\(name): \(e.code) \(e.message)")
+                got += 1
+            }
+            #expect(got == 4, "\(name): \(replies)")
+            // Past max_msg_size libzmq drops the connection before the learner sees a byte: no reply, no harm.
+            _ = try s.send(frames: [oversized])
+        }
+        #expect(replies.contains { $0.contains("protocolVersion") })
+        #expect(replies.allSatisfy { $0.contains("mallory") }, "errors must name the peer: \(replies)")
+        // Still serving: a real actor completes the run.
+        let a = ActorThread(h.endpoints, id: "honest")
+        #expect(h.wait(), "learner did not finish after the bad messages")
+        #expect(a.wait())
+        if let e = h.error ?? a.error { Issue.record("failed: \(e)"); return }
+        let s = try #require(h.summary)
+        expectEveryPromptTrainedOnce(s, steps: 1, perStep: 2)
+        #expect(s.malformed >= 8, "\(s.refusedMessages)")
+    }
+}
