@@ -121,7 +121,9 @@ public final class ActorClient {
             try pump(timeoutMs: 50)
             try handleWorkerOutputs()
             try periodic()
-            if finished && unacked.isEmpty && mailbox.isIdle && waiting.isEmpty {
+            // Leave only with every group acknowledged and the learner's final weights installed.
+            if finished && unacked.isEmpty && mailbox.isIdle && waiting.isEmpty && fetch == nil && installing == nil
+                && heldVersion >= newestKnown {
                 send(work, .goodbye(Goodbye(reason: "run finished")))
                 log.info("run finished; \(summary.groupsAcked) groups acknowledged, weights v\(heldVersion)")
                 summary.finalVersion = heldVersion
@@ -192,6 +194,21 @@ public final class ActorClient {
             let socket = poller.socket(i)
             // Drain what is there without blocking.
             while let frames = try socket.receiveFrames(timeoutMs: 0) {
+                // Snapshot chunks come as (header, bytes): the bytes frame is handed to the assembler as is.
+                if i == 2 && frames.count == 2 {
+                    do {
+                        let env = try WireCodec.decode(frames[0], maxBytes: options.maxMessageBytes)
+                        guard case .snapshotChunk(let c) = env.body, c.dataInNextFrame else {
+                            log.error("dropped a 2-frame weights message that is not a chunk header + data")
+                            continue
+                        }
+                        lastHeard = Date()
+                        try frames[1].withUnsafeBytes { try accept(chunk: c, data: $0) }
+                    } catch let e as WireError {
+                        log.error("dropped a malformed chunk header from the learner: \(e)")
+                    }
+                    continue
+                }
                 guard frames.count == 1 else {
                     log.error("dropped a \(frames.count)-frame message on \(i == 0 ? "work" : i == 1 ? "notices" : "weights"): expected 1 frame")
                     continue
@@ -246,12 +263,12 @@ public final class ActorClient {
                     log.info("task \(a.taskId): \(a.status) \(a.detail)")
                 }
             }
-        case .heartbeat:
-            break
+        case .heartbeat(let hb):
+            noteVersion(hb.weightVersion)
         case .weightNotice(let n):
             noteVersion(n.version)
         case .snapshotChunk(let c):
-            try accept(chunk: c)
+            try accept(chunk: c, data: nil)
         case .error(let e):
             log.error("learner refused our message: \(e.code) \(e.message) [\(e.field)]")
             if e.code == .protocolVersion {
@@ -298,14 +315,14 @@ public final class ActorClient {
         fetch = f
     }
 
-    private func accept(chunk c: SnapshotChunk) throws {
+    private func accept(chunk c: SnapshotChunk, data: UnsafeRawBufferPointer?) throws {
         guard var f = fetch else { return }  // a late chunk of an abandoned fetch
         if f.version == 0 { f.version = c.version }
         guard c.version == f.version || f.assembler.version == nil else { return }
         f.inFlight = max(0, f.inFlight - 1)
         f.lastActivity = Date()
         do {
-            let done = try f.assembler.accept(c)
+            let done = try f.assembler.accept(c, data: data)
             fetch = f
             if done {
                 let snap = try f.assembler.finish()

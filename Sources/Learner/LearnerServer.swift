@@ -278,7 +278,10 @@ public final class LearnerServer {
         }
     }
 
+    /// Tells an actor the run is over. The heartbeat before it carries the final version, so the actor fetches
+    /// it before leaving (messages on one socket arrive in order; the PUB notice might not have).
     private func sendFinished(to identity: [UInt8]) {
+        send(work, to: identity, .heartbeat(Heartbeat(weightVersion: version)))
         send(work, to: identity, .noWork(NoWork(retryAfterMs: 1000, finished: true,
                                                 reason: completedSteps >= options.steps ? "all \(options.steps) steps trained" : "learner stopping")))
     }
@@ -407,8 +410,13 @@ public final class LearnerServer {
             return
         }
         for i in first..<last {
-            let env = Envelope(sender: "learner", sentUnixMs: 0, body: .snapshotChunk(snap.chunk(i)))
-            do { _ = try weights.send(frames: [identity, WireCodec.encode(env)], dontWait: true) } catch {
+            // Header frame + the chunk's bytes as a second, zero-copy frame straight from the snapshot's storage.
+            let env = Envelope(sender: "learner", sentUnixMs: 0, body: .snapshotChunk(snap.chunkHeader(i)))
+            do {
+                _ = try weights.send(identity, more: true)
+                _ = try weights.send(WireCodec.encode(env), more: true)
+                _ = try weights.sendZeroCopy(snap.chunkData(i))
+            } catch {
                 log.warning("chunk \(i) of v\(v) to \(peer) not sent: \(error)")
             }
         }
@@ -429,8 +437,8 @@ public final class LearnerServer {
             dispatchAll()
         }
         for (name, p) in peers where now.timeIntervalSince(p.lastHeartbeatSent) * 1000 >= Double(options.heartbeatIntervalMs) {
-            send(work, to: p.identity, isFinished ? .noWork(NoWork(retryAfterMs: 1000, finished: true, reason: "run over"))
-                                                  : .heartbeat(Heartbeat(weightVersion: version)))
+            send(work, to: p.identity, .heartbeat(Heartbeat(weightVersion: version)))
+            if isFinished { sendFinished(to: p.identity) }
             peers[name]?.lastHeartbeatSent = now
         }
         // Late subscribers miss a notice sent before they joined (PUB drops): repeat the current one.
