@@ -246,6 +246,10 @@ extension Tokenizer {
             }
             maxId = max(maxId, Int(d))
         }
+        // Ids are dense in real files; refuse absurd ones rather than allocate tables for them.
+        guard maxId < max(16 * members.count, 1 << 20) else {
+            throw vocabNode.invalid("largest id \(maxId) is far beyond the \(members.count) tokens")
+        }
         var vocab = TokenTable(capacity: members.count, maxId: max(maxId, 0))
         for (k, v) in members {
             guard case .number(let d) = v else { continue }
@@ -382,6 +386,7 @@ extension Tokenizer {
                                useRegex: try n["use_regex"]?.bool() ?? true)]
         case "Metaspace":
             let rep = try n["replacement"]?.utf8() ?? Array("\u{2581}".utf8)
+            if rep.isEmpty { throw try n.required("replacement").invalid("must not be empty") }
             var scheme: PreTokenizerStep.PrependScheme = .always
             if let s = n["prepend_scheme"] {
                 switch try s.string() {
@@ -446,7 +451,8 @@ extension Tokenizer {
             if let st = n["special_tokens"] {
                 for (name, node) in try st.members() {
                     specials[name] = try node.required("ids").array().map { node throws(TokenizerError) in
-                        Int32(try node.int())
+                        guard let v = Int32(exactly: try node.int()), v >= 0 else { throw node.invalid("bad token id") }
+                        return v
                     }
                 }
             }
@@ -469,7 +475,8 @@ extension Tokenizer {
             func pair(_ key: String) throws(TokenizerError) -> Int32 {
                 let p = try n.required(key).array()
                 guard p.count == 2 else { throw try n.required(key).invalid("expected [token, id]") }
-                return Int32(try p[1].int())
+                guard let v = Int32(exactly: try p[1].int()), v >= 0 else { throw p[1].invalid("bad token id") }
+                return v
             }
             return .template([.special([try pair("cls")]), .sequence, .special([try pair("sep")])])
         default:

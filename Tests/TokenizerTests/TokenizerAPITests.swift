@@ -166,6 +166,12 @@ struct TokenizerAPITests {
         #expect(m6.contains("invalid JSON at byte"), "\(m6)")
         let m7 = try message("[1, 2]")
         #expect(m7.contains("should be an object"), "\(m7)")
+        let m8 = try message("{\"model\": {\"vocab\": {\"a\": 2000000000}}}")
+        #expect(m8.contains("model.vocab") && m8.contains("far beyond"), "\(m8)")
+        let m9 = try message("{\"model\": {\"vocab\": {}}, \"pre_tokenizer\": {\"type\": \"Metaspace\", \"replacement\": \"\"}}")
+        #expect(m9.contains("pre_tokenizer.replacement") && m9.contains("must not be empty"), "\(m9)")
+        let m10 = try message("{\"model\": {\"vocab\": {}}, \"post_processor\": {\"type\": \"TemplateProcessing\", \"single\": [], \"special_tokens\": {\"x\": {\"ids\": [9999999999]}}}}")
+        #expect(m10.contains("post_processor.special_tokens.x.ids[0]"), "\(m10)")
     }
 
     /// A minimal hand-written byte-level file: merges apply by rank, an unknown regex falls back to
