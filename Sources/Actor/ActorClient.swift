@@ -290,7 +290,8 @@ public final class ActorClient {
 
     private func noteVersion(_ v: UInt64) {
         newestKnown = max(newestKnown, v)
-        guard newestKnown > heldVersion, installing.map({ $0 < newestKnown }) ?? true else { return }
+        // A notice can arrive (SUB) before the welcome with the model config: fetch only once configured.
+        guard configuredJSON != nil, newestKnown > heldVersion, installing.map({ $0 < newestKnown }) ?? true else { return }
         if let f = fetch, f.version >= newestKnown { return }
         startFetch(version: newestKnown)
     }

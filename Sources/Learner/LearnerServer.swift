@@ -179,6 +179,9 @@ public final class LearnerServer {
             try s.setOption(.linger, 0)
             try s.setMaxMessageSize(Int64(options.maxMessageBytes))
         }
+        // A reconnecting actor (same id, new connection) replaces its half-dead old connection.
+        try work.setOption(.routerHandover, 1)
+        try weights.setOption(.routerHandover, 1)
         // Snapshot chunks are large: let a few sit in the pipe per peer (credits bound it anyway).
         try weights.setOption(.sendHighWaterMark, 64)
         try work.bind(options.bind.work)

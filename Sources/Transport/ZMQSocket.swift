@@ -48,6 +48,9 @@ public struct ZMQOption: Sendable {
     public static let receiveHighWaterMark = ZMQOption(rawValue: ZMQ_RCVHWM, name: "ZMQ_RCVHWM")
     /// 1: a ROUTER send to an unknown routing id fails with EHOSTUNREACH instead of being dropped silently.
     public static let routerMandatory = ZMQOption(rawValue: ZMQ_ROUTER_MANDATORY, name: "ZMQ_ROUTER_MANDATORY")
+    /// ROUTER: a new connection with an identity already in use takes it over (instead of being ignored), so a
+    /// peer whose old TCP connection is half-dead after a network partition can come back under its own id.
+    public static let routerHandover = ZMQOption(rawValue: ZMQ_ROUTER_HANDOVER, name: "ZMQ_ROUTER_HANDOVER")
     /// ZMTP-level PING interval / timeout / TTL in ms: detects dead TCP peers below the application.
     public static let heartbeatInterval = ZMQOption(rawValue: ZMQ_HEARTBEAT_IVL, name: "ZMQ_HEARTBEAT_IVL")
     public static let heartbeatTimeout = ZMQOption(rawValue: ZMQ_HEARTBEAT_TIMEOUT, name: "ZMQ_HEARTBEAT_TIMEOUT")
