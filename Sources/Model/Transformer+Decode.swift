@@ -259,9 +259,10 @@ private struct LinearPointers: @unchecked Sendable {
 }
 
 /// Whether decode splits its M = B matmuls over output columns itself (each worker single-threaded BLAS on its
-/// half of the weight rows). OpenBLAS's own threading of a 16-row GEMM splits rows, so both threads pack (read)
-/// the whole weight matrix; splitting columns halves that traffic. `RLIF_DECODE_SPLIT=0` disables (A/B runs).
-nonisolated(unsafe) var decodeSplitColumns: Bool = ProcessInfo.processInfo.environment["RLIF_DECODE_SPLIT"] != "0"
+/// share of the weight rows) instead of leaving the threading to OpenBLAS. Off by default: in A/B runs on the
+/// shared 2-core box (cpu util ~0.4) it was 10-30% slower (a starved worker stalls the join); `RLIF_DECODE_SPLIT=1`
+/// enables it for measuring on an idle machine. The split path is tested either way (ModelTests).
+nonisolated(unsafe) var decodeSplitColumns: Bool = ProcessInfo.processInfo.environment["RLIF_DECODE_SPLIT"] == "1"
 
 /// out (B, OC) = inp (B, C) · weightᵀ + bias for the decode step (small B).
 private func decodeLinear(

@@ -1,5 +1,5 @@
 import Foundation
-import Model
+@testable import Model
 import Testing
 import TestSupport
 
@@ -53,6 +53,8 @@ import TestSupport
 
     /// A model wide enough that decode splits its matmuls over output columns (tiny fixtures never do).
     @Test func columnSplitDecodeMatchesFullForward() throws {
+        decodeSplitColumns = true
+        defer { decodeSplitColumns = ProcessInfo.processInfo.environment["RLIF_DECODE_SPLIT"] == "1" }
         // Llama with attention_bias: q/k/v/o biases, q and o (384 columns) take the split path with a bias.
         let cfg = ModelConfig(architecture: .llama, hiddenSize: 384, intermediateSize: 1024, numHiddenLayers: 1,
                               numAttentionHeads: 6, numKeyValueHeads: 2, vocabSize: 2048, maxPositionEmbeddings: 64,
