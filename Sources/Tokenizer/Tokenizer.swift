@@ -499,46 +499,19 @@ extension Tokenizer {
     }
 }
 
-/// The post-processor, applied when encoding with `addSpecialTokens`.
-indirect enum PostProcessor: Sendable {
-    enum Item: Sendable { case special([Int32]), sequence }
-    case none
-    case template([Item])
-    case sequence([PostProcessor])
-
-    func apply(_ ids: [Int32]) -> [Int32] {
-        switch self {
-        case .none: return ids
-        case .template(let items):
-            var out: [Int32] = []
-            out.reserveCapacity(ids.count + 4)
-            for item in items {
-                switch item {
-                case .special(let s): out += s
-                case .sequence: out += ids
-                }
-            }
-            return out
-        case .sequence(let steps):
-            var t = ids
-            for s in steps { t = s.apply(t) }
-            return t
-        }
-    }
-
-    var firstTemplate: PostProcessor {
-        switch self {
-        case .template: return self
-        case .sequence(let steps): return steps.lazy.map(\.firstTemplate).first { if case .none = $0 { false } else { true } } ?? .none
-        case .none: return .none
-        }
-    }
-}
-
-/// Per-index result slots for `encodeBatch`. @unchecked Sendable: each index is written by exactly one worker
-/// (index i belongs to worker i % workers) and read only after `concurrentPerform` returns.
+/// Per-index result slots for `encodeBatch`. @unchecked Sendable: the slots live in one buffer allocated up
+/// front (never reallocated); each index is written by exactly one worker (index i belongs to worker
+/// i % workers) and everything is read only after `concurrentPerform` returns.
 private final class BatchResults: @unchecked Sendable {
-    var values: [[Int32]]
-    init(count: Int) { values = Array(repeating: [], count: count) }
-    func set(_ i: Int, _ v: [Int32]) { values.withUnsafeMutableBufferPointer { $0[i] = v } }
+    private let slots: UnsafeMutableBufferPointer<[Int32]>
+    init(count: Int) {
+        slots = .allocate(capacity: count)
+        slots.initialize(repeating: [])
+    }
+    deinit {
+        slots.baseAddress?.deinitialize(count: slots.count)
+        slots.deallocate()
+    }
+    func set(_ i: Int, _ v: [Int32]) { slots[i] = v }
+    var values: [[Int32]] { Array(slots) }
 }

@@ -63,6 +63,18 @@ struct TokenizerAPITests {
         }
     }
 
+    /// encodeBatch (all cores) gives encode's ids, in input order.
+    @Test func encodeBatchMatchesEncode() throws {
+        let q = try Loaded.tokenizer("qwen")
+        let texts = try TokenizerFixture.load("qwen").hand.map(\.text)
+        let batch = q.encodeBatch(texts, threads: 2)
+        #expect(batch.count == texts.count)
+        for (i, t) in texts.enumerated() { #expect(batch[i] == q.encode(t), "\(i): \(t.debugDescription)") }
+        #expect(q.encodeBatch([]).isEmpty)
+        let s = try Loaded.tokenizer("stories260K")
+        #expect(s.encodeBatch(["Once upon a time", "x"], addSpecialTokens: true) == [[1, 403, 407, 261, 378], s.encode("x", addSpecialTokens: true)])
+    }
+
     /// Concurrent use of one instance (Sendable, no shared mutable state) gives the same ids.
     @Test func concurrentEncode() async throws {
         let q = try Loaded.tokenizer("qwen")
