@@ -228,6 +228,20 @@ struct JSONDocument {
                     i += 1
                 } else { break }
             }
+            // Fast path for plain integers (every vocabulary id): no String, no strtod.
+            if i > start && i - start < 16 {
+                var k = start
+                let neg = bytes[k] == UInt8(ascii: "-")
+                if neg { k += 1 }
+                var v = 0
+                var digits = 0
+                while k < i, bytes[k] >= UInt8(ascii: "0"), bytes[k] <= UInt8(ascii: "9") {
+                    v = v * 10 + Int(bytes[k] - UInt8(ascii: "0"))
+                    k += 1
+                    digits += 1
+                }
+                if k == i && digits > 0 { return Double(neg ? -v : v) }
+            }
             guard i > start, let v = Double(String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<i]), as: UTF8.self)) else {
                 throw ParseError(offset: start, message: "invalid value")
             }

@@ -207,3 +207,23 @@ struct TokenizerAPITests {
         #expect(t.vocabularySize == 7)
     }
 }
+
+@Suite struct JSONReaderTests {
+    @Test func parsesEscapesNumbersAndLiterals() throws {
+        let text = #"{"a": "x\u00e9\ud83d\ude00\n\"\\\/", "b": [1, -2, 3.25e0, true, false, null], "c": ["p", "q"]}"#
+        let doc = try JSONDocument(bytes: Array(text.utf8))
+        let root = JSONNode(doc: doc, value: doc.root, path: "", file: "t.json")
+        #expect(try root.required("a").string() == "xé😀\n\"\\/")
+        let b = try root.required("b").array()
+        #expect(try b[0].int() == 1 && b[1].int() == -2 && b[2].double() == 3.25)
+        #expect(try b[3].bool() == true && b[4].bool() == false && b[5].value.isNull)
+        #expect(try root.required("c").array().map { try $0.string() } == ["p", "q"])
+        #expect(throws: TokenizerError.self) { try b[2].int() }
+    }
+
+    @Test func rejectsMalformed() {
+        for bad in [#"{"a": }"#, #"{"a": "x}"#, #"[1, 2"#, #"{"a": 1} x"#, #"{"a": "\q"}"#, "", #"[01x]"#] {
+            #expect(throws: JSONDocument.ParseError.self, "\(bad)") { try JSONDocument(bytes: Array(bad.utf8)) }
+        }
+    }
+}
