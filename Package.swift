@@ -71,7 +71,7 @@ let package = Package(
         swiftSettings: native),
 
         .testTarget(name: "ShimTests", dependencies: ["CBLAS", "CZeroMQ", "CRlifProto"]),
-        .testTarget(name: "SamplingTests", dependencies: ["Sampling", "TestSupport"], swiftSettings: native),
+        .testTarget(name: "SamplingTests", dependencies: ["Sampling", "Model", "Kernels", "TestSupport"], swiftSettings: native),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "TestSupport"]),
         .testTarget(name: "LearnerTests", dependencies: ["Learner", "Actor", "Training", "Model", "Wire", "Transport", "TestSupport",
                                                      .product(name: "Logging", package: "swift-log")], swiftSettings: native),
