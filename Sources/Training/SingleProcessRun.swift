@@ -17,6 +17,9 @@ public final class SingleProcessRun {
     let log: Logger
     public var cursor = DataCursor()
     public private(set) var completedSteps = 0
+    /// Stop `run()` once this many steps are complete (nil = run to `config.steps`). The LR schedule still spans
+    /// `config.steps`, so a run stopped here and `resume()`d later is the run that never stopped (tests use it).
+    public var stopAfterSteps: Int? = nil
 
     public init(config: TrainConfig, trainer: GRPOTrainer, formatter: PromptFormatter, dataset: PromptDataset,
                 evalSet: [PromptRecord], scorer: RewardScorer, output: URL, logger: Logger) {
@@ -55,7 +58,7 @@ public final class SingleProcessRun {
         if completedSteps == 0 && config.evalEvery > 0 && !evalSet.isEmpty {
             try evaluate(step: 0, into: metrics, onStep: onStep)
         }
-        while completedSteps < config.steps {
+        while completedSteps < min(config.steps, stopAfterSteps ?? config.steps) {
             let step = completedSteps
             let t0 = Date()
             let records = dataset.prompts(step: step, perStep: config.promptsPerStep)
