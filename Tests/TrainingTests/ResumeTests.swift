@@ -93,9 +93,24 @@ import Tokenizer
     /// moments are zeroed (as if only the weights had been checkpointed): it must NOT match, so the comparison really sees
     /// the optimizer state.
     @Test func resumedRunIsBitIdentical() throws {
-        let t0 = Date()
         let tmp = try Fixtures.temporaryDirectory("rlif-resume")
-        let model = try Self.makeModel(in: tmp)
+        try Self.check(model: try Self.makeModel(in: tmp), tmp: tmp)
+    }
+
+    static let embeddedModel = defaultDir.appendingPathComponent("model")
+
+    /// The same on the embedded default model itself (4 layers × 128): opt-in (`RLIF_SLOW_TESTS=1`; ~50 s in a
+    /// debug build on a loaded 2-core machine), and only when this checkout has the model.
+    @Test(.enabled(if: ProcessInfo.processInfo.environment["RLIF_SLOW_TESTS"] == "1", "set RLIF_SLOW_TESTS=1"),
+          .enabled(if: FileManager.default.fileExists(atPath: embeddedModel.appendingPathComponent("model.safetensors").path),
+                   "needs Sources/rlif/Resources/default/model/model.safetensors"))
+    func resumedRunIsBitIdenticalOnEmbeddedDefault() throws {
+        let tmp = try Fixtures.temporaryDirectory("rlif-resume-default")
+        try Self.check(model: Self.embeddedModel, tmp: tmp)
+    }
+
+    static func check(model: URL, tmp: URL) throws {
+        let t0 = Date()
         let outA = tmp.appendingPathComponent("A"), outB = tmp.appendingPathComponent("B")
         let outC = tmp.appendingPathComponent("C")
 
@@ -157,7 +172,7 @@ import Tokenizer
         #expect(!afterThree.isEmpty)
         let controlDiffers = Array(c.trainer.policy.parameters.buffer) != afterThree
         #expect(controlDiffers, "losing the AdamW moments went unnoticed")
-        print("ResumeTests: 9 training steps in \(Date().timeIntervalSince(t0)) s")
+        print("ResumeTests \(model.path): 9 training steps in \(Date().timeIntervalSince(t0)) s")
         try? FileManager.default.removeItem(at: tmp)
     }
 }
