@@ -10,7 +10,9 @@ import TestSupport
 /// One whole GRPO step of `GRPOTrainer` against PyTorch + transformers (`scripts/ref/grpo_step_fixtures.py`):
 /// 2 groups × 3 completions of different lengths on a tiny model, behaviour log-probs off-policy (so ratios ≠ 1
 /// and some are clipped), β = 0.05 KL to a perturbed reference, token-mean loss; then one AdamW step with no
-/// gradient clipping. Compares the loss, every parameter's gradient and every parameter after the step.
+/// gradient clipping. Compares the loss, every parameter's gradient, the pre-clip grad norm and AdamW's first
+/// moment (= 0.1·g: catches a clip the nearly scale-invariant first update would hide), and every parameter after
+/// the step.
 ///
 /// Tolerances: loss atol 1e-6 rtol 1e-5; gradients atol 1e-5 rtol 1e-3; parameters after the step atol 1e-6
 /// (the step itself is ≈ lr = 1e-3 per element, so this pins the AdamW update to ~0.1%) wherever the torch
@@ -137,6 +139,17 @@ import TestSupport
         #expect(m.lr == Double(config.learningRate))
         #expect(trainer.optimizer.stepCount == 1)
         expectClose(m.loss, fx.loss, atol: 1e-6, rtol: 1e-5, "\(name) StepMetrics.loss")
+        // max_grad_norm 0 = no clipping: the pre-clip norm is reported, and the first moment is (1 − β1)·g of the
+        // UNclipped torch gradient (the first AdamW update itself is nearly scale-invariant, so this is what
+        // would notice a clip).
+        var sq = 0.0
+        for n in Self.names(policy) { for x in try expected.floats("grad." + n) { sq += Double(x) * Double(x) } }
+        expectClose(m.gradNorm, sq.squareRoot(), atol: 0, rtol: 1e-5, "\(name) grad_norm (pre-clip)")
+        let moments = trainer.optimizer.m
+        for e in policy.layout.entries {
+            let want = try expected.floats("grad." + e.name).map { Float(1 - config.adamBeta1) * $0 }
+            expectClose(moments[e.offset..<(e.offset + e.count)], want, atol: 1e-6, rtol: 1e-3, "\(name) exp_avg \(e.name)")
+        }
         // The first AdamW update is lr·g/(|g| + eps) (+ decay): for |g| ≲ 1e-6 it amplifies float32 rounding of
         // g by eps/g² (|g| = 1e-7 → ×1e6), so those few elements are only held to the size of one step (1.1·lr).
         let lr = Double(config.learningRate)
