@@ -60,7 +60,7 @@ public final class TransformerRolloutEngine: RolloutEngine {
         let completions = g.completions.map { c in
             Completion(tokens: c.tokens.map { UInt32(bitPattern: $0) }, logprobs: c.logprobs,
                        selfCertainty: c.selfCertainty, reward: c.meanSelfCertainty,
-                       finishReason: c.finishReason == .stop ? .stop : .length)
+                       finishReason: c.finishReason == .stop ? .stop : .length, entropy: c.entropy)
         }
         return (completions, Timings(prefillMs: Float(g.prefillSeconds * 1000), decodeMs: Float(g.decodeSeconds * 1000),
                                      generatedTokens: UInt32(g.generatedTokens)))

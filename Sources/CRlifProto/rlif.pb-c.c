@@ -1603,7 +1603,7 @@ const ProtobufCMessageDescriptor rlif__v1__no_work__descriptor =
   (ProtobufCMessageInit) rlif__v1__no_work__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rlif__v1__completion__field_descriptors[5] =
+static const ProtobufCFieldDescriptor rlif__v1__completion__field_descriptors[6] =
 {
   {
     "tokens",
@@ -1665,8 +1665,21 @@ static const ProtobufCFieldDescriptor rlif__v1__completion__field_descriptors[5]
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "entropy",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_FLOAT,
+    offsetof(Rlif__V1__Completion, n_entropy),
+    offsetof(Rlif__V1__Completion, entropy),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rlif__v1__completion__field_indices_by_name[] = {
+  5,   /* field[5] = entropy */
   4,   /* field[4] = finish_reason */
   1,   /* field[1] = logprobs */
   3,   /* field[3] = reward */
@@ -1676,7 +1689,7 @@ static const unsigned rlif__v1__completion__field_indices_by_name[] = {
 static const ProtobufCIntRange rlif__v1__completion__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor rlif__v1__completion__descriptor =
 {
@@ -1686,7 +1699,7 @@ const ProtobufCMessageDescriptor rlif__v1__completion__descriptor =
   "Rlif__V1__Completion",
   "rlif.v1",
   sizeof(Rlif__V1__Completion),
-  5,
+  6,
   rlif__v1__completion__field_descriptors,
   rlif__v1__completion__field_indices_by_name,
   1,  rlif__v1__completion__number_ranges,

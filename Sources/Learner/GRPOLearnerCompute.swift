@@ -38,7 +38,8 @@ public final class GRPOLearnerCompute: LearnerCompute {
         for a in groups {
             let completions = a.group.completions.map { c in
                 SampledCompletion(tokens: c.tokens.map { Int32(bitPattern: $0) }, logprobs: c.logprobs,
-                                  selfCertainty: c.selfCertainty, finishReason: c.finishReason == .length ? .length : .stop)
+                                  selfCertainty: c.selfCertainty, entropy: c.entropy,
+                                  finishReason: c.finishReason == .length ? .length : .stop)
             }
             let rewards = try scorer.score(completions, reference: answers[a.group.promptId])
             tgroups.append(TrainingGroup(promptId: a.group.promptId, promptTokens: a.promptTokens,

@@ -14,12 +14,16 @@ public struct SampledCompletion: Sendable, Hashable, Codable {
     public var logprobs: [Float]
     /// Per-token self-certainty from raw logits: logsumexp(z) − mean(z) − log V = KL(Uniform ‖ p).
     public var selfCertainty: [Float]
+    /// Per-token entropy −Σ p log p of the raw-logit distribution, in nats (for the RENT reward).
+    public var entropy: [Float]
     public var finishReason: FinishReason
 
-    public init(tokens: [Int32], logprobs: [Float], selfCertainty: [Float], finishReason: FinishReason) {
+    public init(tokens: [Int32], logprobs: [Float], selfCertainty: [Float], entropy: [Float] = [],
+                finishReason: FinishReason) {
         self.tokens = tokens
         self.logprobs = logprobs
         self.selfCertainty = selfCertainty
+        self.entropy = entropy
         self.finishReason = finishReason
     }
 

@@ -16,6 +16,7 @@ public final class GroupedSampler {
     private let vocab: Int
     private var logits: [Float]            // (maxBatch, V)
     private var certainty: [Float]         // (maxBatch)
+    private var entropy: [Float]           // (maxBatch)
     private let tokenSampler: TokenSampler
 
     public init(decoder: BatchDecoder, maxBatchSequences: Int = 16) {
@@ -24,6 +25,7 @@ public final class GroupedSampler {
         vocab = decoder.vocabularySize
         logits = [Float](repeating: 0, count: self.maxBatchSequences * vocab)
         certainty = [Float](repeating: 0, count: self.maxBatchSequences)
+        entropy = [Float](repeating: 0, count: self.maxBatchSequences)
         tokenSampler = TokenSampler(vocabularySize: vocab)
     }
 
@@ -53,6 +55,7 @@ public final class GroupedSampler {
         if batchLimit * vocab > logits.count {
             logits = [Float](repeating: 0, count: batchLimit * vocab)
             certainty = [Float](repeating: 0, count: batchLimit)
+            entropy = [Float](repeating: 0, count: batchLimit)
         }
 
         var results = [[SampledCompletion?]](repeating: [], count: requests.count)
@@ -81,7 +84,7 @@ public final class GroupedSampler {
         }
 
         /// Records the token chosen from `row` for `s`; returns false when `s` is finished.
-        func accept(_ s: inout Live, row: UnsafePointer<Float>, certainty sc: Float, step: Int) throws -> Bool {
+        func accept(_ s: inout Live, row: UnsafePointer<Float>, certainty sc: Float, entropy h: Float, step: Int) throws -> Bool {
             let params = requests[s.request].parameters
             guard let (token, lp) = tokenSampler.sample(row, params: params, rng: &s.rng), sc.isFinite else {
                 throw SamplingError.nonFiniteLogits(requestIndex: s.request, completion: s.index, step: step)
@@ -89,6 +92,7 @@ public final class GroupedSampler {
             s.completion.tokens.append(token)
             s.completion.logprobs.append(lp)
             s.completion.selfCertainty.append(sc)
+            s.completion.entropy.append(h)
             s.pending = token
             s.length += 1
             if params.stopTokenIds.contains(token) { s.completion.finishReason = .stop; return false }
@@ -118,13 +122,14 @@ public final class GroupedSampler {
                     certainty.withUnsafeMutableBufferPointer { c in
                         selfCertaintyForward(c.baseAddress!, l.baseAddress!, n: 1, v: vocab)
                     }
+                    entropy.withUnsafeMutableBufferPointer { e in entropyForward(e.baseAddress!, l.baseAddress!, n: 1, v: vocab) }
                 }
                 for i in 0..<r.groupSize {
                     var s = Live(request: next, index: i, slot: slots[i], rng: RandomSource(seed: r.seed, stream: UInt64(i)),
                                  pending: 0, length: r.promptTokens.count,
-                                 completion: SampledCompletion(tokens: [], logprobs: [], selfCertainty: [], finishReason: .length))
+                                 completion: SampledCompletion(tokens: [], logprobs: [], selfCertainty: [], entropy: [], finishReason: .length))
                     let more = try logits.withUnsafeBufferPointer { l in
-                        try accept(&s, row: l.baseAddress!, certainty: certainty[0], step: 0)
+                        try accept(&s, row: l.baseAddress!, certainty: certainty[0], entropy: entropy[0], step: 0)
                     }
                     if more { live.append(s) } else { finish(s) }
                 }
@@ -141,13 +146,15 @@ public final class GroupedSampler {
                 certainty.withUnsafeMutableBufferPointer { c in
                     selfCertaintyForward(c.baseAddress!, l.baseAddress!, n: b, v: vocab)
                 }
+                entropy.withUnsafeMutableBufferPointer { e in entropyForward(e.baseAddress!, l.baseAddress!, n: b, v: vocab) }
             }
             var still: [Live] = []
             still.reserveCapacity(b)
             for bi in 0..<b {
                 var s = live[bi]
                 let more = try logits.withUnsafeBufferPointer { l in
-                    try accept(&s, row: l.baseAddress! + bi * vocab, certainty: certainty[bi], step: s.completion.tokens.count)
+                    try accept(&s, row: l.baseAddress! + bi * vocab, certainty: certainty[bi], entropy: entropy[bi],
+                               step: s.completion.tokens.count)
                 }
                 if more { still.append(s) } else { finish(s) }
             }

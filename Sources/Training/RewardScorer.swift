@@ -33,6 +33,7 @@ public struct RewardScorer: Sendable {
     public func score(_ completions: [SampledCompletion], reference: String?) throws -> [Float] {
         let features = completions.map { c in
             CompletionFeatures(tokens: c.tokens, selfCertainty: c.selfCertainty,
+                               entropy: c.entropy.count == c.tokens.count ? c.entropy : nil,
                                text: needsText ? tokenizer?.decode(c.tokens, skipSpecialTokens: true) : nil)
         }
         return try reward.rewards(group: features, context: RewardContext(reference: reference))

@@ -120,11 +120,13 @@ public struct Completion: Sendable, Equatable {
     /// Mean of selfCertainty over the completion's tokens (the INTUITOR reward).
     public var reward: Float
     public var finishReason: FinishReason
+    /// Per-token entropy in nats (RENT reward): empty, or one per token (checked on decode).
+    public var entropy: [Float]
 
     public init(tokens: [UInt32], logprobs: [Float], selfCertainty: [Float], reward: Float,
-                finishReason: FinishReason) {
+                finishReason: FinishReason, entropy: [Float] = []) {
         self.tokens = tokens; self.logprobs = logprobs; self.selfCertainty = selfCertainty
-        self.reward = reward; self.finishReason = finishReason
+        self.reward = reward; self.finishReason = finishReason; self.entropy = entropy
     }
 }
 

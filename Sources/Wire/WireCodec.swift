@@ -132,6 +132,7 @@ public enum WireCodec {
                 (cc.pointee.n_tokens, cc.pointee.tokens) = a.array(comp.tokens)
                 (cc.pointee.n_logprobs, cc.pointee.logprobs) = a.array(comp.logprobs)
                 (cc.pointee.n_self_certainty, cc.pointee.self_certainty) = a.array(comp.selfCertainty)
+                (cc.pointee.n_entropy, cc.pointee.entropy) = a.array(comp.entropy)
                 cc.pointee.reward = comp.reward
                 cc.pointee.finish_reason = .init(rawValue: numericCast(comp.finishReason.rawValue))
                 list?[i] = cc
@@ -339,12 +340,18 @@ public enum WireCodec {
                 throw .lengthMismatch(field: "\(path).self_certainty", count: cc.n_self_certainty,
                                       expectedField: "\(path).tokens", expected: cc.n_tokens)
             }
+            guard cc.n_entropy == 0 || cc.n_entropy == cc.n_tokens else {
+                throw .lengthMismatch(field: "\(path).entropy", count: cc.n_entropy,
+                                      expectedField: "\(path).tokens", expected: cc.n_tokens)
+            }
             let logprobs = try floats(cc.logprobs, cc.n_logprobs, "\(path).logprobs")
             let sc = try floats(cc.self_certainty, cc.n_self_certainty, "\(path).self_certainty")
+            let entropy = try floats(cc.entropy, cc.n_entropy, "\(path).entropy")
             try finite(cc.reward, "\(path).reward")
             completions.append(Completion(
                 tokens: try array(cc.tokens, cc.n_tokens, "\(path).tokens"), logprobs: logprobs, selfCertainty: sc,
-                reward: cc.reward, finishReason: try enumValue(cc.finish_reason.rawValue, "\(path).finish_reason")))
+                reward: cc.reward, finishReason: try enumValue(cc.finish_reason.rawValue, "\(path).finish_reason"),
+                entropy: entropy))
         }
         return RolloutGroup(taskId: c.task_id, actorId: str(c.actor_id), weightVersion: c.weight_version,
                             promptId: str(c.prompt_id), completions: completions,

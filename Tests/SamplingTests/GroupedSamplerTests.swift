@@ -47,9 +47,11 @@ import TestSupport
             let seq = prompt + c.tokens
             let rows = (0..<c.tokens.count).map { prompt.count + $0 - 1 }
             let logits = try model.forward(PackedBatch(sequences: [seq]), logitRows: rows, forBackward: false)
-            var lp = [Float](repeating: 0, count: rows.count), lse = lp, sc = lp
+            var lp = [Float](repeating: 0, count: rows.count), lse = lp, sc = lp, h = lp
             tokenLogprobForward(&lp, &lse, logits.baseAddress!, c.tokens, n: rows.count, v: v, temperature: t)
             selfCertaintyForward(&sc, logits.baseAddress!, n: rows.count, v: v)
+            entropyForward(&h, logits.baseAddress!, n: rows.count, v: v)
+            expectClose(c.entropy, h, atol: 2e-5, rtol: 1e-4, "entropy vs full forward (raw logits)")
             expectClose(c.logprobs, lp, atol: 2e-5, rtol: 1e-4, "behaviour logprobs vs full forward at T=\(t)")
             expectClose(c.selfCertainty, sc, atol: 2e-5, rtol: 1e-4, "self-certainty vs full forward (raw logits)")
             let mean = sc.reduce(0.0) { $0 + Double($1) } / Double(sc.count)

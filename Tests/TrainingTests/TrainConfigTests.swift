@@ -1,5 +1,6 @@
 import Foundation
 import Testing
+import Sampling
 import TestSupport
 @testable import Training
 
@@ -78,5 +79,16 @@ import TestSupport
         let bad = dir.appendingPathComponent("bad.jsonl")
         try "{\"prompt\": \"ok\"}\n{\"text\": 3}\n".write(to: bad, atomically: true, encoding: .utf8)
         #expect { try PromptDataset(contentsOf: bad, seed: 0) } throws: { ($0 as? DatasetError)?.line == 2 }
+    }
+}
+
+@Suite struct RewardScorerTests {
+    @Test func selfCertaintyAndRentUseTheRecordedPerTokenValues() throws {
+        let cs = [SampledCompletion(tokens: [1, 2], logprobs: [-1, -1], selfCertainty: [1, 3], entropy: [0.5, 1.5], finishReason: .stop),
+                  SampledCompletion(tokens: [4], logprobs: [-2], selfCertainty: [4], entropy: [3], finishReason: .length)]
+        #expect(try RewardScorer(name: "self_certainty", tokenizer: nil).score(cs, reference: nil) == [2, 4])
+        #expect(try RewardScorer(name: "rent", tokenizer: nil).score(cs, reference: nil) == [-1, -3])
+        #expect(throws: (any Error).self) { try RewardScorer(name: "accuracy", tokenizer: nil) }
+        #expect(throws: (any Error).self) { try RewardScorer(name: "nonsense", tokenizer: nil) }
     }
 }

@@ -303,10 +303,15 @@ struct  Rlif__V1__Completion
    */
   float reward;
   Rlif__V1__FinishReason finish_reason;
+  /*
+   * / Per-token entropy of p(.|prefix) in nats (for the RENT reward); empty or one per token.
+   */
+  size_t n_entropy;
+  float *entropy;
 };
 #define RLIF__V1__COMPLETION__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rlif__v1__completion__descriptor) \
-    , 0,NULL, 0,NULL, 0,NULL, 0, RLIF__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED }
+    , 0,NULL, 0,NULL, 0,NULL, 0, RLIF__V1__FINISH_REASON__FINISH_REASON_UNSPECIFIED, 0,NULL }
 
 
 struct  Rlif__V1__Timings
