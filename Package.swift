@@ -85,6 +85,6 @@ let package = Package(
         .testTarget(name: "GRPOTests", dependencies: ["GRPO", "TestSupport"], swiftSettings: native),
         .testTarget(name: "WireTests", dependencies: ["Wire", "TestSupport"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "Wire", "TestSupport"]),
-        .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Wire"]),
+        .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Wire", "TestSupport"]),
     ]
 )

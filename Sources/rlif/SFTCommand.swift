@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import Model
+import Sampling
 import Tokenizer
 import Training
 
@@ -129,17 +130,10 @@ enum SFTData {
 
 /// Seeded Fisher–Yates shuffles for the SFT epoch order.
 struct SplitMixShuffle {
-    var state: UInt64
-    init(seed: UInt64) { state = seed &+ 0x1234_5678 }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    var rng: RandomSource
+    init(seed: UInt64) { rng = RandomSource(seed: seed, stream: 0x5F7) }
     mutating func shuffle<T>(_ a: inout [T]) {
         guard a.count > 1 else { return }
-        for i in stride(from: a.count - 1, to: 0, by: -1) { a.swapAt(i, Int(next() % UInt64(i + 1))) }
+        for i in stride(from: a.count - 1, to: 0, by: -1) { a.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
     }
 }

@@ -60,7 +60,7 @@ import TestSupport
     @Test func adamWLargeBufferSplitMatchesSerial() throws {
         // Above the threshold the update runs on two workers; it must equal the element-wise result.
         let n = 300_000
-        var rng = SplitMix64(seed: 9)
+        var rng = SeededGenerator(seed: 9)
         let p0 = (0..<n).map { _ in Float(rng.normal()) }
         let g = (0..<n).map { _ in Float(rng.normal()) }
         let big = try AdamW(parameterCount: n, noDecayRanges: [1000..<2000])

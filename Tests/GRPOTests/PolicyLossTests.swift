@@ -11,7 +11,7 @@ struct RandomBatch {
     var offsets: [Int], lengths: [Int]
 
     init(seed: UInt64, config: PolicyLossConfig) {
-        var rng = SplitMix64(seed: seed)
+        var rng = SeededGenerator(seed: seed)
         lengths = (0..<6).map { _ in Int.random(in: 1...9, using: &rng) }
         offsets = []
         var cursor = 0

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 import Wire
 @testable import Scheduling
@@ -186,7 +187,7 @@ import Wire
     /// Random actors that die, restart, resend and answer late: every task is accepted exactly once and the
     /// counts add up.
     @Test func randomizedChaosTrainsEveryTaskExactlyOnce() {
-        var rng = SplitMix64(seed: 2026)
+        var rng = SeededGenerator(seed: 2026)
         var cfg = Self.config
         cfg.taskTimeoutMs = 4000
         var (l, ids) = Self.ledger(tasks: 300, config: cfg)
@@ -231,14 +232,3 @@ import Wire
     }
 }
 
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}

@@ -1,3 +1,4 @@
+import TestSupport
 import Testing
 import Transport
 import Wire
@@ -7,7 +8,7 @@ import Wire
 /// exact parameters. Both sides run on this thread (ROUTER and DEALER queue asynchronously).
 @Suite struct SnapshotFetchTests {
     @Test func fetchUnderCreditsOverRouterDealer() throws {
-        var rng = SplitMix64(seed: 42)
+        var rng = SeededGenerator(seed: 42)
         let params = (0..<300_000).map { _ in Float.random(in: -1...1, using: &rng) }
         let manifest = [TensorEntry(name: "a", shape: [1000, 200], offsetElements: 0),
                         TensorEntry(name: "b", shape: [100_000], offsetElements: 200_000)]

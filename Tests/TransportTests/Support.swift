@@ -1,21 +1,10 @@
+import TestSupport
 import Foundation
 import Transport
 
-/// Deterministic random bytes (SplitMix64).
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 func randomBytes(_ n: Int, seed: UInt64) -> [UInt8] {
-    var rng = SplitMix64(seed: seed)
+    var rng = SeededGenerator(seed: seed)
     var out = [UInt8](repeating: 0, count: n)
     out.withUnsafeMutableBytes { raw in
         let words = raw.bindMemory(to: UInt64.self)

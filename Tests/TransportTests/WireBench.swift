@@ -1,3 +1,4 @@
+import TestSupport
 import Foundation
 import Testing
 import Transport
@@ -13,7 +14,7 @@ import Wire
     }
 
     static func rolloutGroup(groupSize: Int, length: Int) -> RolloutGroup {
-        var rng = SplitMix64(seed: 3)
+        var rng = SeededGenerator(seed: 3)
         let completions = (0..<groupSize).map { _ in
             Completion(tokens: (0..<length).map { _ in UInt32.random(in: 0..<151_936, using: &rng) },
                        logprobs: (0..<length).map { _ in -Float.random(in: 0..<10, using: &rng) },
@@ -53,7 +54,7 @@ import Wire
     func weightsOverTCP(dtype: DType, inline: Bool) throws {
         let megabytes = Self.full ? 100 : 8
         let count = megabytes << 18  // floats
-        var rng = SplitMix64(seed: 9)
+        var rng = SeededGenerator(seed: 9)
         let params = (0..<count).map { _ in Float(bitPattern: UInt32(truncatingIfNeeded: rng.next()) & 0x3FFF_FFFF) }
         let manifest = [TensorEntry(name: "flat", shape: [UInt64(count)], offsetElements: 0)]
         let clock = ContinuousClock()

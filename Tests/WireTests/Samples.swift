@@ -1,22 +1,11 @@
+import TestSupport
 import Wire
 
-/// Deterministic random numbers for tests (SplitMix64): the same seed gives the same bytes on every run.
-struct SplitMix64: RandomNumberGenerator {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-}
 
 /// One realistic envelope of every message type (non-default values in every field, so a field the codec
 /// forgets shows up as a round-trip difference).
 enum Samples {
-    static func completion(_ rng: inout SplitMix64, length: Int) -> Completion {
+    static func completion(_ rng: inout SeededGenerator, length: Int) -> Completion {
         let tokens = (0..<length).map { _ in UInt32.random(in: 0..<151_936, using: &rng) }
         let lp = (0..<length).map { _ in -Float.random(in: 0..<12, using: &rng) }
         let sc = (0..<length).map { _ in Float.random(in: 0..<9, using: &rng) }
@@ -26,7 +15,7 @@ enum Samples {
     }
 
     static func rolloutGroup(groupSize: Int = 8, length: Int = 1024, seed: UInt64 = 7) -> RolloutGroup {
-        var rng = SplitMix64(seed: seed)
+        var rng = SeededGenerator(seed: seed)
         return RolloutGroup(taskId: 9_000_000_001, actorId: "actor-3", weightVersion: 17, promptId: "gsm8k/train/42",
                             completions: (0..<groupSize).map { completion(&rng, length: length - $0) },
                             timings: Timings(prefillMs: 12.5, decodeMs: 873.25, generatedTokens: 8164))
