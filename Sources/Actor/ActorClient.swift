@@ -37,6 +37,8 @@ public struct ActorSummary: Sendable {
     public var groupsAcked = 0
     public var resends = 0
     public var weightVersionsInstalled: [UInt64] = []
+    /// When each version finished installing (for weight-propagation measurements).
+    public var installedAt: [UInt64: Date] = [:]
     public var reconnects = 0
     public var finalVersion: UInt64 = 0
 }
@@ -86,6 +88,7 @@ public final class ActorClient {
         var nextChunk: UInt32 = 0
         var inFlight = 0
         var lastActivity = Date()
+        let started = Date()
     }
     private var fetch: Fetch?
 
@@ -302,7 +305,7 @@ public final class ActorClient {
     }
 
     private func requestChunks() {
-        guard var f = fetch else { return }
+        guard let f = fetch else { return }
         let want = options.chunkCredits - f.inFlight
         guard want > 0 else { return }
         // Before the first chunk the count is unknown: ask for `credits` from 0; afterwards only missing ones.
@@ -310,33 +313,35 @@ public final class ActorClient {
         guard f.nextChunk < total else { return }
         let n = UInt32(min(want, Int(min(total - f.nextChunk, UInt32(want)))))
         send(weights, .snapshotRequest(SnapshotRequest(version: f.version, firstChunk: f.nextChunk, credits: n)))
-        f.nextChunk += n
-        f.inFlight += Int(n)
-        f.lastActivity = Date()
-        fetch = f
+        fetch!.nextChunk += n
+        fetch!.inFlight += Int(n)
+        fetch!.lastActivity = Date()
     }
 
     private func accept(chunk c: SnapshotChunk, data: UnsafeRawBufferPointer?) throws {
-        guard var f = fetch else { return }  // a late chunk of an abandoned fetch
-        if f.version == 0 { f.version = c.version }
-        guard c.version == f.version || f.assembler.version == nil else { return }
-        f.inFlight = max(0, f.inFlight - 1)
-        f.lastActivity = Date()
+        guard let f0 = fetch else { return }  // a late chunk of an abandoned fetch
+        guard c.version == f0.version || f0.version == 0 else { return }
+        // Mutate the assembler in place through `fetch!`: a local copy of the struct would share the assembler's
+        // (whole-snapshot) buffer and every chunk would then copy all of it (copy-on-write).
+        if f0.version == 0 { fetch!.version = c.version }
+        fetch!.inFlight = max(0, f0.inFlight - 1)
+        fetch!.lastActivity = Date()
         do {
-            let done = try f.assembler.accept(c, data: data)
-            fetch = f
-            if done {
-                let snap = try f.assembler.finish()
+            if try fetch!.assembler.accept(c, data: data) {
+                let snap = try fetch!.assembler.finish()
+                let started = fetch!.started
                 fetch = nil
                 installing = snap.version
                 mailbox.install(snap)
-                log.info("weights v\(snap.version) received (\(c.totalBytes) bytes); installing")
+                let secs = Date().timeIntervalSince(started)
+                log.info("weights v\(snap.version) received: \(c.totalBytes) bytes in \(String(format: "%.3f", secs)) s (\(String(format: "%.0f", Double(c.totalBytes) / secs / 1e6)) MB/s); installing")
                 return
             }
         } catch {
-            log.error("weights v\(f.version): \(error); restarting the fetch")
+            let v = fetch?.version ?? c.version
+            log.error("weights v\(v): \(error); restarting the fetch")
             fetch = nil
-            startFetch(version: f.version)
+            startFetch(version: v)
             return
         }
         requestChunks()
@@ -365,6 +370,7 @@ public final class ActorClient {
                 heldVersion = v
                 installing = nil
                 summary.weightVersionsInstalled.append(v)
+                summary.installedAt[v] = Date()
                 log.info("weights v\(v) installed")
                 let ready = waiting.filter { $0.minWeightVersion <= v }
                 waiting.removeAll { $0.minWeightVersion <= v }
@@ -412,10 +418,9 @@ public final class ActorClient {
         }
         if let f = fetch, now.timeIntervalSince(f.lastActivity) > 5 {
             // Chunks lost (learner restarted or HWM): ask again from the first missing one.
-            var g = f
-            g.inFlight = 0
-            g.nextChunk = g.assembler.missingChunks.first ?? 0
-            fetch = g
+            let first = f.assembler.missingChunks.first ?? 0
+            fetch!.inFlight = 0
+            fetch!.nextChunk = first
             requestChunks()
         }
         // Ask for work when everything local is done (one task at a time keeps staleness minimal).

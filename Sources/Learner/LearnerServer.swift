@@ -57,6 +57,8 @@ public struct LearnerSummary: Sendable {
     /// prompt index → times it was trained on (each must be 1).
     public var trainedPrompts: [Int: Int] = [:]
     public var refusedMessages: [String] = []
+    /// When each weight version was published (for weight-propagation measurements).
+    public var publishedAt: [UInt64: Date] = [:]
 }
 
 /// The learner's network side on the calling thread (zguide Paranoid Pirate broker + Clone server), with the
@@ -382,6 +384,7 @@ public final class LearnerServer {
         // Keep the current and the previous version: an actor mid-fetch of the previous one may finish it.
         for v in snapshots.keys where v + 1 < snap.version { snapshots[v] = nil }
         version = snap.version
+        summary.publishedAt[snap.version] = Date()
         sendNotice()
         log.info("weights v\(snap.version) published (\(snap.totalBytes) bytes in \(snap.nChunks) chunks)")
     }

@@ -1,6 +1,7 @@
 import Foundation
 import Learner
 import Logging
+import Actor
 import Model
 import Testing
 import TestSupport
@@ -97,5 +98,57 @@ struct LearnerThroughputBench {
                                                      selfCertainty: [Float](repeating: 0.5, count: tokens), reward: 0.5, finishReason: .length), count: g))))).count
         print(String(format: "BENCH name=learner_accept clients=%d groups=%d group_bytes=%d seconds=%.3f groups_per_s=%.0f",
                      clients, times.acked, bytes, secs, Double(times.acked) / secs))
+    }
+}
+
+/// Time to put a new weight version on N actors: the learner publishes (notice on PUB), every actor fetches the
+/// snapshot in chunks under credit, verifies the CRCs and installs it. Model: the `small` shape (32.5M
+/// parameters, 130 MB in F32).
+@Suite(.serialized, .enabled(if: ProcessInfo.processInfo.environment["RLIF_BENCH"] == "1", "benchmark: set RLIF_BENCH=1"))
+struct WeightPropagationBench {
+    @Test(arguments: [1, 2, 4]) func newVersionReachesEveryActor(actors n: Int) throws {
+        let dir = try Fixtures.temporaryDirectory("rlif-wbench")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let endpoints = try Endpoints(base: "ipc://\(dir.path)/l")
+        let cfg = ModelConfig(architecture: .qwen2, hiddenSize: 512, intermediateSize: 1536, numHiddenLayers: 8,
+                              numAttentionHeads: 8, numKeyValueHeads: 2, headDim: 64, rmsNormEps: 1e-6, ropeTheta: 1e6,
+                              vocabSize: 16384, maxPositionEmbeddings: 256, tieWordEmbeddings: true, attentionBias: false,
+                              bosTokenId: nil, eosTokenIds: [2], dtype: nil)
+        let policy = try Transformer(config: cfg)
+        policy.initializeRandom(seed: 1)
+        var c = TrainConfig()
+        c.steps = 2; c.promptsPerStep = 1; c.groupSize = 2; c.klBeta = 0; c.maxNewTokens = 4
+        let compute = try GRPOLearnerCompute(trainer: GRPOTrainer(policy: policy, reference: nil, config: c),
+                                             scorer: RewardScorer(name: "self_certainty", tokenizer: nil), output: dir, answers: [:])
+        var o = LearnerOptions(bind: endpoints, runId: "wbench", steps: 2, promptsPerStep: 1, groupSize: 2,
+                               sampling: SamplingParams(maxNewTokens: 4), seed: 1)
+        o.maxLag = 0
+        o.shutdownGraceMs = 20_000
+        o.heartbeatTimeoutMs = 60_000
+        var logger = Logger(label: "bench.learner")
+        logger.logLevel = .warning
+        let server = try LearnerServer(options: o, compute: compute, promptsForStep: { _ in [("p", [1, 2, 3])] }, logger: logger)
+        final class Box: @unchecked Sendable { let server: LearnerServer; var summary: LearnerSummary?; var error: Error?
+            init(_ s: LearnerServer) { server = s } }
+        let box = Box(server)
+        let done = DispatchSemaphore(value: 0)
+        let t = Thread { do { box.summary = try box.server.run() } catch { box.error = error }; done.signal() }
+        t.stackSize = 8 << 20
+        t.start()
+        let actors = (0..<n).map { DistributedTests.ActorThread(endpoints, id: "w\($0)") }
+        #expect(done.wait(timeout: .now() + 600) == .success)
+        for a in actors { #expect(a.wait(seconds: 120)) }
+        if let e = box.error { Issue.record("learner: \(e)"); return }
+        let s = try #require(box.summary)
+        let bytes = Double(policy.parameters.count * 4)
+        for v in [UInt64(2), 3] {
+            guard let pub = s.publishedAt[v] else { Issue.record("v\(v) never published"); continue }
+            let times = actors.compactMap { $0.summary?.installedAt[v] }
+            #expect(times.count == n, "v\(v) installed on \(times.count)/\(n) actors")
+            guard let last = times.max() else { continue }
+            let secs = last.timeIntervalSince(pub)
+            print(String(format: "BENCH name=weight_propagation actors=%d version=%d mbytes=%.1f seconds_to_all=%.3f aggregate_gb_per_s=%.3f",
+                         n, v, bytes / 1e6, secs, bytes * Double(n) / secs / 1e9))
+        }
     }
 }
