@@ -95,7 +95,10 @@ public final class GroupedSampler {
             s.completion.entropy.append(h)
             s.pending = token
             s.length += 1
-            if params.stopTokenIds.contains(token) { s.completion.finishReason = .stop; return false }
+            if params.stopTokenIds.contains(token) || (!params.stopSequences.isEmpty && params.endsWithStopSequence(s.completion.tokens)) {
+                s.completion.finishReason = .stop
+                return false
+            }
             if s.completion.tokens.count >= params.maxNewTokens || s.length >= decoder.maxSequenceLength {
                 s.completion.finishReason = .length
                 return false

@@ -15,14 +15,27 @@ public struct SamplingParameters: Sendable, Hashable, Codable {
     public var maxNewTokens: Int
     /// A completion ends after emitting one of these (the stop token is kept and counts as a response token).
     public var stopTokenIds: Set<Int32>
+    /// A completion also ends when its tokens end with one of these id sequences (stop strings, tokenized the
+    /// way they appear in generated text); the matched tokens are kept. Matching is on token ids, so a string
+    /// that the model spells with other tokens does not match.
+    public var stopSequences: [[Int32]]
 
     public init(temperature: Float = 1, topP: Float = 1, topK: Int = 0, maxNewTokens: Int = 256,
-                stopTokenIds: Set<Int32> = []) {
+                stopTokenIds: Set<Int32> = [], stopSequences: [[Int32]] = []) {
         self.temperature = temperature
         self.topP = topP
         self.topK = topK
         self.maxNewTokens = maxNewTokens
         self.stopTokenIds = stopTokenIds
+        self.stopSequences = stopSequences.filter { !$0.isEmpty }
+    }
+
+    /// True when `tokens` ends with one of `stopSequences`.
+    public func endsWithStopSequence(_ tokens: [Int32]) -> Bool {
+        for s in stopSequences where s.count <= tokens.count {
+            if tokens[(tokens.count - s.count)...].elementsEqual(s) { return true }
+        }
+        return false
     }
 
     /// The temperature used for recorded log-probabilities (T, or 1 when greedy).

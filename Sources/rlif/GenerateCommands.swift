@@ -56,6 +56,7 @@ struct Generate: ParsableCommand {
     @Option var topK: Int = 0
     @Option var maxNewTokens: Int = 128
     @Option var seed: UInt64 = 0
+    @Option(help: "Stop when the completion ends with this text (token-level match; repeatable).") var stop: [String] = []
     @Option(help: "Sequences decoded together.") var batchSequences: Int = 16
     @Flag(help: "Machine-readable JSON output.") var json = false
 
@@ -68,7 +69,8 @@ struct Generate: ParsableCommand {
         if let file = prompts { records += try PromptDataset(contentsOf: URL(fileURLWithPath: file), seed: 0).records }
         guard !records.isEmpty else { throw ValidationError("give --prompt TEXT or --prompts FILE.jsonl") }
         let params = SamplingParameters(temperature: temperature, topP: topP, topK: topK, maxNewTokens: maxNewTokens,
-                                        stopTokenIds: f.stopTokens(modelEOS: m.config.eosTokenIds))
+                                        stopTokenIds: f.stopTokens(modelEOS: m.config.eosTokenIds),
+                                        stopSequences: stop.map { f.tokenizer.encode($0) })
         let reqs = records.enumerated().map { k, r in
             GroupRequest(promptTokens: f.encode(r.text), groupSize: group, parameters: params, seed: seed &+ UInt64(k))
         }

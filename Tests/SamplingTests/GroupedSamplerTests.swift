@@ -78,3 +78,23 @@ import TestSupport
         #expect(throws: SamplingError.self) { try s.sample([request([Int32](repeating: 1, count: 64), seed: 0)]) }
     }
 }
+
+@Suite struct StopSequenceTests {
+    @Test func completionEndsAtAStopSequenceAndKeepsIt() throws {
+        let model = try Transformer.load(directory: Fixtures.url("model/tiny-qwen2"))
+        model.reserveDecoding(slots: 4, maxSequenceLength: 64)
+        let free = GroupRequest(promptTokens: [5, 9], groupSize: 1,
+                                parameters: SamplingParameters(temperature: 0, maxNewTokens: 20), seed: 0)
+        let full = try GroupedSampler(decoder: model).sample([free])[0].completions[0].tokens
+        try #require(full.count >= 6)
+        // Stop on the pair of tokens greedy decoding emits at positions 3-4: it must end right there.
+        let seq = Array(full[3...4])
+        let first = (1..<full.count).first { full[..<($0 + 1)].suffix(2).elementsEqual(seq) }!
+        var p = free.parameters
+        p.stopSequences = [seq, [96, 96, 96, 96]]
+        let stopped = try GroupedSampler(decoder: model).sample([GroupRequest(promptTokens: [5, 9], groupSize: 1, parameters: p, seed: 0)])[0].completions[0]
+        #expect(stopped.tokens == Array(full[...first]))
+        #expect(stopped.finishReason == .stop)
+        #expect(p.endsWithStopSequence([1, 2] + seq) && !p.endsWithStopSequence(seq + [200]) && !p.endsWithStopSequence([seq[1]]))
+    }
+}
