@@ -14,6 +14,9 @@ public final class GRPOLearnerCompute: LearnerCompute {
     let answers: [String: String]
     public let modelConfigJSON: String
     private let manifest: [TensorEntry]
+    /// Held-out evaluation after a step (on the training thread, which owns the policy): given the number of
+    /// completed steps, returns eval fields to add to that step's metrics, or nil when none is due.
+    public var evaluate: ((Int) throws -> [String: Any]?)?
 
     public init(trainer: GRPOTrainer, scorer: RewardScorer, output: URL, answers: [String: String]) throws {
         self.trainer = trainer
@@ -53,6 +56,7 @@ public final class GRPOLearnerCompute: LearnerCompute {
         let gen = groups.reduce(0) { $0 + $1.group.completions.reduce(0) { $0 + $1.tokens.count } }
         let decodeMs = groups.reduce(0.0) { $0 + Double($1.group.timings.decodeMs + $1.group.timings.prefillMs) }
         d["actor_tokens_per_second"] = decodeMs > 0 ? Double(gen) / (decodeMs / 1000) : 0
+        if let e = try evaluate?(step + 1) { d.merge(e) { a, _ in a } }
         return d
     }
 

@@ -37,6 +37,15 @@ struct LearnerCommand: ParsableCommand {
         }
         let answers = Dictionary(o.dataset.records.compactMap { r in r.answer.map { (r.id, $0) } }, uniquingKeysWith: { a, _ in a })
         let compute = try GRPOLearnerCompute(trainer: o.trainer, scorer: o.scorer, output: output, answers: answers)
+        let evalRecords = Array(o.evalSet.prefix(c.evalLimit))
+        func runEval() throws -> [String: Any] {
+            try Evaluator.run(model: o.policy, formatter: o.formatter, records: evalRecords, format: .math,
+                              maxNewTokens: c.maxNewTokens, batchSequences: max(1, c.actorBatchSequences)).dictionary
+        }
+        if c.evalEvery > 0 && !evalRecords.isEmpty {
+            let every = c.evalEvery, last = c.steps
+            compute.evaluate = { done in (done % every == 0 || done == last) ? try runEval() : nil }
+        }
         let stop = o.formatter.stopTokens(modelEOS: o.policy.config.eosTokenIds)
         var opts = LearnerOptions(bind: endpoints, runId: "\(output.lastPathComponent)-\(UUID().uuidString.prefix(8))",
                                   steps: c.steps, promptsPerStep: c.promptsPerStep, groupSize: c.groupSize,
@@ -57,6 +66,13 @@ struct LearnerCommand: ParsableCommand {
         }, logger: log)
         server.checkpointState = { done in ["cursor": dataset.cursor(afterPrompts: done * perStep)] }
         let metrics = try MetricsLog(url: output.appendingPathComponent("metrics.jsonl"), truncate: startStep == 0)
+        if startStep == 0 && c.evalEvery > 0 && !evalRecords.isEmpty {
+            var e = try runEval()
+            e["step"] = 0
+            e["kind"] = "eval"
+            try metrics.append(e)
+            Terminal.line(RunSetup.progressLine(e, steps: c.steps))
+        }
         let steps = c.steps
         server.onStep = { m in
             do { try metrics.append(m) } catch { log.error("metrics.jsonl: \(error)") }

@@ -104,7 +104,11 @@ enum RunSetup {
             return "eval @ step \(m["step"] ?? "?"): accuracy \(f("eval_accuracy", 3)) self-certainty \(f("eval_self_certainty")) length \(f("eval_length", 1))"
         }
         let step = (m["step"] as? Int).map { $0 + 1 } ?? 0
-        return "step \(step)/\(steps)  reward \(f("reward_mean")) ±\(f("reward_std"))  loss \(f("loss", 5))  kl \(f("kl", 5))  clip \(f("clip_fraction", 3))  |g| \(f("grad_norm", 3))  lr \(String(format: "%.2e", m["lr"] as? Double ?? 0))  len \(f("response_length", 1))  \(f("step_seconds", 2))s"
+        var evalPart = ""
+        if let a = m["eval_accuracy"] as? Double {
+            evalPart = String(format: "\n  eval @ step %d: accuracy %.3f self-certainty %.4f", step, a, m["eval_self_certainty"] as? Double ?? 0)
+        }
+        return "step \(step)/\(steps)  reward \(f("reward_mean")) ±\(f("reward_std"))  loss \(f("loss", 5))  kl \(f("kl", 5))  clip \(f("clip_fraction", 3))  |g| \(f("grad_norm", 3))  lr \(String(format: "%.2e", m["lr"] as? Double ?? 0))  len \(f("response_length", 1))  \(f("step_seconds", 2))s" + evalPart
     }
 }
 
