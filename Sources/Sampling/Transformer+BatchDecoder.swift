@@ -4,3 +4,15 @@ import Model
 /// release). Call `reserveDecoding(slots:maxSequenceLength:)` first: the sampler needs one slot per live
 /// sequence plus one for the prompt being prefilled.
 extension Transformer: BatchDecoder {}
+
+extension GroupedSampler {
+    /// Reserves `model`'s KV cache for `requests` — one slot per live sequence plus one for the prompt being
+    /// prefilled, room for the longest prompt plus the largest `maxNewTokens` — and samples them.
+    public static func sample(_ requests: [GroupRequest], on model: Transformer, maxBatchSequences: Int,
+                              progress: ((Int) -> Void)? = nil) throws -> [SampledGroup] {
+        let batch = max(maxBatchSequences, requests.map(\.groupSize).max() ?? 1)
+        let longest = requests.map { $0.promptTokens.count + $0.parameters.maxNewTokens }.max() ?? 1
+        model.reserveDecoding(slots: batch + 1, maxSequenceLength: longest)
+        return try GroupedSampler(decoder: model, maxBatchSequences: batch).sample(requests, progress: progress)
+    }
+}

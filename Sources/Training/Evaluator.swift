@@ -41,10 +41,7 @@ public enum Evaluator {
         let stop = formatter.stopTokens(modelEOS: model.config.eosTokenIds)
         let params = SamplingParameters(temperature: 0, maxNewTokens: maxNewTokens, stopTokenIds: stop)
         let requests = records.map { GroupRequest(promptTokens: formatter.encode($0.text), groupSize: 1, parameters: params, seed: 0) }
-        let longest = requests.map(\.promptTokens.count).max() ?? 0
-        model.reserveDecoding(slots: batchSequences + 1, maxSequenceLength: longest + maxNewTokens)
-        let sampler = GroupedSampler(decoder: model, maxBatchSequences: batchSequences)
-        let groups = try sampler.sample(requests, progress: progress)
+        let groups = try GroupedSampler.sample(requests, on: model, maxBatchSequences: batchSequences, progress: progress)
         var r = EvalReport()
         var scC = 0.0, nC = 0, scI = 0.0, nI = 0, lenSum = 0
         for (rec, g) in zip(records, groups) {

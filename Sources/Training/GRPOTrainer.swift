@@ -165,25 +165,18 @@ public final class GRPOTrainer {
                 policy.zeroGradients()
                 var mbLoss = 0.0, mbPg = 0.0, mbKl = 0.0
                 // Token-bounded micro-batches (at least one sequence each).
-                var i = 0
-                while i < slice.count {
-                    var j = i, tokens = 0
-                    while j < slice.count && (j == i || tokens + slice[j].prompt.count + slice[j].completion.count <= config.microBatchTokens) {
-                        tokens += slice[j].prompt.count + slice[j].completion.count
-                        j += 1
-                    }
-                    let micro = slice[i..<j]
-                    let r = try accumulate(micro.map { ($0.prompt, $0.completion, $0.behaviour, $0.advantage) },
+                let sizes = slice.map { $0.prompt.count + $0.completion.count }
+                for range in PackedCompletions.microBatches(tokenCounts: sizes, budget: config.microBatchTokens) {
+                    let r = try accumulate(slice[range].map { ($0.prompt, $0.completion, $0.behaviour, $0.advantage) },
                                            normalizer: normalizer)
                     mbLoss += r.loss; mbPg += r.pgLoss; mbKl += r.klLoss
                     stats.merge(r.stats)
-                    metrics.trainedTokens += tokens
-                    i = j
+                    metrics.trainedTokens += sizes[range].reduce(0, +)
                 }
                 let g = policy.gradients
-                let norm = config.maxGradNorm > 0
-                    ? clipGradNorm(g.pointer, count: g.count, maxNorm: Double(config.maxGradNorm))
-                    : clipGradNorm(g.pointer, count: g.count, maxNorm: .infinity)
+                // max_grad_norm 0 disables clipping (the norm is still measured for the update guard).
+                let norm = clipGradNorm(g.pointer, count: g.count,
+                                        maxNorm: config.maxGradNorm > 0 ? Double(config.maxGradNorm) : .infinity)
                 let lr = schedule.lr(step: optimizerSteps)
                 switch guardrail.check(loss: mbLoss, gradNorm: norm) {
                 case .apply:
@@ -216,19 +209,15 @@ public final class GRPOTrainer {
     /// Forward + loss + backward for one micro-batch; gradients accumulate into `policy.gradients`.
     /// Each element: (prompt, completion, behaviour log-probs, advantage).
     func accumulate(_ micro: [([Int32], [Int32], [Float], Float)], normalizer: Double) throws -> PolicyLossResult<Float> {
-        let batch = PackedBatch(sequences: micro.map { $0.0 + $0.1 })
-        // The completion token at sequence index P + j is predicted by the logits row at P + j − 1.
-        var rows: [Int] = [], targets: [Int32] = [], behaviour: [Float] = []
-        var offsets: [Int] = [], lengths: [Int] = [], adv: [Float] = []
-        for (s, m) in micro.enumerated() {
-            let start = batch.seqStarts[s], p = m.0.count
-            offsets.append(rows.count)
-            lengths.append(m.1.count)
-            adv.append(m.3)
-            for j in 0..<m.1.count { rows.append(start + p + j - 1) }
-            targets += m.1
-            behaviour += m.2
+        // Rollout prompts are never empty (the sampler refuses them), so every completion token has its row
+        // and the behaviour log-probs line up with `packed.targets`.
+        if let bad = micro.firstIndex(where: { $0.0.isEmpty }) {
+            throw ModelError.invalidInput("GRPO micro-batch: sequence \(bad) has an empty prompt")
         }
+        let packed = PackedCompletions(micro.map { ($0.0, $0.1) })
+        let batch = packed.batch, rows = packed.rows, targets = packed.targets
+        let offsets = packed.offsets, lengths = packed.lengths
+        let behaviour = micro.flatMap(\.2), adv = micro.map(\.3)
         let r = rows.count, v = policy.config.vocabSize
         if lse.count < r { lse = [Float](repeating: 0, count: r) }
         var logp = [Float](repeating: 0, count: r)

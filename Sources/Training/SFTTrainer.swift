@@ -52,15 +52,8 @@ public final class SFTTrainer {
         let total = batch.reduce(0) { $0 + $1.response.count }
         guard total > 0 else { return (0, 0, false) }
         var lossSum = 0.0
-        var i = 0
-        while i < batch.count {
-            var j = i, tokens = 0
-            while j < batch.count && (j == i || tokens + batch[j].prompt.count + batch[j].response.count <= config.microBatchTokens) {
-                tokens += batch[j].prompt.count + batch[j].response.count
-                j += 1
-            }
-            lossSum += try accumulate(Array(batch[i..<j]), normalizer: Double(total))
-            i = j
+        for range in microBatches(batch) {
+            lossSum += try accumulate(Array(batch[range]), normalizer: Double(total))
         }
         let g = model.gradients
         let norm = clipGradNorm(g.pointer, count: g.count, maxNorm: config.maxGradNorm > 0 ? Double(config.maxGradNorm) : .infinity)
@@ -76,20 +69,18 @@ public final class SFTTrainer {
         }
     }
 
+    func microBatches(_ examples: [SFTExample]) -> [Range<Int>] {
+        PackedCompletions.microBatches(tokenCounts: examples.map { $0.prompt.count + $0.response.count },
+                                       budget: config.microBatchTokens)
+    }
+
     /// Summed (not averaged) cross-entropy of a micro-batch; gradients scaled by 1/normalizer accumulate.
     func accumulate(_ micro: [SFTExample], normalizer: Double) throws -> Double {
-        let batch = PackedBatch(sequences: micro.map { $0.prompt + $0.response })
-        var rows: [Int] = [], targets: [Int32] = []
-        for (s, e) in micro.enumerated() {
-            let start = batch.seqStarts[s]
-            for k in 0..<e.response.count where e.prompt.count + k >= 1 {
-                rows.append(start + e.prompt.count + k - 1)
-                targets.append(e.response[k])
-            }
-        }
-        let r = rows.count, v = model.config.vocabSize
+        let packed = PackedCompletions(micro.map { ($0.prompt, $0.response) })
+        let targets = packed.targets
+        let r = targets.count, v = model.config.vocabSize
         if r == 0 { return 0 }
-        let logits = try model.forward(batch, logitRows: rows, forBackward: true)
+        let logits = try model.forward(packed.batch, logitRows: packed.rows, forBackward: true)
         var losses = [Float](repeating: 0, count: r), lse = [Float](repeating: 0, count: r)
         crossEntropyForward(&losses, &lse, logits.baseAddress!, targets, n: r, v: v)
         if dLogits.count < r * v { dLogits = [Float](repeating: 0, count: r * v) } else {
@@ -106,25 +97,15 @@ public final class SFTTrainer {
     /// Mean response-token loss of `examples` without training (held-out loss).
     public func evaluate(_ examples: [SFTExample]) throws -> Double {
         var sum = 0.0, n = 0
-        var i = 0
-        while i < examples.count {
-            let micro = Array(examples[i..<min(examples.count, i + 16)])
-            let batch = PackedBatch(sequences: micro.map { $0.prompt + $0.response })
-            var rows: [Int] = [], targets: [Int32] = []
-            for (s, e) in micro.enumerated() {
-                for k in 0..<e.response.count where e.prompt.count + k >= 1 {
-                    rows.append(batch.seqStarts[s] + e.prompt.count + k - 1)
-                    targets.append(e.response[k])
-                }
-            }
-            if !rows.isEmpty {
-                let logits = try model.forward(batch, logitRows: rows, forBackward: false)
-                var losses = [Float](repeating: 0, count: rows.count), lse = losses
-                crossEntropyForward(&losses, &lse, logits.baseAddress!, targets, n: rows.count, v: model.config.vocabSize)
-                sum += losses.reduce(0.0) { $0 + Double($1) }
-                n += rows.count
-            }
-            i += 16
+        for range in microBatches(examples) {
+            let packed = PackedCompletions(examples[range].map { ($0.prompt, $0.response) })
+            let r = packed.rows.count
+            if r == 0 { continue }
+            let logits = try model.forward(packed.batch, logitRows: packed.rows, forBackward: false)
+            var losses = [Float](repeating: 0, count: r), lse = losses
+            crossEntropyForward(&losses, &lse, logits.baseAddress!, packed.targets, n: r, v: model.config.vocabSize)
+            sum += losses.reduce(0.0) { $0 + Double($1) }
+            n += r
         }
         return n > 0 ? sum / Double(n) : 0
     }

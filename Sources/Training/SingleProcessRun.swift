@@ -67,10 +67,7 @@ public final class SingleProcessRun {
                 GroupRequest(promptTokens: formatter.encode(r.text), groupSize: config.groupSize, parameters: params,
                              seed: Self.taskSeed(runSeed: config.seed, step: step, index: k))
             }
-            let longest = requests.map(\.promptTokens.count).max() ?? 0
-            let batch = max(config.actorBatchSequences, config.groupSize)
-            policy.reserveDecoding(slots: batch + 1, maxSequenceLength: longest + config.maxNewTokens)
-            let sampled = try GroupedSampler(decoder: policy, maxBatchSequences: batch).sample(requests)
+            let sampled = try GroupedSampler.sample(requests, on: policy, maxBatchSequences: config.actorBatchSequences)
             let sampleSeconds = Date().timeIntervalSince(t0)
             var groups: [TrainingGroup] = []
             for (r, (req, g)) in zip(records, zip(requests, sampled)) {

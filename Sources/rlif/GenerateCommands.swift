@@ -74,12 +74,9 @@ struct Generate: ParsableCommand {
         let reqs = records.enumerated().map { k, r in
             GroupRequest(promptTokens: f.encode(r.text), groupSize: group, parameters: params, seed: seed &+ UInt64(k))
         }
-        let longest = reqs.map(\.promptTokens.count).max() ?? 0
-        let batch = max(batchSequences, group)
-        m.reserveDecoding(slots: batch + 1, maxSequenceLength: longest + maxNewTokens)
         let bar = ProgressBar(total: reqs.count, label: "generate")
         let t0 = Date()
-        let groups = try GroupedSampler(decoder: m, maxBatchSequences: batch).sample(reqs, progress: bar.update)
+        let groups = try GroupedSampler.sample(reqs, on: m, maxBatchSequences: batchSequences, progress: bar.update)
         let secs = Date().timeIntervalSince(t0)
         for (r, g) in zip(records, groups) {
             let comps: [[String: Any]] = g.completions.map { c in
@@ -134,8 +131,8 @@ struct Score: ParsableCommand {
         guard !p.isEmpty, !c.isEmpty else { throw ValidationError("prompt and completion need at least one token each") }
         let v = m.config.vocabSize
         if let bad = (p + c).first(where: { $0 < 0 || Int($0) >= v }) { throw ValidationError("token id \(bad) not in 0..<\(v)") }
-        let rows = (0..<c.count).map { p.count + $0 - 1 }
-        let logits = try m.forward(PackedBatch(sequences: [p + c]), logitRows: rows, forBackward: false)
+        let packed = PackedCompletions([(p, c)])
+        let logits = try m.forward(packed.batch, logitRows: packed.rows, forBackward: false)
         var lp = [Float](repeating: 0, count: c.count), lse = lp, sc = lp
         tokenLogprobForward(&lp, &lse, logits.baseAddress!, c, n: c.count, v: v, temperature: temperature)
         selfCertaintyForward(&sc, logits.baseAddress!, n: c.count, v: v)
