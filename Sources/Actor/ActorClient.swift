@@ -175,8 +175,7 @@ public final class ActorClient {
     }
 
     private func send(_ socket: ZMQSocket, _ body: Message) {
-        let env = Envelope(sender: options.actorId, sentUnixMs: UInt64(Date().timeIntervalSince1970 * 1000), body: body)
-        sendRaw(socket, WireCodec.encode(env))
+        sendRaw(socket, WireCodec.encode(.stamped(sender: options.actorId, body)))
     }
 
     private func sendRaw(_ socket: ZMQSocket, _ bytes: [UInt8]) {
@@ -352,15 +351,12 @@ public final class ActorClient {
     private func handleWorkerOutputs() throws {
         for out in mailbox.drainOutputs() {
             switch out {
-            case .group(var g):
-                // Rewards are computed here from what the worker measured (mean self-certainty per completion).
+            case .group(let g):
+                // The engine's reward is the mean self-certainty; a NaN would be refused by the learner's decoder.
                 for i in g.completions.indices where !g.completions[i].reward.isFinite {
                     log.error("task \(g.taskId): completion \(i) has a non-finite reward; the learner will reject it")
                 }
-                g.actorId = options.actorId
-                let env = Envelope(sender: options.actorId, sentUnixMs: UInt64(Date().timeIntervalSince1970 * 1000),
-                                   body: .rolloutGroup(g))
-                let bytes = WireCodec.encode(env)
+                let bytes = WireCodec.encode(.stamped(sender: options.actorId, .rolloutGroup(g)))
                 unacked[g.taskId] = (bytes, Date())
                 summary.groupsSent += 1
                 sendRaw(work, bytes)

@@ -46,14 +46,16 @@ public struct LearnerOptions: Sendable {
 public struct LearnerSummary: Sendable {
     public var completedSteps = 0
     public var weightVersion: UInt64 = 0
-    public var accepted = 0
-    public var duplicates = 0
-    public var stale = 0
-    public var rejected = 0
-    public var reissued = 0
+    /// The task ledger's totals (accepted, duplicate, stale, rejected, re-issued, dead actors).
+    public var ledger = TaskLedger.Counts()
+    public var accepted: Int { ledger.accepted }
+    public var duplicates: Int { ledger.duplicate }
+    public var stale: Int { ledger.stale }
+    public var rejected: Int { ledger.rejected }
+    public var reissued: Int { ledger.reissued }
+    public var actorsDeclaredDead: Int { ledger.deadActors }
     public var malformed = 0
     public var actorsSeen = 0
-    public var actorsDeclaredDead = 0
     /// prompt index → times it was trained on (each must be 1).
     public var trainedPrompts: [Int: Int] = [:]
     public var refusedMessages: [String] = []
@@ -90,7 +92,6 @@ public final class LearnerServer {
         var lastHeartbeatSent = Date.distantPast
     }
     private var peers: [String: Peer] = [:]
-    private var goodbyes: Set<String> = []
 
     // Tasks.
     private var ledger: TaskLedger
@@ -146,8 +147,7 @@ public final class LearnerServer {
             try collectTraining()
             maybeStartTraining()
             housekeeping()
-            let done = completedSteps >= options.steps || (stopRequested && !training)
-            if done && finishedAt == nil {
+            if isFinished && finishedAt == nil {
                 finishedAt = Date()
                 if completedSteps < options.steps {
                     // Stopped early (SIGINT/SIGTERM): keep what was trained.
@@ -158,9 +158,9 @@ public final class LearnerServer {
                 }
             }
             if let t = finishedAt {
-                let live = peers.keys.filter { !goodbyes.contains($0) }
-                if live.isEmpty || Date().timeIntervalSince(t) * 1000 > Double(options.shutdownGraceMs) {
-                    syncSummary()
+                // Actors leave the peer table when they say goodbye (or are declared dead).
+                if peers.isEmpty || Date().timeIntervalSince(t) * 1000 > Double(options.shutdownGraceMs) {
+                    summary.ledger = ledger.counts
                     summary.completedSteps = completedSteps
                     summary.weightVersion = version
                     return summary
@@ -192,8 +192,7 @@ public final class LearnerServer {
     }
 
     private func send(_ socket: ZMQSocket, to identity: [UInt8], _ body: Message) {
-        let env = Envelope(sender: "learner", sentUnixMs: UInt64(Date().timeIntervalSince1970 * 1000), body: body)
-        let bytes = WireCodec.encode(env)
+        let bytes = WireCodec.encode(.stamped(sender: "learner", body))
         do { _ = try socket.send(frames: [identity, bytes], dontWait: true) } catch {
             log.warning("send to \(String(decoding: identity, as: UTF8.self)) failed: \(error)")
         }
@@ -248,7 +247,6 @@ public final class LearnerServer {
             let requeued = ledger.hello(actorId: peer, now: now)
             if !requeued.isEmpty { log.info("actor \(peer) restarted: tasks \(requeued) re-issued") }
             peers[peer] = Peer(identity: identity)
-            goodbyes.remove(peer)
             log.info("actor \(peer) joined (host \(h.hostname), pid \(h.pid), batch \(h.maxBatchSequences), weights v\(h.weightVersion))")
             send(work, to: identity, .welcome(Welcome(
                 runId: options.runId, currentWeightVersion: version, modelConfigJson: compute.modelConfigJSON,
@@ -273,7 +271,6 @@ public final class LearnerServer {
             accept(g, identity: identity)
         case .goodbye(let b):
             log.info("actor \(peer) left: \(b.reason)")
-            goodbyes.insert(peer)
             let requeued = ledger.goodbye(actorId: peer)
             if !requeued.isEmpty { log.info("tasks \(requeued) of \(peer) re-issued") }
             peers.removeValue(forKey: peer)
@@ -391,8 +388,7 @@ public final class LearnerServer {
 
     private func sendNotice() {
         guard let snap = snapshots[version] else { return }
-        let env = Envelope(sender: "learner", sentUnixMs: UInt64(Date().timeIntervalSince1970 * 1000), body: .weightNotice(snap.notice))
-        do { _ = try notices.send(frames: [WireCodec.encode(env)], dontWait: true) } catch {
+        do { _ = try notices.send(frames: [WireCodec.encode(.stamped(sender: "learner", .weightNotice(snap.notice)))], dontWait: true) } catch {
             log.warning("notice v\(version) not sent: \(error)")
         }
         lastNoticeSent = Date()
@@ -443,23 +439,12 @@ public final class LearnerServer {
             dispatchAll()
         }
         for (name, p) in peers where now.timeIntervalSince(p.lastHeartbeatSent) * 1000 >= Double(options.heartbeatIntervalMs) {
-            send(work, to: p.identity, .heartbeat(Heartbeat(weightVersion: version)))
-            if isFinished { sendFinished(to: p.identity) }
+            // Once finished, the finish notice (which carries its own heartbeat) replaces the plain heartbeat.
+            if isFinished { sendFinished(to: p.identity) } else { send(work, to: p.identity, .heartbeat(Heartbeat(weightVersion: version))) }
             peers[name]?.lastHeartbeatSent = now
         }
         // Late subscribers miss a notice sent before they joined (PUB drops): repeat the current one.
         if now.timeIntervalSince(lastNoticeSent) > 1 { sendNotice() }
-    }
-
-    /// Ledger totals into the summary.
-    private func syncSummary() {
-        let c = ledger.counts
-        summary.accepted = c.accepted
-        summary.duplicates = c.duplicate
-        summary.stale = c.stale
-        summary.rejected = c.rejected
-        summary.reissued = c.reissued
-        summary.actorsDeclaredDead = c.deadActors
     }
 }
 

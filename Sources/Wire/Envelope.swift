@@ -1,3 +1,5 @@
+import Foundation
+
 /// The single top-level message of the rlif wire protocol (`rlif.v1.Envelope`): every ZeroMQ message body
 /// is exactly one encoded `Envelope`. Encode with `WireCodec.encode`, decode (and validate) with `WireCodec.decode`.
 public struct Envelope: Sendable, Equatable {
@@ -14,6 +16,11 @@ public struct Envelope: Sendable, Equatable {
         self.sender = sender
         self.sentUnixMs = sentUnixMs
         self.body = body
+    }
+
+    /// An envelope stamped with the current wall clock, as processes send them.
+    public static func stamped(sender: String, _ body: Message) -> Envelope {
+        Envelope(sender: sender, sentUnixMs: UInt64(Date().timeIntervalSince1970 * 1000), body: body)
     }
 }
 

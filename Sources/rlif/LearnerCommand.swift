@@ -79,17 +79,7 @@ struct LearnerCommand: ParsableCommand {
             Terminal.line(RunSetup.progressLine(m, steps: steps))
         }
         let flag = server.stopFlag
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
-        var sources: [DispatchSourceSignal] = []
-        for sig in [SIGINT, SIGTERM] {
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler {
-                flag.set()
-            }
-            s.resume()
-            sources.append(s)
-        }
+        let sources = onTerminationSignals { flag.set() }
         log.info("\(o.policy.parameterCount) parameters, \(o.dataset.count) prompts, \(c.steps) steps × \(c.promptsPerStep) prompts × G=\(c.groupSize)")
         let summary = try server.run()
         _ = sources

@@ -118,3 +118,15 @@ enum Terminal {
         FileHandle.standardOutput.write(Data((s + "\n").utf8))
     }
 }
+
+/// SIGINT and SIGTERM delivered to `handler` on a dispatch queue instead of killing the process. Keep the
+/// returned sources alive for as long as the handling should last.
+func onTerminationSignals(_ handler: @escaping @Sendable () -> Void) -> [DispatchSourceSignal] {
+    [SIGINT, SIGTERM].map { sig in
+        signal(sig, SIG_IGN)
+        let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
+        s.setEventHandler(handler: handler)
+        s.resume()
+        return s
+    }
+}

@@ -77,16 +77,8 @@ struct LocalMode {
         }
         log.info("local mode: learner + \(config.actors) actors (\(base)); output \(output.path)")
         // Ctrl-C reaches the whole process group; the learner finishes its step and checkpoints, actors exit.
-        signal(SIGINT, SIG_IGN)
-        signal(SIGTERM, SIG_IGN)
         let pids = [learner.process.processIdentifier] + actors.map(\.process.processIdentifier)
-        var sources: [DispatchSourceSignal] = []
-        for sig in [SIGINT, SIGTERM] {
-            let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-            s.setEventHandler { for p in pids { kill(p, SIGTERM) } }
-            s.resume()
-            sources.append(s)
-        }
+        let sources = onTerminationSignals { for p in pids { kill(p, SIGTERM) } }
         learner.process.waitUntilExit()
         let status = learner.process.terminationStatus
         // Actors leave when the learner says the run is over; give them a moment, then make sure.
@@ -110,6 +102,8 @@ final class Child: @unchecked Sendable {  // the pipes' handlers are the only co
     private let errPipe = Pipe()
     private let outPipe = Pipe()
     private let lock = NSLock()
+    /// Entered once per pipe, left at its end of file: `drain()` waits for the last output lines.
+    private let open = DispatchGroup()
 
     init(name: String) { self.name = name }
 
@@ -130,11 +124,17 @@ final class Child: @unchecked Sendable {  // the pipes' handlers are the only co
 
     private func forward(_ pipe: Pipe, prefix: String, to sink: FileHandle) {
         nonisolated(unsafe) var pending = Data()
-        let lock = self.lock
+        let lock = self.lock, open = self.open
+        open.enter()
         pipe.fileHandleForReading.readabilityHandler = { h in
             let chunk = h.availableData
             lock.lock(); defer { lock.unlock() }
-            if chunk.isEmpty { h.readabilityHandler = nil; if !pending.isEmpty { sink.write(Data(prefix.utf8) + pending + Data("\n".utf8)) }; return }
+            if chunk.isEmpty {
+                h.readabilityHandler = nil
+                if !pending.isEmpty { sink.write(Data(prefix.utf8) + pending + Data("\n".utf8)) }
+                open.leave()
+                return
+            }
             pending.append(chunk)
             while let nl = pending.firstIndex(of: UInt8(ascii: "\n")) {
                 let line = pending[pending.startIndex...nl]
@@ -144,8 +144,8 @@ final class Child: @unchecked Sendable {  // the pipes' handlers are the only co
         }
     }
 
-    /// Waits briefly for the pipes to empty after exit.
+    /// Waits (at most 2 s) until both pipes reached end of file, so no output line of the child is lost.
     func drain() {
-        Thread.sleep(forTimeInterval: 0.05)
+        _ = open.wait(timeout: .now() + 2)
     }
 }
