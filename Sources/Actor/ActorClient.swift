@@ -422,8 +422,9 @@ public final class ActorClient {
         // Ask for work when everything local is done (one task at a time keeps staleness minimal).
         if !finished, heldVersion > 0, creditsOutstanding == 0, waiting.isEmpty, mailbox.isIdle, now >= retryAfter {
             send(work, .workRequest(WorkRequest(credits: 1)))
+            // No retry timer: the learner keeps granted credits until it has work, and a request lost with a
+            // broken connection is re-sent after the reconnect (which resets `creditsOutstanding`).
             creditsOutstanding = 1
-            retryAfter = now.addingTimeInterval(heartbeatTimeout)  // re-ask if the request was lost
         }
     }
 }

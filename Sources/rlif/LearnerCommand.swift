@@ -81,8 +81,8 @@ struct LearnerCommand: ParsableCommand {
         let flag = server.stopFlag
         let sources = onTerminationSignals { flag.set() }
         log.info("\(o.policy.parameterCount) parameters, \(o.dataset.count) prompts, \(c.steps) steps × \(c.promptsPerStep) prompts × G=\(c.groupSize)")
-        let summary = try server.run()
-        _ = sources
+        // withExtendedLifetime: an optimised build may otherwise release the signal sources right away.
+        let summary = try withExtendedLifetime(sources) { try server.run() }
         log.info("learner done: \(summary.completedSteps) steps, weights v\(summary.weightVersion); groups accepted \(summary.accepted), duplicate \(summary.duplicates), stale \(summary.stale), rejected \(summary.rejected), re-issued \(summary.reissued), malformed messages \(summary.malformed), actors \(summary.actorsSeen) (declared dead \(summary.actorsDeclaredDead))")
         let twice = summary.trainedPrompts.filter { $0.value != 1 }
         if !twice.isEmpty { log.error("prompts trained more than once: \(twice)") }

@@ -79,7 +79,8 @@ struct LocalMode {
         // Ctrl-C reaches the whole process group; the learner finishes its step and checkpoints, actors exit.
         let pids = [learner.process.processIdentifier] + actors.map(\.process.processIdentifier)
         let sources = onTerminationSignals { for p in pids { kill(p, SIGTERM) } }
-        learner.process.waitUntilExit()
+        // withExtendedLifetime: an optimised build may otherwise release the signal sources right away.
+        withExtendedLifetime(sources) { learner.process.waitUntilExit() }
         let status = learner.process.terminationStatus
         // Actors leave when the learner says the run is over; give them a moment, then make sure.
         let deadline = Date().addingTimeInterval(Double(config.heartbeatTimeoutMs) / 1000 + 5)
@@ -89,7 +90,6 @@ struct LocalMode {
         }
         learner.drain()
         for a in actors { a.drain() }
-        _ = sources
         if status != 0 { throw ExitCode(status) }
         log.info("done: metrics in \(output.appendingPathComponent("metrics.jsonl").path)")
     }
