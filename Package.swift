@@ -30,8 +30,11 @@ let package = Package(
         .target(name: "CRlifProto", path: "Sources/CRlifProto",
                 linkerSettings: [.linkedLibrary("protobuf-c")]),
 
+        // Prefetch and spin-wait hints for the kernels (static inline, header only).
+        .target(name: "CKernelSupport", path: "Sources/CKernelSupport"),
+
         // Numeric core.
-        .target(name: "Kernels", dependencies: ["CBLAS"], swiftSettings: native),
+        .target(name: "Kernels", dependencies: ["CBLAS", "CKernelSupport"], swiftSettings: native),
         // Grouped sampling with per-token log-probs and self-certainty (the INTUITOR reward).
         .target(name: "Sampling", dependencies: ["Kernels", "Model"], swiftSettings: native),
         // Training-run plumbing: config (YAML), prompt data, checkpoints, metrics, the GRPO step.

@@ -6,7 +6,9 @@ import Foundation
 public enum Gemm {
     /// C (M, N) = alpha * op(A) · op(B) + beta * C, all row-major.
     /// `transA`: A is stored (K, M) and used transposed; `transB`: B is stored (N, K) (nn.Linear's layout).
-    /// When M == 1 this calls sgemv: OpenBLAS sgemm with a single row runs ~20x slower.
+    /// When M == 1 this calls sgemv: OpenBLAS sgemm with a single row runs ~20x slower. For 2 ≤ M ≤
+    /// `skinnyMaxRows` with B transposed (the decode step's linear layers) it calls `skinnyTransB`, which does not
+    /// re-pack B.
     @inlinable
     public static func sgemm(
         _ c: UnsafeMutablePointer<Float>,               // (M, N)
@@ -31,6 +33,10 @@ public enum Gemm {
             } else {
                 cblas_sgemv(CblasRowMajor, CblasTrans, Int32(k), Int32(n), alpha, b, Int32(n), a, 1, beta, c, 1)
             }
+            return
+        }
+        if transB && !transA && m <= skinnyMaxRows && (beta == 0 || beta == 1) {
+            skinnyTransB(c, ldc: n, a, lda: k, b, ldw: k, m: m, n: n, k: k, alpha: alpha, beta: beta)
             return
         }
         cblas_sgemm(CblasRowMajor,
@@ -116,6 +122,10 @@ extension Gemm {
             } else {
                 cblas_sgemv(CblasRowMajor, CblasTrans, Int32(k), Int32(n), alpha, b, Int32(ldb), a, 1, beta, c, 1)
             }
+            return
+        }
+        if transB && !transA && m <= skinnyMaxRows && (beta == 0 || beta == 1) {
+            skinnyTransB(c, ldc: ldc, a, lda: lda, b, ldw: ldb, m: m, n: n, k: k, alpha: alpha, beta: beta)
             return
         }
         cblas_sgemm(CblasRowMajor,
