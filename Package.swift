@@ -62,7 +62,7 @@ let package = Package(
                                                 .product(name: "Logging", package: "swift-log")], swiftSettings: native),
 
         .executableTarget(name: "rlif", dependencies: [
-            "Kernels", "Wire", "Transport",
+            "Kernels", "CBLAS", "Wire", "Transport",
             "Model", "SafeTensors",
             "Tokenizer",
             "Sampling", "Training", "Answers", "Actor", "Learner",

@@ -65,12 +65,18 @@ private func skinnyColumns(
     var j = n0
     while j + 3 <= n1 {
         let w0 = w + j * ldw
-        // The first row tile also prefetches the next column tile's weight rows, so that their first use does not
-        // wait on memory (W is streamed from DRAM once per call; +12-15% on the lm_head in the C prototype).
-        let next: UnsafePointer<Float>? = j + 6 <= n1 ? w0 + 3 * ldw : nil
+        // The row tiles also prefetch the next column tile's 3 weight rows, spread over the row tiles (row r
+        // during tile r when there are ≥ 3), so that their first use does not wait on memory: W is streamed from
+        // DRAM once per call. Measured on the small shape's lm_head (M = 16, 2 threads): 51.6 GFLOP/s without,
+        // 58.5 all in the first row tile, 65.8 spread; 16-sequence decode 745 → 805 tokens/s.
+        let hasNext = j + 6 <= n1
+        let rowTiles = m / 4
         var i = 0
         while i + 4 <= m {
-            tile4x3(c + i * ldc + j, ldc, a + i * lda, lda, w0, ldw, k, alpha, beta, prefetch: i == 0 ? next : nil)
+            let t = i / 4
+            let r0 = hasNext ? (3 * t + rowTiles - 1) / rowTiles : 3, r1 = hasNext ? (3 * (t + 1) + rowTiles - 1) / rowTiles : 3
+            tile4x3(c + i * ldc + j, ldc, a + i * lda, lda, w0, ldw, k, alpha, beta,
+                    prefetch: w0 + (3 + min(r0, 3)) * ldw, prefetchRows: max(0, min(r1, 3) - min(r0, 3)))
             i += 4
         }
         while i < m {
@@ -99,7 +105,7 @@ private func tile4x3(
     _ c: UnsafeMutablePointer<Float>, _ ldc: Int,
     _ a: UnsafePointer<Float>, _ lda: Int,
     _ w: UnsafePointer<Float>, _ ldw: Int,
-    _ k: Int, _ alpha: Float, _ beta: Float, prefetch next: UnsafePointer<Float>?
+    _ k: Int, _ alpha: Float, _ beta: Float, prefetch next: UnsafePointer<Float>, prefetchRows: Int
 ) {
     let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda
     let w0 = w, w1 = w + ldw, w2 = w + 2 * ldw
@@ -119,11 +125,14 @@ private func tile4x3(
         c30 = c30.addingProduct(x, b0); c31 = c31.addingProduct(x, b1); c32 = c32.addingProduct(x, b2)
     }
     var p = 0
-    if let next {
-        // 16 floats = one 64-byte line per weight row per iteration.
+    if prefetchRows > 0 {
+        // 16 floats = one 64-byte line per prefetched weight row per iteration. (Prefetch is a hint: rows past
+        // the end of W are never asked for, since the caller only prefetches a following tile that exists.)
         let n0 = next, n1 = next + ldw, n2 = next + 2 * ldw
         while p + 16 <= k {
-            rlif_prefetch(n0 + p); rlif_prefetch(n1 + p); rlif_prefetch(n2 + p)
+            rlif_prefetch(n0 + p)
+            if prefetchRows > 1 { rlif_prefetch(n1 + p) }
+            if prefetchRows > 2 { rlif_prefetch(n2 + p) }
             step(p); step(p &+ 8)
             p &+= 16
         }
@@ -167,4 +176,67 @@ private func tile1x3(
     var s0 = c0.sum(), s1 = c1.sum(), s2 = c2.sum()
     while p < k { s0 += a[p] * w0[p]; s1 += a[p] * w1[p]; s2 += a[p] * w2[p]; p += 1 }
     store(c, s0, alpha, beta); store(c + 1, s1, alpha, beta); store(c + 2, s2, alpha, beta)
+}
+
+extension Gemm {
+    /// C (M, N) (row stride ldc) = A (M, K) (row stride lda) · B (K, N) (row stride ldb), small M, no transposes:
+    /// the decode step's attention output (query group × head dim = probabilities × cached values).
+    /// Register tile: 4 rows × 16 columns (8 accumulators), per k 2 loads of B and 4 broadcasts of A; single-
+    /// threaded (its callers split over sequences). OpenBLAS packs both operands for such calls.
+    public static func skinnyNN(
+        _ c: UnsafeMutablePointer<Float>, ldc: Int,     // (M, N)
+        _ a: UnsafePointer<Float>, lda: Int,            // (M, K)
+        _ b: UnsafePointer<Float>, ldb: Int,            // (K, N)
+        m: Int, n: Int, k: Int
+    ) {
+        var j = 0
+        while j + 16 <= n {
+            var i = 0
+            while i + 4 <= m {
+                let a0 = a + i * lda, a1 = a0 + lda, a2 = a1 + lda, a3 = a2 + lda
+                var c00 = SIMD8<Float>(), c01 = SIMD8<Float>(), c10 = SIMD8<Float>(), c11 = SIMD8<Float>()
+                var c20 = SIMD8<Float>(), c21 = SIMD8<Float>(), c30 = SIMD8<Float>(), c31 = SIMD8<Float>()
+                var bp = b + j
+                for p in 0..<k {
+                    let b0 = load8(bp), b1 = load8(bp + 8)
+                    var x = SIMD8<Float>(repeating: a0[p])
+                    c00 = c00.addingProduct(x, b0); c01 = c01.addingProduct(x, b1)
+                    x = SIMD8<Float>(repeating: a1[p])
+                    c10 = c10.addingProduct(x, b0); c11 = c11.addingProduct(x, b1)
+                    x = SIMD8<Float>(repeating: a2[p])
+                    c20 = c20.addingProduct(x, b0); c21 = c21.addingProduct(x, b1)
+                    x = SIMD8<Float>(repeating: a3[p])
+                    c30 = c30.addingProduct(x, b0); c31 = c31.addingProduct(x, b1)
+                    bp += ldb
+                }
+                let r0 = c + i * ldc + j, r1 = r0 + ldc, r2 = r1 + ldc, r3 = r2 + ldc
+                store8(r0, c00); store8(r0 + 8, c01); store8(r1, c10); store8(r1 + 8, c11)
+                store8(r2, c20); store8(r2 + 8, c21); store8(r3, c30); store8(r3 + 8, c31)
+                i += 4
+            }
+            while i < m {
+                let a0 = a + i * lda
+                var c00 = SIMD8<Float>(), c01 = SIMD8<Float>()
+                var bp = b + j
+                for p in 0..<k {
+                    let x = SIMD8<Float>(repeating: a0[p])
+                    c00 = c00.addingProduct(x, load8(bp)); c01 = c01.addingProduct(x, load8(bp + 8))
+                    bp += ldb
+                }
+                store8(c + i * ldc + j, c00); store8(c + i * ldc + j + 8, c01)
+                i += 1
+            }
+            j += 16
+        }
+        if j < n {  // column tail (< 16): plain loops
+            for i in 0..<m {
+                let row = c + i * ldc
+                for jj in j..<n { row[jj] = 0 }
+                for p in 0..<k {
+                    let x = a[i * lda + p], bp = b + p * ldb
+                    for jj in j..<n { row[jj] += x * bp[jj] }
+                }
+            }
+        }
+    }
 }

@@ -21,6 +21,10 @@ public struct ParameterLayout: Sendable, Equatable {
     public struct LayerOffsets: Sendable, Equatable {
         public var inputNorm = 0, wq = 0, bq = -1, wk = 0, bk = -1, wv = 0, bv = -1, wo = 0, bo = -1
         public var postNorm = 0, wGate = 0, wUp = 0, wDown = 0
+        /// q, k and v weights are contiguous: one (QD + 2·KVD, C) matrix at `wq`.
+        public var fusedQKV = false
+        /// gate and up weights are contiguous: one (2·F, C) matrix at `wGate`.
+        public var fusedGateUp = false
     }
 
     public let entries: [Entry]
@@ -55,18 +59,24 @@ public struct ParameterLayout: Sendable, Equatable {
             let p = "model.layers.\(i)."
             var l = LayerOffsets()
             l.inputNorm = add(p + "input_layernorm.weight", [c])
+            // q, k, v weights back to back (then their biases): when the sizes keep the alignment, they form one
+            // (QD + 2·KVD, C) matrix and decode runs them as one product (see `fusedQKV`).
             l.wq = add(p + "self_attn.q_proj.weight", [qd, c])
-            if config.hasQKVBias { l.bq = add(p + "self_attn.q_proj.bias", [qd]) }
             l.wk = add(p + "self_attn.k_proj.weight", [kvd, c])
-            if config.hasQKVBias { l.bk = add(p + "self_attn.k_proj.bias", [kvd]) }
             l.wv = add(p + "self_attn.v_proj.weight", [kvd, c])
-            if config.hasQKVBias { l.bv = add(p + "self_attn.v_proj.bias", [kvd]) }
+            if config.hasQKVBias {
+                l.bq = add(p + "self_attn.q_proj.bias", [qd])
+                l.bk = add(p + "self_attn.k_proj.bias", [kvd])
+                l.bv = add(p + "self_attn.v_proj.bias", [kvd])
+            }
             l.wo = add(p + "self_attn.o_proj.weight", [c, qd])
             if config.hasOBias { l.bo = add(p + "self_attn.o_proj.bias", [c]) }
             l.postNorm = add(p + "post_attention_layernorm.weight", [c])
             l.wGate = add(p + "mlp.gate_proj.weight", [f, c])
             l.wUp = add(p + "mlp.up_proj.weight", [f, c])
             l.wDown = add(p + "mlp.down_proj.weight", [c, f])
+            l.fusedQKV = l.wk == l.wq + qd * c && l.wv == l.wk + kvd * c
+            l.fusedGateUp = l.wUp == l.wGate + f * c
             layers.append(l)
         }
         self.layers = layers

@@ -8,8 +8,9 @@ final class DecodeState {
     let cache: KVCache
     let maxBatch: Int
     let arena: FloatBuffer
-    let x, ln, rstd, q, k, v, att, res, gate, up, h, logits: UnsafeMutablePointer<Float>
-    // x/res (B, C), ln (B, C), rstd (B), q/att (B, QD), k/v (B, KVD), gate/up/h (B, F), logits (B, V)
+    let x, ln, rstd, q, k, v, att, res, gate, up, h, logits, qkv: UnsafeMutablePointer<Float>
+    // x/res (B, C), ln (B, C), rstd (B), q/att (B, QD), k/v (B, KVD), h (B, F), logits (B, V),
+    // qkv (B, QD + 2·KVD) fused projection output, gate/up (B, F) each and contiguous: (B, 2·F) fused gate|up rows
     let scores: UnsafeMutablePointer<Float>          // (workers, group, capacity) attention scratch
     let tokens: UnsafeMutablePointer<Int32>          // (B)
     let positions: UnsafeMutablePointer<Int32>       // (B)
@@ -21,14 +22,14 @@ final class DecodeState {
         let b = slots, c = cfg.hiddenSize, qd = cfg.qDim, kvd = cfg.kvDim, f = cfg.intermediateSize
         let group = cfg.numAttentionHeads / cfg.numKeyValueHeads
         func pad(_ n: Int) -> Int { (n + 15) / 16 * 16 }
-        let sizes = [b * c, b * c, b, b * qd, b * kvd, b * kvd, b * qd, b * c, b * f, b * f, b * f, b * cfg.vocabSize,
-                     workers * group * capacity]
+        let sizes = [b * c, b * c, b, b * qd, b * kvd, b * kvd, b * qd, b * c, 2 * b * f, 0, b * f, b * cfg.vocabSize,
+                     workers * group * capacity, b * (qd + 2 * kvd)]
         arena = FloatBuffer(count: sizes.map(pad).reduce(0, +))
         var cur = arena.pointer
         var ptrs: [UnsafeMutablePointer<Float>] = []
         for s in sizes { ptrs.append(cur); cur += pad(s) }
         (x, ln, rstd, q, k, v, att, res) = (ptrs[0], ptrs[1], ptrs[2], ptrs[3], ptrs[4], ptrs[5], ptrs[6], ptrs[7])
-        (gate, up, h, logits, scores) = (ptrs[8], ptrs[9], ptrs[10], ptrs[11], ptrs[12])
+        (gate, up, h, logits, scores, qkv) = (ptrs[8], ptrs[8] + b * f, ptrs[10], ptrs[11], ptrs[12], ptrs[13])
         tokens = .allocate(capacity: b)
         positions = .allocate(capacity: b)
     }
@@ -165,6 +166,7 @@ extension Transformer {
         let nh = cfg.numAttentionHeads, nkv = cfg.numKeyValueHeads, group = nh / nkv, eps = Float(cfg.rmsNormEps)
         let scale = Float(1 / Double(hd).squareRoot())
         let w = parameters.pointer
+        let cw = decodeColumnWorkers
         func opt(_ o: Int) -> UnsafePointer<Float>? { o < 0 ? nil : UnsafePointer(w + o) }
         embeddingForward(st.x, st.tokens, w + layout.embedding, n: bsz, c: c)
         // Attention work per step, for the parallel split.
@@ -173,9 +175,21 @@ extension Transformer {
         let workers = Parallel.workers(work: attWork, items: bsz)
         for (li, lo) in layout.layers.enumerated() {
             rmsnormForward(st.ln, st.rstd, st.x, w + lo.inputNorm, n: bsz, c: c, eps: eps)
-            decodeLinear(st.q, st.ln, w + lo.wq, opt(lo.bq), n: bsz, c: c, oc: qd)
-            decodeLinear(st.k, st.ln, w + lo.wk, opt(lo.bk), n: bsz, c: c, oc: kvd)
-            decodeLinear(st.v, st.ln, w + lo.wv, opt(lo.bv), n: bsz, c: c, oc: kvd)
+            if lo.fusedQKV {
+                // One (B, QD + 2·KVD) product (one parallel region instead of three), then split into q, k, v.
+                let qkvd = qd + 2 * kvd
+                decodeLinear(st.qkv, st.ln, w + lo.wq, nil, n: bsz, c: c, oc: qkvd, workers: cw)
+                for b in 0..<bsz {
+                    let row = st.qkv + b * qkvd
+                    splitRow(st.q + b * qd, row, opt(lo.bq), qd)
+                    splitRow(st.k + b * kvd, row + qd, opt(lo.bk), kvd)
+                    splitRow(st.v + b * kvd, row + qd + kvd, opt(lo.bv), kvd)
+                }
+            } else {
+                decodeLinear(st.q, st.ln, w + lo.wq, opt(lo.bq), n: bsz, c: c, oc: qd, workers: cw)
+                decodeLinear(st.k, st.ln, w + lo.wk, opt(lo.bk), n: bsz, c: c, oc: kvd, workers: cw)
+                decodeLinear(st.v, st.ln, w + lo.wv, opt(lo.bv), n: bsz, c: c, oc: kvd, workers: cw)
+            }
             ropeForward(st.q, st.positions, rope, n: bsz, nHeads: nh)
             ropeForward(st.k, st.positions, rope, n: bsz, nHeads: nkv)
             for (b, s) in slots.enumerated() {
@@ -194,35 +208,37 @@ extension Transformer {
                         let qg = ptrs.q + b * qd + g * group * hd
                         let kBase = cache.kRow(li, s, 0) + g * hd, vBase = cache.vRow(li, s, 0) + g * hd
                         // S (group, len) = scale · Q_g (group, hd) · K (len, hd)ᵀ
-                        Gemm.sgemm(sc, ldc: len, qg, lda: hd, kBase, ldb: kvd, m: group, n: len, k: hd,
-                                   transB: true, alpha: scale)
+                        Gemm.skinnyTransB(sc, ldc: len, qg, lda: hd, kBase, ldw: kvd, m: group, n: len, k: hd,
+                                          alpha: scale, workers: 1)
                         for r in 0..<group { softmaxRow(sc + r * len, len) }
                         // O_g (group, hd) = P (group, len) · V (len, hd)
-                        Gemm.sgemm(ptrs.att + b * qd + g * group * hd, ldc: hd, sc, lda: len, vBase, ldb: kvd,
-                                   m: group, n: hd, k: len)
+                        Gemm.skinnyNN(ptrs.att + b * qd + g * group * hd, ldc: hd, sc, lda: len, vBase, ldb: kvd,
+                                      m: group, n: hd, k: len)
                     }
                     b += workers
                 }
             }
-            if workers > 1 {
-                let t = Gemm.threads
-                Gemm.threads = 1
-                Parallel.run(workers: workers, body)
-                Gemm.threads = t
-            } else {
-                body(0)
-            }
-            decodeLinear(st.res, st.att, w + lo.wo, opt(lo.bo), n: bsz, c: qd, oc: c)
+            // (No BLAS inside: the skinny kernels are single-threaded here, so no BLAS thread juggling either.)
+            Parallel.run(workers: workers, body)
+            decodeLinear(st.res, st.att, w + lo.wo, opt(lo.bo), n: bsz, c: qd, oc: c, workers: cw)
             addForward(st.res, st.res, st.x, count: bsz * c)
             rmsnormForward(st.ln, st.rstd, st.res, w + lo.postNorm, n: bsz, c: c, eps: eps)
-            decodeLinear(st.gate, st.ln, w + lo.wGate, nil, n: bsz, c: c, oc: f)
-            decodeLinear(st.up, st.ln, w + lo.wUp, nil, n: bsz, c: c, oc: f)
-            swigluForward(st.h, st.gate, st.up, count: bsz * f)
-            decodeLinear(st.x, st.h, w + lo.wDown, nil, n: bsz, c: f, oc: c)
+            if lo.fusedGateUp {
+                // gate|up rows (B, 2·F) from one product; SwiGLU per row.
+                decodeLinear(st.gate, st.ln, w + lo.wGate, nil, n: bsz, c: c, oc: 2 * f, workers: cw)
+                for b in 0..<bsz {
+                    swigluForward(st.h + b * f, st.gate + b * 2 * f, st.gate + b * 2 * f + f, count: f)
+                }
+            } else {
+                decodeLinear(st.gate, st.ln, w + lo.wGate, nil, n: bsz, c: c, oc: f, workers: cw)
+                decodeLinear(st.up, st.ln, w + lo.wUp, nil, n: bsz, c: c, oc: f, workers: cw)
+                swigluForward(st.h, st.gate, st.up, count: bsz * f)
+            }
+            decodeLinear(st.x, st.h, w + lo.wDown, nil, n: bsz, c: f, oc: c, workers: cw)
             addForward(st.x, st.x, st.res, count: bsz * c)
         }
         rmsnormForward(st.ln, st.rstd, st.x, w + layout.finalNorm, n: bsz, c: c, eps: eps)
-        decodeLinear(out, st.ln, w + layout.lmHead, nil, n: bsz, c: c, oc: cfg.vocabSize)
+        decodeLinear(out, st.ln, w + layout.lmHead, nil, n: bsz, c: c, oc: cfg.vocabSize, workers: cw)
         for (b, s) in slots.enumerated() { cache.setLength(s, Int(st.positions[b]) + 1) }
     }
 
@@ -250,48 +266,27 @@ extension Transformer {
     func invalidateForBackward() { lastForwardInvalidated() }
 }
 
-/// Raw pointers for the column-split decode GEMM; safe because `Parallel.run` joins before returning and each
-/// worker writes a disjoint column range of `out`.
-private struct LinearPointers: @unchecked Sendable {
-    let out: UnsafeMutablePointer<Float>
-    let inp, weight: UnsafePointer<Float>
-    let bias: UnsafePointer<Float>?
-}
-
-/// Whether decode splits its M = B matmuls over output columns itself (each worker single-threaded BLAS on its
-/// share of the weight rows) instead of leaving the threading to OpenBLAS. Off by default: in A/B runs on the
-/// shared 2-core box (cpu util ~0.4) it was 10-30% slower (a starved worker stalls the join); `RLIF_DECODE_SPLIT=1`
-/// enables it for measuring on an idle machine. The split path is tested either way (ModelTests).
-nonisolated(unsafe) var decodeSplitColumns: Bool = ProcessInfo.processInfo.environment["RLIF_DECODE_SPLIT"] == "1"
-
-/// out (B, OC) = inp (B, C) · weightᵀ + bias for the decode step (small B).
+/// out (B, OC) = inp (B, C) · weightᵀ + bias for the decode step: the skinny kernel for B ≤ `Gemm.skinnyMaxRows`
+/// (`workers` nil = its automatic column split), BLAS above.
 private func decodeLinear(
     _ out: UnsafeMutablePointer<Float>,      // (B, OC)
     _ inp: UnsafePointer<Float>,             // (B, C)
     _ weight: UnsafePointer<Float>,          // (OC, C)
     _ bias: UnsafePointer<Float>?,           // (OC) or nil
-    n: Int, c: Int, oc: Int
+    n: Int, c: Int, oc: Int, workers: Int?
 ) {
-    let workers = Parallel.maxWorkers
-    guard decodeSplitColumns, workers > 1, oc >= 128 * workers, n * c * oc >= 1 << 20 else {
+    guard n >= 2, n <= Gemm.skinnyMaxRows else {
         linearForward(out, inp, weight, bias, n: n, c: c, oc: oc)
         return
     }
-    let p = LinearPointers(out: out, inp: inp, weight: weight, bias: bias)
-    let t = Gemm.threads
-    Gemm.threads = 1
-    Parallel.run(workers: workers) { wi in
-        // Column ranges rounded to 16 so each worker's weight slice stays 64-byte aligned.
-        let lo = (oc * wi / workers) & ~15, hi = wi == workers - 1 ? oc : (oc * (wi + 1) / workers) & ~15
-        Gemm.sgemm(p.out + lo, ldc: oc, p.inp, lda: c, p.weight + lo * c, ldb: c, m: n, n: hi - lo, k: c, transB: true)
-        if let b = p.bias {
-            for r in 0..<n {
-                let row = p.out + r * oc
-                for j in lo..<hi { row[j] += b[j] }
-            }
-        }
-    }
-    Gemm.threads = t
+    Gemm.skinnyTransB(out, ldc: oc, inp, lda: c, weight, ldw: c, m: n, n: oc, k: c, workers: workers)
+    if let bias { for i in 0..<n { axpy(out + i * oc, alpha: 1, bias, count: oc) } }
+}
+
+/// dst[0..<n] = src[0..<n] + bias (bias may be nil): one slice of a fused projection row.
+@inline(__always)
+private func splitRow(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?, _ n: Int) {
+    if let bias { for j in 0..<n { dst[j] = src[j] + bias[j] } } else { dst.update(from: src, count: n) }
 }
 
 /// row[0..<n] ← softmax(row) in place (max-subtracted).

@@ -31,6 +31,10 @@ public final class Transformer {
     private var lastRows: [Int]?
     private var lastForBackward = false
     var decodeState: DecodeState?
+    /// Threads the decode step's linear layers split their output columns over; nil = automatic (2 on the
+    /// target machine when the product is big enough and BLAS is not pinned to 1 thread). Per model, so a test
+    /// can force the split without touching process-wide BLAS settings.
+    public var decodeColumnWorkers: Int?
 
     /// A model with all parameters zero (fill them with `load`, `initializeRandom`, or by writing `parameters`).
     public init(config: ModelConfig) throws {

@@ -1,4 +1,5 @@
 import ArgumentParser
+import CBLAS
 import Foundation
 import Kernels
 import Model
@@ -19,7 +20,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Generated tokens per decode sequence.") var decodeTokens = 128
     @Option(help: "Timed repetitions (after one warm-up); the median is reported.") var iterations = 3
     @Option(help: "OpenBLAS / kernel threads.") var threads = 2
-    @Option(help: "Which parts to run: all, forward, train, decode.") var only = "all"
+    @Option(help: "Which parts to run: all, forward, train, decode, gemm (decode-shape products: skinny kernel vs OpenBLAS).")
+    var only = "all"
 
     static func config(_ shape: String) throws -> ModelConfig {
         switch shape {
@@ -64,6 +66,10 @@ struct Bench: ParsableCommand {
         let model = try Transformer(config: cfg)
         model.initializeRandom(seed: 1, std: 0.02)
         print("rlif bench: shape \(shape) (\(cfg.architecture.rawValue), \(model.parameterCount) parameters), threads \(threads)")
+        // What the cores can do at all: every GFLOP/s below is also printed as a fraction of this.
+        let peak = Self.fmaPeak(threads: threads)
+        print(String(format: "machine   FMA peak %.1f GFLOP/s on %d thread(s) (independent SIMD8 FMA chains, no memory)", peak, threads))
+        print("BENCH impl=rlif name=peak gflops=\(fmt(peak)) threads=\(threads)")
         var rng = SystemRandomNumberGenerator()
         let v = cfg.vocabSize
         func randomTokens(_ n: Int) -> [Int32] { (0..<n).map { _ in Int32.random(in: 0..<Int32(v), using: &rng) } }
@@ -134,6 +140,66 @@ struct Bench: ParsableCommand {
             report("generate", tokens: b * decodeTokens, time: total, flops: nil,
                    extra: "batch=\(b) prefill+decode end-to-end")
         }
+        if only == "all" || only == "gemm" {
+            try gemmBench(cfg, peak: peak)
+        }
+    }
+
+    /// The decode step's products at M = decode batch: `Gemm.skinnyTransB` (what decode uses) against
+    /// `cblas_sgemm` on the same operands, both with `threads` threads.
+    func gemmBench(_ cfg: ModelConfig, peak: Double) throws {
+        let m = decodeBatch, c = cfg.hiddenSize, f = cfg.intermediateSize
+        let shapes: [(String, Int, Int)] = [("qkv", cfg.qDim + 2 * cfg.kvDim, c), ("o_proj", c, cfg.qDim),
+                                             ("gate_up", 2 * f, c), ("down", c, f), ("lm_head", cfg.vocabSize, c)]
+        var rng = SystemRandomNumberGenerator()
+        for (name, n, k) in shapes {
+            let a = FloatBuffer(count: m * k), w = FloatBuffer(count: n * k)
+            let out = FloatBuffer(count: m * n), ref = FloatBuffer(count: m * n)
+            for i in 0..<(m * k) { a.pointer[i] = Float.random(in: -1...1, using: &rng) }
+            for i in 0..<(n * k) { w.pointer[i] = Float.random(in: -1...1, using: &rng) }
+            let flops = 2.0 * Double(m * n * k)
+            // Enough repetitions for ~50 ms per timing.
+            let reps = max(3, Int(5e9 / flops) / 10)
+            let skinny = median {
+                for _ in 0..<reps { Gemm.skinnyTransB(out.pointer, ldc: n, a.pointer, lda: k, w.pointer, ldw: k, m: m, n: n, k: k) }
+            }
+            let blas = median {
+                for _ in 0..<reps {
+                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1,
+                                a.pointer, Int32(k), w.pointer, Int32(k), 0, ref.pointer, Int32(n))
+                }
+            }
+            var maxDiff: Float = 0
+            for i in 0..<(m * n) { maxDiff = max(maxDiff, abs(out.pointer[i] - ref.pointer[i])) }
+            let gs = flops * Double(reps) / skinny.wall / 1e9, gb = flops * Double(reps) / blas.wall / 1e9
+            print(String(format: "gemm      %-8@ M=%d N=%d K=%d: skinny %6.1f GFLOP/s (%.0f%% of peak), OpenBLAS %6.1f, ratio %.2f (max |diff| %.1e)",
+                         name, m, n, k, gs, 100 * gs / peak, gb, gs / gb, maxDiff))
+            print("BENCH impl=rlif name=gemm_\(name) gflops=\(fmt(gs)) blas_gflops=\(fmt(gb)) m=\(m) n=\(n) k=\(k)")
+        }
+    }
+
+    /// Peak single-precision FMA throughput of `threads` cores: 12 independent SIMD8 FMA chains per thread
+    /// (enough to cover FMA latency × ports), registers only.
+    static func fmaPeak(threads: Int) -> Double {
+        let iterations = 20_000_000
+        let sink = FloatBuffer(count: 8 * max(1, threads))
+        let p = UInt(bitPattern: sink.pointer)
+        let t0 = DispatchTime.now().uptimeNanoseconds
+        Parallel.run(workers: threads) { wi in
+            let b = SIMD8<Float>(repeating: 0.999_999), cst = SIMD8<Float>(repeating: 1e-7)
+            var x0 = SIMD8<Float>(repeating: 1), x1 = x0 + 1, x2 = x0 + 2, x3 = x0 + 3, x4 = x0 + 4, x5 = x0 + 5
+            var x6 = x0 + 6, x7 = x0 + 7, x8 = x0 + 8, x9 = x0 + 9, x10 = x0 + 10, x11 = x0 + 11
+            for _ in 0..<iterations {
+                x0 = x0.addingProduct(x0, b); x1 = x1.addingProduct(x1, b); x2 = x2.addingProduct(x2, b)
+                x3 = x3.addingProduct(x3, b); x4 = x4.addingProduct(x4, b); x5 = x5.addingProduct(x5, b)
+                x6 = x6.addingProduct(x6, b); x7 = x7.addingProduct(x7, b); x8 = x8.addingProduct(x8, b)
+                x9 = x9.addingProduct(x9, b); x10 = x10.addingProduct(x10, b); x11 = x11.addingProduct(x11, cst)
+            }
+            let s = x0 + x1 + x2 + x3 + x4 + x5 + x6 + x7 + x8 + x9 + x10 + x11
+            UnsafeMutableRawPointer(bitPattern: p)!.storeBytes(of: s, toByteOffset: 32 * wi, as: SIMD8<Float>.self)
+        }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
+        return Double(threads) * Double(iterations) * 12 * 16 / seconds / 1e9
     }
 
     func fmt(_ x: Double) -> String { String(format: "%.4g", x) }

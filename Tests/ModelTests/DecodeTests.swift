@@ -51,15 +51,16 @@ import TestSupport
         #expect(model.kvCache?.freeSlotCount == 6)
     }
 
-    /// A model wide enough that decode splits its matmuls over output columns (tiny fixtures never do).
+    /// A model wide enough that decode's skinny products split their output columns over 2 threads (tiny fixtures
+    /// never do), with fused q|k|v and gate|up products.
     @Test func columnSplitDecodeMatchesFullForward() throws {
-        decodeSplitColumns = true
-        defer { decodeSplitColumns = ProcessInfo.processInfo.environment["RLIF_DECODE_SPLIT"] == "1" }
-        // Llama with attention_bias: q/k/v/o biases, q and o (384 columns) take the split path with a bias.
+        // Llama with attention_bias: q/k/v/o biases, fused q|k|v (640 columns) split with a bias on each slice.
         let cfg = ModelConfig(architecture: .llama, hiddenSize: 384, intermediateSize: 1024, numHiddenLayers: 1,
                               numAttentionHeads: 6, numKeyValueHeads: 2, vocabSize: 2048, maxPositionEmbeddings: 64,
                               tieWordEmbeddings: false, attentionBias: true)
         let model = try Transformer(config: cfg)
+        #expect(model.layout.layers[0].fusedQKV && model.layout.layers[0].fusedGateUp)
+        model.decodeColumnWorkers = 2   // automatic would not split when tests pin BLAS to 1 thread
         model.initializeRandom(seed: 9, std: 0.1, biasStd: 0.1)
         let b = 8, v = cfg.vocabSize
         model.reserveDecoding(slots: b, maxSequenceLength: 16)
