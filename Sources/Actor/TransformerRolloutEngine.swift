@@ -51,7 +51,7 @@ public final class TransformerRolloutEngine: RolloutEngine {
         let batch = max(batchSequences, Int(item.groupSize))
         if sampler == nil || need > reservedLength || batch > sampler!.maxBatchSequences {
             reservedLength = min(max(need, reservedLength), model.config.maxPositionEmbeddings)
-            model.reserveDecoding(slots: batch + 1, maxSequenceLength: reservedLength)
+            model.reserveDecoding(slots: decoderSlotsNeeded(maxBatchSequences: batch), maxSequenceLength: reservedLength)
             sampler = GroupedSampler(decoder: model, maxBatchSequences: batch)
         }
         let request = GroupRequest(promptTokens: item.promptTokens.map { Int32(bitPattern: $0) },

@@ -179,7 +179,8 @@ private func tile1x3(
 }
 
 extension Gemm {
-    /// C (M, N) (row stride ldc) = A (M, K) (row stride lda) · B (K, N) (row stride ldb), small M, no transposes:
+    /// C (M, N) (row stride ldc) = A (M, K) (row stride lda) · B (K, N) (row stride ldb) (`accumulate`: C +=),
+    /// small M, no transposes:
     /// the decode step's attention output (query group × head dim = probabilities × cached values).
     /// Register tile: 4 rows × 16 columns (8 accumulators), per k 2 loads of B and 4 broadcasts of A; single-
     /// threaded (its callers split over sequences). OpenBLAS packs both operands for such calls.
@@ -187,8 +188,12 @@ extension Gemm {
         _ c: UnsafeMutablePointer<Float>, ldc: Int,     // (M, N)
         _ a: UnsafePointer<Float>, lda: Int,            // (M, K)
         _ b: UnsafePointer<Float>, ldb: Int,            // (K, N)
-        m: Int, n: Int, k: Int
+        m: Int, n: Int, k: Int, accumulate: Bool = false
     ) {
+        /// C row chunk ← acc, or += acc when accumulating.
+        @inline(__always) func put(_ p: UnsafeMutablePointer<Float>, _ v: SIMD8<Float>) {
+            store8(p, accumulate ? load8(p) + v : v)
+        }
         var j = 0
         while j + 16 <= n {
             var i = 0
@@ -210,8 +215,8 @@ extension Gemm {
                     bp += ldb
                 }
                 let r0 = c + i * ldc + j, r1 = r0 + ldc, r2 = r1 + ldc, r3 = r2 + ldc
-                store8(r0, c00); store8(r0 + 8, c01); store8(r1, c10); store8(r1 + 8, c11)
-                store8(r2, c20); store8(r2 + 8, c21); store8(r3, c30); store8(r3 + 8, c31)
+                put(r0, c00); put(r0 + 8, c01); put(r1, c10); put(r1 + 8, c11)
+                put(r2, c20); put(r2 + 8, c21); put(r3, c30); put(r3 + 8, c31)
                 i += 4
             }
             while i < m {
@@ -223,7 +228,7 @@ extension Gemm {
                     c00 = c00.addingProduct(x, load8(bp)); c01 = c01.addingProduct(x, load8(bp + 8))
                     bp += ldb
                 }
-                store8(c + i * ldc + j, c00); store8(c + i * ldc + j + 8, c01)
+                put(c + i * ldc + j, c00); put(c + i * ldc + j + 8, c01)
                 i += 1
             }
             j += 16
@@ -231,7 +236,7 @@ extension Gemm {
         if j < n {  // column tail (< 16): plain loops
             for i in 0..<m {
                 let row = c + i * ldc
-                for jj in j..<n { row[jj] = 0 }
+                if !accumulate { for jj in j..<n { row[jj] = 0 } }
                 for p in 0..<k {
                     let x = a[i * lda + p], bp = b + p * ldb
                     for jj in j..<n { row[jj] += x * bp[jj] }

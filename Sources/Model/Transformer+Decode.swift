@@ -53,6 +53,9 @@ extension Transformer {
     /// The KV cache (nil before `reserveDecoding`).
     public var kvCache: KVCache? { decodeState?.cache }
 
+    /// KV-cache slots free for `prefill` / `fork` (0 before `reserveDecoding`).
+    public var freeSlotCount: Int { decodeState?.cache.freeSlotCount ?? 0 }
+
     /// Allocates the KV cache and decode buffers: `slots` concurrent sequences of up to `maxSequenceLength`
     /// tokens (capped at max_position_embeddings). Drops any previous cache.
     /// When the existing cache already has exactly these dimensions and no slot is in use, it is kept (no
@@ -112,7 +115,9 @@ extension Transformer {
         return slots
     }
 
-    /// `count` new slots continuing from `slot` (copy of its cache rows); `slot` stays valid.
+    /// `count` new slots continuing from `slot`; `slot` stays valid. With count ≥ 2 the children share `slot`'s
+    /// rows by reference (see `KVCache`): releasing `slot` then keeps its storage pinned until the last child is
+    /// released, so reserve one extra slot per group whose prompt is released while it decodes.
     public func fork(_ slot: Int, count: Int) throws -> [Int] {
         let st = try requireDecodeState()
         try st.cache.checkLive(slot)
@@ -122,7 +127,7 @@ extension Transformer {
         var out: [Int] = []
         for _ in 0..<count {
             let s = try st.cache.allocate()
-            st.cache.copy(from: slot, to: s)
+            st.cache.fork(from: slot, to: s, share: count >= 2)
             out.append(s)
         }
         return out
@@ -169,10 +174,20 @@ extension Transformer {
         let cw = decodeColumnWorkers
         func opt(_ o: Int) -> UnsafePointer<Float>? { o < 0 ? nil : UnsafePointer(w + o) }
         embeddingForward(st.x, st.tokens, w + layout.embedding, n: bsz, c: c)
-        // Attention work per step, for the parallel split.
+        // Attention work per step, for the parallel split: worker w takes sequences split[w]..<split[w+1].
         var attWork = 0
         for s in slots { attWork += 4 * (cache.lengths[s] + 1) * qd }
         let workers = Parallel.workers(work: attWork, items: bsz)
+        let split: [Int] = {
+            var split = [Int](repeating: bsz, count: workers + 1)
+            split[0] = 0
+            var acc = 0, w = 1
+            for (b, s) in slots.enumerated() where w < workers {
+                acc += 4 * (cache.lengths[s] + 1) * qd
+                while w < workers && acc * workers >= attWork * w { split[w] = b + 1; w += 1 }
+            }
+            return split
+        }()
         for (li, lo) in layout.layers.enumerated() {
             rmsnormForward(st.ln, st.rstd, st.x, w + lo.inputNorm, n: bsz, c: c, eps: eps)
             if lo.fusedQKV {
@@ -201,21 +216,32 @@ extension Transformer {
             let cap = cache.capacity
             let body: (Int) -> Void = { wi in
                 let sc = ptrs.scores + wi * group * cap
-                var b = wi
-                while b < bsz {
+                // Contiguous sequences per worker (a group's completions are adjacent, so their shared prompt
+                // rows stay in this core's L2), split where the attention work (∝ length) is balanced.
+                let lo = split[wi], hi = split[wi + 1]
+                for b in lo..<hi {
                     let s = slots[b], len = Int(st.positions[b]) + 1
+                    let root = cache.prefixSlot[s], pre = root >= 0 ? cache.prefixLength[s] : 0
                     for g in 0..<nkv {
                         let qg = ptrs.q + b * qd + g * group * hd
-                        let kBase = cache.kRow(li, s, 0) + g * hd, vBase = cache.vRow(li, s, 0) + g * hd
-                        // S (group, len) = scale · Q_g (group, hd) · K (len, hd)ᵀ
-                        Gemm.skinnyTransB(sc, ldc: len, qg, lda: hd, kBase, ldw: kvd, m: group, n: len, k: hd,
-                                          alpha: scale, workers: 1)
+                        let out = ptrs.att + b * qd + g * group * hd
+                        // S (group, len) = scale · Q_g (group, hd) · K (len, hd)ᵀ over the shared prefix (the
+                        // root's rows 0..<pre) and the slot's own rows pre..<len.
+                        if pre > 0 {
+                            Gemm.skinnyTransB(sc, ldc: len, qg, lda: hd, cache.kRow(li, root, 0) + g * hd, ldw: kvd,
+                                              m: group, n: pre, k: hd, alpha: scale, workers: 1)
+                        }
+                        Gemm.skinnyTransB(sc + pre, ldc: len, qg, lda: hd, cache.kRow(li, s, pre) + g * hd, ldw: kvd,
+                                          m: group, n: len - pre, k: hd, alpha: scale, workers: 1)
                         for r in 0..<group { softmaxRow(sc + r * len, len) }
-                        // O_g (group, hd) = P (group, len) · V (len, hd)
-                        Gemm.skinnyNN(ptrs.att + b * qd + g * group * hd, ldc: hd, sc, lda: len, vBase, ldb: kvd,
-                                      m: group, n: hd, k: len)
+                        // O_g (group, hd) = P (group, len) · V (len, hd), the same two segments.
+                        if pre > 0 {
+                            Gemm.skinnyNN(out, ldc: hd, sc, lda: len, cache.vRow(li, root, 0) + g * hd, ldb: kvd,
+                                          m: group, n: hd, k: pre)
+                        }
+                        Gemm.skinnyNN(out, ldc: hd, sc + pre, lda: len, cache.vRow(li, s, pre) + g * hd, ldb: kvd,
+                                      m: group, n: hd, k: len - pre, accumulate: pre > 0)
                     }
-                    b += workers
                 }
             }
             // (No BLAS inside: the skinny kernels are single-threaded here, so no BLAS thread juggling either.)

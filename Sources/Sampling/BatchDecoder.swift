@@ -12,6 +12,13 @@ public protocol BatchDecoder: AnyObject {
     func fork(_ slot: Int, count: Int) throws -> [Int]
     /// Appends `tokens[b]` to `slots[b]` for every b and writes the next-token logits (B, V).
     func decode(tokens: [Int32], slots: [Int], logits: UnsafeMutablePointer<Float>) throws
-    /// Frees slots for reuse.
+    /// Frees slots for reuse (a forked prompt's slot stays pinned while its children read it).
     func release(_ slots: [Int])
+    /// Slots that `prefill` / `fork` can take now.
+    var freeSlotCount: Int { get }
 }
+
+/// KV-cache slots a `GroupedSampler` with `maxBatchSequences` needs: one per live sequence, one per live group's
+/// prompt (a group of ≥ 2 reads its prompt's slot by reference, so the slot is pinned while the group decodes;
+/// at most half the live sequences are such groups), and one for the prompt being prefilled.
+public func decoderSlotsNeeded(maxBatchSequences batch: Int) -> Int { batch + batch / 2 + 1 }

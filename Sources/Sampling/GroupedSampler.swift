@@ -107,8 +107,10 @@ public final class GroupedSampler {
         }
 
         while next < requests.count || !live.isEmpty {
-            // Admit whole groups while they fit (always at least one when nothing is live).
-            while next < requests.count && (live.isEmpty || live.count + requests[next].groupSize <= batchLimit) {
+            // Admit whole groups while they fit in the batch and in the cache (prompt + children; pinned prompts
+            // of live groups hold slots), always at least one when nothing is live.
+            while next < requests.count && (live.isEmpty || (live.count + requests[next].groupSize <= batchLimit
+                                                             && decoder.freeSlotCount >= requests[next].groupSize + 1)) {
                 let r = requests[next]
                 let t0 = DispatchTime.now().uptimeNanoseconds
                 let prompt = try logits.withUnsafeMutableBufferPointer { buf in

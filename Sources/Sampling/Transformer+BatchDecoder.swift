@@ -1,18 +1,17 @@
 import Model
 
 /// The transformer's KV-cache API is the sampler's decoder as it stands (prefill, fork, batched decode,
-/// release). Call `reserveDecoding(slots:maxSequenceLength:)` first: the sampler needs one slot per live
-/// sequence plus one for the prompt being prefilled.
+/// release). Call `reserveDecoding(slots:maxSequenceLength:)` first, with `decoderSlotsNeeded(maxBatchSequences:)`.
 extension Transformer: BatchDecoder {}
 
 extension GroupedSampler {
-    /// Reserves `model`'s KV cache for `requests` — one slot per live sequence plus one for the prompt being
-    /// prefilled, room for the longest prompt plus the largest `maxNewTokens` — and samples them.
+    /// Reserves `model`'s KV cache for `requests` — `decoderSlotsNeeded` slots, room for the longest prompt plus
+    /// the largest `maxNewTokens` — and samples them.
     public static func sample(_ requests: [GroupRequest], on model: Transformer, maxBatchSequences: Int,
                               progress: ((Int) -> Void)? = nil) throws -> [SampledGroup] {
         let batch = max(maxBatchSequences, requests.map(\.groupSize).max() ?? 1)
         let longest = requests.map { $0.promptTokens.count + $0.parameters.maxNewTokens }.max() ?? 1
-        model.reserveDecoding(slots: batch + 1, maxSequenceLength: longest)
+        model.reserveDecoding(slots: decoderSlotsNeeded(maxBatchSequences: batch), maxSequenceLength: longest)
         return try GroupedSampler(decoder: model, maxBatchSequences: batch).sample(requests, progress: progress)
     }
 }

@@ -16,6 +16,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Sequences per training batch.") var sequences = 4
     @Option(help: "Tokens per training sequence.") var seqLen = 256
     @Option(help: "Concurrent sequences in the decode benchmark.") var decodeBatch = 16
+    @Option(help: "Completions per prompt in the decode benchmark: 1 = independent sequences; G > 1 = batch/G prompts, each prefilled once and forked into G sequences that share its KV rows (as in rollouts).")
+    var decodeGroup = 1
     @Option(help: "Prompt tokens per decode sequence.") var prefill = 64
     @Option(help: "Generated tokens per decode sequence.") var decodeTokens = 128
     @Option(help: "Timed repetitions (after one warm-up); the median is reported.") var iterations = 3
@@ -100,14 +102,21 @@ struct Bench: ParsableCommand {
             report("fwd+bwd", tokens: n, time: t, flops: 3 * fwdFlops, extra: "batch=\(sequences)x\(seqLen)")
         }
         if only == "all" || only == "decode" {
-            let b = decodeBatch
-            model.reserveDecoding(slots: b, maxSequenceLength: prefill + decodeTokens)
-            let prompts = (0..<b).map { _ in randomTokens(prefill) }
+            let b = decodeBatch, group = max(1, decodeGroup)
+            guard b % group == 0 else { throw ValidationError("--decode-batch must be a multiple of --decode-group") }
+            model.reserveDecoding(slots: b + (group > 1 ? b / group : 0), maxSequenceLength: prefill + decodeTokens)
+            let prompts = (0..<(b / group)).map { _ in randomTokens(prefill) }
             var logits = [Float](repeating: 0, count: b * v)
             var prefillTime = 0.0, decodeTime = 0.0, decodeCPU = 0.0
             let total = try median {
                 let t0 = DispatchTime.now().uptimeNanoseconds
-                let slots = try model.prefill(prompts: prompts, lastLogits: &logits)
+                var slots = try model.prefill(prompts: prompts, lastLogits: &logits)
+                if group > 1 {
+                    // Each prompt's G sequences read its rows by reference; the prompt slots stay pinned.
+                    let roots = slots
+                    slots = try roots.flatMap { try model.fork($0, count: group) }
+                    model.release(roots)
+                }
                 let t1 = DispatchTime.now().uptimeNanoseconds
                 let c1 = Self.cpuSeconds()
                 var toks = [Int32](repeating: 0, count: b)
@@ -135,10 +144,11 @@ struct Bench: ParsableCommand {
                 decFlops += Double(b) * model.forwardFlops(sequenceLengths: [1]) - Double(b) * 2 * 2 * Double(cfg.qDim) * Double(cfg.numHiddenLayers)
                 decFlops += Double(b) * 2 * 2 * Double(prefill + s + 1) * Double(cfg.qDim) * Double(cfg.numHiddenLayers)
             }
-            report("decode", tokens: b * decodeTokens, time: (decodeTime, decodeCPU), flops: decFlops,
-                   extra: "batch=\(b) prefill=\(prefill) new=\(decodeTokens) prefill_s=\(fmt(prefillTime))")
-            report("generate", tokens: b * decodeTokens, time: total, flops: nil,
-                   extra: "batch=\(b) prefill+decode end-to-end")
+            let suffix = group > 1 ? "_g\(group)" : ""
+            report("decode" + suffix, tokens: b * decodeTokens, time: (decodeTime, decodeCPU), flops: decFlops,
+                   extra: "batch=\(b) group=\(group) prefill=\(prefill) new=\(decodeTokens) prefill_s=\(fmt(prefillTime))")
+            report("generate" + suffix, tokens: b * decodeTokens, time: total, flops: nil,
+                   extra: "batch=\(b) group=\(group) prefill+decode end-to-end")
         }
         if only == "all" || only == "gemm" {
             try gemmBench(cfg, peak: peak)
@@ -210,7 +220,7 @@ struct Bench: ParsableCommand {
         let seconds = time.wall
         let tps = Double(tokens) / seconds
         let util = time.cpu / seconds
-        var human = "\(name.padding(toLength: 9, withPad: " ", startingAt: 0)) \(String(format: "%9.1f", tps)) tokens/s"
+        var human = "\(name.padding(toLength: 11, withPad: " ", startingAt: 0)) \(String(format: "%9.1f", tps)) tokens/s"
         var machine = "BENCH impl=rlif name=\(name) tokens_per_s=\(fmt(tps)) seconds=\(fmt(seconds)) cpu_util=\(fmt(util))"
         if let f = flops {
             let g = f / seconds / 1e9

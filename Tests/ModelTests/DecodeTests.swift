@@ -51,6 +51,54 @@ import TestSupport
         #expect(model.kvCache?.freeSlotCount == 6)
     }
 
+    /// Children read the prompt's rows by reference: releasing the prompt right after forking (what the sampler
+    /// does) pins its slot until the last child goes; meanwhile nobody can be handed that slot, and the children
+    /// decode exactly as a full forward. A fork of a child (count ≥ 2) shares the same root.
+    @Test func sharedPrefixIsPinnedUntilTheLastChildIsReleased() throws {
+        let (model, _) = try loadTiny("tiny-qwen2")
+        let v = model.config.vocabSize
+        model.reserveDecoding(slots: 6, maxSequenceLength: 32)
+        let prompt: [Int32] = [1, 45, 12, 88, 3, 19, 60, 2, 9]
+        var last = [Float](repeating: 0, count: v)
+        let root = try model.prefill(prompt, lastLogits: &last)
+        let kids = try model.fork(root, count: 2)
+        model.release([root])
+        let cache = try #require(model.kvCache)
+        #expect(cache.pinnedSlotCount == 1 && cache.freeSlotCount == 3)
+        #expect(throws: ModelError.self) { try model.decode(tokens: [5], slots: [root], logits: &last) }
+        // Overwrite every free slot's rows: a child reading a freed (reused) prompt slot would go wrong.
+        var scratch = [Float](repeating: 0, count: 3 * v)
+        let squatters = try model.prefill(prompts: [[7, 7, 7, 7, 7, 7, 7, 7, 7, 7], [8, 8, 8], [9, 9, 9, 9, 9, 9]],
+                                          lastLogits: &scratch)
+        #expect(!squatters.contains(root))
+        var seqs = [prompt, prompt]
+        var live = kids
+        var step = [Float](repeating: 0, count: 4 * v)
+        for t in 0..<6 {
+            if t == 3 {
+                // Fork child 0 into two grandchildren (same root, child 0's own rows copied); drop child 0.
+                model.release(squatters)
+                let grand = try model.fork(live[0], count: 2)
+                #expect(grand.allSatisfy { cache.prefixSlot[$0] == root && cache.prefixLength[$0] == prompt.count })
+                model.release([live[0]])
+                live = [live[1]] + grand
+                seqs = [seqs[1], seqs[0], seqs[0]]
+            }
+            let toks = (0..<live.count).map { Int32((t * 13 + $0 * 7 + 2) % v) }
+            try model.decode(tokens: toks, slots: live, logits: &step)
+            for b in 0..<live.count {
+                seqs[b].append(toks[b])
+                let full = try model.forward(PackedBatch(sequences: [seqs[b]]), logitRows: [seqs[b].count - 1], forBackward: false)
+                expectClose(Array(step[(b * v)..<((b + 1) * v)]), Array(full), atol: 2e-5, rtol: 1e-4, "step \(t) seq \(b)")
+            }
+        }
+        #expect(cache.pinnedSlotCount == 1)
+        model.release([live[0], live[1]])
+        #expect(cache.pinnedSlotCount == 1, "one grandchild still reads the root")
+        model.release([live[2]])
+        #expect(cache.pinnedSlotCount == 0 && cache.freeSlotCount == 6)
+    }
+
     /// A model wide enough that decode's skinny products split their output columns over 2 threads (tiny fixtures
     /// never do), with fused q|k|v and gate|up products.
     @Test func columnSplitDecodeMatchesFullForward() throws {
