@@ -11,9 +11,12 @@ import CKernelSupport
 import Foundation
 
 extension Gemm {
-    /// Largest M that `sgemm` sends to the skinny kernel (when B is transposed and beta is 0 or 1). Above it the
-    /// BLAS packing cost is amortised and OpenBLAS's large-M kernel wins.
-    public static let skinnyMaxRows = 32
+    /// Largest M that `sgemm` (and the decode step) sends to the skinny kernel (when B is transposed and beta is 0
+    /// or 1). Above it the BLAS packing cost is amortised and OpenBLAS's large-M kernel wins. `RLIF_SKINNY_MAX_ROWS=1`
+    /// sends the linear layers to OpenBLAS (A/B comparisons; decode attention keeps its own small kernels); set once
+    /// at startup (not synchronised).
+    nonisolated(unsafe) public static var skinnyMaxRows: Int =
+        Int(ProcessInfo.processInfo.environment["RLIF_SKINNY_MAX_ROWS"] ?? "") ?? 32
 
     /// Work (M·N·K multiply-adds) from which the skinny kernel splits its columns over the cores.
     @usableFromInline static let skinnySplitWork = 1 << 19

@@ -14,7 +14,9 @@ final class DecodeState {
     let scores: UnsafeMutablePointer<Float>          // (workers, group, capacity) attention scratch
     let tokens: UnsafeMutablePointer<Int32>          // (B)
     let positions: UnsafeMutablePointer<Int32>       // (B)
-    let workers = 2
+    let split: UnsafeMutablePointer<Int>             // (workers + 1) attention work split
+    /// Attention workers the scratch is sized for (the core count when the cache was reserved).
+    let workers = max(1, Parallel.maxWorkers)
 
     init(config cfg: ModelConfig, slots: Int, capacity: Int) {
         cache = KVCache(layers: cfg.numHiddenLayers, slots: slots, capacity: capacity, kvDim: cfg.kvDim)
@@ -32,9 +34,10 @@ final class DecodeState {
         (gate, up, h, logits, scores, qkv) = (ptrs[8], ptrs[8] + b * f, ptrs[10], ptrs[11], ptrs[12], ptrs[13])
         tokens = .allocate(capacity: b)
         positions = .allocate(capacity: b)
+        split = .allocate(capacity: workers + 1)
     }
 
-    deinit { tokens.deallocate(); positions.deallocate() }
+    deinit { tokens.deallocate(); positions.deallocate(); split.deallocate() }
 }
 
 /// Raw pointers for the attention workers; safe because `Parallel.run` joins before returning and each worker
@@ -177,17 +180,16 @@ extension Transformer {
         // Attention work per step, for the parallel split: worker w takes sequences split[w]..<split[w+1].
         var attWork = 0
         for s in slots { attWork += 4 * (cache.lengths[s] + 1) * qd }
-        let workers = Parallel.workers(work: attWork, items: bsz)
-        let split: [Int] = {
-            var split = [Int](repeating: bsz, count: workers + 1)
-            split[0] = 0
-            var acc = 0, w = 1
-            for (b, s) in slots.enumerated() where w < workers {
-                acc += 4 * (cache.lengths[s] + 1) * qd
-                while w < workers && acc * workers >= attWork * w { split[w] = b + 1; w += 1 }
-            }
-            return split
-        }()
+        // (At most the worker count the score scratch was sized for.)
+        let workers = min(Parallel.workers(work: attWork, items: bsz), st.workers)
+        let split = st.split   // (workers + 1), preallocated: nothing is allocated per step
+        for i in 0...workers { split[i] = bsz }
+        split[0] = 0
+        var acc = 0, next = 1
+        for (b, s) in slots.enumerated() where next < workers {
+            acc += 4 * (cache.lengths[s] + 1) * qd
+            while next < workers && acc * workers >= attWork * next { split[next] = b + 1; next += 1 }
+        }
         for (li, lo) in layout.layers.enumerated() {
             rmsnormForward(st.ln, st.rstd, st.x, w + lo.inputNorm, n: bsz, c: c, eps: eps)
             if lo.fusedQKV {
