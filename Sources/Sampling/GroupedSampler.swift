@@ -63,7 +63,11 @@ public final class GroupedSampler {
         var prefillTime = [Double](repeating: 0, count: requests.count)
         var decodeTime = [Double](repeating: 0, count: requests.count)
         var output = [SampledGroup?](repeating: nil, count: requests.count)
-        var live: [Live] = []
+        var live: [Live] = [], still: [Live] = []
+        live.reserveCapacity(batchLimit); still.reserveCapacity(batchLimit)
+        var stepTokens: [Int32] = [], stepSlots: [Int] = []
+        stepTokens.reserveCapacity(batchLimit); stepSlots.reserveCapacity(batchLimit)
+        var stepCounted = [Int](repeating: -1, count: requests.count), stepIndex = 0
         var next = 0
         var finishedGroups = 0
         var allSlots: [Int] = []
@@ -143,18 +147,20 @@ public final class GroupedSampler {
             }
             if live.isEmpty { continue }
 
-            // One decode step for every live sequence.
+            // One decode step for every live sequence (step buffers reused: no allocation per step).
             let t0 = DispatchTime.now().uptimeNanoseconds
             let b = live.count
+            stepTokens.removeAll(keepingCapacity: true)
+            stepSlots.removeAll(keepingCapacity: true)
+            for s in live { stepTokens.append(s.pending); stepSlots.append(s.slot) }
             try logits.withUnsafeMutableBufferPointer { l in
-                try decoder.decode(tokens: live.map(\.pending), slots: live.map(\.slot), logits: l.baseAddress!)
+                try decoder.decode(tokens: stepTokens, slots: stepSlots, logits: l.baseAddress!)
                 certainty.withUnsafeMutableBufferPointer { c in
                     selfCertaintyForward(c.baseAddress!, l.baseAddress!, n: b, v: vocab)
                 }
                 entropy.withUnsafeMutableBufferPointer { e in entropyForward(e.baseAddress!, l.baseAddress!, n: b, v: vocab) }
             }
-            var still: [Live] = []
-            still.reserveCapacity(b)
+            still.removeAll(keepingCapacity: true)
             for bi in 0..<b {
                 var s = live[bi]
                 let more = try logits.withUnsafeBufferPointer { l in
@@ -164,8 +170,10 @@ public final class GroupedSampler {
                 if more { still.append(s) } else { finish(s) }
             }
             let dt = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-            for r in Set(live.map(\.request)) { decodeTime[r] += dt }
-            live = still
+            // Every group with a live sequence this step (a group's sequences need not be adjacent).
+            for s in live where stepCounted[s.request] != stepIndex { stepCounted[s.request] = stepIndex; decodeTime[s.request] += dt }
+            stepIndex += 1
+            swap(&live, &still)
         }
         allSlots.removeAll()
         return output.map { $0! }
