@@ -42,6 +42,17 @@ public struct ParameterLayout: Sendable, Equatable {
 
     public static let alignmentFloats = 16
 
+    /// FNV-1a (64-bit, hex) of every entry's name, offset and shape and the total size: two layouts with the same
+    /// fingerprint put every tensor at the same place in the flat buffer. Checkpoints store it next to the flat
+    /// optimizer moments, which only mean something in the layout that wrote them.
+    public var fingerprint: String {
+        var h: UInt64 = 0xcbf2_9ce4_8422_2325
+        func mix(_ text: String) { for b in text.utf8 { h ^= UInt64(b); h = h &* 0x100_0000_01b3 } }
+        for e in entries { mix("\(e.name)@\(e.offset):\(e.shape.map(String.init).joined(separator: "x"));") }
+        mix("total=\(totalCount)")
+        return String(h, radix: 16)
+    }
+
     public init(config: ModelConfig) {
         var entries: [Entry] = []
         var offset = 0

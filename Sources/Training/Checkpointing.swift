@@ -44,7 +44,8 @@ public enum Checkpointing {
         let adam = optimizer.state()
         try adam.m.withUnsafeBufferPointer { try w.add(name: "exp_avg", shape: [adam.m.count], floats: $0, as: .f32) }
         try adam.v.withUnsafeBufferPointer { try w.add(name: "exp_avg_sq", shape: [adam.v.count], floats: $0, as: .f32) }
-        try w.write(to: tmp.appendingPathComponent("optimizer.safetensors"), metadata: ["step": "\(adam.stepCount)"])
+        try w.write(to: tmp.appendingPathComponent("optimizer.safetensors"),
+                    metadata: ["step": "\(adam.stepCount)", "layout": model.layout.fingerprint])
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         try enc.encode(state).write(to: tmp.appendingPathComponent("trainer_state.json"), options: .atomic)
@@ -77,6 +78,13 @@ public enum Checkpointing {
         }
         try model.loadWeights(directory: dir)
         let opt = try SafeTensorsFile(contentsOf: dir.appendingPathComponent("optimizer.safetensors"))
+        // The moments are flat, in the parameter layout of the build that wrote them: refuse another layout
+        // rather than pair moments with the wrong tensors.
+        let layout = model.layout.fingerprint
+        guard opt.metadata["layout"] == layout else {
+            throw CheckpointError(path: dir.appendingPathComponent("optimizer.safetensors").path,
+                                  message: "AdamW moments were written for parameter layout \(opt.metadata["layout"] ?? "(none recorded: an older rlif)"), this model's layout is \(layout); the weights in model.safetensors load by name, but the moments cannot be mapped (to continue from these weights with a fresh optimizer: --set model=\(dir.path), without --resume)")
+        }
         let m = try opt.floats("exp_avg"), v = try opt.floats("exp_avg_sq")
         guard m.count == optimizer.parameterCount, v.count == optimizer.parameterCount else {
             throw CheckpointError(path: dir.appendingPathComponent("optimizer.safetensors").path,

@@ -2,6 +2,7 @@ import Foundation
 import GRPO
 import Logging
 import Model
+import SafeTensors
 import Testing
 import TestSupport
 import Tokenizer
@@ -99,6 +100,38 @@ import Tokenizer
     @Test func resumedRunIsBitIdentical() throws {
         let tmp = try Fixtures.temporaryDirectory("rlif-resume")
         try Self.check(model: try Self.makeModel(in: tmp), tmp: tmp)
+    }
+
+    /// The optimizer moments are flat in the writer's parameter layout: a checkpoint from another layout (or from
+    /// before the layout was recorded) is refused by name instead of pairing moments with the wrong tensors.
+    @Test func momentsFromAnotherParameterLayoutAreRefused() throws {
+        let tmp = try Fixtures.temporaryDirectory("rlif-resume-layout")
+        let model = try Self.makeModel(in: tmp)
+        let out = tmp.appendingPathComponent("run")
+        let a = try Self.makeRun(Self.config(model: model, output: out))
+        a.stopAfterSteps = 2
+        try a.run()
+        let ckpt = try #require(try Checkpointing.latest(in: out))
+        let optURL = ckpt.appendingPathComponent("optimizer.safetensors")
+        let file = try SafeTensorsFile(contentsOf: optURL)
+        #expect(file.metadata["layout"] == a.trainer.policy.layout.fingerprint)
+        for layout: String? in ["0123abcd", nil] {
+            var w = SafeTensorsWriter()
+            let m = try file.floats("exp_avg"), v = try file.floats("exp_avg_sq")
+            try m.withUnsafeBufferPointer { try w.add(name: "exp_avg", shape: [m.count], floats: $0, as: .f32) }
+            try v.withUnsafeBufferPointer { try w.add(name: "exp_avg_sq", shape: [v.count], floats: $0, as: .f32) }
+            var md = ["step": file.metadata["step"] ?? "2"]
+            if let layout { md["layout"] = layout }
+            try w.write(to: optURL, metadata: md)
+            let b = try Self.makeRun(Self.config(model: model, output: out))
+            do {
+                _ = try b.resume()
+                Issue.record("resume accepted moments of layout \(layout ?? "none")")
+            } catch let e as CheckpointError {
+                #expect(e.path.hasSuffix("optimizer.safetensors") && e.message.contains("parameter layout"), "\(e)")
+            }
+        }
+        try? FileManager.default.removeItem(at: tmp)
     }
 
     static let embeddedModel = defaultDir.appendingPathComponent("model")
