@@ -46,7 +46,8 @@ public final class TransformerRolloutEngine: RolloutEngine {
         let p = item.sampling
         let params = SamplingParameters(temperature: p.temperature, topP: p.topP, topK: Int(p.topK),
                                         maxNewTokens: Int(p.maxNewTokens),
-                                        stopTokenIds: Set(p.stopTokenIds.map { Int32(bitPattern: $0) }))
+                                        stopTokenIds: Set(p.stopTokenIds.map { Int32(bitPattern: $0) }),
+                                        stopSequences: p.stopSequences.map { $0.map { Int32(bitPattern: $0) } })
         let need = item.promptTokens.count + Int(p.maxNewTokens)
         let batch = max(batchSequences, Int(item.groupSize))
         if sampler == nil || need > reservedLength || batch > sampler!.maxBatchSequences {

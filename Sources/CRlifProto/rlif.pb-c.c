@@ -277,6 +277,51 @@ void   rlif__v1__sampling_params__free_unpacked
   assert(message->base.descriptor == &rlif__v1__sampling_params__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   rlif__v1__token_sequence__init
+                     (Rlif__V1__TokenSequence         *message)
+{
+  static const Rlif__V1__TokenSequence init_value = RLIF__V1__TOKEN_SEQUENCE__INIT;
+  *message = init_value;
+}
+size_t rlif__v1__token_sequence__get_packed_size
+                     (const Rlif__V1__TokenSequence *message)
+{
+  assert(message->base.descriptor == &rlif__v1__token_sequence__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rlif__v1__token_sequence__pack
+                     (const Rlif__V1__TokenSequence *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rlif__v1__token_sequence__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rlif__v1__token_sequence__pack_to_buffer
+                     (const Rlif__V1__TokenSequence *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rlif__v1__token_sequence__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rlif__V1__TokenSequence *
+       rlif__v1__token_sequence__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rlif__V1__TokenSequence *)
+     protobuf_c_message_unpack (&rlif__v1__token_sequence__descriptor,
+                                allocator, len, data);
+}
+void   rlif__v1__token_sequence__free_unpacked
+                     (Rlif__V1__TokenSequence *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rlif__v1__token_sequence__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   rlif__v1__work_item__init
                      (Rlif__V1__WorkItem         *message)
 {
@@ -1320,7 +1365,7 @@ const ProtobufCMessageDescriptor rlif__v1__work_request__descriptor =
   (ProtobufCMessageInit) rlif__v1__work_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rlif__v1__sampling_params__field_descriptors[5] =
+static const ProtobufCFieldDescriptor rlif__v1__sampling_params__field_descriptors[6] =
 {
   {
     "temperature",
@@ -1382,9 +1427,22 @@ static const ProtobufCFieldDescriptor rlif__v1__sampling_params__field_descripto
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "stop_sequences",
+    6,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Rlif__V1__SamplingParams, n_stop_sequences),
+    offsetof(Rlif__V1__SamplingParams, stop_sequences),
+    &rlif__v1__token_sequence__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rlif__v1__sampling_params__field_indices_by_name[] = {
   3,   /* field[3] = max_new_tokens */
+  5,   /* field[5] = stop_sequences */
   4,   /* field[4] = stop_token_ids */
   0,   /* field[0] = temperature */
   2,   /* field[2] = top_k */
@@ -1393,7 +1451,7 @@ static const unsigned rlif__v1__sampling_params__field_indices_by_name[] = {
 static const ProtobufCIntRange rlif__v1__sampling_params__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor rlif__v1__sampling_params__descriptor =
 {
@@ -1403,11 +1461,49 @@ const ProtobufCMessageDescriptor rlif__v1__sampling_params__descriptor =
   "Rlif__V1__SamplingParams",
   "rlif.v1",
   sizeof(Rlif__V1__SamplingParams),
-  5,
+  6,
   rlif__v1__sampling_params__field_descriptors,
   rlif__v1__sampling_params__field_indices_by_name,
   1,  rlif__v1__sampling_params__number_ranges,
   (ProtobufCMessageInit) rlif__v1__sampling_params__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor rlif__v1__token_sequence__field_descriptors[1] =
+{
+  {
+    "token_ids",
+    1,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_UINT32,
+    offsetof(Rlif__V1__TokenSequence, n_token_ids),
+    offsetof(Rlif__V1__TokenSequence, token_ids),
+    NULL,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned rlif__v1__token_sequence__field_indices_by_name[] = {
+  0,   /* field[0] = token_ids */
+};
+static const ProtobufCIntRange rlif__v1__token_sequence__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor rlif__v1__token_sequence__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rlif.v1.TokenSequence",
+  "TokenSequence",
+  "Rlif__V1__TokenSequence",
+  "rlif.v1",
+  sizeof(Rlif__V1__TokenSequence),
+  1,
+  rlif__v1__token_sequence__field_descriptors,
+  rlif__v1__token_sequence__field_indices_by_name,
+  1,  rlif__v1__token_sequence__number_ranges,
+  (ProtobufCMessageInit) rlif__v1__token_sequence__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor rlif__v1__work_item__field_descriptors[8] =

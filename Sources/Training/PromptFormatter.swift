@@ -23,6 +23,17 @@ public struct PromptFormatter: Sendable {
     public func encode(_ user: String) -> [Int32] { tokenizer.encode(text(user), addSpecialTokens: true) }
 
     /// EOS (from the model config and the tokenizer) plus the template's end-of-turn token.
+    /// The token-id sequences of `stop` strings (no special tokens added). Each must be 1-64 tokens.
+    public func stopSequences(_ stop: [String]) throws -> [[Int32]] {
+        try stop.map { text in
+            let ids = tokenizer.encode(text, addSpecialTokens: false)
+            guard (1...64).contains(ids.count) else {
+                throw ConfigError(source: "config", key: "stop", message: "\(String(reflecting: text)) is \(ids.count) tokens, must be 1-64")
+            }
+            return ids
+        }
+    }
+
     public func stopTokens(modelEOS: [Int]) -> Set<Int32> {
         var s = Set(modelEOS.map(Int32.init))
         if let e = tokenizer.eosTokenId { s.insert(e) }

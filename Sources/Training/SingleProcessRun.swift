@@ -54,7 +54,8 @@ public final class SingleProcessRun {
         let policy = trainer.policy
         let stop = formatter.stopTokens(modelEOS: policy.config.eosTokenIds)
         let params = SamplingParameters(temperature: config.temperature, topP: config.topP, topK: config.topK,
-                                        maxNewTokens: config.maxNewTokens, stopTokenIds: stop)
+                                        maxNewTokens: config.maxNewTokens, stopTokenIds: stop,
+                                        stopSequences: try formatter.stopSequences(config.stop))
         if completedSteps == 0 && config.evalEvery > 0 && !evalSet.isEmpty {
             try evaluate(step: 0, into: metrics, onStep: onStep)
         }

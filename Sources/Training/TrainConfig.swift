@@ -31,6 +31,10 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var topP: Float = 1.0
     public var topK: Int = 0
     public var maxNewTokens: Int = 256
+    /// Stop strings (vLLM/TRL `stop`): a completion ends when its tokens end with one of these strings' token ids
+    /// (tokenized with the model's tokenizer, no special tokens; matched on ids, so a spelling with other tokens
+    /// does not match). Kept in the completion, like stop tokens. At most 32, each 1-64 tokens.
+    public var stop: [String] = []
 
     // Optimizer.
     public var learningRate: Float = 3e-6
@@ -89,7 +93,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case model, prompts, evalPrompts = "eval_prompts", outputDir = "output_dir", template
         case systemPrompt = "system_prompt", steps, promptsPerStep = "prompts_per_step", groupSize = "group_size"
-        case temperature, topP = "top_p", topK = "top_k", maxNewTokens = "max_new_tokens"
+        case temperature, topP = "top_p", topK = "top_k", maxNewTokens = "max_new_tokens", stop
         case learningRate = "learning_rate", lrSchedule = "lr_schedule", warmupRatio = "warmup_ratio"
         case minLrRatio = "min_lr_ratio", adamBeta1 = "adam_beta1", adamBeta2 = "adam_beta2"
         case adamEpsilon = "adam_epsilon", weightDecay = "weight_decay", maxGradNorm = "max_grad_norm"
@@ -113,7 +117,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try get(.template, &template); try get(.systemPrompt, &systemPrompt); try get(.steps, &steps)
         try get(.promptsPerStep, &promptsPerStep); try get(.groupSize, &groupSize)
         try get(.temperature, &temperature); try get(.topP, &topP); try get(.topK, &topK)
-        try get(.maxNewTokens, &maxNewTokens); try get(.learningRate, &learningRate)
+        try get(.maxNewTokens, &maxNewTokens); try get(.stop, &stop); try get(.learningRate, &learningRate)
         try get(.lrSchedule, &lrSchedule); try get(.warmupRatio, &warmupRatio); try get(.minLrRatio, &minLrRatio)
         try get(.adamBeta1, &adamBeta1); try get(.adamBeta2, &adamBeta2); try get(.adamEpsilon, &adamEpsilon)
         try get(.weightDecay, &weightDecay); try get(.maxGradNorm, &maxGradNorm); try get(.reward, &reward)
@@ -207,6 +211,8 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try check(topP > 0 && topP <= 1, .topP, "must be in (0, 1]")
         try check(topK >= 0, .topK, "must be >= 0")
         try check(maxNewTokens >= 1, .maxNewTokens, "must be >= 1")
+        try check(stop.count <= 32, .stop, "has \(stop.count) strings, at most 32")
+        try check(!stop.contains(""), .stop, "must not contain an empty string")
         try check(learningRate.isFinite && learningRate >= 0, .learningRate, "must be >= 0")
         try check(["cosine", "linear", "constant"].contains(lrSchedule), .lrSchedule, "must be cosine, linear or constant")
         try check(warmupRatio >= 0 && warmupRatio < 1, .warmupRatio, "must be in [0, 1)")

@@ -62,11 +62,17 @@ public struct SamplingParams: Sendable, Equatable {
     public var maxNewTokens: UInt32
     /// Token ids that end a completion; the stop token is kept in the completion.
     public var stopTokenIds: [UInt32]
+    /// Token-id sequences that end a completion when its tokens end with one (kept in the completion).
+    /// At most `maxStopSequences` of 1…`maxStopSequenceTokens` tokens each.
+    public var stopSequences: [[UInt32]]
+
+    public static let maxStopSequences = 32
+    public static let maxStopSequenceTokens = 64
 
     public init(temperature: Float = 1, topP: Float = 1, topK: UInt32 = 0, maxNewTokens: UInt32 = 256,
-                stopTokenIds: [UInt32] = []) {
+                stopTokenIds: [UInt32] = [], stopSequences: [[UInt32]] = []) {
         self.temperature = temperature; self.topP = topP; self.topK = topK
-        self.maxNewTokens = maxNewTokens; self.stopTokenIds = stopTokenIds
+        self.maxNewTokens = maxNewTokens; self.stopTokenIds = stopTokenIds; self.stopSequences = stopSequences
     }
 }
 

@@ -103,6 +103,14 @@ public enum WireCodec {
             s.pointee.top_k = m.sampling.topK
             s.pointee.max_new_tokens = m.sampling.maxNewTokens
             (s.pointee.n_stop_token_ids, s.pointee.stop_token_ids) = a.array(m.sampling.stopTokenIds)
+            let seqs = a.pointers(Rlif__V1__TokenSequence.self, count: m.sampling.stopSequences.count)
+            for (i, seq) in m.sampling.stopSequences.enumerated() {
+                let t = a.make(Rlif__V1__TokenSequence.self, rlif__v1__token_sequence__init)
+                (t.pointee.n_token_ids, t.pointee.token_ids) = a.array(seq)
+                seqs?[i] = t
+            }
+            s.pointee.n_stop_sequences = m.sampling.stopSequences.count
+            s.pointee.stop_sequences = seqs
             let c = a.make(Rlif__V1__WorkItem.self, rlif__v1__work_item__init)
             c.pointee.task_id = m.taskId
             c.pointee.prompt_id = a.string(m.promptId)
@@ -280,9 +288,26 @@ public enum WireCodec {
             guard c.group_size >= 1 else {
                 throw .invalidValue(field: "work_item.group_size", reason: "is 0, must be >= 1")
             }
+            guard s.n_stop_sequences <= SamplingParams.maxStopSequences else {
+                throw .invalidValue(field: "work_item.sampling.stop_sequences",
+                                    reason: "has \(s.n_stop_sequences) entries, at most \(SamplingParams.maxStopSequences)")
+            }
+            guard s.n_stop_sequences == 0 || s.stop_sequences != nil else { throw .missingField("work_item.sampling.stop_sequences") }
+            var stopSequences: [[UInt32]] = []
+            for i in 0..<s.n_stop_sequences {
+                let path = "work_item.sampling.stop_sequences[\(i)]"
+                let t = try need(s.stop_sequences[i], path)
+                let ids = try array(t.token_ids, t.n_token_ids, path + ".token_ids")
+                guard !ids.isEmpty, ids.count <= SamplingParams.maxStopSequenceTokens else {
+                    throw .invalidValue(field: path + ".token_ids",
+                                        reason: "has \(ids.count) tokens, must have 1…\(SamplingParams.maxStopSequenceTokens)")
+                }
+                stopSequences.append(ids)
+            }
             let sampling = SamplingParams(
                 temperature: s.temperature, topP: s.top_p, topK: s.top_k, maxNewTokens: s.max_new_tokens,
-                stopTokenIds: try array(s.stop_token_ids, s.n_stop_token_ids, "work_item.sampling.stop_token_ids"))
+                stopTokenIds: try array(s.stop_token_ids, s.n_stop_token_ids, "work_item.sampling.stop_token_ids"),
+                stopSequences: stopSequences)
             return .workItem(WorkItem(
                 taskId: c.task_id, promptId: str(c.prompt_id),
                 promptTokens: try array(c.prompt_tokens, c.n_prompt_tokens, "work_item.prompt_tokens"),

@@ -51,7 +51,8 @@ struct LearnerCommand: ParsableCommand {
                                   steps: c.steps, promptsPerStep: c.promptsPerStep, groupSize: c.groupSize,
                                   sampling: SamplingParams(temperature: c.temperature, topP: c.topP, topK: UInt32(c.topK),
                                                            maxNewTokens: UInt32(c.maxNewTokens),
-                                                           stopTokenIds: stop.sorted().map { UInt32(bitPattern: $0) }),
+                                                           stopTokenIds: stop.sorted().map { UInt32(bitPattern: $0) },
+                                                           stopSequences: try o.formatter.stopSequences(c.stop).map { $0.map { UInt32(bitPattern: $0) } }),
                                   seed: c.seed)
         opts.startStep = startStep
         opts.maxLag = c.maxLag

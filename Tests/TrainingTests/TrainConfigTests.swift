@@ -2,6 +2,7 @@ import Foundation
 import Testing
 import Sampling
 import TestSupport
+import Tokenizer
 @testable import Training
 
 @Suite struct TrainConfigTests {
@@ -42,6 +43,21 @@ import TestSupport
         }
         #expect(throws: ConfigError.self) { try TrainConfig.load(yaml: "- a\n- b", source: "list.yaml") }
         #expect(throws: ConfigError.self) { try TrainConfig.load(yaml: "a: [", source: "bad.yaml") }
+    }
+
+    /// `stop` strings: YAML list, range-checked, and tokenized by the formatter into the sampler's id sequences.
+    @Test func stopStringsBecomeTokenSequences() throws {
+        let c = try TrainConfig.load(yaml: "stop: [\"\\n\\n\", \"Question:\"]\n", source: "s.yaml")
+        #expect(c.stop == ["\n\n", "Question:"])
+        #expect(throws: ConfigError.self) { try TrainConfig.load(yaml: "stop: [\"\"]\n", source: "s.yaml") }
+        let dir = Fixtures.repoRoot.appendingPathComponent("Sources/rlif/Resources/default/model")
+        let tok = try Tokenizer(contentsOf: dir.appendingPathComponent("tokenizer.json"))
+        let f = try PromptFormatter(tokenizer: tok, template: "plain", systemPrompt: "none")
+        let seqs = try f.stopSequences(c.stop)
+        #expect(seqs == c.stop.map { tok.encode($0) } && seqs.allSatisfy { !$0.isEmpty })
+        let long = [String](repeating: "x", count: 70).joined(separator: " ")
+        #expect(tok.encode(long).count > 64)
+        #expect(throws: ConfigError.self) { try f.stopSequences([long]) }
     }
 
     @Test func setOverrides() throws {

@@ -38,7 +38,7 @@ enum Samples {
         .workRequest(WorkRequest(credits: 4)),
         .workItem(WorkItem(taskId: 77, promptId: "p-77", promptTokens: [1, 403, 407, 261, 378], groupSize: 8,
                            sampling: SamplingParams(temperature: 0.9, topP: 0.95, topK: 50, maxNewTokens: 512,
-                                                    stopTokenIds: [2, 151_643]),
+                                                    stopTokenIds: [2, 151_643], stopSequences: [[271], [1406, 271, 12]]),
                            seed: 0xDEAD_BEEF, minWeightVersion: 8, deadlineMs: 60_000)),
         .noWork(NoWork(retryAfterMs: 250, finished: true, reason: "run finished")),
         .rolloutGroup(rolloutGroup(groupSize: 3, length: 17)),

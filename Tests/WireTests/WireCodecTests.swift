@@ -117,6 +117,16 @@ import Testing
         #expect(throws: WireError.invalidValue(field: "work_item.group_size", reason: "is 0, must be >= 1")) {
             try WireCodec.decode(item { $0.groupSize = 0 })
         }
+        #expect(throws: WireError.invalidValue(field: "work_item.sampling.stop_sequences[1].token_ids",
+                                               reason: "has 0 tokens, must have 1…64")) {
+            try WireCodec.decode(item { $0.sampling.stopSequences = [[5], []] })
+        }
+        #expect(throws: WireError.self) {
+            try WireCodec.decode(item { $0.sampling.stopSequences = [[UInt32]](repeating: [1], count: 33) })
+        }
+        #expect(throws: WireError.self) {
+            try WireCodec.decode(item { $0.sampling.stopSequences = [[UInt32](repeating: 1, count: 65)] })
+        }
         // Envelope with version only, no body: field 1 = 1.
         #expect(throws: WireError.missingBody) { try WireCodec.decode([0x08, 0x01]) }
         // A body of an unknown field number (99, length 0) is not a known body.

@@ -21,6 +21,7 @@ typedef struct Rlif__V1__Welcome Rlif__V1__Welcome;
 typedef struct Rlif__V1__Heartbeat Rlif__V1__Heartbeat;
 typedef struct Rlif__V1__WorkRequest Rlif__V1__WorkRequest;
 typedef struct Rlif__V1__SamplingParams Rlif__V1__SamplingParams;
+typedef struct Rlif__V1__TokenSequence Rlif__V1__TokenSequence;
 typedef struct Rlif__V1__WorkItem Rlif__V1__WorkItem;
 typedef struct Rlif__V1__NoWork Rlif__V1__NoWork;
 typedef struct Rlif__V1__Completion Rlif__V1__Completion;
@@ -232,10 +233,30 @@ struct  Rlif__V1__SamplingParams
    */
   size_t n_stop_token_ids;
   uint32_t *stop_token_ids;
+  /*
+   * / Token-id sequences that end a completion when its tokens end with one (stop strings, tokenized by the
+   * / learner); kept in the completion. At most 32 sequences of 1-64 tokens.
+   */
+  size_t n_stop_sequences;
+  Rlif__V1__TokenSequence **stop_sequences;
 };
 #define RLIF__V1__SAMPLING_PARAMS__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rlif__v1__sampling_params__descriptor) \
-    , 0, 0, 0, 0, 0,NULL }
+    , 0, 0, 0, 0, 0,NULL, 0,NULL }
+
+
+/*
+ * / A run of token ids (a stop sequence).
+ */
+struct  Rlif__V1__TokenSequence
+{
+  ProtobufCMessage base;
+  size_t n_token_ids;
+  uint32_t *token_ids;
+};
+#define RLIF__V1__TOKEN_SEQUENCE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&rlif__v1__token_sequence__descriptor) \
+    , 0,NULL }
 
 
 /*
@@ -615,6 +636,25 @@ Rlif__V1__SamplingParams *
 void   rlif__v1__sampling_params__free_unpacked
                      (Rlif__V1__SamplingParams *message,
                       ProtobufCAllocator *allocator);
+/* Rlif__V1__TokenSequence methods */
+void   rlif__v1__token_sequence__init
+                     (Rlif__V1__TokenSequence         *message);
+size_t rlif__v1__token_sequence__get_packed_size
+                     (const Rlif__V1__TokenSequence   *message);
+size_t rlif__v1__token_sequence__pack
+                     (const Rlif__V1__TokenSequence   *message,
+                      uint8_t             *out);
+size_t rlif__v1__token_sequence__pack_to_buffer
+                     (const Rlif__V1__TokenSequence   *message,
+                      ProtobufCBuffer     *buffer);
+Rlif__V1__TokenSequence *
+       rlif__v1__token_sequence__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   rlif__v1__token_sequence__free_unpacked
+                     (Rlif__V1__TokenSequence *message,
+                      ProtobufCAllocator *allocator);
 /* Rlif__V1__WorkItem methods */
 void   rlif__v1__work_item__init
                      (Rlif__V1__WorkItem         *message);
@@ -863,6 +903,9 @@ typedef void (*Rlif__V1__WorkRequest_Closure)
 typedef void (*Rlif__V1__SamplingParams_Closure)
                  (const Rlif__V1__SamplingParams *message,
                   void *closure_data);
+typedef void (*Rlif__V1__TokenSequence_Closure)
+                 (const Rlif__V1__TokenSequence *message,
+                  void *closure_data);
 typedef void (*Rlif__V1__WorkItem_Closure)
                  (const Rlif__V1__WorkItem *message,
                   void *closure_data);
@@ -916,6 +959,7 @@ extern const ProtobufCMessageDescriptor rlif__v1__welcome__descriptor;
 extern const ProtobufCMessageDescriptor rlif__v1__heartbeat__descriptor;
 extern const ProtobufCMessageDescriptor rlif__v1__work_request__descriptor;
 extern const ProtobufCMessageDescriptor rlif__v1__sampling_params__descriptor;
+extern const ProtobufCMessageDescriptor rlif__v1__token_sequence__descriptor;
 extern const ProtobufCMessageDescriptor rlif__v1__work_item__descriptor;
 extern const ProtobufCMessageDescriptor rlif__v1__no_work__descriptor;
 extern const ProtobufCMessageDescriptor rlif__v1__completion__descriptor;
