@@ -361,7 +361,7 @@ public final class ActorClient {
                 summary.groupsSent += 1
                 sendRaw(work, bytes)
             case .failed(let task, let error):
-                log.error("task \(task) failed locally: \(error); the learner will re-issue it")
+                log.error("task \(task) failed locally: \(error); it is no longer in this actor's heartbeats, so the learner re-issues it")
             case .installed(let v):
                 heldVersion = v
                 installing = nil
@@ -404,7 +404,10 @@ public final class ActorClient {
             return
         }
         if now.timeIntervalSince(lastHeartbeatSent) >= heartbeatInterval {
-            send(work, .heartbeat(Heartbeat(weightVersion: heldVersion, tasksInProgress: mailbox.tasksInProgress + waiting.map(\.taskId))))
+            // Everything this actor still answers for: queued / sampling / drained-not-sent, waiting for weights,
+            // and sent but not acknowledged (the learner re-issues in-flight tasks missing from this list).
+            send(work, .heartbeat(Heartbeat(weightVersion: heldVersion,
+                                            tasksInProgress: mailbox.tasksInProgress + waiting.map(\.taskId) + unacked.keys.sorted())))
             lastHeartbeatSent = now
         }
         for (id, u) in unacked where now.timeIntervalSince(u.sent) * 1000 > Double(options.ackTimeoutMs) {

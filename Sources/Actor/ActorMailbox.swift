@@ -30,7 +30,14 @@ final class ActorMailbox: @unchecked Sendable {
     func stop() { withLock { stopping = true }; cond.broadcast() }
 
     /// Task ids queued or being sampled.
-    var tasksInProgress: [UInt64] { withLock { items.map(\.taskId) + (busyTask.map { [$0] } ?? []) } }
+    /// Tasks queued, being sampled, or answered but not yet drained by the network thread.
+    var tasksInProgress: [UInt64] {
+        withLock {
+            var ids = items.map(\.taskId) + (busyTask.map { [$0] } ?? [])
+            for case .group(let g) in outputs { ids.append(g.taskId) }
+            return ids
+        }
+    }
     var isIdle: Bool { withLock { items.isEmpty && busyTask == nil && snapshot == nil && configJSON == nil } }
 
     // Worker → network thread.

@@ -261,8 +261,15 @@ public final class LearnerServer {
         }
         peers[peer]?.identity = identity
         switch env.body {
-        case .heartbeat:
-            break
+        case .heartbeat(let h):
+            // Tasks the actor no longer holds (failed there, or their work item was lost) go back to the queue
+            // now rather than at the task timeout.
+            let lost = ledger.reconcile(actorId: peer, holding: h.tasksInProgress, now: now,
+                                        graceMs: UInt64(options.heartbeatTimeoutMs))
+            if !lost.isEmpty {
+                log.warning("actor \(peer) no longer holds tasks \(lost): re-issued")
+                if !isFinished { dispatchAll() }
+            }
         case .workRequest(let r):
             ledger.addCredits(actorId: peer, credits: r.credits, now: now)
             if isFinished { sendFinished(to: identity) } else { dispatchAll() }

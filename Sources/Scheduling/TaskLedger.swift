@@ -7,8 +7,9 @@ import Wire
 /// - a task is trained on at most once: the first acceptable group for a task id wins, any later group for it
 ///   (a resend, a re-issued copy, a dead actor's late answer) is `.duplicate`;
 /// - a task is never lost: it is pending, in flight at exactly one live actor, or done. When its actor dies
-///   (silent past `heartbeatTimeoutMs`), says goodbye, says hello again (restarted), or the task outlives
-///   `taskTimeoutMs`, it goes back to the FRONT of the pending queue, once;
+///   (silent past `heartbeatTimeoutMs`), says goodbye, says hello again (restarted), stops listing the task in
+///   its heartbeats (`reconcile`), or the task outlives `taskTimeoutMs`, it goes back to the FRONT of the
+///   pending queue, once;
 /// - an actor never holds more tasks than the credits it granted (`WorkRequest.credits`, additive).
 public struct TaskLedger: Sendable {
     public struct Config: Sendable, Equatable {
@@ -171,6 +172,24 @@ public struct TaskLedger: Sendable {
         guard actors[actorId] != nil else { return false }
         actors[actorId]!.lastSeen = max(actors[actorId]!.lastSeen, now)
         return true
+    }
+
+    /// A Heartbeat listed the tasks the actor holds (queued, sampling, waiting for weights, or answered and not yet
+    /// acknowledged). A task in flight at that actor that the list lacks and that was issued more than `graceMs`
+    /// before `now` is gone on the actor's side (it failed there, or its work item was lost), so it is re-queued
+    /// now instead of at the task timeout; returns those ids. Younger tasks may still be on their way to the
+    /// actor and are left alone (the grace should be at least the heartbeat timeout).
+    @discardableResult
+    public mutating func reconcile(actorId: String, holding: [UInt64], now: UInt64, graceMs: UInt64) -> [UInt64] {
+        guard let a = actors[actorId] else { return [] }
+        let held = Set(holding)
+        var lost: [UInt64] = []
+        for t in a.tasks where !held.contains(t) {
+            if case .inFlight(_, let since)? = tasks[t]?.state, now > since, now - since > graceMs { lost.append(t) }
+        }
+        lost.sort()
+        for t in lost { requeue(t) }
+        return lost
     }
 
     /// A WorkRequest: the actor can take `credits` more tasks (added to what it has left).

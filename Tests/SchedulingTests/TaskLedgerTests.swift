@@ -96,6 +96,30 @@ import Wire
         #expect(l.counts.accepted == 2 && l.counts.duplicate == 2 && l.isDrained)
     }
 
+    /// A task the actor stops listing in its heartbeats (it failed there, or the work item was lost) is re-queued
+    /// once it is older than the grace, not before (it may still be on its way), and never while listed.
+    @Test func heartbeatThatNoLongerListsATaskReissuesIt() {
+        var (l, ids) = Self.ledger(tasks: 3)
+        l.hello(actorId: "A", now: 0)
+        l.addCredits(actorId: "A", credits: 3, now: 0)
+        #expect(l.dispatch(now: 10, weightVersion: 5).map(\.item.taskId) == ids)
+        // Young tasks missing from the list are left alone; listed ones always are.
+        #expect(l.reconcile(actorId: "A", holding: [ids[0]], now: 500, graceMs: 1000).isEmpty)
+        #expect(l.reconcile(actorId: "A", holding: ids, now: 5000, graceMs: 1000).isEmpty)
+        // Task 2 failed on the actor: gone from its heartbeat, past the grace → back to the queue, once.
+        #expect(l.reconcile(actorId: "A", holding: [ids[0], ids[2]], now: 1200, graceMs: 1000) == [ids[1]])
+        #expect(l.reconcile(actorId: "A", holding: [ids[0], ids[2]], now: 1300, graceMs: 1000).isEmpty)
+        #expect(l.counts.reissued == 1 && l.pendingCount == 1 && l.holder(ids[1]) == nil)
+        #expect(l.tasksInFlight(actorId: "A") == [ids[0], ids[2]])
+        // Re-issued to whoever has credits; the answer is accepted once.
+        l.hello(actorId: "B", now: 1300)
+        l.addCredits(actorId: "B", credits: 1, now: 1300)
+        #expect(l.dispatch(now: 1300, weightVersion: 5).map(\.actorId) == ["B"])
+        #expect(l.accept(Self.group(ids[1], actor: "B"), now: 1400, weightVersion: 5).status == .accepted)
+        // Unknown actors reconcile nothing.
+        #expect(l.reconcile(actorId: "Z", holding: [], now: 9999, graceMs: 0).isEmpty)
+    }
+
     @Test func heartbeatsKeepAnActorAlive() {
         var (l, _) = Self.ledger(tasks: 1)
         l.hello(actorId: "A", now: 0)
