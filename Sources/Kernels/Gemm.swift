@@ -18,34 +18,8 @@ public enum Gemm {
         transA: Bool = false, transB: Bool = false,
         alpha: Float = 1, beta: Float = 0
     ) {
-        if m == 0 || n == 0 { return }
-        if k == 0 {
-            // BLAS leaves C untouched when K = 0 only if beta == 1; make the semantics explicit.
-            if beta == 0 { c.update(repeating: 0, count: m * n) } else if beta != 1 {
-                for i in 0..<(m * n) { c[i] *= beta }
-            }
-            return
-        }
-        if m == 1 && !transA {
-            // c (1, N) = a (1, K) · op(B). With B stored (N, K) that is B · a; with B stored (K, N) it is Bᵀ · a.
-            if transB {
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), alpha, b, Int32(k), a, 1, beta, c, 1)
-            } else {
-                cblas_sgemv(CblasRowMajor, CblasTrans, Int32(k), Int32(n), alpha, b, Int32(n), a, 1, beta, c, 1)
-            }
-            return
-        }
-        if transB && !transA && m <= skinnyMaxRows && (beta == 0 || beta == 1) {
-            skinnyTransB(c, ldc: n, a, lda: k, b, ldw: k, m: m, n: n, k: k, alpha: alpha, beta: beta)
-            return
-        }
-        cblas_sgemm(CblasRowMajor,
-                    transA ? CblasTrans : CblasNoTrans,
-                    transB ? CblasTrans : CblasNoTrans,
-                    Int32(m), Int32(n), Int32(k), alpha,
-                    a, Int32(transA ? m : k),
-                    b, Int32(transB ? k : n),
-                    beta, c, Int32(n))
+        sgemm(c, ldc: n, a, lda: transA ? m : k, b, ldb: transB ? k : n, m: m, n: n, k: k,
+              transA: transA, transB: transB, alpha: alpha, beta: beta)
     }
 
     /// Number of threads OpenBLAS uses. Set it explicitly: 2-thread BLAS halves when the other core is busy.
@@ -108,6 +82,7 @@ extension Gemm {
     ) {
         if m == 0 || n == 0 { return }
         if k == 0 {
+            // BLAS leaves C untouched when K = 0 only if beta == 1; make the semantics explicit.
             for i in 0..<m {
                 let row = c + i * ldc
                 if beta == 0 { row.update(repeating: 0, count: n) } else if beta != 1 {
@@ -117,6 +92,7 @@ extension Gemm {
             return
         }
         if m == 1 && !transA {
+            // c (1, N) = a (1, K) · op(B). With B stored (N, K) that is B · a; with B stored (K, N) it is Bᵀ · a.
             if transB {
                 cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), alpha, b, Int32(ldb), a, 1, beta, c, 1)
             } else {

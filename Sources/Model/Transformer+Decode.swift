@@ -314,7 +314,8 @@ private func decodeLinear(
 /// dst[0..<n] = src[0..<n] + bias (bias may be nil): one slice of a fused projection row.
 @inline(__always)
 private func splitRow(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?, _ n: Int) {
-    if let bias { for j in 0..<n { dst[j] = src[j] + bias[j] } } else { dst.update(from: src, count: n) }
+    dst.update(from: src, count: n)
+    if let bias { axpy(dst, alpha: 1, bias, count: n) }
 }
 
 /// row[0..<n] ← softmax(row) in place (max-subtracted).
