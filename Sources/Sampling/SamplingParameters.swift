@@ -20,6 +20,10 @@ public struct SamplingParameters: Sendable, Hashable, Codable {
     /// that the model spells with other tokens does not match.
     public var stopSequences: [[Int32]]
 
+    /// Bounds on stop sequences that training runs enforce (config `stop`; the wire's `SamplingParams` has the same).
+    public static let maxStopSequences = 32
+    public static let maxStopSequenceTokens = 64
+
     public init(temperature: Float = 1, topP: Float = 1, topK: Int = 0, maxNewTokens: Int = 256,
                 stopTokenIds: Set<Int32> = [], stopSequences: [[Int32]] = []) {
         self.temperature = temperature

@@ -1,4 +1,5 @@
 import Tokenizer
+import Sampling
 
 /// Turns a dataset prompt into model tokens: chat template (ChatML or plain), optional system prompt, then the
 /// tokenizer. Also knows which token ids end a completion.
@@ -23,12 +24,14 @@ public struct PromptFormatter: Sendable {
     public func encode(_ user: String) -> [Int32] { tokenizer.encode(text(user), addSpecialTokens: true) }
 
     /// EOS (from the model config and the tokenizer) plus the template's end-of-turn token.
-    /// The token-id sequences of `stop` strings (no special tokens added). Each must be 1-64 tokens.
+    /// The token-id sequences of `stop` strings (no special tokens added). Each must be
+    /// 1…`SamplingParameters.maxStopSequenceTokens` tokens.
     public func stopSequences(_ stop: [String]) throws -> [[Int32]] {
-        try stop.map { text in
+        let most = SamplingParameters.maxStopSequenceTokens
+        return try stop.map { text in
             let ids = tokenizer.encode(text, addSpecialTokens: false)
-            guard (1...64).contains(ids.count) else {
-                throw ConfigError(source: "config", key: "stop", message: "\(String(reflecting: text)) is \(ids.count) tokens, must be 1-64")
+            guard (1...most).contains(ids.count) else {
+                throw ConfigError(source: "config", key: "stop", message: "\(String(reflecting: text)) is \(ids.count) tokens, must be 1-\(most)")
             }
             return ids
         }

@@ -1,4 +1,5 @@
 import Foundation
+import Sampling
 import Yams
 
 /// Everything a training run needs, read from YAML (snake_case keys) with CLI overrides on top.
@@ -211,7 +212,8 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try check(topP > 0 && topP <= 1, .topP, "must be in (0, 1]")
         try check(topK >= 0, .topK, "must be >= 0")
         try check(maxNewTokens >= 1, .maxNewTokens, "must be >= 1")
-        try check(stop.count <= 32, .stop, "has \(stop.count) strings, at most 32")
+        let most = SamplingParameters.maxStopSequences
+        try check(stop.count <= most, .stop, "has \(stop.count) strings, at most \(most)")
         try check(!stop.contains(""), .stop, "must not contain an empty string")
         try check(learningRate.isFinite && learningRate >= 0, .learningRate, "must be >= 0")
         try check(["cosine", "linear", "constant"].contains(lrSchedule), .lrSchedule, "must be cosine, linear or constant")
