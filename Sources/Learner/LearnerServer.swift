@@ -455,15 +455,6 @@ public final class LearnerServer {
     }
 }
 
-/// A flag any thread may set (signal handlers run on a dispatch queue, the loop reads it).
-public final class StopFlag: @unchecked Sendable {  // guarded by `lock`
-    private let lock = NSLock()
-    private var value = false
-    public init() {}
-    public func set() { lock.lock(); value = true; lock.unlock() }
-    public var isSet: Bool { lock.lock(); defer { lock.unlock() }; return value }
-}
-
 /// Runs submitted jobs one at a time on a dedicated thread; the network loop polls for the result.
 final class TrainerThread: @unchecked Sendable {  // all state behind `cond`
     typealias Output = ([String: Any], WeightSnapshot)

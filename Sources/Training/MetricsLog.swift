@@ -12,11 +12,42 @@ public final class MetricsLog {
         try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
         if truncate || !fm.fileExists(atPath: url.path) {
             guard fm.createFile(atPath: url.path, contents: nil) else {
-                throw CocoaError(.fileWriteUnknown, userInfo: [NSFilePathErrorKey: url.path])
+                throw RunDirectoryError(path: url.path, message: "cannot create the metrics file")
             }
         }
         handle = try FileHandle(forWritingTo: url)
         try handle.seekToEnd()
+    }
+
+    /// Opens the log of a run that resumes after `completedSteps` steps: rows the resumed run will write again
+    /// (training steps ≥ `completedSteps`, 0-based, and evaluations after it) are removed first, so the file holds
+    /// one row per step however often the run was killed and resumed. `completedSteps == 0` starts a new file.
+    public convenience init(url: URL, resumingAfter completedSteps: Int) throws {
+        if completedSteps > 0, let data = FileManager.default.contents(atPath: url.path) {
+            let kept = MetricsLog.rows(data, keptBefore: completedSteps)
+            do { try kept.write(to: url, options: .atomic) } catch {
+                throw RunDirectoryError(path: url.path, message: "cannot rewrite for resume (\(FileSystemMessage.reason(error)))")
+            }
+        }
+        try self.init(url: url, truncate: completedSteps == 0)
+    }
+
+    /// The lines of `data` a run resumed after `completedSteps` steps keeps: training rows with `step` below it,
+    /// eval rows (`"kind": "eval"`, `step` = steps completed when evaluated) up to it, other lines as they are. A
+    /// final line without its newline (a crash mid-write) is dropped.
+    static func rows(_ data: Data, keptBefore completedSteps: Int) -> Data {
+        var out = Data()
+        var lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true)
+        if let last = data.last, last != UInt8(ascii: "\n"), !lines.isEmpty { lines.removeLast() }
+        for line in lines {
+            if let obj = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any], let step = obj["step"] as? Int {
+                let isEval = (obj["kind"] as? String) == "eval"
+                if isEval ? step > completedSteps : step >= completedSteps { continue }
+            }
+            out.append(contentsOf: line)
+            out.append(UInt8(ascii: "\n"))
+        }
+        return out
     }
 
     deinit { try? handle.close() }

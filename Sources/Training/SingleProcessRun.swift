@@ -20,6 +20,17 @@ public final class SingleProcessRun {
     /// Stop `run()` once this many steps are complete (nil = run to `config.steps`). The LR schedule still spans
     /// `config.steps`, so a run stopped here and `resume()`d later is the run that never stopped (tests use it).
     public var stopAfterSteps: Int? = nil
+    /// Set from a SIGINT/SIGTERM handler: the run finishes the step it is in, writes a checkpoint and returns
+    /// `.stopped`.
+    public let stopFlag = StopFlag()
+
+    /// How `run()` ended.
+    public enum Outcome: Equatable, Sendable {
+        /// Every step of `config.steps` (or `stopAfterSteps`) is done.
+        case finished
+        /// Stopped by `stopFlag` after `completedSteps` steps, with a checkpoint of them written.
+        case stopped(completedSteps: Int)
+    }
 
     public init(config: TrainConfig, trainer: GRPOTrainer, formatter: PromptFormatter, dataset: PromptDataset,
                 evalSet: [PromptRecord], scorer: RewardScorer, output: URL, logger: Logger) {
@@ -49,8 +60,9 @@ public final class SingleProcessRun {
     }
 
     /// Runs the remaining steps; `onStep` sees each metrics record (also appended to metrics.jsonl).
-    public func run(onStep: (([String: Any]) -> Void)? = nil) throws {
-        let metrics = try MetricsLog(url: output.appendingPathComponent("metrics.jsonl"), truncate: completedSteps == 0)
+    @discardableResult
+    public func run(onStep: (([String: Any]) -> Void)? = nil) throws -> Outcome {
+        let metrics = try MetricsLog(url: output.appendingPathComponent("metrics.jsonl"), resumingAfter: completedSteps)
         let policy = trainer.policy
         let stop = formatter.stopTokens(modelEOS: policy.config.eosTokenIds)
         let params = SamplingParameters(temperature: config.temperature, topP: config.topP, topK: config.topK,
@@ -60,6 +72,7 @@ public final class SingleProcessRun {
             try evaluate(step: 0, into: metrics, onStep: onStep)
         }
         while completedSteps < min(config.steps, stopAfterSteps ?? config.steps) {
+            if stopFlag.isSet { return try stopped() }
             let step = completedSteps
             let t0 = Date()
             let records = dataset.prompts(step: step, perStep: config.promptsPerStep)
@@ -89,12 +102,27 @@ public final class SingleProcessRun {
             onStep?(record)
             if config.checkpointEvery > 0 && completedSteps % config.checkpointEvery == 0 || completedSteps == config.steps {
                 let dir = try trainer.checkpoint(completedSteps: completedSteps, cursor: cursor, output: output)
+                checkpointedSteps = completedSteps
                 log.info("checkpoint \(dir.lastPathComponent)")
             }
+            if stopFlag.isSet { return try stopped() }
             if config.evalEvery > 0 && !evalSet.isEmpty && (completedSteps % config.evalEvery == 0 || completedSteps == config.steps) {
                 try evaluate(step: completedSteps, into: metrics, onStep: onStep)
             }
         }
+        return .finished
+    }
+
+    private var checkpointedSteps = -1
+
+    /// The stop path: the step in flight has finished; make sure a checkpoint holds it.
+    private func stopped() throws -> Outcome {
+        if checkpointedSteps != completedSteps && completedSteps > 0 {
+            let dir = try trainer.checkpoint(completedSteps: completedSteps, cursor: cursor, output: output)
+            checkpointedSteps = completedSteps
+            log.info("checkpoint \(dir.lastPathComponent)")
+        }
+        return .stopped(completedSteps: completedSteps)
     }
 
     func evaluate(step: Int, into metrics: MetricsLog, onStep: (([String: Any]) -> Void)?) throws {

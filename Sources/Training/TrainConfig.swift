@@ -1,5 +1,6 @@
 import Foundation
 import Sampling
+import Tokenizer
 import Yams
 
 /// Everything a training run needs, read from YAML (snake_case keys) with CLI overrides on top.
@@ -32,6 +33,9 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var topP: Float = 1.0
     public var topK: Int = 0
     public var maxNewTokens: Int = 256
+    /// Prompts (after the template, in tokens) longer than this are skipped at load, each named with its
+    /// file:line and counted (0 = only those that leave no room for one new token in the model's context).
+    public var maxPromptTokens: Int = 0
     /// Stop strings (vLLM/TRL `stop`): a completion ends when its tokens end with one of these strings' token ids
     /// (tokenized with the model's tokenizer, no special tokens; matched on ids, so a spelling with other tokens
     /// does not match). Kept in the completion, like stop tokens. At most 32, each 1-64 tokens.
@@ -95,6 +99,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         case model, prompts, evalPrompts = "eval_prompts", outputDir = "output_dir", template
         case systemPrompt = "system_prompt", steps, promptsPerStep = "prompts_per_step", groupSize = "group_size"
         case temperature, topP = "top_p", topK = "top_k", maxNewTokens = "max_new_tokens", stop
+        case maxPromptTokens = "max_prompt_tokens"
         case learningRate = "learning_rate", lrSchedule = "lr_schedule", warmupRatio = "warmup_ratio"
         case minLrRatio = "min_lr_ratio", adamBeta1 = "adam_beta1", adamBeta2 = "adam_beta2"
         case adamEpsilon = "adam_epsilon", weightDecay = "weight_decay", maxGradNorm = "max_grad_norm"
@@ -118,7 +123,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try get(.template, &template); try get(.systemPrompt, &systemPrompt); try get(.steps, &steps)
         try get(.promptsPerStep, &promptsPerStep); try get(.groupSize, &groupSize)
         try get(.temperature, &temperature); try get(.topP, &topP); try get(.topK, &topK)
-        try get(.maxNewTokens, &maxNewTokens); try get(.stop, &stop); try get(.learningRate, &learningRate)
+        try get(.maxNewTokens, &maxNewTokens); try get(.maxPromptTokens, &maxPromptTokens); try get(.stop, &stop); try get(.learningRate, &learningRate)
         try get(.lrSchedule, &lrSchedule); try get(.warmupRatio, &warmupRatio); try get(.minLrRatio, &minLrRatio)
         try get(.adamBeta1, &adamBeta1); try get(.adamBeta2, &adamBeta2); try get(.adamEpsilon, &adamEpsilon)
         try get(.weightDecay, &weightDecay); try get(.maxGradNorm, &maxGradNorm); try get(.reward, &reward)
@@ -177,27 +182,23 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     /// `--set learning_rate=1e-5`. Unknown keys and ill-typed values are errors naming the key.
     public func overriding(_ assignments: [String], source: String = "--set") throws -> TrainConfig {
         if assignments.isEmpty { return self }
-        let known = Set(CodingKeys.allCases.map(\.rawValue))
-        var dict = try JSONSerialization.jsonObject(with: JSONEncoder().encode(self)) as! [String: Any]
+        // Through YAML, not JSON: JSON cannot carry .inf/.nan, and one path means one set of checks (unknown
+        // keys with did-you-mean, types, ranges) for the file and the flag alike.
+        guard var mapping = try Yams.compose(yaml: YAMLEncoder().encode(self))?.mapping else {
+            throw ConfigError(source: source, key: nil, message: "internal: the configuration did not encode as a YAML mapping")
+        }
         for a in assignments {
             guard let eq = a.firstIndex(of: "=") else {
                 throw ConfigError(source: source, key: a, message: "expected key=value")
             }
             let key = a[..<eq].trimmingCharacters(in: .whitespaces)
-            guard known.contains(key) else {
-                throw ConfigError(source: source, key: key, message: "unknown key")
-            }
             let raw = String(a[a.index(after: eq)...])
-            dict[key] = (try? Yams.load(yaml: raw)).flatMap { $0 } ?? raw
+            // A value YAML reads as a mapping ("You are: a solver") is meant as text.
+            var value = (try? Yams.compose(yaml: raw)).flatMap { $0 } ?? Node(raw, Tag(.str), .doubleQuoted)
+            if value.mapping != nil { value = Node(raw, Tag(.str), .doubleQuoted) }
+            mapping[Node(key)] = value
         }
-        let data = try JSONSerialization.data(withJSONObject: dict)
-        let config: TrainConfig
-        do { config = try JSONDecoder().decode(TrainConfig.self, from: data) } catch let DecodingError.typeMismatch(type, ctx) {
-            throw ConfigError(source: source, key: ctx.codingPath.map(\.stringValue).joined(separator: "."),
-                              message: "expected \(type)")
-        }
-        try config.validate(source: source)
-        return config
+        return try TrainConfig.load(yaml: Yams.serialize(node: Node.mapping(mapping)), source: source)
     }
 
     /// Range checks; the error names the key.
@@ -205,17 +206,41 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         func check(_ ok: Bool, _ key: CodingKeys, _ why: String) throws {
             if !ok { throw ConfigError(source: source, key: key.rawValue, message: why) }
         }
+        // Every number must be finite (YAML's .inf / .nan parse as floats): named before any range check.
+        let floats: [(CodingKeys, Float)] = [
+            (.temperature, temperature), (.topP, topP), (.learningRate, learningRate), (.warmupRatio, warmupRatio),
+            (.minLrRatio, minLrRatio), (.adamBeta1, adamBeta1), (.adamBeta2, adamBeta2), (.adamEpsilon, adamEpsilon),
+            (.weightDecay, weightDecay), (.maxGradNorm, maxGradNorm), (.klBeta, klBeta),
+            (.clipEpsilonLow, clipEpsilonLow), (.clipEpsilonHigh, clipEpsilonHigh),
+            (.advantageEpsilon, advantageEpsilon), (.tisCap, tisCap),
+        ]
+        for (k, v) in floats where !v.isFinite { try check(false, k, "must be a finite number, got \(v)") }
         try check(steps >= 1, .steps, "must be >= 1")
         try check(promptsPerStep >= 1, .promptsPerStep, "must be >= 1")
         try check(groupSize >= 2, .groupSize, "must be >= 2 (advantages are relative to the group)")
-        try check(temperature.isFinite && temperature >= 0, .temperature, "must be >= 0")
+        // Training samples: at temperature 0 every completion of a group is the same greedy one, advantages are
+        // all zero and the gradient is 0 for the whole run.
+        try check(temperature > 0, .temperature, "must be > 0 for sampling (at 0 a group's completions are identical and nothing is learned)")
         try check(topP > 0 && topP <= 1, .topP, "must be in (0, 1]")
         try check(topK >= 0, .topK, "must be >= 0")
         try check(maxNewTokens >= 1, .maxNewTokens, "must be >= 1")
+        try check(maxPromptTokens >= 0, .maxPromptTokens, "must be >= 0 (0 = limited by the model's context only)")
         let most = SamplingParameters.maxStopSequences
         try check(stop.count <= most, .stop, "has \(stop.count) strings, at most \(most)")
         try check(!stop.contains(""), .stop, "must not contain an empty string")
-        try check(learningRate.isFinite && learningRate >= 0, .learningRate, "must be >= 0")
+        try check(learningRate >= 0, .learningRate, "must be >= 0")
+        try check(minLrRatio >= 0 && minLrRatio <= 1, .minLrRatio, "must be in [0, 1]")
+        try check(weightDecay >= 0, .weightDecay, "must be >= 0")
+        try check(advantageEpsilon >= 0, .advantageEpsilon, "must be >= 0")
+        try check(tisCap >= 0, .tisCap, "must be >= 0 (0 disables)")
+        try check(checkpointEvery >= 0, .checkpointEvery, "must be >= 0 (0 = only at the end)")
+        try check(evalEvery >= 0, .evalEvery, "must be >= 0 (0 = never)")
+        try check(evalLimit >= 1, .evalLimit, "must be >= 1")
+        try check(actorBatchSequences >= 1, .actorBatchSequences, "must be >= 1")
+        try check(heartbeatIntervalMs >= 1, .heartbeatIntervalMs, "must be >= 1")
+        if let name = SystemPromptName.unknownName(systemPrompt) {
+            try check(false, .systemPrompt, name)
+        }
         try check(["cosine", "linear", "constant"].contains(lrSchedule), .lrSchedule, "must be cosine, linear or constant")
         try check(warmupRatio >= 0 && warmupRatio < 1, .warmupRatio, "must be in [0, 1)")
         try check(adamBeta1 >= 0 && adamBeta1 < 1, .adamBeta1, "must be in [0, 1)")
@@ -237,6 +262,21 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try check(["f32", "bf16"].contains(weightDType), .weightDType, "must be f32 or bf16")
         try check(chunkBytes >= 4096 && chunkBytes <= 64 << 20, .chunkBytes, "must be in 4 KiB...64 MiB")
         try check(heartbeatTimeoutMs > heartbeatIntervalMs, .heartbeatTimeoutMs, "must exceed heartbeat_interval_ms")
+    }
+}
+
+/// `system_prompt` is a known name or literal text. A single word that is not a known name is almost surely a
+/// typo of one (`--set system_prompt=mathh` used to become the literal system message "mathh").
+enum SystemPromptName {
+    /// The error message for a name-like value that names no prompt, nil when the value is fine.
+    static func unknownName(_ value: String) -> String? {
+        let known = SystemPrompt.all.keys.sorted()
+        if SystemPrompt.all[value] != nil { return nil }
+        let nameLike = !value.isEmpty && value.count <= 32
+            && value.allSatisfy { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" }
+        guard nameLike else { return nil }
+        let near = known.min { levenshtein($0, value) < levenshtein($1, value) } ?? ""
+        return "unknown system prompt name '\(value)' (did you mean '\(near)'? known: \(known.joined(separator: ", "))); literal text needs at least one space"
     }
 }
 

@@ -51,7 +51,7 @@ struct Generate: ParsableCommand {
     @Option(help: "Prompt text.") var prompt: String?
     @Option(help: "JSONL of {\"prompt\"} or {\"question\"}: one JSON line out per prompt.") var prompts: String?
     @Option(help: "Completions per prompt.") var group: Int = 1
-    @Option(help: "0 = greedy.") var temperature: Float = 0
+    @Option(parsing: .unconditional, help: "0 = greedy.") var temperature: Float = 0
     @Option var topP: Float = 1
     @Option var topK: Int = 0
     @Option var maxNewTokens: Int = 128
@@ -107,7 +107,7 @@ struct Score: ParsableCommand {
     @Option var completion: String?
     @Option(help: "Prompt token ids, e.g. 1,2,3 (for models without a tokenizer).") var promptIds: String?
     @Option(help: "Completion token ids, e.g. 4,5.") var completionIds: String?
-    @Option(help: "Temperature of the reported log-probs (self-certainty always uses raw logits).") var temperature: Float = 1
+    @Option(parsing: .unconditional, help: "Temperature of the reported log-probs (self-certainty always uses raw logits).") var temperature: Float = 1
 
     func parseIds(_ s: String, _ name: String) throws -> [Int32] {
         try s.split(separator: ",").map {

@@ -19,7 +19,9 @@ struct LearnerCommand: ParsableCommand {
     @Option(name: .customLong("set"), help: "Override a config key (repeatable).") var sets: [String] = []
     @Option(help: "Base address to bind, e.g. tcp://*:5555 or ipc:///tmp/rlif.") var bind: String = "tcp://*:5555"
     @Option(help: "Output directory (overrides output_dir).") var outputDir: String?
-    @Flag(help: "Continue from <output_dir>/latest.") var resume = false
+    @Flag(help: "Continue from <output_dir>/latest (an error when there is no checkpoint).") var resume = false
+    @Flag(help: "Replace an earlier run in the output directory (its metrics and checkpoints are deleted).")
+    var overwrite = false
     @Option(help: "Log level.") var logLevel: String?
 
     func run() throws {
@@ -27,11 +29,12 @@ struct LearnerCommand: ParsableCommand {
         let log = Logger(label: "rlif.learner")
         let c = try RunSetup.config(path: config, sets: sets, outputDir: outputDir)
         let endpoints = try Endpoints(base: bind)
-        let o = try RunSetup.objects(c)
         let output = URL(fileURLWithPath: c.outputDir)
-        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+        // Before any model is loaded: never overwrite a run silently, never "resume" from nothing.
+        let start = try RunDirectory.prepare(output: output, resume: resume, overwrite: overwrite)
+        let o = try RunSetup.objects(c)
         var startStep = 0
-        if resume, let dir = try Checkpointing.latest(in: output) {
+        if case let .resume(dir) = start {
             startStep = try o.trainer.resume(from: dir).completedSteps
             log.info("resumed from \(dir.lastPathComponent) at step \(startStep)")
         }
@@ -66,7 +69,7 @@ struct LearnerCommand: ParsableCommand {
             dataset.prompts(step: s, perStep: perStep).map { ($0.id, formatter.encode($0.text)) }
         }, logger: log)
         server.checkpointState = { done in ["cursor": dataset.cursor(afterPrompts: done * perStep)] }
-        let metrics = try MetricsLog(url: output.appendingPathComponent("metrics.jsonl"), truncate: startStep == 0)
+        let metrics = try MetricsLog(url: output.appendingPathComponent("metrics.jsonl"), resumingAfter: startStep)
         if startStep == 0 && c.evalEvery > 0 && !evalRecords.isEmpty {
             var e = try runEval()
             e["step"] = 0
@@ -80,7 +83,7 @@ struct LearnerCommand: ParsableCommand {
             Terminal.line(RunSetup.progressLine(m, steps: steps))
         }
         let flag = server.stopFlag
-        let sources = onTerminationSignals { flag.set() }
+        let sources = onTerminationSignals { sig in flag.set(signal: sig) }
         log.info("\(o.policy.parameterCount) parameters, \(o.dataset.count) prompts, \(c.steps) steps × \(c.promptsPerStep) prompts × G=\(c.groupSize)")
         // withExtendedLifetime: an optimised build may otherwise release the signal sources right away.
         let summary = try withExtendedLifetime(sources) { try server.run() }
@@ -96,6 +99,11 @@ struct LearnerCommand: ParsableCommand {
                                      "prompts_trained": summary.trainedPrompts.count,
                                      "prompts_trained_more_than_once": twice.count]
         try enc.encode(report).write(to: output.appendingPathComponent("learner_summary.json"), options: .atomic)
+        if summary.completedSteps < c.steps {
+            // Stopped early (SIGINT/SIGTERM): the checkpoint is written; exit 128 + signal, not 0.
+            log.notice("\(ResumeHint.line(stoppedAfter: summary.completedSteps, of: c.steps, signal: flag.signal))")
+            throw ExitCode(flag.exitStatus)
+        }
     }
 }
 

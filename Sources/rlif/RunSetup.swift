@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import Kernels
 import Logging
@@ -15,6 +16,12 @@ enum EmbeddedDefault {
 /// Logging to stderr, level from `--log-level` or `RLIF_LOG_LEVEL` (default info).
 enum LogSetup {
     nonisolated(unsafe) static var done = false
+    /// `--log-level` must name a swift-log level (a typo would otherwise fall back to info silently).
+    static func validate(_ level: String?) throws {
+        guard let level, Logger.Level(rawValue: level) == nil else { return }
+        let names = Logger.Level.allCases.map(\.rawValue)
+        throw ValidationError("--log-level: unknown level '\(level)'; one of \(names.joined(separator: ", "))")
+    }
     static func bootstrap(level: String?) {
         guard !done else { return }
         done = true
@@ -86,7 +93,7 @@ enum RunSetup {
         }
         let tokenizer = try Tokenizer(contentsOf: tokFile)
         let formatter = try PromptFormatter(tokenizer: tokenizer, template: c.template, systemPrompt: c.systemPrompt)
-        let dataset = try PromptDataset(contentsOf: URL(fileURLWithPath: c.prompts), seed: c.seed)
+        let dataset = try promptsThatFit(c, formatter: formatter, context: policy.config.maxPositionEmbeddings)
         let evalSet = try c.evalPrompts.map { try PromptDataset(contentsOf: URL(fileURLWithPath: $0), seed: 0).records } ?? []
         let scorer = try RewardScorer(name: c.reward, tokenizer: tokenizer)
         let trainer = try GRPOTrainer(policy: policy, reference: reference, config: c)
@@ -112,6 +119,30 @@ enum RunSetup {
     }
 }
 
+extension RunSetup {
+    /// The training prompts that can be sampled: `max_new_tokens` must leave room for a prompt in the model's
+    /// context, and prompts longer than `max_prompt_tokens` (or than the context allows) are skipped at load, each
+    /// named with its file:line, and counted.
+    static func promptsThatFit(_ c: TrainConfig, formatter: PromptFormatter, context: Int) throws -> PromptDataset {
+        guard c.maxNewTokens < context else {
+            throw ConfigError(source: "config", key: "max_new_tokens",
+                              message: "\(c.maxNewTokens) leaves no room for a prompt in the model's \(context)-token context")
+        }
+        let all = try PromptDataset(contentsOf: URL(fileURLWithPath: c.prompts), seed: c.seed)
+        let room = context - 1
+        let limit = c.maxPromptTokens > 0 ? min(c.maxPromptTokens, room) : room
+        let (kept, skipped) = try all.keeping(maxTokens: limit) { formatter.encode($0.text).count }
+        if !skipped.isEmpty {
+            let log = Logger(label: "rlif.data")
+            for s in skipped.prefix(5) {
+                log.warning("\(c.prompts): prompt \(s.record.id) has \(s.tokens) tokens, more than \(limit): skipped")
+            }
+            log.warning("\(c.prompts): skipped \(skipped.count) of \(all.count) prompts longer than \(limit) tokens\(c.maxPromptTokens > 0 ? " (max_prompt_tokens)" : " (the model's context)")")
+        }
+        return kept
+    }
+}
+
 /// Progress lines on stdout, flushed at once (stdout is a pipe in local mode).
 enum Terminal {
     static func line(_ s: String) {
@@ -119,14 +150,24 @@ enum Terminal {
     }
 }
 
-/// SIGINT and SIGTERM delivered to `handler` on a dispatch queue instead of killing the process. Keep the
-/// returned sources alive for as long as the handling should last.
-func onTerminationSignals(_ handler: @escaping @Sendable () -> Void) -> [DispatchSourceSignal] {
+/// SIGINT and SIGTERM delivered to `handler` (with the signal's number) on a dispatch queue instead of killing
+/// the process. Keep the returned sources alive for as long as the handling should last.
+func onTerminationSignals(_ handler: @escaping @Sendable (Int32) -> Void) -> [DispatchSourceSignal] {
     [SIGINT, SIGTERM].map { sig in
         signal(sig, SIG_IGN)
         let s = DispatchSource.makeSignalSource(signal: sig, queue: .global())
-        s.setEventHandler(handler: handler)
+        s.setEventHandler { handler(sig) }
         s.resume()
         return s
+    }
+}
+
+/// How a stopped run says it can be continued: this command line with `--resume` (and without `--overwrite`).
+enum ResumeHint {
+    static func line(stoppedAfter steps: Int, of total: Int, signal: Int32?) -> String {
+        var args = Array(CommandLine.arguments.dropFirst()).filter { $0 != "--overwrite" }
+        if !args.contains("--resume") { args.append("--resume") }
+        let name = signal.map { $0 == SIGINT ? "SIGINT" : $0 == SIGTERM ? "SIGTERM" : "signal \($0)" } ?? "a stop request"
+        return "stopped by \(name) after step \(steps) of \(total) (checkpoint written); continue with: rlif \(args.joined(separator: " "))"
     }
 }

@@ -67,6 +67,9 @@ struct TokenizeCommand: ParsableCommand {
             for part in decode.split(separator: ",") {
                 let t = part.trimmingCharacters(in: .whitespaces)
                 guard let v = Int32(t) else { throw ValidationError("--decode: \(t.debugDescription) is not a token id") }
+                guard v >= 0 && Int(v) < tok.vocabularySize else {
+                    throw CommandError("--decode: token id \(v) is not in this tokenizer's 0..<\(tok.vocabularySize)", command: "tokenize")
+                }
                 ids.append(v)
             }
             let s = tok.decode(ids, skipSpecialTokens: skipSpecialTokens)

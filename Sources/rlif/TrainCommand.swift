@@ -17,27 +17,45 @@ struct Train: ParsableCommand {
     @Option(help: "Output directory for metrics.jsonl and checkpoints (overrides output_dir).") var outputDir: String?
     @Flag(help: "Sample and train in this one process instead of spawning a learner and actors.") var singleProcess = false
     @Option(help: "Actor processes to spawn (overrides the config's actors).") var actors: Int?
-    @Flag(help: "Continue from <output_dir>/latest.") var resume = false
+    @Flag(help: "Continue from <output_dir>/latest (an error when there is no checkpoint).") var resume = false
+    @Flag(help: "Replace an earlier run in the output directory (its metrics and checkpoints are deleted).")
+    var overwrite = false
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: String?
+
+    func validate() throws {
+        try LogSetup.validate(logLevel)
+        if let a = actors, a < 1 { throw ValidationError("--actors must be >= 1, got \(a)") }
+        if resume && overwrite { throw ValidationError("--resume and --overwrite contradict each other: pick one") }
+    }
 
     func run() throws {
         LogSetup.bootstrap(level: logLevel)
         var c = try RunSetup.config(path: config, sets: sets, outputDir: outputDir)
         if let a = actors { c.actors = a }
         try c.validate(source: "--actors")
-        if singleProcess { try runSingle(c) } else { try LocalMode(config: c, resume: resume, logLevel: logLevel).run() }
+        // Before any model is loaded: never overwrite a run silently, never "resume" from nothing.
+        let start = try RunDirectory.prepare(output: URL(fileURLWithPath: c.outputDir), resume: resume, overwrite: overwrite)
+        if singleProcess { try runSingle(c, start: start) } else { try LocalMode(config: c, resume: resume, logLevel: logLevel).run() }
     }
 
-    func runSingle(_ c: TrainConfig) throws {
+    func runSingle(_ c: TrainConfig, start: RunDirectory.Start) throws {
         let log = Logger(label: "rlif.train")
         let o = try RunSetup.objects(c)
         let output = URL(fileURLWithPath: c.outputDir)
-        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
         let run = SingleProcessRun(config: c, trainer: o.trainer, formatter: o.formatter, dataset: o.dataset,
                                    evalSet: o.evalSet, scorer: o.scorer, output: output, logger: log)
-        if try resume && !run.resume() { log.info("nothing to resume in \(output.path); starting fresh") }
+        if case .resume = start { _ = try run.resume() }
         log.info("single-process INTUITOR: \(o.policy.parameterCount) parameters, \(o.dataset.count) prompts, \(c.steps) steps → \(output.path)")
-        try run.run { m in Terminal.line(RunSetup.progressLine(m, steps: c.steps)) }
+        let flag = run.stopFlag
+        let sources = onTerminationSignals { sig in flag.set(signal: sig) }
+        // withExtendedLifetime: an optimised build may otherwise release the signal sources right away.
+        let outcome = try withExtendedLifetime(sources) {
+            try run.run { m in Terminal.line(RunSetup.progressLine(m, steps: c.steps)) }
+        }
+        if case let .stopped(done) = outcome {
+            log.notice("\(ResumeHint.line(stoppedAfter: done, of: c.steps, signal: flag.signal))")
+            throw ExitCode(flag.exitStatus)
+        }
         log.info("done: metrics in \(output.appendingPathComponent("metrics.jsonl").path)")
     }
 }
@@ -78,10 +96,21 @@ struct LocalMode {
         log.info("local mode: learner + \(config.actors) actors (\(base)); output \(output.path)")
         // Ctrl-C reaches the whole process group; the learner finishes its step and checkpoints, actors exit.
         let pids = [learner.process.processIdentifier] + actors.map(\.process.processIdentifier)
-        let sources = onTerminationSignals { for p in pids { kill(p, SIGTERM) } }
+        let stop = StopFlag()
+        let sources = onTerminationSignals { sig in stop.set(signal: sig); for p in pids { kill(p, SIGTERM) } }
+        // A child that dies while the run goes on is named with how it died (the learner re-issues an actor's
+        // tasks; a learner that dies ends the run).
+        for a in actors {
+            a.process.terminationHandler = { p in
+                if !stop.isSet && learner.process.isRunning {
+                    log.warning("\(a.name) \(Child.describe(p)) while the run went on; the learner re-issues its tasks")
+                }
+            }
+        }
         // withExtendedLifetime: an optimised build may otherwise release the signal sources right away.
         withExtendedLifetime(sources) { learner.process.waitUntilExit() }
         let status = learner.process.terminationStatus
+        let learnerEnd = Child.describe(learner.process)
         // Actors leave when the learner says the run is over; give them a moment, then make sure.
         let deadline = Date().addingTimeInterval(Double(config.heartbeatTimeoutMs) / 1000 + 5)
         for a in actors {
@@ -90,7 +119,18 @@ struct LocalMode {
         }
         learner.drain()
         for a in actors { a.drain() }
-        if status != 0 { throw ExitCode(status) }
+        if stop.isSet {
+            // The learner wrote its checkpoint and printed how to resume; the supervisor exits as its signal says.
+            let latest = (try? Checkpointing.latest(in: output))?.lastPathComponent
+            let done = latest.flatMap { Int($0.drop(while: { !$0.isNumber })) } ?? 0
+            log.notice("learner \(learnerEnd)")
+            log.notice("\(ResumeHint.line(stoppedAfter: done, of: config.steps, signal: stop.signal))")
+            throw ExitCode(stop.exitStatus)
+        }
+        if status != 0 || learner.process.terminationReason == .uncaughtSignal {
+            log.error("learner \(learnerEnd); the run did not finish (continue it with --resume)")
+            throw ExitCode(learner.process.terminationReason == .uncaughtSignal ? 128 + status : status)
+        }
         log.info("done: metrics in \(output.appendingPathComponent("metrics.jsonl").path)")
     }
 }
@@ -142,6 +182,17 @@ final class Child: @unchecked Sendable {  // the pipes' handlers are the only co
                 pending.removeSubrange(pending.startIndex...nl)
             }
         }
+    }
+
+    /// "exited with status N" or "was killed by signal N (NAME)", for the supervisor's log.
+    static func describe(_ p: Process) -> String {
+        if p.terminationReason == .uncaughtSignal {
+            let names: [Int32: String] = [SIGKILL: "SIGKILL", SIGTERM: "SIGTERM", SIGINT: "SIGINT", SIGSEGV: "SIGSEGV",
+                                          SIGABRT: "SIGABRT", SIGBUS: "SIGBUS", SIGILL: "SIGILL", SIGTRAP: "SIGTRAP"]
+            let s = p.terminationStatus
+            return "was killed by signal \(s)" + (names[s].map { " (\($0))" } ?? "") + (s == SIGKILL ? ", e.g. by the kernel's OOM killer or kill -9" : "")
+        }
+        return "exited with status \(p.terminationStatus)"
     }
 
     /// Waits (at most 2 s) until both pipes reached end of file, so no output line of the child is lost.

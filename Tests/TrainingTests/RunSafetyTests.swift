@@ -1,0 +1,187 @@
+import Foundation
+import Logging
+import Testing
+import TestSupport
+@testable import Training
+
+/// Issue 15's rows that live in the Training library: output directories keep data, config values are checked by
+/// their own key, over-long prompts are skipped at load, and a stop request ends a single-process run at a step
+/// boundary with a checkpoint. Each of these failed on the code before (noted per test).
+@Suite struct RunDirectoryTests {
+    func touch(_ dir: URL, _ name: String, _ text: String = "x") throws {
+        try Data(text.utf8).write(to: dir.appendingPathComponent(name))
+    }
+
+    @Test func emptyOrNewDirectoryStartsFresh() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        #expect(try RunDirectory.prepare(output: d, resume: false, overwrite: false) == .fresh)
+        let sub = d.appendingPathComponent("new/run")
+        #expect(try RunDirectory.prepare(output: sub, resume: false, overwrite: false) == .fresh)
+        #expect(FileManager.default.fileExists(atPath: sub.path))
+        // Files rlif does not own don't make a directory "a run".
+        try touch(d, "notes.txt")
+        try touch(d, "train_config.json")
+        #expect(try RunDirectory.prepare(output: d, resume: false, overwrite: false) == .fresh)
+    }
+
+    /// Before: a rerun into an existing output dir overwrote metrics.jsonl silently.
+    @Test func existingRunIsRefusedWithoutResumeOrOverwrite() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        try touch(d, "metrics.jsonl", "{\"step\":0}\n")
+        #expect {
+            try RunDirectory.prepare(output: d, resume: false, overwrite: false)
+        } throws: { e in
+            let m = "\(e)"
+            return m.contains(d.path) && m.contains("metrics.jsonl") && m.contains("--resume") && m.contains("--overwrite")
+        }
+        #expect(try String(contentsOf: d.appendingPathComponent("metrics.jsonl"), encoding: .utf8) == "{\"step\":0}\n")
+    }
+
+    @Test func overwriteRemovesOnlyTheRunsFiles() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        try touch(d, "metrics.jsonl")
+        try touch(d, "latest", "checkpoint-000002")
+        try FileManager.default.createDirectory(at: d.appendingPathComponent("checkpoint-000002"), withIntermediateDirectories: true)
+        try touch(d, "mine.txt")
+        #expect(try RunDirectory.prepare(output: d, resume: false, overwrite: true) == .fresh)
+        let left = try FileManager.default.contentsOfDirectory(atPath: d.path)
+        #expect(left == ["mine.txt"])
+    }
+
+    /// Before: `--resume` with no checkpoint silently started from scratch.
+    @Test func resumeWithoutCheckpointIsAnError() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        #expect { try RunDirectory.prepare(output: d, resume: true, overwrite: false) } throws: { e in
+            "\(e)".contains("no checkpoint") && "\(e)".contains(d.path)
+        }
+        #expect(throws: RunDirectoryError.self) { try RunDirectory.prepare(output: d, resume: true, overwrite: true) }
+    }
+
+    @Test func readOnlyParentGivesOneLineReason() throws {
+        // As root the permission bits don't stop us: use a path under a regular file instead.
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        try touch(d, "file")
+        #expect { try RunDirectory.prepare(output: d.appendingPathComponent("file/run"), resume: false, overwrite: false) } throws: { e in
+            let m = "\(e)"
+            return m.contains("file/run") && !m.contains("NSCocoaErrorDomain") && !m.contains("\n")
+        }
+    }
+}
+
+@Suite struct MetricsResumeTests {
+    /// Before: after a resume metrics.jsonl held steps 0…11, 10, 11 (rows from before the kill kept).
+    @Test func rowsPastTheCheckpointAreRemovedOnResume() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        let url = d.appendingPathComponent("metrics.jsonl")
+        var text = "{\"kind\":\"eval\",\"step\":0}\n"
+        for s in 0..<12 { text += "{\"step\":\(s)}\n" }
+        text += "{\"kind\":\"eval\",\"step\":10}\n{\"kind\":\"eval\",\"step\":12}\n{\"step\":12,\"lo"  // torn last line
+        try Data(text.utf8).write(to: url)
+        let log = try MetricsLog(url: url, resumingAfter: 10)
+        try log.append(["step": 10])
+        let rows = try String(contentsOf: url, encoding: .utf8).split(separator: "\n").map {
+            try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
+        }
+        let steps = rows.filter { $0["kind"] == nil }.map { $0["step"] as! Int }
+        let evals = rows.filter { $0["kind"] != nil }.map { $0["step"] as! Int }
+        #expect(steps == Array(0...10))
+        #expect(evals == [0, 10])
+    }
+
+    @Test func freshStartTruncates() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        let url = d.appendingPathComponent("metrics.jsonl")
+        try Data("{\"step\":0}\n".utf8).write(to: url)
+        _ = try MetricsLog(url: url, resumingAfter: 0)
+        #expect(try Data(contentsOf: url).isEmpty)
+    }
+}
+
+@Suite struct ConfigValueTests {
+    func rejects(_ sets: [String], key: String, _ text: String? = nil) {
+        #expect {
+            try TrainConfig().overriding(sets)
+        } throws: { e in
+            guard let c = e as? ConfigError else { return false }
+            return c.key == key && (text.map { c.message.contains($0) } ?? true)
+        }
+    }
+
+    /// Before: `kl_beta=1e39` gave a JSON decoding error not naming the key.
+    @Test func outOfRangeNumberNamesItsKey() { rejects(["kl_beta=1e39"], key: "kl_beta") }
+
+    /// Before: `.inf` passed validation and failed later inside PolicyLossConfig; `.nan` said "must be >= 0".
+    @Test func nonFiniteNumbersAreRefusedByKey() throws {
+        rejects(["kl_beta=.inf"], key: "kl_beta", "finite")
+        rejects(["learning_rate=.nan"], key: "learning_rate", "finite")
+        #expect(throws: ConfigError.self) { try TrainConfig.load(yaml: "kl_beta: .inf\n", source: "run.yaml") }
+    }
+
+    /// Before: temperature 0 trained with gradient 0 for the whole run, no warning.
+    @Test func zeroTemperatureIsRefusedForTraining() { rejects(["temperature=0"], key: "temperature", "> 0") }
+
+    /// Before: a bogus name became the literal system prompt (accuracy 0.315 → 0.050).
+    @Test func unknownSystemPromptNameSuggestsTheNearest() throws {
+        rejects(["system_prompt=maht"], key: "system_prompt", "did you mean 'math'")
+        // Literal text still works.
+        let c = try TrainConfig().overriding(["system_prompt=You are a careful solver."])
+        #expect(c.systemPrompt == "You are a careful solver.")
+        #expect(try TrainConfig().overriding(["system_prompt=intuitor-recipe"]).systemPrompt == "intuitor-recipe")
+    }
+
+    /// Before: `--set stepz=1` said "unknown key" with no suggestion (the YAML path had one).
+    @Test func unknownSetKeySuggestsTheNearest() { rejects(["stepz=1"], key: "stepz", "did you mean 'steps'") }
+
+    @Test func otherRanges() {
+        rejects(["eval_limit=0"], key: "eval_limit")
+        rejects(["checkpoint_every=-1"], key: "checkpoint_every")
+        rejects(["max_prompt_tokens=-1"], key: "max_prompt_tokens")
+        rejects(["actor_batch_sequences=0"], key: "actor_batch_sequences")
+    }
+}
+
+@Suite struct PromptLengthTests {
+    /// Before: a prompt longer than the context went to the actors, failed there and was re-issued forever.
+    @Test func longPromptsAreSkippedAndNamed() throws {
+        let records = (0..<5).map { PromptRecord(id: "train:\($0 + 1)", text: String(repeating: "x", count: $0 == 3 ? 500 : 10), answer: nil) }
+        let ds = PromptDataset(records: records, seed: 1, source: "train.jsonl")
+        let (kept, skipped) = try ds.keeping(maxTokens: 100) { $0.text.count }
+        #expect(kept.count == 4)
+        #expect(skipped.map(\.record.id) == ["train:4"])
+        #expect(skipped.map(\.tokens) == [500])
+        #expect(throws: DatasetError.self) { try ds.keeping(maxTokens: 5) { $0.text.count } }
+    }
+}
+
+@Suite(.serialized) struct StopRequestTests {
+    /// Before: Ctrl-C in `rlif train --single-process` was ignored (all steps ran, exit 0) and SIGTERM killed it
+    /// with no checkpoint. Now a stop request ends the run after the step in flight, with a checkpoint of it.
+    @Test func stopFlagEndsAtAStepBoundaryWithACheckpoint() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        let model = try ResumeTests.makeModel(in: d)
+        var c = ResumeTests.config(model: model, output: d.appendingPathComponent("out"))
+        c.checkpointEvery = 0  // only at the end: the stop must write its own
+        let run = try ResumeTests.makeRun(c)
+        var seen = 0
+        let outcome = try run.run { rec in
+            if rec["kind"] == nil { seen += 1; if seen == 1 { run.stopFlag.set(signal: SIGINT) } }
+        }
+        #expect(outcome == .stopped(completedSteps: 1))
+        #expect(run.stopFlag.exitStatus == 130)
+        let latest = try Checkpointing.latest(in: URL(fileURLWithPath: c.outputDir))
+        #expect(latest?.lastPathComponent == Checkpointing.directoryName(step: 1))
+        // And it resumes from there to the end.
+        let again = try ResumeTests.makeRun(c)
+        #expect(try again.resume())
+        #expect(try again.run() == .finished)
+        #expect(try ResumeTests.records(URL(fileURLWithPath: c.outputDir)).keys.sorted() == [0, 1, 2, 3])
+    }
+}
