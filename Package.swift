@@ -88,6 +88,8 @@ let package = Package(
         .testTarget(name: "GRPOTests", dependencies: ["GRPO", "TestSupport"], swiftSettings: native),
         .testTarget(name: "WireTests", dependencies: ["Wire", "TestSupport"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "Wire", "TestSupport"]),
+        // The built executable as a user runs it (exit codes, signals, command-line errors).
+        .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Wire", "TestSupport"]),
     ]
 )

@@ -101,7 +101,10 @@ struct LearnerCommand: ParsableCommand {
         try enc.encode(report).write(to: output.appendingPathComponent("learner_summary.json"), options: .atomic)
         if summary.completedSteps < c.steps {
             // Stopped early (SIGINT/SIGTERM): the checkpoint is written; exit 128 + signal, not 0.
-            log.notice("\(ResumeHint.line(stoppedAfter: summary.completedSteps, of: c.steps, signal: flag.signal))")
+            // Under `rlif train` the supervisor prints the command to resume (this one has a temporary ipc path).
+            if ProcessInfo.processInfo.environment[LocalMode.childMarker] == nil {
+                log.notice("\(ResumeHint.line(stoppedAfter: summary.completedSteps, of: c.steps, signal: flag.signal))")
+            }
             throw ExitCode(flag.exitStatus)
         }
     }

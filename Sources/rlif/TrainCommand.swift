@@ -62,6 +62,8 @@ struct Train: ParsableCommand {
 
 /// Spawns and supervises the local-mode processes: one learner, N actors, all this same executable.
 struct LocalMode {
+    /// Set in the children's environment: they run under this supervisor.
+    static let childMarker = "RLIF_LOCAL_MODE_CHILD"
     var config: TrainConfig
     var resume: Bool
     var logLevel: String?
@@ -86,12 +88,12 @@ struct LocalMode {
         var learnerArgs = ["learner", "--config", cfgFile.path, "--bind", base]
         if resume { learnerArgs.append("--resume") }
         if let l = logLevel { learnerArgs += ["--log-level", l] }
-        let learner = try Child.spawn(exe, learnerArgs, name: "learner", env: ["OPENBLAS_NUM_THREADS": "\(cores)"])
+        let learner = try Child.spawn(exe, learnerArgs, name: "learner", env: ["OPENBLAS_NUM_THREADS": "\(cores)", Self.childMarker: "1"])
         var actors: [Child] = []
         for i in 0..<config.actors {
             var a = ["actor", "--learner", base, "--id", "actor-\(i + 1)", "--batch-sequences", "\(config.actorBatchSequences)"]
             if let l = logLevel { a += ["--log-level", l] }
-            actors.append(try Child.spawn(exe, a, name: "actor-\(i + 1)", env: ["OPENBLAS_NUM_THREADS": "\(per)"]))
+            actors.append(try Child.spawn(exe, a, name: "actor-\(i + 1)", env: ["OPENBLAS_NUM_THREADS": "\(per)", Self.childMarker: "1"]))
         }
         log.info("local mode: learner + \(config.actors) actors (\(base)); output \(output.path)")
         // Ctrl-C reaches the whole process group; the learner finishes its step and checkpoints, actors exit.

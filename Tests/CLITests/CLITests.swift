@@ -1,0 +1,123 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// The `rlif` executable as a user runs it: exit codes, signals and the errors of the command line (issue 15).
+/// Uses the release binary that `scripts/test` builds (`.build/release/rlif`, or `$RLIF_BIN`); skips without it.
+enum CLI {
+    static let binary: URL? = {
+        let env = ProcessInfo.processInfo.environment["RLIF_BIN"]
+        let candidates = [env].compactMap { $0 }.map(URL.init(fileURLWithPath:))
+            + [Fixtures.repoRoot.appendingPathComponent(".build/release/rlif")]
+        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
+    }()
+
+    struct Result { var status: Int32; var out: String; var err: String }
+
+    /// Runs rlif with `args`; `interrupt` is called with the process once its stdout has printed `whenOut`.
+    static func run(_ args: [String], interruptWith sig: Int32? = nil, whenOut marker: String = "",
+                    timeout: TimeInterval = 120) throws -> Result {
+        let p = Process()
+        p.executableURL = binary!
+        p.arguments = args
+        var env = ProcessInfo.processInfo.environment
+        env["OPENBLAS_NUM_THREADS"] = "1"
+        p.environment = env
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        let lock = NSLock()
+        nonisolated(unsafe) var outData = Data(), errData = Data()
+        nonisolated(unsafe) var signalled = false
+        out.fileHandleForReading.readabilityHandler = { h in
+            let d = h.availableData
+            lock.lock(); defer { lock.unlock() }
+            outData.append(d)
+            if let sig, !signalled, !marker.isEmpty, String(decoding: outData, as: UTF8.self).contains(marker) {
+                signalled = true
+                kill(p.processIdentifier, sig)
+            }
+            if d.isEmpty { h.readabilityHandler = nil }
+        }
+        err.fileHandleForReading.readabilityHandler = { h in
+            let d = h.availableData
+            lock.lock(); errData.append(d); lock.unlock()
+            if d.isEmpty { h.readabilityHandler = nil }
+        }
+        try p.run()
+        let deadline = Date().addingTimeInterval(timeout)
+        while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        p.waitUntilExit()
+        Thread.sleep(forTimeInterval: 0.1)
+        lock.lock(); defer { lock.unlock() }
+        return Result(status: p.terminationStatus, out: String(decoding: outData, as: UTF8.self),
+                      err: String(decoding: errData, as: UTF8.self))
+    }
+}
+
+@Suite(.serialized, .enabled(if: CLI.binary != nil, "needs the release rlif binary (swift build -c release, or RLIF_BIN)"))
+struct CLITests {
+    /// Before: Ctrl-C in a single-process run was ignored (all steps ran, rc 0).
+    @Test func sigintStopsASingleProcessRunWithACheckpointAnd130() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        let out = d.appendingPathComponent("run").path
+        let r = try CLI.run(["train", "--single-process", "--output-dir", out, "--set", "steps=30",
+                             "--set", "checkpoint_every=0", "--set", "eval_every=0"],
+                            interruptWith: SIGINT, whenOut: "step 2/30")
+        #expect(r.status == 130, "\(r.err)")
+        #expect(r.err.contains("--resume"))
+        let latest = try String(contentsOfFile: out + "/latest", encoding: .utf8)
+        #expect(latest.hasPrefix("checkpoint-"))
+        #expect(!r.out.contains("step 30/30"))
+
+        // Before: a rerun into the same directory silently overwrote metrics.jsonl.
+        let again = try CLI.run(["train", "--single-process", "--output-dir", out, "--set", "steps=30"])
+        #expect(again.status != 0)
+        #expect(again.err.contains("already holds a run"))
+    }
+
+    /// Before: SIGTERM killed the run at once (rc 143) with no checkpoint.
+    @Test func sigtermAlsoCheckpointsAnd143() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        let out = d.appendingPathComponent("run").path
+        let r = try CLI.run(["train", "--single-process", "--output-dir", out, "--set", "steps=30",
+                             "--set", "checkpoint_every=0", "--set", "eval_every=0"],
+                            interruptWith: SIGTERM, whenOut: "step 1/30")
+        #expect(r.status == 143, "\(r.err)")
+        #expect(FileManager.default.fileExists(atPath: out + "/latest"))
+    }
+
+    /// Before: `--resume` with no checkpoint silently started from scratch.
+    @Test func resumeWithNothingToResumeFails() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        let r = try CLI.run(["train", "--single-process", "--output-dir", d.path, "--resume"])
+        #expect(r.status != 0)
+        #expect(r.err.contains("no checkpoint"))
+    }
+
+    /// Before: accepted silently, or "Missing value for '--temperature'", or the top-level usage.
+    @Test func badOptionsNameTheOptionAndTheSubcommand() throws {
+        let model = Fixtures.repoRoot.appendingPathComponent("Sources/rlif/Resources/default/model").path
+        let cases: [([String], String)] = [
+            (["generate", "--model", model, "--prompt", "1+1", "--temperature", "-1"], "--temperature"),
+            (["generate", "--model", model, "--prompt", "1+1", "--batch-sequences", "0"], "--batch-sequences"),
+            (["generate", "--model", model, "--prompt", "1+1", "--threads", "0"], "--threads"),
+            (["eval", "--model", model, "--data", "x.jsonl", "--limit", "0"], "--limit"),
+            (["train", "--log-level", "verbose"], "--log-level"),
+            (["train", "--single-process", "--set", "stepz=1"], "did you mean 'steps'"),
+        ]
+        for (args, needle) in cases {
+            let r = try CLI.run(args)
+            #expect(r.status != 0, "\(args)")
+            #expect(r.err.contains(needle), "\(args): \(r.err)")
+            // The subcommand's usage, not the top-level one.
+            if args[0] != "train" || needle == "--log-level" {
+                #expect(r.err.contains("rlif \(args[0])"), "\(args): \(r.err)")
+            }
+        }
+    }
+}
