@@ -158,10 +158,14 @@ public struct MajorityVoteReward: GroupReward {
     }
 }
 
-/// Weighted mix: each component's rewards are z-scored within the group separately,
-/// z_i = (r_i − mean) / (std + ε), then r_i = Σ_k w_k · z_{k,i} — how the INTUITOR code combines reward signals.
-/// std is the unbiased (n−1) one by default, like torch.std; a group of one, or a component constant over the
-/// group, contributes 0.
+/// Weighted mix of self-certainty with other rewards, combined as the official INTUITOR code combines them
+/// (sunblaze-ucb/Intuitor: the external rewards are summed with their weights into one reward that gets its own
+/// group normalisation, and the self-certainty advantage is normalised separately and added):
+///     r_i = w_sc · z(sc)_i + z(Σ_{k ≠ sc} w_k · r_{k,i}),   z(x)_i = (x_i − mean) / (std + ε) within the group.
+/// With no self-certainty component it is z(Σ w_k r_k); with only self-certainty, w_sc · z(sc). std is the
+/// unbiased (n−1) one by default, like torch.std; a group of one, or a term constant over the group, contributes 0.
+/// (rlif then normalises the returned rewards into advantages once more, `groupAdvantages`: a positive rescaling
+/// of this sum, which changes the step size, not the direction.)
 public struct WeightedMixReward: GroupReward {
     public let name: String
     public let components: [(reward: any GroupReward, weight: Double)]
@@ -175,10 +179,21 @@ public struct WeightedMixReward: GroupReward {
 
     public func rewards(group: [CompletionFeatures], context: RewardContext) throws -> [Float] {
         var total = [Double](repeating: 0, count: group.count)
+        var external = [Double](repeating: 0, count: group.count)
+        var hasExternal = false
         for (reward, weight) in components {
             let r = try reward.rewards(group: group, context: context).map(Double.init)
-            let z = Self.zScore(r, epsilon: epsilon, unbiasedStd: unbiasedStd)
-            for i in 0..<total.count { total[i] += weight * z[i] }
+            if reward is SelfCertaintyReward {
+                let z = Self.zScore(r, epsilon: epsilon, unbiasedStd: unbiasedStd)
+                for i in 0..<total.count { total[i] += weight * z[i] }
+            } else {
+                hasExternal = true
+                for i in 0..<external.count { external[i] += weight * r[i] }
+            }
+        }
+        if hasExternal {
+            let z = Self.zScore(external, epsilon: epsilon, unbiasedStd: unbiasedStd)
+            for i in 0..<total.count { total[i] += z[i] }
         }
         return total.map { Float($0) }
     }

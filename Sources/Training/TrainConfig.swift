@@ -54,7 +54,9 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var maxGradNorm: Float = 1.0
 
     // Objective.
-    /// Reward registry name: "self_certainty" (INTUITOR), "rent", "accuracy", "majority_vote", "mix:a=1,b=0.5".
+    /// Reward registry name: "self_certainty" (INTUITOR), "rent", "accuracy", "majority_vote", or a mix
+    /// "mix:self_certainty=1,accuracy=0.5" combined as the official code does: w·z(self-certainty) + z(Σ w_k·r_k)
+    /// over the other rewards (`WeightedMixReward`).
     public var reward: String = "self_certainty"
     public var klBeta: Float = 0.005
     public var clipEpsilonLow: Float = 0.2

@@ -59,21 +59,31 @@ import TestSupport
         #expect(try reward.rewards(group: none, context: RewardContext()) == [0, 0])
     }
 
-    @Test func weightedMixZScoresEachComponent() throws {
+    /// The official form: z(self-certainty) + z(Σ w_k r_k) over the external rewards (issue 12; rlif used to
+    /// z-score every component separately, which this test now tells apart with two external rewards).
+    @Test func weightedMixIsSelfCertaintyPlusNormalisedExternalSum() throws {
         let g = [Self.completion([1], text: "a 1"), Self.completion([2], text: "b 2"), Self.completion([6], text: "c 1")]
         let acc = AccuracyReward { text, ref in text.hasSuffix(ref) }
-        let mix = WeightedMixReward(components: [(SelfCertaintyReward(), 1.0), (acc, 0.5)])
+        let startsB = AccuracyReward { text, _ in text.hasPrefix("b") }
+        let mix = WeightedMixReward(components: [(SelfCertaintyReward(), 1.0), (acc, 0.5), (startsB, 2.0)])
         let r = try mix.rewards(group: g, context: RewardContext(reference: "1"))
-        // self-certainty [1,2,6]: mean 3, unbiased std √7; accuracy [1,0,1]: mean 2/3, std √(1/3).
-        let s1 = 7.0.squareRoot(), s2 = (1.0 / 3).squareRoot()
-        let expected = zip([1.0, 2, 6], [1.0, 0, 1]).map { sc, a in
-            (sc - 3) / (s1 + 1e-6) + 0.5 * (a - 2.0 / 3) / (s2 + 1e-6)
-        }
+        // self-certainty [1,2,6]: mean 3, unbiased std √7. External sum 0.5·[1,0,1] + 2·[0,1,0] = [0.5, 2, 0.5]:
+        // mean 1, unbiased std √((0.25+1+0.25)/2) = √0.75.
+        let s1 = 7.0.squareRoot(), s2 = 0.75.squareRoot()
+        let expected = zip([1.0, 2, 6], [0.5, 2, 0.5]).map { sc, e in (sc - 3) / (s1 + 1e-6) + (e - 1) / (s2 + 1e-6) }
         expectClose(r, expected, atol: 1e-6, rtol: 1e-6, "mix")
-        // A component that is constant over the group contributes nothing (no NaN).
+        // Per-component z-scores (the old form) differ here.
+        let old = zip(zip([1.0, 2, 6], [1.0, 0, 1]), [0.0, 1, 0]).map { p, b in
+            (p.0 - 3) / s1 + 0.5 * (p.1 - 2.0 / 3) / (1.0 / 3).squareRoot() + 2 * (b - 1.0 / 3) / (1.0 / 3).squareRoot()
+        }
+        #expect(zip(r, old).contains { abs(Double($0) - $1) > 1e-3 })
+        // Self-certainty alone keeps its weight.
+        let solo = try WeightedMixReward(components: [(SelfCertaintyReward(), 2.0)]).rewards(group: g, context: RewardContext())
+        expectClose(solo, [1.0, 2, 6].map { 2 * ($0 - 3) / (s1 + 1e-6) }, atol: 1e-6, rtol: 1e-6, "solo")
+        // A term that is constant over the group contributes nothing (no NaN).
         let flat = try WeightedMixReward(components: [(acc, 2.0)]).rewards(group: g, context: RewardContext(reference: "zzz"))
         #expect(flat == [0, 0, 0])
-        #expect(mix.name == "mix:self_certainty=1.0,accuracy=0.5")
+        #expect(mix.name == "mix:self_certainty=1.0,accuracy=0.5,accuracy=2.0")
     }
 
     @Test func registryBuildsAndRejects() throws {
