@@ -17,6 +17,8 @@ public final class GRPOLearnerCompute: LearnerCompute {
     /// Held-out evaluation after a step (on the training thread, which owns the policy): given the number of
     /// completed steps, returns eval fields to add to that step's metrics, or nil when none is due.
     public var evaluate: ((Int) throws -> [String: Any]?)?
+    /// A few completion texts every N steps into samples.jsonl (nil = none).
+    public var samples: SampleLog?
 
     public init(trainer: GRPOTrainer, scorer: RewardScorer, output: URL, answers: [String: String]) throws {
         self.trainer = trainer
@@ -45,10 +47,13 @@ public final class GRPOLearnerCompute: LearnerCompute {
                                   finishReason: c.finishReason == .length ? .length : .stop)
             }
             let rewards = try scorer.score(completions, reference: answers[a.group.promptId])
-            tgroups.append(TrainingGroup(promptId: a.group.promptId, promptTokens: a.promptTokens,
-                                         completions: completions, rewards: rewards, weightVersion: a.group.weightVersion))
+            var tg = TrainingGroup(promptId: a.group.promptId, promptTokens: a.promptTokens,
+                                   completions: completions, rewards: rewards, weightVersion: a.group.weightVersion)
+            tg.correct = scorer.correctness(completions, reference: answers[a.group.promptId])
+            tgroups.append(tg)
             staleness += Double(UInt64(step + 1) - min(UInt64(step + 1), a.group.weightVersion))
         }
+        try samples?.append(step: step, groups: tgroups)
         let m = try trainer.train(tgroups, step: step)
         var d = m.dictionary
         d["staleness_mean"] = staleness / Double(max(1, groups.count))

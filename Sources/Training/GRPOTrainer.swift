@@ -25,6 +25,11 @@ public struct StepMetrics: Sendable {
     /// Optimizer updates refused in this step (non-finite loss or gradient); the weights stayed as they were.
     public var refusedUpdates: Int = 0
     public var refusalReason: String? = nil
+    /// TRL's clip_ratio/low_mean and /high_mean.
+    public var clipFractionLow: Double = 0
+    public var clipFractionHigh: Double = 0
+    /// Entropy, truncation, lengths, within-group self-certainty spread, training accuracy (reported only).
+    public var rollout = RolloutStats()
 
     public var dictionary: [String: Any] {
         var d: [String: Any] = [
@@ -36,6 +41,9 @@ public struct StepMetrics: Sendable {
             "refused_updates": refusedUpdates,
         ]
         if let r = refusalReason { d["refusal_reason"] = r }
+        d["clip_fraction_low"] = clipFractionLow
+        d["clip_fraction_high"] = clipFractionHigh
+        d.merge(rollout.dictionary) { a, _ in a }
         return d
     }
 }
@@ -138,6 +146,7 @@ public final class GRPOTrainer {
         metrics.rewardStd = rVar.squareRoot()
         metrics.selfCertaintyMean = scSum / Double(max(1, scCount))
         metrics.responseLengthMean = Double(lenSum) / Double(max(1, seqCount))
+        metrics.rollout = RolloutStats(groups: groups)
 
         // Flatten to sequences.
         struct Seq { var prompt: [Int32]; var completion: [Int32]; var behaviour: [Float]; var advantage: Float }
@@ -199,6 +208,8 @@ public final class GRPOTrainer {
         metrics.klLoss = klSum / n
         metrics.gradNorm = updates > 0 ? normSum / Double(updates) : .nan
         metrics.clipFraction = stats.clipFraction
+        metrics.clipFractionLow = stats.clipFractionLow
+        metrics.clipFractionHigh = stats.clipFractionHigh
         metrics.approxKL = stats.approxKL
         metrics.meanKL = stats.meanKL
         metrics.meanRatio = stats.meanRatio

@@ -63,6 +63,8 @@ public final class SingleProcessRun {
     @discardableResult
     public func run(onStep: (([String: Any]) -> Void)? = nil) throws -> Outcome {
         let metrics = try MetricsLog(url: output.appendingPathComponent("metrics.jsonl"), resumingAfter: completedSteps)
+        let samples = SampleLog(output: output, every: config.logSamplesEvery, tokenizer: formatter.tokenizer)
+        _ = try MetricsLog(url: samples.url, resumingAfter: completedSteps)
         let policy = trainer.policy
         let stop = formatter.stopTokens(modelEOS: policy.config.eosTokenIds)
         let params = SamplingParameters(temperature: config.temperature, topP: config.topP, topK: config.topK,
@@ -86,9 +88,12 @@ public final class SingleProcessRun {
             var groups: [TrainingGroup] = []
             for (r, (req, g)) in zip(records, zip(requests, sampled)) {
                 let rewards = try scorer.score(g.completions, reference: r.answer)
-                groups.append(TrainingGroup(promptId: r.id, promptTokens: req.promptTokens, completions: g.completions,
-                                            rewards: rewards, weightVersion: UInt64(step + 1)))
+                var tg = TrainingGroup(promptId: r.id, promptTokens: req.promptTokens, completions: g.completions,
+                                       rewards: rewards, weightVersion: UInt64(step + 1))
+                tg.correct = scorer.correctness(g.completions, reference: r.answer)
+                groups.append(tg)
             }
+            try samples.append(step: step, groups: groups)
             let m = try trainer.train(groups, step: step)
             completedSteps += 1
             var record = m.dictionary

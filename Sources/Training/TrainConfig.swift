@@ -81,6 +81,8 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var checkpointEvery: Int = 50
     public var evalEvery: Int = 0
     public var evalLimit: Int = 64
+    /// Every N steps a few completion texts go to samples.jsonl (0 = never).
+    public var logSamplesEvery: Int = 10
 
     // Distributed.
     /// Actor processes spawned by local mode.
@@ -110,6 +112,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         case unbiasedStd = "unbiased_std", scaleAdvantages = "scale_advantages", tisCap = "tis_cap"
         case ppoEpochs = "ppo_epochs", minibatches, microBatchTokens = "micro_batch_tokens"
         case seed, checkpointEvery = "checkpoint_every", evalEvery = "eval_every", evalLimit = "eval_limit"
+        case logSamplesEvery = "log_samples_every"
         case actors, maxLag = "max_lag", actorBatchSequences = "actor_batch_sequences"
         case heartbeatIntervalMs = "heartbeat_interval_ms", heartbeatTimeoutMs = "heartbeat_timeout_ms"
         case weightDType = "weight_dtype", chunkBytes = "chunk_bytes"
@@ -134,7 +137,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try get(.unbiasedStd, &unbiasedStd); try get(.scaleAdvantages, &scaleAdvantages); try get(.tisCap, &tisCap)
         try get(.ppoEpochs, &ppoEpochs); try get(.minibatches, &minibatches); try get(.microBatchTokens, &microBatchTokens)
         try get(.seed, &seed); try get(.checkpointEvery, &checkpointEvery); try get(.evalEvery, &evalEvery)
-        try get(.evalLimit, &evalLimit); try get(.actors, &actors); try get(.maxLag, &maxLag)
+        try get(.evalLimit, &evalLimit); try get(.logSamplesEvery, &logSamplesEvery); try get(.actors, &actors); try get(.maxLag, &maxLag)
         try get(.actorBatchSequences, &actorBatchSequences); try get(.heartbeatIntervalMs, &heartbeatIntervalMs)
         try get(.heartbeatTimeoutMs, &heartbeatTimeoutMs); try get(.weightDType, &weightDType); try get(.chunkBytes, &chunkBytes)
     }
@@ -238,6 +241,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try check(checkpointEvery >= 0, .checkpointEvery, "must be >= 0 (0 = only at the end)")
         try check(evalEvery >= 0, .evalEvery, "must be >= 0 (0 = never)")
         try check(evalLimit >= 1, .evalLimit, "must be >= 1")
+        try check(logSamplesEvery >= 0, .logSamplesEvery, "must be >= 0 (0 = never)")
         try check(actorBatchSequences >= 1, .actorBatchSequences, "must be >= 1")
         try check(heartbeatIntervalMs >= 1, .heartbeatIntervalMs, "must be >= 1")
         if let name = SystemPromptName.unknownName(systemPrompt) {

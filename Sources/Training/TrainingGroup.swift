@@ -10,6 +10,9 @@ public struct TrainingGroup: Sendable {
     public var rewards: [Float]
     /// Weight version the completions were sampled with.
     public var weightVersion: UInt64
+    /// Whether each completion's answer matches the dataset's, when the prompt has one. Reported only
+    /// (`RolloutStats.trainAccuracy`), never a training signal unless the reward itself is `accuracy`.
+    public var correct: [Bool]? = nil
 
     public init(promptId: String, promptTokens: [Int32], completions: [SampledCompletion], rewards: [Float],
                 weightVersion: UInt64) {

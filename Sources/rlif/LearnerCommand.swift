@@ -40,6 +40,9 @@ struct LearnerCommand: ParsableCommand {
         }
         let answers = Dictionary(o.dataset.records.compactMap { r in r.answer.map { (r.id, $0) } }, uniquingKeysWith: { a, _ in a })
         let compute = try GRPOLearnerCompute(trainer: o.trainer, scorer: o.scorer, output: output, answers: answers)
+        let samples = SampleLog(output: output, every: c.logSamplesEvery, tokenizer: o.tokenizer)
+        _ = try MetricsLog(url: samples.url, resumingAfter: startStep)
+        compute.samples = samples
         let evalRecords = Array(o.evalSet.prefix(c.evalLimit))
         func runEval() throws -> [String: Any] {
             try Evaluator.run(model: o.policy, formatter: o.formatter, records: evalRecords, format: .math,

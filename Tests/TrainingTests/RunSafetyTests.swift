@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Sampling
 import Testing
 import TestSupport
 @testable import Training
@@ -183,5 +184,35 @@ import TestSupport
         #expect(try again.resume())
         #expect(try again.run() == .finished)
         #expect(try ResumeTests.records(URL(fileURLWithPath: c.outputDir)).keys.sorted() == [0, 1, 2, 3])
+    }
+}
+
+@Suite struct RolloutStatsTests {
+    static func completion(_ n: Int, sc: Float, entropy: Float? = nil, truncated: Bool = false) -> SampledCompletion {
+        SampledCompletion(tokens: [Int32](repeating: 3, count: n), logprobs: [Float](repeating: -1, count: n),
+                          selfCertainty: [Float](repeating: sc, count: n),
+                          entropy: entropy.map { [Float](repeating: $0, count: n) } ?? [],
+                          finishReason: truncated ? .length : .stop)
+    }
+
+    @Test func statsOfTwoGroups() {
+        var a = TrainingGroup(promptId: "a", promptTokens: [1], completions: [Self.completion(2, sc: 1, entropy: 0.5),
+                                                                              Self.completion(4, sc: 3, entropy: 1.5)],
+                              rewards: [0, 0], weightVersion: 1)
+        a.correct = [true, false]
+        let b = TrainingGroup(promptId: "b", promptTokens: [1], completions: [Self.completion(6, sc: 5, truncated: true),
+                                                                              Self.completion(8, sc: 5)],
+                              rewards: [0, 0], weightVersion: 1)
+        let s = RolloutStats(groups: [a, b])
+        // Group stds: a → 1 (population std of {1, 3}), b → 0; mean 0.5.
+        #expect(abs(s.selfCertaintyGroupStd - 0.5) < 1e-12)
+        #expect(s.selfCertaintyMin == 1 && s.selfCertaintyMax == 5)
+        // Entropy over the tokens that have it: (2·0.5 + 4·1.5) / 6.
+        #expect(abs(s.entropyMean! - 7.0 / 6) < 1e-12)
+        #expect(s.truncatedFraction == 0.25)
+        #expect(s.lengthMin == 2 && s.lengthMax == 8)
+        #expect(s.trainAccuracy == 0.5)
+        #expect(RolloutStats(groups: [b]).trainAccuracy == nil)
+        #expect(s.dictionary["train_accuracy"] as? Double == 0.5)
     }
 }
