@@ -11,7 +11,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmark forward, forward+backward and batched KV-cache decode on a random model.")
 
-    @Option(help: "Model shape: small (Qwen2, hidden 512, 8 layers, 8/2 heads, ffn 1536, vocab 16384, tied) or tiny.")
+    @Option(help: "Model shape: small (Qwen2, hidden 512, 8 layers, 8/2 heads, ffn 1536, vocab 16384, tied), qwen0.5b (hidden 896, 24 layers, 14/2 heads, ffn 4864, vocab 151936, untied) or tiny.")
     var shape = "small"
     @Option(help: "Sequences per training batch.") var sequences = 4
     @Option(help: "Tokens per training sequence.") var seqLen = 256
@@ -31,12 +31,17 @@ struct Bench: ParsableCommand {
             return ModelConfig(architecture: .qwen2, hiddenSize: 512, intermediateSize: 1536, numHiddenLayers: 8,
                                numAttentionHeads: 8, numKeyValueHeads: 2, rmsNormEps: 1e-6, ropeTheta: 1_000_000,
                                vocabSize: 16384, maxPositionEmbeddings: 2048, tieWordEmbeddings: true)
+        case "qwen0.5b":
+            // Qwen2.5-0.5B's shape (untied 151,936-token head), for memory and speed of the real-size LM head.
+            return ModelConfig(architecture: .qwen2, hiddenSize: 896, intermediateSize: 4864, numHiddenLayers: 24,
+                               numAttentionHeads: 14, numKeyValueHeads: 2, rmsNormEps: 1e-6, ropeTheta: 1_000_000,
+                               vocabSize: 151_936, maxPositionEmbeddings: 32768, tieWordEmbeddings: false)
         case "tiny":
             return ModelConfig(architecture: .qwen2, hiddenSize: 64, intermediateSize: 192, numHiddenLayers: 2,
                                numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: 512, maxPositionEmbeddings: 512,
                                tieWordEmbeddings: true)
         default:
-            throw ValidationError("unknown shape '\(shape)' (small, tiny)")
+            throw ValidationError("unknown shape '\(shape)' (small, qwen0.5b, tiny)")
         }
     }
 
