@@ -37,36 +37,54 @@ func logitRowSums(
     return ((e0 + e1).sum(), (ed0 + ed1).sum(), (d0 + d1).sum())
 }
 
-/// Max-shifted sums over a whole row in ONE pass over memory: the row is processed in L1-sized chunks (max of
-/// the chunk, then the exp pass while it is still cached); when a chunk raises the running max the Double sums
-/// are rescaled (exact identities: S' = S·e^(−δ), Σe·d' = e^(−δ)(Σe·d − δS), Σd' = Σd − δ·count).
+/// Running max-shifted sums of one logits row fed in consecutive pieces (the online logsumexp). Each piece is
+/// processed in L1-sized sub-chunks (max of the sub-chunk, then the exp pass while it is still cached); when a
+/// sub-chunk raises the running max the Double sums are rescaled (exact identities: S' = S·e^(−δ),
+/// Σe·d' = e^(−δ)(Σe·d − δS), Σd' = Σd − δ·count). Feeding a row whole or in pieces whose lengths are multiples
+/// of `logitSubChunk` gives bitwise the same sums (same sub-chunk boundaries), which is what lets the fused LM head
+/// (`lmHeadForward`, vocabulary chunks of 2048·k columns) reproduce the materialised-logits statistics exactly.
+struct LogitRowState {
+    var max = -Float.infinity
+    var sumExp = 0.0, sumExpD = 0.0, sumD = 0.0
+    /// Elements consumed so far.
+    var count = 0
+
+    @inline(__always)
+    mutating func add(_ z: UnsafePointer<Float>, _ len: Int, invT: Float, wantExpD: Bool, wantD: Bool) {
+        var c0 = 0
+        while c0 < len {
+            let l = min(logitSubChunk, len - c0)
+            let cm = maxOf(z + c0, l)
+            if cm > max {
+                if count > 0 {
+                    let delta = Double(cm - max) * Double(invT)
+                    let f = Foundation.exp(-delta)
+                    if wantExpD { sumExpD = f * (sumExpD - delta * sumExp) }
+                    if wantD { sumD -= delta * Double(count) }
+                    sumExp *= f
+                }
+                max = cm
+            }
+            let s = logitRowSums(z + c0, l, shift: max, invT: invT, wantExpD: wantExpD, wantD: wantD)
+            sumExp += s.sumExp; sumExpD += s.sumExpD; sumD += s.sumD
+            c0 += l
+            count += l
+        }
+    }
+}
+
+/// Sub-chunk of `LogitRowState.add`: 2048 floats = 8 KB, stays in L1 between the max and the exp pass.
+let logitSubChunk = 2048
+
+/// Max-shifted sums over a whole row in ONE pass over memory (see `LogitRowState`).
 /// Returns the row max and the sums relative to it, as `logitRowSums` with shift = max would.
 @inline(__always)
 func logitRowStats(
     _ z: UnsafePointer<Float>, _ v: Int, invT: Float, wantExpD: Bool, wantD: Bool
 ) -> (max: Float, sumExp: Double, sumExpD: Double, sumD: Double) {
-    let chunk = 2048   // 8 KB
-    var m = -Float.infinity
-    var sumExp = 0.0, sumExpD = 0.0, sumD = 0.0
-    var c0 = 0
-    while c0 < v {
-        let len = min(chunk, v - c0)
-        let cm = maxOf(z + c0, len)
-        if cm > m {
-            if c0 > 0 {
-                let delta = Double(cm - m) * Double(invT)
-                let f = Foundation.exp(-delta)
-                if wantExpD { sumExpD = f * (sumExpD - delta * sumExp) }
-                if wantD { sumD -= delta * Double(c0) }
-                sumExp *= f
-            }
-            m = cm
-        }
-        let s = logitRowSums(z + c0, len, shift: m, invT: invT, wantExpD: wantExpD, wantD: wantD)
-        sumExp += s.sumExp; sumExpD += s.sumExpD; sumD += s.sumD
-        c0 += len
-    }
-    return (m, sumExp, sumExpD, sumD)
+    var st = LogitRowState()
+    st.add(z, v, invT: invT, wantExpD: wantExpD, wantD: wantD)
+    return (st.max, st.sumExp, st.sumExpD, st.sumD)
 }
 
 /// Rough cost of one exp-pass element, for the parallel threshold.

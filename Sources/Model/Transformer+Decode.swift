@@ -105,7 +105,7 @@ extension Transformer {
         }
         var slots: [Int] = []
         for _ in prompts { slots.append(try st.cache.allocate()) }
-        let a = ensureArena(tokens: batch.tokenCount, rows: prompts.count, training: false)
+        let a = ensureArena(tokens: batch.tokenCount, rows: prompts.count, storage: .shared)
         invalidateForBackward()
         runLayers(batch, a, cacheSlots: slots)
         let c = config.hiddenSize

@@ -3,10 +3,13 @@ import Kernels
 
 /// A Llama / Qwen2 decoder-only causal LM on CPU, composed from `Kernels` ops over one flat parameter buffer.
 ///
-/// Training path: `forward(batch)` over a `PackedBatch` (variable-length sequences, no padding) returns logits
-/// (R, V) and keeps every activation the backward needs in a reusable arena; `backward(dLogits:)` accumulates
-/// parameter gradients into `gradients` (same `ParameterLayout` as `parameters`). Inference path (KV cache,
-/// prefill / fork / batched decode) is in `Transformer+Decode.swift`.
+/// Training path: `forwardHead(batch, …)` over a `PackedBatch` (variable-length sequences, no padding) runs the
+/// layers and the fused LM head (`lmHeadForward`: per-row token log-prob at T, self-certainty, entropy without a
+/// (R, V) logits buffer) and keeps what the backward needs in a reusable arena; `backwardHead(dLogp:)` accumulates
+/// parameter gradients into `gradients` (same `ParameterLayout` as `parameters`). `forward` / `backward(dLogits:)`
+/// are the same with materialised (R, V) logits (tests, the bench's forward; decode-size rows). With
+/// `activationCheckpointing` the forward keeps only each layer's input and the backward recomputes the layer.
+/// Inference path (KV cache, prefill / fork / batched decode) is in `Transformer+Decode.swift`.
 ///
 /// Not thread-safe: one forward/backward/decode at a time (the kernels use both cores inside each op).
 public final class Transformer {
@@ -30,11 +33,28 @@ public final class Transformer {
     private var lastBatch: PackedBatch?
     private var lastRows: [Int]?
     private var lastForBackward = false
+    /// What the last `forwardHead` saved for `backwardHead` (nil after a materialising `forward`).
+    private var lastHead: HeadSaved?
+    private struct HeadSaved {
+        var targets: [Int32]
+        var lse: [Float]
+        var temperature: Float
+    }
+    /// (R, V) logits of the materialising `forward`, grown on demand (the fused head never allocates it).
+    private var logitsStore: FloatBuffer?
+    /// (R, chunk) scratch of the fused head, grown on demand.
+    private var headScratch: FloatBuffer?
     var decodeState: DecodeState?
     /// Threads the decode step's linear layers split their output columns over; nil = automatic (2 on the
     /// target machine when the product is big enough and BLAS is not pinned to 1 thread). Per model, so a test
     /// can force the split without touching process-wide BLAS settings.
     public var decodeColumnWorkers: Int?
+    /// Keep only each layer's input in a forward for backward, and recompute the layer inside the backward
+    /// (≈ one more forward of the layers; the activation memory of all but one layer is saved). Gradients are
+    /// bitwise those of the plain path (TransformerTests.checkpointedGradientsAreBitwiseEqual).
+    public var activationCheckpointing = false
+    /// Vocabulary columns per chunk of the fused LM head; nil = `lmHeadChunkColumns(rows:vocab:)`.
+    public var headChunkColumns: Int?
 
     /// A model with all parameters zero (fill them with `load`, `initializeRandom`, or by writing `parameters`).
     public init(config: ModelConfig) throws {
@@ -76,81 +96,157 @@ public final class Transformer {
         }
     }
 
-    /// Makes sure the arena holds `tokens` rows and `rows` logit rows (grows, never shrinks).
-    func ensureArena(tokens: Int, rows: Int, training: Bool) -> Activations {
-        if let a = acts, a.tokenCapacity >= tokens, a.rowCapacity >= rows, a.training || !training { return a }
+    /// Makes sure the arena holds `tokens` rows and `rows` logit rows with at least `storage` (grows, never shrinks).
+    func ensureArena(tokens: Int, rows: Int, storage: LayerStorage) -> Activations {
+        if let a = acts, a.tokenCapacity >= tokens, a.rowCapacity >= rows, a.storage >= storage { return a }
         let old = acts
         acts = nil
         let a = Activations(config: config, tokens: max(tokens, old?.tokenCapacity ?? 0),
-                            rows: max(rows, old?.rowCapacity ?? 0), training: training || (old?.training ?? false))
+                            rows: max(rows, old?.rowCapacity ?? 0), storage: max(storage, old?.storage ?? .shared))
         acts = a
         return a
     }
 
-    /// Runs the model on a packed batch. Returns the logits (R, V) for `logitRows` (row indices into the batch,
-    /// ascending or not), or for every row when nil. The returned buffer lives in the arena: valid until the next
-    /// forward / decode call. `forBackward: false` skips allocating backward scratch (inference use).
-    @discardableResult
-    public func forward(_ batch: PackedBatch, logitRows: [Int]? = nil, forBackward: Bool = true) throws
-        -> UnsafeMutableBufferPointer<Float> {
+    /// Activation floats a forward of `tokens` rows with `rows` logit rows keeps (the arena; excludes logits and
+    /// the head's chunk scratch), for memory estimates.
+    public func activationFloats(tokens: Int, rows: Int, forBackward: Bool) -> Int {
+        Activations.floatCount(config: config, tokens: tokens, rows: rows, storage: storage(forBackward: forBackward))
+    }
+
+    private func storage(forBackward: Bool) -> LayerStorage {
+        forBackward ? (activationCheckpointing ? .inputs : .full) : .shared
+    }
+
+    /// Validates, runs the layers and gathers the logit rows; returns the arena, the head's input rows (R, C)
+    /// and R.
+    private func runBody(_ batch: PackedBatch, logitRows: [Int]?, forBackward: Bool) throws
+        -> (a: Activations, headInput: UnsafeMutablePointer<Float>, rows: Int) {
         try batch.validate(vocabSize: config.vocabSize, maxPositions: config.maxPositionEmbeddings)
         let n = batch.tokenCount
         if let rows = logitRows, let bad = rows.first(where: { $0 < 0 || $0 >= n }) {
             throw ModelError.invalidInput("logitRows contains \(bad), not in 0..<\(n)")
         }
         let r = logitRows?.count ?? n
-        let a = ensureArena(tokens: max(1, n), rows: max(1, r), training: forBackward)
+        let a = ensureArena(tokens: max(1, n), rows: max(1, r), storage: storage(forBackward: forBackward))
         lastBatch = batch
         lastRows = logitRows
         lastForBackward = forBackward
+        lastHead = nil
         runLayers(batch, a, cacheSlots: nil)
+        let c = config.hiddenSize
+        guard let rows = logitRows else { return (a, a.lnf, n) }
+        for (j, i) in rows.enumerated() { (a.compact + j * c).update(from: a.lnf + i * c, count: c) }
+        return (a, a.compact, r)
+    }
+
+    /// Runs the model on a packed batch. Returns the logits (R, V) for `logitRows` (row indices into the batch,
+    /// ascending or not), or for every row when nil. The returned buffer is valid until the next forward /
+    /// decode call. `forBackward: false` skips keeping activations for a backward (inference use).
+    /// Training and scoring use `forwardHead` instead, which never materialises the (R, V) logits.
+    @discardableResult
+    public func forward(_ batch: PackedBatch, logitRows: [Int]? = nil, forBackward: Bool = true) throws
+        -> UnsafeMutableBufferPointer<Float> {
+        let (_, input, r) = try runBody(batch, logitRows: logitRows, forBackward: forBackward)
         let v = config.vocabSize, c = config.hiddenSize
-        let w = parameters.pointer
-        if let rows = logitRows {
-            for (j, i) in rows.enumerated() { (a.compact + j * c).update(from: a.lnf + i * c, count: c) }
-            linearForward(a.logits, a.compact, w + layout.lmHead, nil, n: r, c: c, oc: v)
-        } else {
-            linearForward(a.logits, a.lnf, w + layout.lmHead, nil, n: n, c: c, oc: v)
+        if (logitsStore?.count ?? 0) < max(1, r * v) { logitsStore = nil; logitsStore = FloatBuffer(count: max(1, r * v)) }
+        let out = logitsStore!.pointer
+        linearForward(out, input, parameters.pointer + layout.lmHead, nil, n: r, c: c, oc: v)
+        return UnsafeMutableBufferPointer(start: out, count: r * v)
+    }
+
+    /// Runs the model on a packed batch and the fused LM head (`lmHeadForward`) on `logitRows` (every row when
+    /// nil): per row the log-probability of `targets[j]` under softmax(z/T) (0 where the target is −1; the
+    /// cross-entropy is −logp at T = 1), and when asked the self-certainty and entropy of the untempered logits.
+    /// Head memory is O(R × chunk); no (R, V) buffer exists. `forBackward` keeps what `backwardHead` needs.
+    public func forwardHead(_ batch: PackedBatch, logitRows: [Int]? = nil, targets: [Int32], temperature: Float = 1,
+                            selfCertainty: Bool = false, entropy: Bool = false, forBackward: Bool = true) throws
+        -> LMHeadOutputs {
+        let r = logitRows?.count ?? batch.tokenCount, v = config.vocabSize
+        guard targets.count == r else {
+            throw ModelError.invalidInput("forwardHead: \(targets.count) targets for \(r) logit rows")
         }
-        return UnsafeMutableBufferPointer(start: a.logits, count: r * v)
+        if let bad = targets.firstIndex(where: { $0 < -1 || Int($0) >= v }) {
+            throw ModelError.invalidInput("forwardHead: targets[\(bad)] = \(targets[bad]) not in -1..<\(v)")
+        }
+        guard temperature > 0, temperature.isFinite else {
+            throw ModelError.invalidInput("forwardHead: temperature \(temperature) must be finite and > 0")
+        }
+        let (_, input, _) = try runBody(batch, logitRows: logitRows, forBackward: forBackward)
+        var out = LMHeadOutputs(logp: [Float](repeating: 0, count: r),
+                                selfCertainty: selfCertainty ? [Float](repeating: 0, count: r) : [],
+                                entropy: entropy ? [Float](repeating: 0, count: r) : [])
+        var lse = [Float](repeating: 0, count: r)
+        let chunk = headChunk(rows: r)
+        let scratch = headScratch(floats: r * chunk)
+        out.selfCertainty.withUnsafeMutableBufferPointer { sc in
+            out.entropy.withUnsafeMutableBufferPointer { en in
+                lmHeadForward(&out.logp, &lse, selfCertainty ? sc.baseAddress : nil, entropy ? en.baseAddress : nil,
+                              scratch, input, parameters.pointer + layout.lmHead, targets,
+                              n: r, c: config.hiddenSize, v: v, chunk: chunk, temperature: temperature)
+            }
+        }
+        if forBackward { lastHead = HeadSaved(targets: targets, lse: lse, temperature: temperature) }
+        return out
+    }
+
+    private func headChunk(rows: Int) -> Int {
+        max(1, min(config.vocabSize, headChunkColumns ?? lmHeadChunkColumns(rows: rows, vocab: config.vocabSize)))
+    }
+
+    private func headScratch(floats: Int) -> UnsafeMutablePointer<Float> {
+        if (headScratch?.count ?? 0) < max(1, floats) { headScratch = nil; headScratch = FloatBuffer(count: max(1, floats)) }
+        return headScratch!.pointer
     }
 
     /// Embedding, all decoder layers and the final norm for `batch` into arena `a` (a.lnf holds the result).
     /// When `cacheSlots` is given (one slot per sequence), each layer's post-RoPE K and V rows are also copied
     /// into the KV cache at the sequence's positions.
     func runLayers(_ batch: PackedBatch, _ a: Activations, cacheSlots: [Int]?) {
+        let n = batch.tokenCount, c = config.hiddenSize
+        let w = parameters.pointer
+        batch.tokens.withUnsafeBufferPointer { tok in
+            embeddingForward(a.layers[0].xIn, tok.baseAddress!, w + layout.embedding, n: n, c: c)
+        }
+        for li in layout.layers.indices {
+            let next = li + 1 < a.layers.count ? a.layers[li + 1].xIn : a.xFinal
+            layerForward(li, a.layers[li], batch, cacheSlots: cacheSlots, output: next)
+        }
+        rmsnormForward(a.lnf, a.rstdf, a.xFinal, w + layout.finalNorm, n: n, c: c,
+                       eps: Float(config.rmsNormEps))
+    }
+
+    /// Decoder layer `li` on `L.xIn`, saving its tensors in `L`; writes the layer's output (the next residual
+    /// stream) to `output`, or stops after `L.h` when nil (the recompute inside a checkpointed backward needs
+    /// everything the layer's backward reads, not its output).
+    func layerForward(_ li: Int, _ L: Activations.Layer, _ batch: PackedBatch, cacheSlots: [Int]?,
+                      output: UnsafeMutablePointer<Float>?) {
         let cfg = config
         let n = batch.tokenCount, c = cfg.hiddenSize, qd = cfg.qDim, kvd = cfg.kvDim, f = cfg.intermediateSize
         let nh = cfg.numAttentionHeads, nkv = cfg.numKeyValueHeads, eps = Float(cfg.rmsNormEps)
-        let w = parameters.pointer
+        let w = parameters.pointer, lo = layout.layers[li]
         func opt(_ o: Int) -> UnsafePointer<Float>? { o < 0 ? nil : UnsafePointer(w + o) }
-        batch.tokens.withUnsafeBufferPointer { tok in
-            batch.positions.withUnsafeBufferPointer { pos in
-                embeddingForward(a.layers[0].xIn, tok.baseAddress!, w + layout.embedding, n: n, c: c)
-                for (li, lo) in layout.layers.enumerated() {
-                    let L = a.layers[li]
-                    rmsnormForward(L.ln1, L.rstd1, L.xIn, w + lo.inputNorm, n: n, c: c, eps: eps)
-                    linearForward(L.q, L.ln1, w + lo.wq, opt(lo.bq), n: n, c: c, oc: qd)
-                    linearForward(L.k, L.ln1, w + lo.wk, opt(lo.bk), n: n, c: c, oc: kvd)
-                    linearForward(L.v, L.ln1, w + lo.wv, opt(lo.bv), n: n, c: c, oc: kvd)
-                    ropeForward(L.q, pos.baseAddress!, rope, n: n, nHeads: nh)
-                    ropeForward(L.k, pos.baseAddress!, rope, n: n, nHeads: nkv)
-                    if let slots = cacheSlots, let st = decodeState {
-                        st.cache.store(layer: li, k: L.k, v: L.v, batch: batch, slots: slots)
-                    }
-                    attentionForward(L.att, L.lse, L.q, L.k, L.v, seqStarts: batch.seqStarts,
-                                     nHeads: nh, nKVHeads: nkv, headDim: cfg.headDim)
-                    linearForward(L.res1, L.att, w + lo.wo, opt(lo.bo), n: n, c: qd, oc: c)
-                    addForward(L.res1, L.res1, L.xIn, count: n * c)
-                    rmsnormForward(L.ln2, L.rstd2, L.res1, w + lo.postNorm, n: n, c: c, eps: eps)
-                    linearForward(L.gate, L.ln2, w + lo.wGate, nil, n: n, c: c, oc: f)
-                    linearForward(L.up, L.ln2, w + lo.wUp, nil, n: n, c: c, oc: f)
-                    swigluForward(L.h, L.gate, L.up, count: n * f)
-                    let next = li + 1 < a.layers.count ? a.layers[li + 1].xIn : a.xFinal
-                    linearForward(next, L.h, w + lo.wDown, nil, n: n, c: f, oc: c)
-                    addForward(next, next, L.res1, count: n * c)
-                }
-                rmsnormForward(a.lnf, a.rstdf, a.xFinal, w + layout.finalNorm, n: n, c: c, eps: eps)
+        batch.positions.withUnsafeBufferPointer { pos in
+            rmsnormForward(L.ln1, L.rstd1, L.xIn, w + lo.inputNorm, n: n, c: c, eps: eps)
+            linearForward(L.q, L.ln1, w + lo.wq, opt(lo.bq), n: n, c: c, oc: qd)
+            linearForward(L.k, L.ln1, w + lo.wk, opt(lo.bk), n: n, c: c, oc: kvd)
+            linearForward(L.v, L.ln1, w + lo.wv, opt(lo.bv), n: n, c: c, oc: kvd)
+            ropeForward(L.q, pos.baseAddress!, rope, n: n, nHeads: nh)
+            ropeForward(L.k, pos.baseAddress!, rope, n: n, nHeads: nkv)
+            if let slots = cacheSlots, let st = decodeState {
+                st.cache.store(layer: li, k: L.k, v: L.v, batch: batch, slots: slots)
+            }
+            attentionForward(L.att, L.lse, L.q, L.k, L.v, seqStarts: batch.seqStarts,
+                             nHeads: nh, nKVHeads: nkv, headDim: cfg.headDim)
+            linearForward(L.res1, L.att, w + lo.wo, opt(lo.bo), n: n, c: qd, oc: c)
+            addForward(L.res1, L.res1, L.xIn, count: n * c)
+            rmsnormForward(L.ln2, L.rstd2, L.res1, w + lo.postNorm, n: n, c: c, eps: eps)
+            linearForward(L.gate, L.ln2, w + lo.wGate, nil, n: n, c: c, oc: f)
+            linearForward(L.up, L.ln2, w + lo.wUp, nil, n: n, c: c, oc: f)
+            swigluForward(L.h, L.gate, L.up, count: n * f)
+            if let next = output {
+                // With shared storage `next` is L.xIn itself: nothing reads x_in after res1.
+                linearForward(next, L.h, w + lo.wDown, nil, n: n, c: f, oc: c)
+                addForward(next, next, L.res1, count: n * c)
             }
         }
     }
@@ -159,14 +255,11 @@ public final class Transformer {
     /// logits is `dLogits` (R, V) (same rows as that forward returned). Tied embeddings receive both the
     /// embedding and the lm_head contributions.
     public func backward(dLogits: UnsafePointer<Float>) throws {
-        guard let batch = lastBatch, let a = acts, lastForBackward else {
-            throw ModelError.invalidInput("backward without a preceding forward(…, forBackward: true)")
+        guard let batch = lastBatch, let a = acts, lastForBackward, lastHead == nil else {
+            throw ModelError.invalidInput("backward(dLogits:) without a preceding forward(…, forBackward: true)")
         }
-        let cfg = config
-        let n = batch.tokenCount, c = cfg.hiddenSize, qd = cfg.qDim, kvd = cfg.kvDim, f = cfg.intermediateSize
-        let nh = cfg.numAttentionHeads, nkv = cfg.numKeyValueHeads, v = cfg.vocabSize
+        let n = batch.tokenCount, c = config.hiddenSize, v = config.vocabSize
         let w = parameters.pointer, g = gradients.pointer
-        func opt(_ o: Int) -> UnsafeMutablePointer<Float>? { o < 0 ? nil : g + o }
         // lm_head: logits = lnf · Wᵀ.
         a.dLn.update(repeating: 0, count: n * c)
         if let rows = lastRows {
@@ -177,12 +270,55 @@ public final class Transformer {
         } else {
             linearBackward(a.dLn, g + layout.lmHead, nil, dLogits, a.lnf, w + layout.lmHead, n: n, c: c, oc: v)
         }
+        backwardLayers(batch, a)
+    }
+
+    /// Accumulates (+=) into `gradients` the gradient of a scalar loss whose gradient w.r.t. the last
+    /// `forwardHead`'s logp is `dLogp` (R) (`lmHeadBackward`: the head's logits are recomputed chunk by chunk).
+    /// Tied embeddings receive both the embedding and the lm_head contributions.
+    public func backwardHead(dLogp: UnsafePointer<Float>) throws {
+        guard let batch = lastBatch, let a = acts, lastForBackward, let head = lastHead else {
+            throw ModelError.invalidInput("backwardHead without a preceding forwardHead(…, forBackward: true)")
+        }
+        let n = batch.tokenCount, c = config.hiddenSize, v = config.vocabSize
+        let w = parameters.pointer, g = gradients.pointer
+        let r = head.targets.count, chunk = headChunk(rows: r)
+        let scratch = headScratch(floats: r * chunk)
+        a.dLn.update(repeating: 0, count: n * c)
+        let (input, dInput) = lastRows == nil ? (a.lnf, a.dLn) : (a.compact, a.dCompact)
+        if lastRows != nil { a.dCompact.update(repeating: 0, count: r * c) }
+        lmHeadBackward(dInput, g + layout.lmHead, scratch, dLogp, input, w + layout.lmHead, head.lse, head.targets,
+                       n: r, c: c, v: v, chunk: chunk, temperature: head.temperature)
+        if let rows = lastRows {
+            for (j, i) in rows.enumerated() { accumulate(a.dLn + i * c, a.dCompact + j * c, count: c) }
+        }
+        backwardLayers(batch, a)
+    }
+
+    /// Convenience for `backwardHead(dLogp:)` with an array.
+    public func backwardHead(dLogp: [Float]) throws {
+        guard dLogp.count == lastHead?.targets.count ?? -1 else {
+            throw ModelError.invalidInput("backwardHead: \(dLogp.count) gradients for \(lastHead?.targets.count ?? 0) rows of the last forwardHead")
+        }
+        try dLogp.withUnsafeBufferPointer { try backwardHead(dLogp: $0.baseAddress!) }
+    }
+
+    /// The backward from a.dLn (N, C) = dLoss/dlnf through the final norm, every layer (recomputed first when
+    /// the arena kept only layer inputs) and the embedding.
+    private func backwardLayers(_ batch: PackedBatch, _ a: Activations) {
+        let cfg = config
+        let n = batch.tokenCount, c = cfg.hiddenSize, qd = cfg.qDim, kvd = cfg.kvDim, f = cfg.intermediateSize
+        let nh = cfg.numAttentionHeads, nkv = cfg.numKeyValueHeads
+        let w = parameters.pointer, g = gradients.pointer
+        func opt(_ o: Int) -> UnsafeMutablePointer<Float>? { o < 0 ? nil : g + o }
         a.dX.update(repeating: 0, count: n * c)
         rmsnormBackward(a.dX, g + layout.finalNorm, a.dLn, a.xFinal, w + layout.finalNorm, a.rstdf, n: n, c: c)
         batch.tokens.withUnsafeBufferPointer { tok in
             batch.positions.withUnsafeBufferPointer { pos in
                 for li in stride(from: layout.layers.count - 1, through: 0, by: -1) {
                     let lo = layout.layers[li], L = a.layers[li]
+                    // Checkpointed: the same kernels on the same input give bitwise the forward's tensors.
+                    if a.recomputes { layerForward(li, L, batch, cacheSlots: nil, output: nil) }
                     // x_out = res1 + down(h); dX holds dx_out and becomes dres1 in place.
                     a.dH.update(repeating: 0, count: n * f)
                     linearBackward(a.dH, g + lo.wDown, nil, a.dX, L.h, w + lo.wDown, n: n, c: f, oc: c)
@@ -215,7 +351,7 @@ public final class Transformer {
     }
 
     /// Decode/prefill overwrite the arena: a later backward must not use it.
-    func lastForwardInvalidated() { lastForBackward = false; lastBatch = nil }
+    func lastForwardInvalidated() { lastForBackward = false; lastBatch = nil; lastHead = nil }
 
     /// Model FLOPs of a forward over `tokens` rows in sequences of the given lengths, with `logitRows` lm_head
     /// rows (matmuls + attention scores/values; elementwise ops ignored). Backward ≈ 2× this.
@@ -229,6 +365,16 @@ public final class Transformer {
         let head = 2 * Double(logitRows ?? Int(n)) * c * Double(cfg.vocabSize)
         return Double(cfg.numHiddenLayers) * (n * perTokenLayer + attn) + head
     }
+}
+
+/// Per-row results of `Transformer.forwardHead` (R each; empty when not asked for).
+public struct LMHeadOutputs: Sendable {
+    /// log softmax(z/T)[target] (0 where the target is −1).
+    public var logp: [Float]
+    /// logsumexp(z) − mean(z) − log V of the untempered logits.
+    public var selfCertainty: [Float]
+    /// Entropy of softmax(z), untempered.
+    public var entropy: [Float]
 }
 
 /// Small deterministic RNG for parameter init (SplitMix64 + Box–Muller).

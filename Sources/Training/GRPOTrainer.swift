@@ -67,12 +67,11 @@ public final class GRPOTrainer {
     public private(set) var guardrail = UpdateGuard()
 
     private let temperature: Float
-    private var dLogits: [Float] = []   // (R, V) scratch, grows
-    private var lse: [Float] = []       // (R)
 
     public init(policy: Transformer, reference: Transformer?, config: TrainConfig) throws {
         self.policy = policy
         self.config = config
+        policy.activationCheckpointing = config.activationCheckpointing
         self.reference = config.klBeta > 0 ? reference : nil
         if config.klBeta > 0 && reference == nil {
             throw ConfigError(source: "trainer", key: "kl_beta", message: "β > 0 needs a reference model")
@@ -229,23 +228,12 @@ public final class GRPOTrainer {
         let batch = packed.batch, rows = packed.rows, targets = packed.targets
         let offsets = packed.offsets, lengths = packed.lengths
         let behaviour = micro.flatMap(\.2), adv = micro.map(\.3)
-        let r = rows.count, v = policy.config.vocabSize
-        if lse.count < r { lse = [Float](repeating: 0, count: r) }
-        var logp = [Float](repeating: 0, count: r)
-        var refLogp: [Float]? = nil
-        if let ref = reference {
-            let refLogits = try ref.forward(batch, logitRows: rows, forBackward: false)
-            var rl = [Float](repeating: 0, count: r)
-            lse.withUnsafeMutableBufferPointer { l in
-                tokenLogprobForward(&rl, l.baseAddress!, refLogits.baseAddress!, targets, n: r, v: v, temperature: temperature)
-            }
-            refLogp = rl
-        }
-        let logits = try policy.forward(batch, logitRows: rows, forBackward: true)
-        lse.withUnsafeMutableBufferPointer { l in
-            tokenLogprobForward(&logp, l.baseAddress!, logits.baseAddress!, targets, n: r, v: v, temperature: temperature)
-        }
-        var dLogp = [Float](repeating: 0, count: r)
+        // The fused LM head: per-row log-probs at T without (R, V) logits (`lmHeadForward`).
+        let refLogp = try reference?.forwardHead(batch, logitRows: rows, targets: targets, temperature: temperature,
+                                                 forBackward: false).logp
+        let logp = try policy.forwardHead(batch, logitRows: rows, targets: targets, temperature: temperature,
+                                          forBackward: true).logp
+        var dLogp = [Float](repeating: 0, count: rows.count)
         let useTIS = config.tisCap > 0
         let result = try dLogp.withUnsafeMutableBufferPointer { d in
             try policyLoss(accumulatingInto: d, logp: logp,
@@ -257,16 +245,7 @@ public final class GRPOTrainer {
                            advantages: adv, offsets: offsets, lengths: lengths,
                            config: lossConfig, normalizer: normalizer)
         }
-        if dLogits.count < r * v { dLogits = [Float](repeating: 0, count: r * v) } else {
-            dLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(repeating: 0, count: r * v) }
-        }
-        dLogits.withUnsafeMutableBufferPointer { dl in
-            lse.withUnsafeBufferPointer { l in
-                tokenLogprobBackward(dl.baseAddress!, dLogp, logits.baseAddress!, l.baseAddress!, targets,
-                                     n: r, v: v, temperature: temperature)
-            }
-        }
-        try dLogits.withUnsafeBufferPointer { try policy.backward(dLogits: $0.baseAddress!) }
+        try policy.backwardHead(dLogp: dLogp)
         return result
     }
 }

@@ -16,6 +16,8 @@ public struct SFTConfig: Sendable {
     /// Sequences per optimizer step.
     public var batchSequences: Int = 32
     public var microBatchTokens: Int = 4096
+    /// Recompute each layer inside the backward instead of keeping its activations (see TrainConfig).
+    public var activationCheckpointing = false
     public var learningRate: Float = 1e-3
     public var warmupRatio: Float = 0.05
     public var weightDecay: Float = 0.01
@@ -34,11 +36,11 @@ public final class SFTTrainer {
     public let totalSteps: Int
     public private(set) var step = 0
     private var guardrail = UpdateGuard()
-    private var dLogits: [Float] = []
 
     public init(model: Transformer, config: SFTConfig, exampleCount: Int) throws {
         self.model = model
         self.config = config
+        model.activationCheckpointing = config.activationCheckpointing
         totalSteps = max(1, Int((Double(exampleCount) * config.epochs / Double(config.batchSequences)).rounded(.up)))
         optimizer = try AdamW(parameterCount: model.layout.totalCount,
                               config: AdamWConfig(lr: Double(config.learningRate), weightDecay: Double(config.weightDecay)))
@@ -75,23 +77,16 @@ public final class SFTTrainer {
     }
 
     /// Summed (not averaged) cross-entropy of a micro-batch; gradients scaled by 1/normalizer accumulate.
+    /// Cross-entropy is −logp at T = 1 of the fused LM head (no (R, V) logits).
     func accumulate(_ micro: [SFTExample], normalizer: Double) throws -> Double {
         let packed = PackedCompletions(micro.map { ($0.prompt, $0.response) })
-        let targets = packed.targets
-        let r = targets.count, v = model.config.vocabSize
+        let r = packed.targets.count
         if r == 0 { return 0 }
-        let logits = try model.forward(packed.batch, logitRows: packed.rows, forBackward: true)
-        var losses = [Float](repeating: 0, count: r), lse = [Float](repeating: 0, count: r)
-        crossEntropyForward(&losses, &lse, logits.baseAddress!, targets, n: r, v: v)
-        if dLogits.count < r * v { dLogits = [Float](repeating: 0, count: r * v) } else {
-            dLogits.withUnsafeMutableBufferPointer { $0.baseAddress!.update(repeating: 0, count: r * v) }
-        }
-        let dLoss = [Float](repeating: Float(1 / normalizer), count: r)
-        dLogits.withUnsafeMutableBufferPointer { d in
-            crossEntropyBackward(d.baseAddress!, dLoss, logits.baseAddress!, lse, targets, n: r, v: v)
-        }
-        try dLogits.withUnsafeBufferPointer { try model.backward(dLogits: $0.baseAddress!) }
-        return losses.reduce(0.0) { $0 + Double($1) }
+        let logp = try model.forwardHead(packed.batch, logitRows: packed.rows, targets: packed.targets,
+                                         forBackward: true).logp
+        // d(Σ CE / normalizer)/dlogp = −1/normalizer per row.
+        try model.backwardHead(dLogp: [Float](repeating: -Float(1 / normalizer), count: r))
+        return logp.reduce(0.0) { $0 - Double($1) }
     }
 
     /// Mean response-token loss of `examples` without training (held-out loss).
@@ -101,10 +96,9 @@ public final class SFTTrainer {
             let packed = PackedCompletions(examples[range].map { ($0.prompt, $0.response) })
             let r = packed.rows.count
             if r == 0 { continue }
-            let logits = try model.forward(packed.batch, logitRows: packed.rows, forBackward: false)
-            var losses = [Float](repeating: 0, count: r), lse = losses
-            crossEntropyForward(&losses, &lse, logits.baseAddress!, packed.targets, n: r, v: model.config.vocabSize)
-            sum += losses.reduce(0.0) { $0 + Double($1) }
+            let logp = try model.forwardHead(packed.batch, logitRows: packed.rows, targets: packed.targets,
+                                             forBackward: false).logp
+            sum += logp.reduce(0.0) { $0 - Double($1) }
             n += r
         }
         return n > 0 ? sum / Double(n) : 0

@@ -74,6 +74,9 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var minibatches: Int = 1
     /// Tokens per forward/backward micro-batch (gradient accumulation bounds memory).
     public var microBatchTokens: Int = 4096
+    /// Keep only each decoder layer's input during the training forward and recompute the layer inside the
+    /// backward: saves the other activations of all but one layer for ≈ one more forward of the layers.
+    public var activationCheckpointing: Bool = false
 
     // Bookkeeping.
     public var seed: UInt64 = 0
@@ -111,6 +114,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         case lossAggregation = "loss_aggregation", advantageEpsilon = "advantage_epsilon"
         case unbiasedStd = "unbiased_std", scaleAdvantages = "scale_advantages", tisCap = "tis_cap"
         case ppoEpochs = "ppo_epochs", minibatches, microBatchTokens = "micro_batch_tokens"
+        case activationCheckpointing = "activation_checkpointing"
         case seed, checkpointEvery = "checkpoint_every", evalEvery = "eval_every", evalLimit = "eval_limit"
         case logSamplesEvery = "log_samples_every"
         case actors, maxLag = "max_lag", actorBatchSequences = "actor_batch_sequences"
@@ -136,6 +140,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try get(.lossAggregation, &lossAggregation); try get(.advantageEpsilon, &advantageEpsilon)
         try get(.unbiasedStd, &unbiasedStd); try get(.scaleAdvantages, &scaleAdvantages); try get(.tisCap, &tisCap)
         try get(.ppoEpochs, &ppoEpochs); try get(.minibatches, &minibatches); try get(.microBatchTokens, &microBatchTokens)
+        try get(.activationCheckpointing, &activationCheckpointing)
         try get(.seed, &seed); try get(.checkpointEvery, &checkpointEvery); try get(.evalEvery, &evalEvery)
         try get(.evalLimit, &evalLimit); try get(.logSamplesEvery, &logSamplesEvery); try get(.actors, &actors); try get(.maxLag, &maxLag)
         try get(.actorBatchSequences, &actorBatchSequences); try get(.heartbeatIntervalMs, &heartbeatIntervalMs)

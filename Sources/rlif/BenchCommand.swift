@@ -11,7 +11,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Benchmark forward, forward+backward and batched KV-cache decode on a random model.")
 
-    @Option(help: "Model shape: small (Qwen2, hidden 512, 8 layers, 8/2 heads, ffn 1536, vocab 16384, tied) or tiny.")
+    @Option(help: "Model shape: small (Qwen2, hidden 512, 8 layers, 8/2 heads, ffn 1536, vocab 16384, tied), qwen0.5b (hidden 896, 24 layers, 14/2 heads, ffn 4864, vocab 151936, untied) or tiny.")
     var shape = "small"
     @Option(help: "Sequences per training batch.") var sequences = 4
     @Option(help: "Tokens per training sequence.") var seqLen = 256
@@ -22,6 +22,8 @@ struct Bench: ParsableCommand {
     @Option(help: "Generated tokens per decode sequence.") var decodeTokens = 128
     @Option(help: "Timed repetitions (after one warm-up); the median is reported.") var iterations = 3
     @Option(help: "OpenBLAS / kernel threads.") var threads = 2
+    @Flag(help: "Train with activation checkpointing (keep layer inputs, recompute each layer in backward).")
+    var activationCheckpointing = false
     @Option(help: "Which parts to run: all, forward, train, decode, gemm (decode-shape products: skinny kernel vs OpenBLAS).")
     var only = "all"
 
@@ -31,12 +33,17 @@ struct Bench: ParsableCommand {
             return ModelConfig(architecture: .qwen2, hiddenSize: 512, intermediateSize: 1536, numHiddenLayers: 8,
                                numAttentionHeads: 8, numKeyValueHeads: 2, rmsNormEps: 1e-6, ropeTheta: 1_000_000,
                                vocabSize: 16384, maxPositionEmbeddings: 2048, tieWordEmbeddings: true)
+        case "qwen0.5b":
+            // Qwen2.5-0.5B's shape (untied 151,936-token head), for memory and speed of the real-size LM head.
+            return ModelConfig(architecture: .qwen2, hiddenSize: 896, intermediateSize: 4864, numHiddenLayers: 24,
+                               numAttentionHeads: 14, numKeyValueHeads: 2, rmsNormEps: 1e-6, ropeTheta: 1_000_000,
+                               vocabSize: 151_936, maxPositionEmbeddings: 32768, tieWordEmbeddings: false)
         case "tiny":
             return ModelConfig(architecture: .qwen2, hiddenSize: 64, intermediateSize: 192, numHiddenLayers: 2,
                                numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: 512, maxPositionEmbeddings: 512,
                                tieWordEmbeddings: true)
         default:
-            throw ValidationError("unknown shape '\(shape)' (small, tiny)")
+            throw ValidationError("unknown shape '\(shape)' (small, qwen0.5b, tiny)")
         }
     }
 
@@ -86,20 +93,19 @@ struct Bench: ParsableCommand {
                    extra: "batch=\(sequences)x\(seqLen)")
         }
         if only == "all" || only == "train" {
+            // Next-token cross-entropy (mean) through the fused LM head: −logp at T = 1, no (N, V) logits.
             var targets = [Int32](repeating: -1, count: n)
             for b in 0..<sequences { for i in 0..<(seqLen - 1) { targets[b * seqLen + i] = batch.tokens[b * seqLen + i + 1] } }
-            var losses = [Float](repeating: 0, count: n), lse = [Float](repeating: 0, count: n)
-            var dLogits = [Float](repeating: 0, count: n * v)
-            let dl = [Float](repeating: 1 / Float(crossEntropyCount(targets, n: n)), count: n)
+            let count = Float(targets.filter { $0 >= 0 }.count)
+            let dLogp = targets.map { $0 >= 0 ? -1 / count : 0 }
+            model.activationCheckpointing = activationCheckpointing
             let t = try median {
-                let logits = try model.forward(batch)
-                crossEntropyForward(&losses, &lse, logits.baseAddress!, targets, n: n, v: v)
-                dLogits.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
-                crossEntropyBackward(&dLogits, dl, logits.baseAddress!, lse, targets, n: n, v: v)
+                _ = try model.forwardHead(batch, targets: targets)
                 model.zeroGradients()
-                try model.backward(dLogits: dLogits)
+                try model.backwardHead(dLogp: dLogp)
             }
-            report("fwd+bwd", tokens: n, time: t, flops: 3 * fwdFlops, extra: "batch=\(sequences)x\(seqLen)")
+            report("fwd+bwd", tokens: n, time: t, flops: 3 * fwdFlops,
+                   extra: "batch=\(sequences)x\(seqLen) checkpointing=\(activationCheckpointing)")
         }
         if only == "all" || only == "decode" {
             let b = decodeBatch, group = max(1, decodeGroup)

@@ -132,10 +132,9 @@ struct Score: ParsableCommand {
         let v = m.config.vocabSize
         if let bad = (p + c).first(where: { $0 < 0 || Int($0) >= v }) { throw ValidationError("token id \(bad) not in 0..<\(v)") }
         let packed = PackedCompletions([(p, c)])
-        let logits = try m.forward(packed.batch, logitRows: packed.rows, forBackward: false)
-        var lp = [Float](repeating: 0, count: c.count), lse = lp, sc = lp
-        tokenLogprobForward(&lp, &lse, logits.baseAddress!, c, n: c.count, v: v, temperature: temperature)
-        selfCertaintyForward(&sc, logits.baseAddress!, n: c.count, v: v)
+        let head = try m.forwardHead(packed.batch, logitRows: packed.rows, targets: packed.targets,
+                                     temperature: temperature, selfCertainty: true, forBackward: false)
+        let lp = head.logp, sc = head.selfCertainty
         let mean = sc.reduce(0.0) { $0 + Double($1) } / Double(c.count)
         print(try jsonLine(["tokens": c.map(Int.init), "logprobs": lp.map(Double.init), "self_certainty": sc.map(Double.init),
                             "mean_self_certainty": mean, "temperature": Double(temperature)]))
