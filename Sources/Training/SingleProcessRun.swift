@@ -50,6 +50,9 @@ public final class SingleProcessRun {
 
     /// Runs the remaining steps; `onStep` sees each metrics record (also appended to metrics.jsonl).
     public func run(onStep: (([String: Any]) -> Void)? = nil) throws {
+        for name in try Checkpointing.prepare(output: output) {
+            log.notice("removed \(name) in \(output.path): left by an interrupted checkpoint save")
+        }
         let metrics = try MetricsLog(url: output.appendingPathComponent("metrics.jsonl"), truncate: completedSteps == 0)
         let policy = trainer.policy
         let stop = formatter.stopTokens(modelEOS: policy.config.eosTokenIds)

@@ -4,6 +4,7 @@ import Actor
 import Kernels
 import Learner
 import Logging
+import SafeTensors
 import Training
 import Transport
 import Wire
@@ -29,7 +30,9 @@ struct LearnerCommand: ParsableCommand {
         let endpoints = try Endpoints(base: bind)
         let o = try RunSetup.objects(c)
         let output = URL(fileURLWithPath: c.outputDir)
-        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+        for name in try Checkpointing.prepare(output: output) {
+            log.notice("removed \(name) in \(output.path): left by an interrupted checkpoint save")
+        }
         var startStep = 0
         if resume, let dir = try Checkpointing.latest(in: output) {
             startStep = try o.trainer.resume(from: dir).completedSteps
@@ -95,7 +98,7 @@ struct LearnerCommand: ParsableCommand {
                                      "actors_seen": summary.actorsSeen, "actors_declared_dead": summary.actorsDeclaredDead,
                                      "prompts_trained": summary.trainedPrompts.count,
                                      "prompts_trained_more_than_once": twice.count]
-        try enc.encode(report).write(to: output.appendingPathComponent("learner_summary.json"), options: .atomic)
+        try AtomicFile.write(enc.encode(report), to: output.appendingPathComponent("learner_summary.json"))
     }
 }
 
