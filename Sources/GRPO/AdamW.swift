@@ -93,6 +93,23 @@ public final class AdamW {
         stepCount = s.stepCount; m = s.m; v = s.v
     }
 
+    /// Restores a checkpoint in place: `read` fills m and v (parameterCount floats each) directly, so a resume
+    /// holds one copy of the moments, not two. If `read` throws, the moments are reset to zero and the step count
+    /// to 0 (a fresh optimizer) before the error is rethrown, so no half-read state is ever stepped with.
+    public func restore(stepCount: Int,
+                        reading read: (UnsafeMutableBufferPointer<Float>, UnsafeMutableBufferPointer<Float>) throws -> Void) throws {
+        guard stepCount >= 0 else { throw GRPOError.stateMismatch(field: "stepCount", why: "negative (\(stepCount))") }
+        do {
+            try m.withUnsafeMutableBufferPointer { mb in try v.withUnsafeMutableBufferPointer { vb in try read(mb, vb) } }
+        } catch {
+            m.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+            v.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+            self.stepCount = 0
+            throw error
+        }
+        self.stepCount = stepCount
+    }
+
     /// One AdamW update of `params` (parameterCount,) with `grads` (parameterCount,), in place.
     /// `lr` overrides `config.lr` for this step (pass the scheduler's value). The caller is responsible for
     /// refusing non-finite gradients first (`clipGradNorm` + `UpdateGuard`).

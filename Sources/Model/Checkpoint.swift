@@ -54,23 +54,32 @@ extension Transformer {
     }
 
     /// Writes `config.json` and `model.safetensors` (F32 or BF16) into `directory` (created if needed), each
-    /// atomically; a stale `model.safetensors.index.json` there is removed so loaders see the new file. With
-    /// tied embeddings `lm_head.weight` is omitted, as transformers does.
-    public func save(to directory: URL, dtype: SafeTensorsDType = .f32) throws {
+    /// atomically (temp file, fsync, rename); a stale `model.safetensors.index.json` there is removed so loaders
+    /// see the new file. With tied embeddings `lm_head.weight` is omitted, as transformers does.
+    ///
+    /// Streamed tensor by tensor from `parameters` (`SafeTensorsWriter.stream`): F32 goes to the file as it is,
+    /// BF16 is converted one chunk at a time, so saving costs no copy of the model in memory.
+    /// `afterChunk` (tests) may throw to fail the save midway; `directory` then keeps its previous files.
+    public func save(to directory: URL, dtype: SafeTensorsDType = .f32, afterChunk: ((Int) throws -> Void)? = nil) throws {
         guard dtype == .f32 || dtype == .bf16 else {
             throw ModelError.invalidInput("save: dtype \(dtype.rawValue) not supported (F32, BF16)")
         }
-        try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
-        var w = SafeTensorsWriter()
-        for e in layout.entries {
-            try w.add(name: e.name, shape: e.shape,
-                      floats: UnsafeBufferPointer(start: parameters.pointer + e.offset, count: e.count), as: dtype)
+        try FileSystemError.makeDirectory(directory)
+        let base = UnsafePointer(parameters.pointer)
+        let sources = layout.entries.map {
+            SafeTensorsWriter.Source(name: $0.name, shape: $0.shape,
+                                     floats: UnsafeBufferPointer(start: base + $0.offset, count: $0.count), dtype: dtype)
+        }
+        try withExtendedLifetime(parameters) {
+            try SafeTensorsWriter.stream(sources, to: directory.appendingPathComponent(SafeTensorsCheckpoint.singleFileName),
+                                         metadata: ["format": "pt"], afterChunk: afterChunk)
         }
         var cfg = config
         cfg.dtype = dtype == .f32 ? "float32" : "bfloat16"
-        try w.write(to: directory.appendingPathComponent(SafeTensorsCheckpoint.singleFileName), metadata: ["format": "pt"])
         try SafeTensorsWriter.atomicWrite(cfg.jsonData(), to: directory.appendingPathComponent("config.json"))
         let index = directory.appendingPathComponent(SafeTensorsCheckpoint.indexFileName)
-        if FileManager.default.fileExists(atPath: index.path) { try FileManager.default.removeItem(at: index) }
+        if FileManager.default.fileExists(atPath: index.path) {
+            guard unlink(index.path) == 0 else { throw FileSystemError(operation: "remove", path: index.path, errno: errno) }
+        }
     }
 }

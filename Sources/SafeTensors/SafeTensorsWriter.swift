@@ -87,7 +87,21 @@ public struct SafeTensorsWriter: Sendable {
 
     /// The complete file image.
     public func serialized(metadata: [String: String] = [:]) -> Data {
-        let ordered = entries.sorted { ($0.dtype.layoutRank, $1.name) > ($1.dtype.layoutRank, $0.name) }
+        let (header, order) = Self.header(entries.map { ($0.name, $0.dtype, $0.shape, $0.bytes.count) }, metadata: metadata)
+        var out = Data(capacity: header.count + order.reduce(0) { $0 + entries[$1].bytes.count })
+        out.append(header)
+        for i in order { out.append(entries[i].bytes) }
+        return out
+    }
+
+    /// The 8-byte length plus the space-padded JSON header for tensors (name, dtype, shape, byte count), and the
+    /// order their bytes follow it in (indices into `tensors`): by dtype rank descending, then name — the layout
+    /// of the reference implementation. Shared by `serialized` and `stream`, so both produce the same bytes.
+    static func header(_ tensors: [(name: String, dtype: SafeTensorsDType, shape: [Int], byteCount: Int)],
+                       metadata: [String: String]) -> (Data, [Int]) {
+        let order = tensors.indices.sorted {
+            (tensors[$0].dtype.layoutRank, tensors[$1].name) > (tensors[$1].dtype.layoutRank, tensors[$0].name)
+        }
         var json = "{"
         var first = true
         if !metadata.isEmpty {
@@ -97,10 +111,11 @@ public struct SafeTensorsWriter: Sendable {
             first = false
         }
         var offset = 0
-        for e in ordered {
+        for i in order {
+            let e = tensors[i]
             if !first { json += "," }
             first = false
-            let end = offset + e.bytes.count
+            let end = offset + e.byteCount
             json += "\(jsonString(e.name)):{\"dtype\":\"\(e.dtype.rawValue)\",\"shape\":[\(e.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(end)]}"
             offset = end
         }
@@ -108,11 +123,10 @@ public struct SafeTensorsWriter: Sendable {
         var header = Data(json.utf8)
         let pad = (8 - header.count % 8) % 8
         header.append(contentsOf: [UInt8](repeating: 0x20, count: pad))
-        var out = Data(capacity: 8 + header.count + offset)
+        var out = Data(capacity: 8 + header.count)
         withUnsafeBytes(of: UInt64(header.count).littleEndian) { out.append(contentsOf: $0) }
         out.append(header)
-        for e in ordered { out.append(e.bytes) }
-        return out
+        return (out, order)
     }
 
     /// Writes the file atomically: a temporary file in the same directory is written, flushed and renamed over
@@ -121,33 +135,90 @@ public struct SafeTensorsWriter: Sendable {
         try SafeTensorsWriter.atomicWrite(serialized(metadata: metadata), to: url)
     }
 
-    /// Temp file + fsync + rename(2) in `url`'s directory.
+    /// Temp file + fsync + rename(2) + fsync of the directory (`AtomicFile`); errors as `SafeTensorsError(.io)`
+    /// naming the file and the OS's reason.
     public static func atomicWrite(_ data: Data, to url: URL) throws {
-        let dir = url.deletingLastPathComponent()
-        let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        let fd = open(tmp.path, O_WRONLY | O_CREAT | O_EXCL, 0o644)
-        guard fd >= 0 else {
-            throw SafeTensorsError(.io, file: url.path, "cannot create temporary file \(tmp.path): \(String(cString: strerror(errno)))")
+        do { try AtomicFile.write(data, to: url) } catch let e as FileSystemError {
+            throw SafeTensorsError(.io, file: url.path, e.description)
         }
-        var ok = false
-        defer { if !ok { unlink(tmp.path) } }
-        let err: Int32? = data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) -> Int32? in
-            var done = 0
-            while done < raw.count {
-                let w = Foundation.write(fd, raw.baseAddress! + done, raw.count - done)
-                if w < 0 { if errno == EINTR { continue }; return errno }
-                done += w
+    }
+
+    /// A float tensor for `stream`: the caller's memory, read during the call only.
+    public struct Source {
+        public var name: String
+        public var shape: [Int]
+        public var floats: UnsafeBufferPointer<Float>
+        /// Stored dtype: .f32 (bytes written as they are), .bf16 (round-to-nearest-even), .f16.
+        public var dtype: SafeTensorsDType
+        public init(name: String, shape: [Int], floats: UnsafeBufferPointer<Float>, dtype: SafeTensorsDType = .f32) {
+            self.name = name; self.shape = shape; self.floats = floats; self.dtype = dtype
+        }
+    }
+
+    /// Floats converted per chunk by `stream` (1 MiB of F32 source): the only buffer a streamed save allocates.
+    public static let streamChunkElements = 1 << 18
+
+    /// Writes a safetensors file tensor by tensor straight from the caller's memory, atomically (`AtomicFile`):
+    /// F32 tensors go from the source to write(2) unchanged; BF16/F16 are converted `streamChunkElements` at a
+    /// time into one scratch buffer. No image of the file is built, so the resident memory it costs is one chunk
+    /// whatever the model size. The bytes are identical to `serialized` of the same tensors (same header, order
+    /// and conversion). `afterChunk` sees the bytes written so far after each chunk; if it throws, the temporary
+    /// file is removed and `url` is left as it was (tests use it to fail a save midway).
+    public static func stream(_ tensors: [Source], to url: URL, metadata: [String: String] = [:],
+                              afterChunk: ((Int) throws -> Void)? = nil) throws {
+        var seen = Set<String>()
+        for t in tensors {
+            guard seen.insert(t.name).inserted else {
+                throw SafeTensorsError(.duplicateName, file: url.path, tensor: t.name, "tensor added twice")
             }
-            return fsync(fd) == 0 ? nil : errno
+            guard t.shape.allSatisfy({ $0 >= 0 }), t.shape.reduce(1, *) == t.floats.count else {
+                throw SafeTensorsError(.countMismatch, file: url.path, tensor: t.name,
+                                       "shape \(t.shape) has \(t.shape.reduce(1, *)) elements but \(t.floats.count) values were given")
+            }
+            guard [.f32, .bf16, .f16].contains(t.dtype) else {
+                throw SafeTensorsError(.wrongDType, file: url.path, tensor: t.name, "cannot stream floats as \(t.dtype.rawValue) (F32, BF16, F16)")
+            }
         }
-        close(fd)
-        if let e = err {
-            throw SafeTensorsError(.io, file: url.path, "writing \(tmp.path) failed: \(String(cString: strerror(e)))")
+        let (header, order) = Self.header(tensors.map { ($0.name, $0.dtype, $0.shape, $0.floats.count * $0.dtype.byteSize) },
+                                          metadata: metadata)
+        let file: AtomicFile
+        do { file = try AtomicFile(url: url) } catch let e as FileSystemError {
+            throw SafeTensorsError(.io, file: url.path, e.description)
         }
-        guard rename(tmp.path, url.path) == 0 else {
-            throw SafeTensorsError(.io, file: url.path, "rename from \(tmp.path) failed: \(String(cString: strerror(errno)))")
+        let chunk = streamChunkElements
+        let scratch = UnsafeMutablePointer<UInt16>.allocate(capacity: chunk)
+        defer { scratch.deallocate() }
+        do {
+            try file.write(header)
+            for i in order {
+                let t = tensors[i]
+                var start = 0
+                while start < t.floats.count {
+                    let n = min(chunk, t.floats.count - start)
+                    let src = t.floats.baseAddress! + start
+                    switch t.dtype {
+                    case .f32:
+                        // Little-endian host: the floats are the bytes.
+                        try file.write(UnsafeRawBufferPointer(start: src, count: n * 4))
+                    case .bf16:
+                        for j in 0..<n { scratch[j] = BFloat16Bits.from(src[j]) }
+                        try file.write(UnsafeRawBufferPointer(start: scratch, count: n * 2))
+                    default:
+                        for j in 0..<n { scratch[j] = Float16(src[j]).bitPattern }
+                        try file.write(UnsafeRawBufferPointer(start: scratch, count: n * 2))
+                    }
+                    start += n
+                    try afterChunk?(file.bytesWritten)
+                }
+            }
+            try file.commit()
+        } catch let e as FileSystemError {
+            file.abandon()
+            throw SafeTensorsError(.io, file: url.path, e.description)
+        } catch {
+            file.abandon()
+            throw error
         }
-        ok = true
     }
 }
 

@@ -25,35 +25,144 @@ public struct TrainerState: Codable, Sendable, Equatable {
 
 /// Checkpoints as `<output>/checkpoint-<step>/` holding a Hugging Face model directory (`config.json`,
 /// `model.safetensors`: load it with transformers unchanged) plus `optimizer.safetensors` (AdamW m and v, F32),
-/// `trainer_state.json` and `train_config.yaml`. Each is written into a temporary directory that is renamed into
-/// place, then `<output>/latest` (the directory name) is replaced atomically: a crash mid-write leaves the previous
-/// checkpoint intact and `latest` pointing at it.
+/// `trainer_state.json` and `train_config.json`.
+///
+/// A save streams every tensor from the live buffers to its file (`SafeTensorsWriter.stream`: no copy of the
+/// weights or moments is made, so the resident memory of a save is a 1 MiB conversion chunk), into a temporary
+/// directory `.checkpoint-<step>.tmp-<pid>` whose files are each fsynced; the directory is fsynced and renamed
+/// into place, then `<output>/latest` (the directory name) is replaced atomically. A crash, OOM kill or I/O error
+/// at any point leaves the previous checkpoint intact and `latest` naming it; the partial temporary directory is
+/// removed by `prepare(output:)` at the next start. With `keep_checkpoints: N` only the newest N checkpoints are
+/// kept (never the one `latest` names), like TRL's `save_total_limit`; 0 keeps all, TRL's default.
 public enum Checkpointing {
     public static func directoryName(step: Int) -> String { String(format: "checkpoint-%06d", step) }
 
+    /// The step of a `checkpoint-NNNNNN` directory name, nil for any other name.
+    public static func step(ofDirectoryName name: String) -> Int? {
+        guard name.hasPrefix("checkpoint-") else { return nil }
+        let digits = name.dropFirst("checkpoint-".count)
+        guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber) else { return nil }
+        return Int(digits)
+    }
+
+    /// True for what an interrupted save (or prune) leaves behind: `.checkpoint-*.tmp-*` directories and
+    /// `.latest.tmp-*` files.
+    static func isTemporary(_ name: String) -> Bool {
+        (name.hasPrefix(".checkpoint-") && name.contains(".tmp-")) || name.hasPrefix(".latest.tmp-")
+    }
+
+    /// The process id recorded in a temporary name (`….tmp-<pid>` or `….tmp-<pid>-…`).
+    static func ownerPID(ofTemporary name: String) -> Int32? {
+        guard let r = name.range(of: ".tmp-", options: .backwards) else { return nil }
+        return Int32(name[r.upperBound...].prefix { $0.isASCII && $0.isNumber })
+    }
+
+    /// Run start: creates `output` (a one-line error naming the path and the OS's reason if it cannot) and removes
+    /// what interrupted saves left there (`.checkpoint-*.tmp-*`, `.latest.tmp-*`) — except those of another
+    /// process that is still alive (a second run writing into the same directory). Returns the names removed.
+    @discardableResult
+    public static func prepare(output: URL) throws -> [String] {
+        try FileSystemError.makeDirectory(output)
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: output.path) } catch {
+            throw FileSystemError(error, operation: "list", path: output.path)
+        }
+        var removed: [String] = []
+        for name in names.sorted() where isTemporary(name) {
+            if let pid = ownerPID(ofTemporary: name), pid != getpid(), pid > 0, kill(pid, 0) == 0 { continue }
+            let url = output.appendingPathComponent(name)
+            do { try FileManager.default.removeItem(at: url) } catch {
+                throw FileSystemError(error, operation: "remove stale partial checkpoint", path: url.path)
+            }
+            removed.append(name)
+        }
+        return removed
+    }
+
+    /// Writes `<output>/checkpoint-<state.completedSteps>/` and points `latest` at it (see the type). On failure
+    /// the error says which checkpoint was not written and that `latest` is unchanged; nothing partial is left
+    /// behind except on a crash (cleaned by `prepare`). `afterChunk` (tests) sees (file name, bytes written so
+    /// far) after every streamed chunk and may throw to fail the save midway.
+    @discardableResult
     public static func save(model: Transformer, optimizer: AdamW, state: TrainerState, config: TrainConfig,
-                            output: URL, dtype: SafeTensorsDType = .f32) throws -> URL {
-        let fm = FileManager.default
-        try fm.createDirectory(at: output, withIntermediateDirectories: true)
+                            output: URL, dtype: SafeTensorsDType = .f32,
+                            afterChunk: ((String, Int) throws -> Void)? = nil) throws -> URL {
+        try FileSystemError.makeDirectory(output)
         let name = directoryName(step: state.completedSteps)
         let final = output.appendingPathComponent(name)
-        let tmp = output.appendingPathComponent(".\(name).tmp-\(ProcessInfo.processInfo.processIdentifier)")
-        try? fm.removeItem(at: tmp)
-        try model.save(to: tmp, dtype: dtype)
-        var w = SafeTensorsWriter()
-        let adam = optimizer.state()
-        try adam.m.withUnsafeBufferPointer { try w.add(name: "exp_avg", shape: [adam.m.count], floats: $0, as: .f32) }
-        try adam.v.withUnsafeBufferPointer { try w.add(name: "exp_avg_sq", shape: [adam.v.count], floats: $0, as: .f32) }
-        try w.write(to: tmp.appendingPathComponent("optimizer.safetensors"),
-                    metadata: ["step": "\(adam.stepCount)", "layout": model.layout.fingerprint])
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try enc.encode(state).write(to: tmp.appendingPathComponent("trainer_state.json"), options: .atomic)
-        try enc.encode(config).write(to: tmp.appendingPathComponent("train_config.json"), options: .atomic)
-        if fm.fileExists(atPath: final.path) { try fm.removeItem(at: final) }
-        try fm.moveItem(at: tmp, to: final)
-        try Data(name.utf8).write(to: output.appendingPathComponent("latest"), options: .atomic)
+        let pid = ProcessInfo.processInfo.processIdentifier
+        let tmp = output.appendingPathComponent(".\(name).tmp-\(pid)")
+        let fm = FileManager.default
+        func removeTree(_ u: URL) throws {
+            guard fm.fileExists(atPath: u.path) else { return }
+            do { try fm.removeItem(at: u) } catch { throw FileSystemError(error, operation: "remove", path: u.path) }
+        }
+        do {
+            try removeTree(tmp)
+            try model.save(to: tmp, dtype: dtype, afterChunk: afterChunk.map { f in { try f(SafeTensorsCheckpoint.singleFileName, $0) } })
+            let m = optimizer.m, v = optimizer.v   // the optimizer's own buffers (copy-on-write: nothing is copied)
+            try m.withUnsafeBufferPointer { mb in
+                try v.withUnsafeBufferPointer { vb in
+                    try SafeTensorsWriter.stream(
+                        [.init(name: "exp_avg", shape: [mb.count], floats: mb), .init(name: "exp_avg_sq", shape: [vb.count], floats: vb)],
+                        to: tmp.appendingPathComponent("optimizer.safetensors"),
+                        metadata: ["step": "\(optimizer.stepCount)", "layout": model.layout.fingerprint],
+                        afterChunk: afterChunk.map { f in { try f("optimizer.safetensors", $0) } })
+                }
+            }
+            let enc = JSONEncoder()
+            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+            try AtomicFile.write(enc.encode(state), to: tmp.appendingPathComponent("trainer_state.json"))
+            try AtomicFile.write(enc.encode(config), to: tmp.appendingPathComponent("train_config.json"))
+            try FileSystemError.syncDirectory(tmp)
+            if fm.fileExists(atPath: final.path) {
+                // Re-saving a step (e.g. after resuming from an earlier checkpoint): move the old one aside under a
+                // temporary name (cleaned at start if we die here), put the new one in place, then delete the old.
+                let old = output.appendingPathComponent(".\(name).tmp-\(pid)-replaced")
+                try removeTree(old)
+                try FileSystemError.rename(final, to: old)
+                try FileSystemError.rename(tmp, to: final)
+                try removeTree(old)
+            } else {
+                try FileSystemError.rename(tmp, to: final)
+            }
+            try FileSystemError.syncDirectory(output)
+            try AtomicFile.write(Data(name.utf8), to: output.appendingPathComponent("latest"))
+        } catch {
+            try? fm.removeItem(at: tmp)
+            let current = (try? latest(in: output))?.lastPathComponent
+            throw CheckpointError(path: final.path,
+                                  message: "not saved (\(current.map { "latest still names \($0)" } ?? "no earlier checkpoint")): \(error)")
+        }
+        if config.keepCheckpoints > 0 {
+            do { try prune(output: output, keep: config.keepCheckpoints, latest: name) } catch {
+                throw CheckpointError(path: output.path, message: "\(name) saved, but pruning old checkpoints failed: \(error)")
+            }
+        }
         return final
+    }
+
+    /// Removes all but the `keep` highest-step `checkpoint-*` directories in `output`, never `latest`. Each is
+    /// first renamed to a temporary name, so an interrupted prune never leaves a half-deleted directory that looks
+    /// like a checkpoint. Returns the names removed.
+    @discardableResult
+    public static func prune(output: URL, keep: Int, latest: String) throws -> [String] {
+        let fm = FileManager.default
+        let names: [String]
+        do { names = try fm.contentsOfDirectory(atPath: output.path) } catch {
+            throw FileSystemError(error, operation: "list", path: output.path)
+        }
+        let checkpoints = names.compactMap { n in step(ofDirectoryName: n).map { (n, $0) } }.sorted { $0.1 > $1.1 }
+        var kept = 0, removed: [String] = []
+        for (n, _) in checkpoints {
+            if n == latest { continue }
+            if kept + 1 < keep { kept += 1; continue }   // `latest` is always one of the `keep`
+            let doomed = output.appendingPathComponent(".\(n).tmp-\(getpid())-pruned")
+            try FileSystemError.rename(output.appendingPathComponent(n), to: doomed)
+            do { try fm.removeItem(at: doomed) } catch { throw FileSystemError(error, operation: "remove", path: doomed.path) }
+            removed.append(n)
+        }
+        return removed
     }
 
     /// The checkpoint `<output>/latest` names, or nil when there is none.
@@ -85,12 +194,21 @@ public enum Checkpointing {
             throw CheckpointError(path: dir.appendingPathComponent("optimizer.safetensors").path,
                                   message: "AdamW moments were written for parameter layout \(opt.metadata["layout"] ?? "(none recorded: an older rlif)"), this model's layout is \(layout); the weights in model.safetensors load by name, but the moments cannot be mapped (to continue from these weights with a fresh optimizer: --set model=\(dir.path), without --resume)")
         }
-        let m = try opt.floats("exp_avg"), v = try opt.floats("exp_avg_sq")
-        guard m.count == optimizer.parameterCount, v.count == optimizer.parameterCount else {
-            throw CheckpointError(path: dir.appendingPathComponent("optimizer.safetensors").path,
-                                  message: "moments have \(m.count)/\(v.count) entries, the model \(optimizer.parameterCount)")
+        let optPath = dir.appendingPathComponent("optimizer.safetensors").path
+        for t in ["exp_avg", "exp_avg_sq"] {
+            guard let shape = opt.shape(of: t) else {
+                throw CheckpointError(path: optPath, message: "no tensor '\(t)'")
+            }
+            guard shape.reduce(1, *) == optimizer.parameterCount, opt.dtype(of: t) == .f32 else {
+                throw CheckpointError(path: optPath, message: "'\(t)' is \(opt.dtype(of: t)?.rawValue ?? "?") \(shape), the model needs F32 [\(optimizer.parameterCount)]")
+            }
         }
-        try optimizer.restore(AdamW.State(stepCount: state.adamStep, m: m, v: v))
+        // Read straight into the optimizer's buffers: resuming costs no second copy of the moments.
+        try optimizer.restore(stepCount: state.adamStep) { m, v in
+            guard let mp = m.baseAddress, let vp = v.baseAddress else { return }
+            try opt.readFloats("exp_avg", into: mp, count: m.count)
+            try opt.readFloats("exp_avg_sq", into: vp, count: v.count)
+        }
         return state
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import SafeTensors
 
 /// Appends one JSON object per line to `metrics.jsonl` and flushes it, so a crash loses at most the line being
 /// written and `tail -f` shows progress. Keys are sorted for stable diffs.
@@ -8,14 +9,11 @@ public final class MetricsLog {
 
     public init(url: URL, truncate: Bool) throws {
         self.url = url
-        let fm = FileManager.default
-        try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-        if truncate || !fm.fileExists(atPath: url.path) {
-            guard fm.createFile(atPath: url.path, contents: nil) else {
-                throw RunDirectoryError(path: url.path, message: "cannot create the metrics file")
-            }
-        }
-        handle = try FileHandle(forWritingTo: url)
+        try FileSystemError.makeDirectory(url.deletingLastPathComponent())
+        // open(2) rather than FileManager/FileHandle: a failure is one line with the OS's reason.
+        let fd = open(url.path, O_WRONLY | O_CREAT | O_CLOEXEC | (truncate ? O_TRUNC : O_APPEND), 0o644)
+        guard fd >= 0 else { throw FileSystemError(operation: "open for writing", path: url.path, errno: errno) }
+        handle = FileHandle(fileDescriptor: fd, closeOnDealloc: false)
         try handle.seekToEnd()
     }
 
@@ -25,9 +23,7 @@ public final class MetricsLog {
     public convenience init(url: URL, resumingAfter completedSteps: Int) throws {
         if completedSteps > 0, let data = FileManager.default.contents(atPath: url.path) {
             let kept = MetricsLog.rows(data, keptBefore: completedSteps)
-            do { try kept.write(to: url, options: .atomic) } catch {
-                throw RunDirectoryError(path: url.path, message: "cannot rewrite for resume (\(FileSystemMessage.reason(error)))")
-            }
+            try AtomicFile.write(kept, to: url)
         }
         try self.init(url: url, truncate: completedSteps == 0)
     }
@@ -63,6 +59,6 @@ public final class MetricsLog {
         }
         var data = try JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys])
         data.append(UInt8(ascii: "\n"))
-        try handle.write(contentsOf: data)
+        do { try handle.write(contentsOf: data) } catch { throw FileSystemError(error, operation: "append to", path: url.path) }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import SafeTensors
 
 /// How a run starts in its output directory, decided before any model is loaded so that a mistake costs nothing:
 /// a directory that already holds a run is never silently overwritten, and `--resume` with nothing to resume is an
@@ -29,10 +30,7 @@ public enum RunDirectory {
         if resume && overwrite {
             throw RunDirectoryError(path: output.path, message: "--resume and --overwrite contradict each other: pick one")
         }
-        do { try fm.createDirectory(at: output, withIntermediateDirectories: true) } catch {
-            throw RunDirectoryError(path: output.path,
-                                    message: "cannot create the output directory (\(FileSystemMessage.reason(error, path: output)))")
-        }
+        try FileSystemError.makeDirectory(output)
         if resume {
             guard let ckpt = try Checkpointing.latest(in: output) else {
                 throw RunDirectoryError(path: output.path,
@@ -49,8 +47,7 @@ public enum RunDirectory {
         }
         for n in found {
             do { try fm.removeItem(at: output.appendingPathComponent(n)) } catch {
-                throw RunDirectoryError(path: output.appendingPathComponent(n).path,
-                                        message: "--overwrite: cannot remove (\(FileSystemMessage.reason(error)))")
+                throw FileSystemError(error, operation: "remove (--overwrite)", path: output.appendingPathComponent(n).path)
             }
         }
         return .fresh
@@ -65,40 +62,3 @@ public struct RunDirectoryError: Error, CustomStringConvertible, Equatable {
     public var description: String { "\(path): \(message)" }
 }
 
-/// One-line reasons for file-system errors (Foundation's own descriptions dump `NSCocoaErrorDomain Code=642`
-/// and the whole userInfo dictionary).
-public enum FileSystemMessage {
-    /// Like `reason(_:)`, but when Foundation gives no cause (e.g. NSCocoaErrorDomain 512 for a path under a
-    /// regular file) the path's nearest existing ancestor is examined to say why.
-    public static func reason(_ error: Error, path: URL) -> String {
-        let r = reason(error)
-        guard r.hasPrefix("The operation could not be completed") else { return r }
-        let fm = FileManager.default
-        var p = path.deletingLastPathComponent()
-        while p.path != "/" && !fm.fileExists(atPath: p.path) { p = p.deletingLastPathComponent() }
-        var isDir: ObjCBool = false
-        if fm.fileExists(atPath: p.path, isDirectory: &isDir), !isDir.boolValue { return "\(p.path) is not a directory" }
-        if !fm.isWritableFile(atPath: p.path) { return "\(p.path) is not writable" }
-        return r
-    }
-
-    public static func reason(_ error: Error) -> String {
-        let ns = error as NSError
-        if let posix = (ns.userInfo[NSUnderlyingErrorKey] as? NSError), posix.domain == NSPOSIXErrorDomain {
-            return String(cString: strerror(Int32(posix.code)))
-        }
-        if ns.domain == NSPOSIXErrorDomain { return String(cString: strerror(Int32(ns.code))) }
-        if ns.domain == NSCocoaErrorDomain {
-            switch CocoaError.Code(rawValue: ns.code) {
-            case .fileNoSuchFile, .fileReadNoSuchFile: return "no such file or directory"
-            case .fileWriteNoPermission, .fileReadNoPermission: return "permission denied"
-            case .fileWriteOutOfSpace: return "no space left on device"
-            case .fileWriteVolumeReadOnly: return "read-only file system"
-            case .fileWriteFileExists: return "file exists"
-            case .fileReadCorruptFile: return "not in the expected format"
-            default: break
-            }
-        }
-        return ns.localizedDescription
-    }
-}

@@ -62,6 +62,9 @@ public final class SingleProcessRun {
     /// Runs the remaining steps; `onStep` sees each metrics record (also appended to metrics.jsonl).
     @discardableResult
     public func run(onStep: (([String: Any]) -> Void)? = nil) throws -> Outcome {
+        for name in try Checkpointing.prepare(output: output) {
+            log.notice("removed \(name) in \(output.path): left by an interrupted checkpoint save")
+        }
         let metrics = try MetricsLog(url: output.appendingPathComponent("metrics.jsonl"), resumingAfter: completedSteps)
         let samples = SampleLog(output: output, every: config.logSamplesEvery, tokenizer: formatter.tokenizer)
         _ = try MetricsLog(url: samples.url, resumingAfter: completedSteps)

@@ -82,6 +82,9 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var seed: UInt64 = 0
     /// Write a checkpoint every N optimizer steps (0 = only at the end).
     public var checkpointEvery: Int = 50
+    /// Keep only the newest N `checkpoint-*` directories (the one `latest` names always among them), like TRL's
+    /// `save_total_limit`; 0 keeps every checkpoint, TRL's default (`save_total_limit=None`).
+    public var keepCheckpoints: Int = 0
     public var evalEvery: Int = 0
     public var evalLimit: Int = 64
     /// Every N steps a few completion texts go to samples.jsonl (0 = never).
@@ -115,7 +118,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         case unbiasedStd = "unbiased_std", scaleAdvantages = "scale_advantages", tisCap = "tis_cap"
         case ppoEpochs = "ppo_epochs", minibatches, microBatchTokens = "micro_batch_tokens"
         case activationCheckpointing = "activation_checkpointing"
-        case seed, checkpointEvery = "checkpoint_every", evalEvery = "eval_every", evalLimit = "eval_limit"
+        case seed, checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints", evalEvery = "eval_every", evalLimit = "eval_limit"
         case logSamplesEvery = "log_samples_every"
         case actors, maxLag = "max_lag", actorBatchSequences = "actor_batch_sequences"
         case heartbeatIntervalMs = "heartbeat_interval_ms", heartbeatTimeoutMs = "heartbeat_timeout_ms"
@@ -141,7 +144,8 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try get(.unbiasedStd, &unbiasedStd); try get(.scaleAdvantages, &scaleAdvantages); try get(.tisCap, &tisCap)
         try get(.ppoEpochs, &ppoEpochs); try get(.minibatches, &minibatches); try get(.microBatchTokens, &microBatchTokens)
         try get(.activationCheckpointing, &activationCheckpointing)
-        try get(.seed, &seed); try get(.checkpointEvery, &checkpointEvery); try get(.evalEvery, &evalEvery)
+        try get(.seed, &seed); try get(.checkpointEvery, &checkpointEvery); try get(.keepCheckpoints, &keepCheckpoints)
+        try get(.evalEvery, &evalEvery)
         try get(.evalLimit, &evalLimit); try get(.logSamplesEvery, &logSamplesEvery); try get(.actors, &actors); try get(.maxLag, &maxLag)
         try get(.actorBatchSequences, &actorBatchSequences); try get(.heartbeatIntervalMs, &heartbeatIntervalMs)
         try get(.heartbeatTimeoutMs, &heartbeatTimeoutMs); try get(.weightDType, &weightDType); try get(.chunkBytes, &chunkBytes)
@@ -268,6 +272,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try check(minibatches >= 1 && minibatches <= promptsPerStep, .minibatches, "must be in 1...prompts_per_step")
         try check(microBatchTokens >= 16, .microBatchTokens, "must be >= 16")
         try check(["chatml", "plain"].contains(template), .template, "must be chatml or plain")
+        try check(keepCheckpoints >= 0, .keepCheckpoints, "must be >= 0 (0 keeps every checkpoint)")
         try check(actors >= 1, .actors, "must be >= 1")
         try check(maxLag >= 0, .maxLag, "must be >= 0")
         try check(["f32", "bf16"].contains(weightDType), .weightDType, "must be f32 or bf16")

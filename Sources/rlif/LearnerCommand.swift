@@ -4,6 +4,7 @@ import Actor
 import Kernels
 import Learner
 import Logging
+import SafeTensors
 import Training
 import Transport
 import Wire
@@ -32,6 +33,9 @@ struct LearnerCommand: ParsableCommand {
         let output = URL(fileURLWithPath: c.outputDir)
         // Before any model is loaded: never overwrite a run silently, never "resume" from nothing.
         let start = try RunDirectory.prepare(output: output, resume: resume, overwrite: overwrite)
+        for name in try Checkpointing.prepare(output: output) {
+            log.notice("removed \(name) in \(output.path): left by an interrupted checkpoint save")
+        }
         let o = try RunSetup.objects(c)
         var startStep = 0
         if case let .resume(dir) = start {
@@ -101,7 +105,7 @@ struct LearnerCommand: ParsableCommand {
                                      "actors_seen": summary.actorsSeen, "actors_declared_dead": summary.actorsDeclaredDead,
                                      "prompts_trained": summary.trainedPrompts.count,
                                      "prompts_trained_more_than_once": twice.count]
-        try enc.encode(report).write(to: output.appendingPathComponent("learner_summary.json"), options: .atomic)
+        try AtomicFile.write(enc.encode(report), to: output.appendingPathComponent("learner_summary.json"))
         if summary.completedSteps < c.steps {
             // Stopped early (SIGINT/SIGTERM): the checkpoint is written; exit 128 + signal, not 0.
             // Under `rlif train` the supervisor prints the command to resume (this one has a temporary ipc path).

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Kernels
 import Logging
+import SafeTensors
 import Training
 
 /// `rlif train`: INTUITOR on one host. By default the real distributed system in local mode — one learner and N
@@ -71,12 +72,12 @@ struct LocalMode {
     func run() throws {
         let log = Logger(label: "rlif.train")
         let output = URL(fileURLWithPath: config.outputDir)
-        try FileManager.default.createDirectory(at: output, withIntermediateDirectories: true)
+        try FileSystemError.makeDirectory(output)
         // The effective config (after --set) is what the learner reads.
         let cfgFile = output.appendingPathComponent("train_config.json")
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-        try enc.encode(config).write(to: cfgFile, options: .atomic)
+        try AtomicFile.write(enc.encode(config), to: cfgFile)
         let sock = FileManager.default.temporaryDirectory.appendingPathComponent("rlif-\(getpid())")
         try FileManager.default.createDirectory(at: sock, withIntermediateDirectories: true)
         defer { try? FileManager.default.removeItem(at: sock) }

@@ -1,0 +1,167 @@
+import Foundation
+
+/// A file-system operation that failed, as one line: what was done, on which path, and the OS's reason
+/// (`strerror`), e.g. `cannot create directory /data/run: Read-only file system`. Foundation errors (CocoaError /
+/// NSError with an underlying POSIX error) are reduced to the same form by `FileSystemError(_:operation:path:)`, so
+/// users never see an `NSCocoaErrorDomain Code=…` dump.
+public struct FileSystemError: Error, CustomStringConvertible, Equatable, Sendable {
+    /// What was attempted: "create directory", "write", "rename", "remove", ….
+    public var operation: String
+    public var path: String
+    /// The OS's reason (strerror text).
+    public var reason: String
+    /// The POSIX errno when known (e.g. ENOSPC), 0 otherwise.
+    public var code: Int32
+
+    public init(operation: String, path: String, errno code: Int32) {
+        self.operation = operation
+        self.path = path
+        self.code = code
+        reason = String(cString: strerror(code))
+    }
+
+    public init(operation: String, path: String, reason: String, code: Int32 = 0) {
+        self.operation = operation; self.path = path; self.reason = reason; self.code = code
+    }
+
+    /// Wraps any error from Foundation's file APIs: the underlying POSIX code when there is one, else the
+    /// localized description without the domain/code noise.
+    public init(_ error: Error, operation: String, path: String) {
+        if let e = error as? FileSystemError { self = e; return }
+        let ns = error as NSError
+        var posix: Int32 = 0
+        if ns.domain == NSPOSIXErrorDomain { posix = Int32(ns.code) }
+        else if let u = ns.userInfo[NSUnderlyingErrorKey] as? NSError, u.domain == NSPOSIXErrorDomain { posix = Int32(u.code) }
+        else if let e = error as? CocoaError {
+            switch e.code {
+            case .fileWriteNoPermission, .fileReadNoPermission: posix = EACCES
+            case .fileWriteOutOfSpace: posix = ENOSPC
+            case .fileWriteVolumeReadOnly: posix = EROFS
+            case .fileNoSuchFile, .fileReadNoSuchFile: posix = ENOENT
+            case .fileWriteFileExists: posix = EEXIST
+            default: break
+            }
+        }
+        if posix != 0 {
+            self.init(operation: operation, path: path, errno: posix)
+        } else {
+            self.init(operation: operation, path: path, reason: ns.localizedFailureReason ?? ns.localizedDescription)
+        }
+    }
+
+    public var description: String { "cannot \(operation) \(path): \(reason)" }
+
+    /// Creates `url` and its parents (like `mkdir -p`); a path that exists as a non-directory, or any OS error,
+    /// is a one-line `FileSystemError`.
+    public static func makeDirectory(_ url: URL) throws {
+        var isDir: ObjCBool = false
+        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) {
+            if isDir.boolValue { return }
+            throw FileSystemError(operation: "create directory", path: url.path, errno: EEXIST)
+        }
+        // An ancestor that is a regular file: Foundation says only "NSCocoaErrorDomain 512"; say which one.
+        var ancestor = url.deletingLastPathComponent()
+        while ancestor.path != "/" && !FileManager.default.fileExists(atPath: ancestor.path, isDirectory: &isDir) {
+            ancestor = ancestor.deletingLastPathComponent()
+        }
+        if ancestor.path != "/" && !isDir.boolValue {
+            throw FileSystemError(operation: "create directory", path: url.path, reason: "\(ancestor.path) is not a directory", code: ENOTDIR)
+        }
+        do { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) } catch {
+            throw FileSystemError(error, operation: "create directory", path: url.path)
+        }
+    }
+
+    /// fsync(2) a directory, so renames and new entries in it survive a power loss.
+    public static func syncDirectory(_ url: URL) throws {
+        let fd = open(url.path, O_RDONLY | O_DIRECTORY)
+        guard fd >= 0 else { throw FileSystemError(operation: "open directory", path: url.path, errno: errno) }
+        defer { close(fd) }
+        // Some file systems (e.g. certain FUSE mounts) refuse fsync on directories: that is not a failed save.
+        if fsync(fd) != 0 && errno != EINVAL && errno != EROFS {
+            throw FileSystemError(operation: "sync directory", path: url.path, errno: errno)
+        }
+    }
+
+    /// rename(2), with the error naming both paths.
+    public static func rename(_ from: URL, to: URL) throws {
+        guard Foundation.rename(from.path, to.path) == 0 else {
+            let e = errno
+            throw FileSystemError(operation: "rename \(from.path) to", path: to.path, errno: e)
+        }
+    }
+}
+
+/// A file written through a temporary sibling (`.NAME.tmp-PID-RANDOM`) that replaces `url` only on `commit()`:
+/// write(2) in pieces, fsync(2), rename(2), fsync of the directory. Readers never see a partial file; a failed or
+/// abandoned write leaves whatever was at `url` before. Writes go straight from the caller's memory (no buffering
+/// here), so a file of any size costs no resident memory beyond the caller's own chunk.
+public final class AtomicFile {
+    public let url: URL
+    public let temporaryURL: URL
+    private var fd: Int32
+    /// Bytes written so far.
+    public private(set) var bytesWritten = 0
+
+    public init(url: URL) throws {
+        self.url = url
+        let dir = url.deletingLastPathComponent()
+        temporaryURL = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        fd = open(temporaryURL.path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw FileSystemError(operation: "create", path: temporaryURL.path, errno: errno) }
+    }
+
+    deinit { abandon() }
+
+    /// Appends `bytes`.
+    public func write(_ bytes: UnsafeRawBufferPointer) throws {
+        guard fd >= 0 else { throw FileSystemError(operation: "write", path: temporaryURL.path, reason: "already closed") }
+        var done = 0
+        while done < bytes.count {
+            let w = Foundation.write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if w < 0 {
+                if errno == EINTR { continue }
+                let e = errno
+                throw FileSystemError(operation: "write", path: temporaryURL.path, errno: e)
+            }
+            done += w
+        }
+        bytesWritten += done
+    }
+
+    public func write(_ data: Data) throws { try data.withUnsafeBytes { try write($0) } }
+
+    /// fsync, close, rename over `url`, fsync the directory.
+    public func commit() throws {
+        guard fd >= 0 else { throw FileSystemError(operation: "commit", path: temporaryURL.path, reason: "already closed") }
+        if fsync(fd) != 0 {
+            let e = errno
+            abandon()
+            throw FileSystemError(operation: "sync", path: temporaryURL.path, errno: e)
+        }
+        let c = close(fd)
+        fd = -1
+        if c != 0 {
+            let e = errno
+            unlink(temporaryURL.path)
+            throw FileSystemError(operation: "close", path: temporaryURL.path, errno: e)
+        }
+        do { try FileSystemError.rename(temporaryURL, to: url) } catch { unlink(temporaryURL.path); throw error }
+        try FileSystemError.syncDirectory(url.deletingLastPathComponent())
+    }
+
+    /// Closes and removes the temporary file (no effect after `commit`).
+    public func abandon() {
+        guard fd >= 0 else { return }
+        close(fd)
+        fd = -1
+        unlink(temporaryURL.path)
+    }
+
+    /// `data` to `url` atomically (see the type).
+    public static func write(_ data: Data, to url: URL) throws {
+        let f = try AtomicFile(url: url)
+        try f.write(data)
+        try f.commit()
+    }
+}
