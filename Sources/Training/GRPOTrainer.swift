@@ -148,7 +148,11 @@ public final class GRPOTrainer {
         metrics.rollout = RolloutStats(groups: groups)
 
         // Flatten to sequences.
-        struct Seq { var prompt: [Int32]; var completion: [Int32]; var behaviour: [Float]; var advantage: Float }
+        struct Seq {
+            var prompt: [Int32]; var completion: [Int32]; var behaviour: [Float]; var advantage: Float
+            /// Log-probs under the weights before this step's first update (TIS with several updates only).
+            var old: [Float]? = nil
+        }
         var seqs: [Seq] = []
         for (g, a) in zip(groups, advantages) {
             for (c, adv) in zip(g.completions, a) {
@@ -158,6 +162,20 @@ public final class GRPOTrainer {
         // Minibatches are whole groups' worth of sequences, split evenly.
         let mbCount = min(config.minibatches, max(1, seqs.count))
         let per = (seqs.count + mbCount - 1) / mbCount
+        // With TIS the PPO ratio is against the trainer's own view of the sampling policy. When the step makes
+        // several updates (epochs or minibatches), that view is the weights before the first one, taken once here:
+        // taking it from the current weights at each minibatch made the ratio exactly 1 and clipping never acted.
+        if config.tisCap > 0 && (config.ppoEpochs > 1 || mbCount > 1) {
+            let sizes = seqs.map { $0.prompt.count + $0.completion.count }
+            for range in PackedCompletions.microBatches(tokenCounts: sizes, budget: config.microBatchTokens) {
+                let packed = PackedCompletions(seqs[range].map { ($0.prompt, $0.completion) })
+                let lp = try policy.forwardHead(packed.batch, logitRows: packed.rows, targets: packed.targets,
+                                                temperature: temperature, forBackward: false).logp
+                for (k, i) in range.enumerated() {
+                    seqs[i].old = Array(lp[packed.offsets[k]..<packed.offsets[k] + packed.lengths[k]])
+                }
+            }
+        }
         var lossSum = 0.0, pgSum = 0.0, klSum = 0.0, normSum = 0.0, updates = 0
         var stats = PolicyLossStats()
         for _ in 0..<config.ppoEpochs {
@@ -175,7 +193,7 @@ public final class GRPOTrainer {
                 // Token-bounded micro-batches (at least one sequence each).
                 let sizes = slice.map { $0.prompt.count + $0.completion.count }
                 for range in PackedCompletions.microBatches(tokenCounts: sizes, budget: config.microBatchTokens) {
-                    let r = try accumulate(slice[range].map { ($0.prompt, $0.completion, $0.behaviour, $0.advantage) },
+                    let r = try accumulate(slice[range].map { ($0.prompt, $0.completion, $0.behaviour, $0.advantage, $0.old) },
                                            normalizer: normalizer)
                     mbLoss += r.loss; mbPg += r.pgLoss; mbKl += r.klLoss
                     stats.merge(r.stats)
@@ -217,8 +235,9 @@ public final class GRPOTrainer {
     }
 
     /// Forward + loss + backward for one micro-batch; gradients accumulate into `policy.gradients`.
-    /// Each element: (prompt, completion, behaviour log-probs, advantage).
-    func accumulate(_ micro: [([Int32], [Int32], [Float], Float)], normalizer: Double) throws -> PolicyLossResult<Float> {
+    /// Each element: (prompt, completion, behaviour log-probs, advantage, log-probs before the step's first update
+    /// when TIS makes several updates — nil means "the current weights").
+    func accumulate(_ micro: [([Int32], [Int32], [Float], Float, [Float]?)], normalizer: Double) throws -> PolicyLossResult<Float> {
         // Rollout prompts are never empty (the sampler refuses them), so every completion token has its row
         // and the behaviour log-probs line up with `packed.targets`.
         if let bad = micro.firstIndex(where: { $0.0.isEmpty }) {
@@ -235,12 +254,13 @@ public final class GRPOTrainer {
                                           forBackward: true).logp
         var dLogp = [Float](repeating: 0, count: rows.count)
         let useTIS = config.tisCap > 0
+        let old = micro.allSatisfy { $0.4 != nil } ? micro.flatMap { $0.4! } : logp
         let result = try dLogp.withUnsafeMutableBufferPointer { d in
             try policyLoss(accumulatingInto: d, logp: logp,
                            // With TIS the PPO ratio is against the trainer's own view of the sampling policy
-                           // (here: the current weights, detached) and the actor's log-probs only weight the
-                           // policy gradient; without it the ratio is against the actor's log-probs directly.
-                           oldLogp: useTIS ? logp : behaviour,
+                           // (the weights before this step's first update, detached) and the actor's log-probs
+                           // only weight the policy gradient; without it the ratio is against the actor's log-probs.
+                           oldLogp: useTIS ? old : behaviour,
                            refLogp: refLogp, rolloutLogp: useTIS ? behaviour : nil,
                            advantages: adv, offsets: offsets, lengths: lengths,
                            config: lossConfig, normalizer: normalizer)

@@ -110,11 +110,11 @@ import TestSupport
         }
 
         // Gradients at the initial weights through the trainer's own forward → loss → backward path.
-        var micro: [([Int32], [Int32], [Float], Float)] = []
+        var micro: [([Int32], [Int32], [Float], Float, [Float]?)] = []
         var k = 0
         for g in fx.groups {
             for (c, lp) in zip(g.completions, g.behaviour_logprobs) {
-                micro.append((g.prompt, c, lp, advantages[k])); k += 1
+                micro.append((g.prompt, c, lp, advantages[k], nil)); k += 1
             }
         }
         #expect(micro.reduce(0) { $0 + $1.1.count } == fx.completion_tokens)

@@ -216,3 +216,29 @@ import TestSupport
         #expect(s.dictionary["train_accuracy"] as? Double == 0.5)
     }
 }
+
+@Suite(.serialized) struct TISEpochTests {
+    /// Issue 18's bug: with tis_cap > 0 and several updates per step, old log-probs were taken from the current
+    /// weights at every minibatch, so the ratio was exactly 1 and clipping never acted. Now they are taken once
+    /// before the first update: the second epoch sees the first epoch's change (ratio ≠ 1).
+    @Test func secondEpochRatioIsAgainstTheWeightsBeforeTheStep() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        let model = try ResumeTests.makeModel(in: d)
+        var c = ResumeTests.config(model: model, output: d.appendingPathComponent("out"))
+        c.steps = 1
+        c.tisCap = 2
+        c.ppoEpochs = 2
+        c.learningRate = 5e-2
+        c.warmupRatio = 0
+        c.lrSchedule = "constant"
+        c.maxGradNorm = 0
+        let run = try ResumeTests.makeRun(c)
+        var step: [String: Any] = [:]
+        try run.run { if $0["kind"] == nil { step = $0 } }
+        let ratio = try #require(step["ratio_mean"] as? Double)
+        let clip = try #require(step["clip_fraction"] as? Double)
+        // Mean over both epochs: epoch 1 contributes exactly 1, epoch 2 a visibly different ratio.
+        #expect(abs(ratio - 1) > 1e-4 || clip > 0, "ratio_mean \(ratio) clip \(clip)")
+    }
+}
