@@ -234,6 +234,27 @@ public final class GRPOTrainer {
         return metrics
     }
 
+    /// `completions` of `prompt` with their per-token behaviour log-probs (at the sampling temperature),
+    /// self-certainty and entropy recomputed by the current policy (forward only, token-bounded micro-batches).
+    /// INTUITOR's reward is the self-certainty of the *current* policy: a group sampled with older weights is
+    /// re-scored with this before its rewards and advantages (`recompute_self_certainty`).
+    public func rescore(prompt: [Int32], completions: [SampledCompletion]) throws -> [SampledCompletion] {
+        var out = completions
+        let sizes = completions.map { prompt.count + $0.tokens.count }
+        for range in PackedCompletions.microBatches(tokenCounts: sizes, budget: config.microBatchTokens) {
+            let packed = PackedCompletions(completions[range].map { (prompt, $0.tokens) })
+            let h = try policy.forwardHead(packed.batch, logitRows: packed.rows, targets: packed.targets,
+                                           temperature: temperature, selfCertainty: true, entropy: true, forBackward: false)
+            for (k, i) in range.enumerated() {
+                let span = packed.offsets[k]..<packed.offsets[k] + packed.lengths[k]
+                out[i].logprobs = Array(h.logp[span])
+                out[i].selfCertainty = Array(h.selfCertainty[span])
+                out[i].entropy = Array(h.entropy[span])
+            }
+        }
+        return out
+    }
+
     /// Forward + loss + backward for one micro-batch; gradients accumulate into `policy.gradients`.
     /// Each element: (prompt, completion, behaviour log-probs, advantage, log-probs before the step's first update
     /// when TIS makes several updates — nil means "the current weights").

@@ -68,6 +68,10 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var unbiasedStd: Bool = true
     /// Divide by the group's std (false = Dr. GRPO's mean-centring only).
     public var scaleAdvantages: Bool = true
+    /// When the learner recomputes a group's per-token self-certainty and behaviour log-probs with its current
+    /// weights before rewards: `auto` for groups sampled with older weights (the paper's reward is the current
+    /// policy's self-certainty), `always`, or `never` (trust the actor's numbers).
+    public var recomputeSelfCertainty: RecomputeMode = .auto
     /// Truncated importance-sampling cap for stale rollouts (0 disables).
     public var tisCap: Float = 0
     public var ppoEpochs: Int = 1
@@ -116,6 +120,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         case reward, klBeta = "kl_beta", clipEpsilonLow = "clip_epsilon_low", clipEpsilonHigh = "clip_epsilon_high"
         case lossAggregation = "loss_aggregation", advantageEpsilon = "advantage_epsilon"
         case unbiasedStd = "unbiased_std", scaleAdvantages = "scale_advantages", tisCap = "tis_cap"
+        case recomputeSelfCertainty = "recompute_self_certainty"
         case ppoEpochs = "ppo_epochs", minibatches, microBatchTokens = "micro_batch_tokens"
         case activationCheckpointing = "activation_checkpointing"
         case seed, checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints", evalEvery = "eval_every", evalLimit = "eval_limit"
@@ -142,6 +147,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try get(.klBeta, &klBeta); try get(.clipEpsilonLow, &clipEpsilonLow); try get(.clipEpsilonHigh, &clipEpsilonHigh)
         try get(.lossAggregation, &lossAggregation); try get(.advantageEpsilon, &advantageEpsilon)
         try get(.unbiasedStd, &unbiasedStd); try get(.scaleAdvantages, &scaleAdvantages); try get(.tisCap, &tisCap)
+        try get(.recomputeSelfCertainty, &recomputeSelfCertainty)
         try get(.ppoEpochs, &ppoEpochs); try get(.minibatches, &minibatches); try get(.microBatchTokens, &microBatchTokens)
         try get(.activationCheckpointing, &activationCheckpointing)
         try get(.seed, &seed); try get(.checkpointEvery, &checkpointEvery); try get(.keepCheckpoints, &keepCheckpoints)
@@ -278,6 +284,29 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try check(["f32", "bf16"].contains(weightDType), .weightDType, "must be f32 or bf16")
         try check(chunkBytes >= 4096 && chunkBytes <= 64 << 20, .chunkBytes, "must be in 4 KiB...64 MiB")
         try check(heartbeatTimeoutMs > heartbeatIntervalMs, .heartbeatTimeoutMs, "must exceed heartbeat_interval_ms")
+    }
+}
+
+/// `recompute_self_certainty`.
+public enum RecomputeMode: String, Codable, Sendable, CaseIterable {
+    case auto, always, never
+
+    public init(from decoder: Decoder) throws {
+        let raw = try decoder.singleValueContainer().decode(String.self)
+        guard let m = RecomputeMode(rawValue: raw) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                                                    debugDescription: "must be auto, always or never, got '\(raw)'"))
+        }
+        self = m
+    }
+
+    /// Whether a group sampled with `sampled` is re-scored when the learner's weights are version `current`.
+    public func applies(sampled: UInt64, current: UInt64) -> Bool {
+        switch self {
+        case .auto: return sampled < current
+        case .always: return true
+        case .never: return false
+        }
     }
 }
 

@@ -242,3 +242,41 @@ import TestSupport
         #expect(abs(ratio - 1) > 1e-4 || clip > 0, "ratio_mean \(ratio) clip \(clip)")
     }
 }
+
+@Suite(.serialized) struct RescoreTests {
+    /// The learner's re-scoring of a group (fused-head forward over prompt + completion) gives what the sampler
+    /// recorded while decoding the same tokens with the same weights: so a stale group re-scored with current
+    /// weights carries the current policy's self-certainty, and an on-policy one is unchanged.
+    @Test func rescoringWithTheSamplingWeightsReproducesTheSamplersNumbers() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        let model = try ResumeTests.makeModel(in: d)
+        let c = ResumeTests.config(model: model, output: d.appendingPathComponent("out"))
+        let run = try ResumeTests.makeRun(c)
+        let prompt = run.formatter.encode(run.dataset.records[0].text)
+        let params = SamplingParameters(temperature: c.temperature, maxNewTokens: 12)
+        let g = try GroupedSampler.sample([GroupRequest(promptTokens: prompt, groupSize: 3, parameters: params, seed: 9)],
+                                          on: run.trainer.policy, maxBatchSequences: 4)[0]
+        var garbled = g.completions
+        for i in garbled.indices {
+            garbled[i].selfCertainty = garbled[i].selfCertainty.map { _ in 50 }
+            garbled[i].logprobs = garbled[i].logprobs.map { _ in 0 }
+        }
+        let again = try run.trainer.rescore(prompt: prompt, completions: garbled)
+        for (a, b) in zip(again, g.completions) {
+            #expect(a.tokens == b.tokens)
+            expectClose(a.selfCertainty, b.selfCertainty, atol: 1e-4, rtol: 1e-4, "self-certainty")
+            expectClose(a.logprobs, b.logprobs, atol: 1e-4, rtol: 1e-4, "logprobs")
+            if b.entropy.count == b.tokens.count { expectClose(a.entropy, b.entropy, atol: 1e-4, rtol: 1e-4, "entropy") }
+        }
+    }
+
+    @Test func modes() throws {
+        #expect(RecomputeMode.auto.applies(sampled: 3, current: 4))
+        #expect(!RecomputeMode.auto.applies(sampled: 4, current: 4))
+        #expect(RecomputeMode.always.applies(sampled: 4, current: 4))
+        #expect(!RecomputeMode.never.applies(sampled: 1, current: 4))
+        #expect(try TrainConfig().overriding(["recompute_self_certainty=always"]).recomputeSelfCertainty == .always)
+        #expect(throws: ConfigError.self) { try TrainConfig().overriding(["recompute_self_certainty=sometimes"]) }
+    }
+}
