@@ -151,6 +151,8 @@ struct Eval: ParsableCommand {
     @Option var limit: Int?
     @Option var maxNewTokens: Int = 256
     @Option var batchSequences: Int = 16
+    @Option(help: "Append every scored item to this JSONL as it is done; run again with the same file and settings to resume an interrupted evaluation.")
+    var items: String?
     @Flag(help: "JSON report (with every item) on stdout.") var json = false
 
     func run() throws {
@@ -160,9 +162,22 @@ struct Eval: ParsableCommand {
         guard let f else { throw ValidationError("\(modelOptions.model) has no tokenizer.json") }
         var records = try PromptDataset(contentsOf: URL(fileURLWithPath: data), seed: 0).records
         if let l = limit { records = Array(records.prefix(l)) }
+        let settings = EvalItemsFile.Settings(model: modelOptions.model, data: data, format: format, limit: limit,
+                                              maxNewTokens: maxNewTokens, template: modelOptions.template,
+                                              systemPrompt: modelOptions.systemPrompt)
+        var file: EvalItemsFile? = nil
+        var done: [EvalReport.Item] = []
+        if let path = items {
+            let (opened, previous) = try EvalItemsFile.open(URL(fileURLWithPath: path), settings: settings)
+            file = opened
+            done = previous
+            if !done.isEmpty { FileHandle.standardError.write(Data("resuming: \(done.count) of \(records.count) items already in \(path)\n".utf8)) }
+        }
         let bar = ProgressBar(total: records.count, label: "eval")
         let r = try Evaluator.run(model: m, formatter: f, records: records, format: fmt, maxNewTokens: maxNewTokens,
-                                  batchSequences: batchSequences, progress: bar.update)
+                                  batchSequences: batchSequences, done: done,
+                                  chunkSequences: file == nil ? nil : 4 * batchSequences,
+                                  onItems: file.map { fl in { try fl.append($0) } }, progress: bar.update)
         if json {
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -172,10 +187,14 @@ struct Eval: ParsableCommand {
         func f4(_ x: Double?) -> String { x.map { String(format: "%.4f", $0) } ?? "-" }
         print("| metric | value |\n|---|---|")
         print("| examples | \(r.count) |")
-        print("| accuracy | \(String(format: "%.3f", r.accuracy)) (\(r.correct)/\(r.count)) |")
+        print("| accuracy | \(String(format: "%.3f", r.accuracy)) (\(r.correct)/\(r.count)), 95% CI \(String(format: "%.3f–%.3f", r.accuracyLow, r.accuracyHigh)) |")
         print("| mean self-certainty | \(f4(r.meanSelfCertainty)) |")
         print("| self-certainty, correct | \(f4(r.meanSelfCertaintyCorrect)) |")
         print("| self-certainty, incorrect | \(f4(r.meanSelfCertaintyIncorrect)) |")
+        print("| P(correct more certain than incorrect) | \(f4(r.selfCertaintyAUC)) |")
+        print("| Mann–Whitney effect size r | \(f4(r.selfCertaintyEffectR)) |")
         print("| mean length (tokens) | \(String(format: "%.1f", r.meanLength)) |")
+        print("| truncated at max_new_tokens | \(String(format: "%.3f", r.truncatedFraction)) |")
+        print("| tokens/s (this invocation) | \(String(format: "%.1f", r.tokensPerSecond)) |")
     }
 }

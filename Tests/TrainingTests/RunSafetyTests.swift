@@ -280,3 +280,51 @@ import TestSupport
         #expect(throws: ConfigError.self) { try TrainConfig().overriding(["recompute_self_certainty=sometimes"]) }
     }
 }
+
+@Suite struct EvalReportTests {
+    static func item(_ id: String, _ ok: Bool, _ sc: Float, truncated: Bool = false) -> EvalReport.Item {
+        .init(id: id, completion: "", extracted: nil, reference: nil, correct: ok, selfCertainty: sc, tokens: 10,
+              truncated: truncated)
+    }
+
+    @Test func intervalsAndEffectSize() {
+        // Wilson 95% for 3/16: 0.0659–0.4301 (hand-computed, z = 1.959964).
+        let (lo, hi) = EvalReport.wilson(3, 16)
+        #expect(abs(lo - 0.0659) < 5e-4 && abs(hi - 0.4301) < 5e-4)
+        // Right answers {3, 4} vs wrong {1, 2}: U = 4 of 4 pairs, Z = (4 − 2)/√(4·5/12), r = Z/√4.
+        let r = EvalReport(items: [Self.item("a", true, 3), Self.item("b", true, 4), Self.item("c", false, 1),
+                                   Self.item("d", false, 2, truncated: true)])
+        #expect(r.selfCertaintyAUC == 1)
+        #expect(abs(r.selfCertaintyEffectR! - (2 / (20.0 / 12).squareRoot()) / 2) < 1e-12)
+        #expect(r.truncatedFraction == 0.25)
+        // Ties count half: {1, 2} vs {2, 3} → U = 0.5 of 4 pairs... from the right side: pairs (1,2)(1,3)(2,2)(2,3) → 0.5.
+        let t = EvalReport(items: [Self.item("a", true, 1), Self.item("b", true, 2), Self.item("c", false, 2), Self.item("d", false, 3)])
+        #expect(t.selfCertaintyAUC == 0.5 / 4)
+        #expect(EvalReport(items: [Self.item("a", true, 1)]).selfCertaintyAUC == nil)
+    }
+}
+
+@Suite struct EvalItemsFileTests {
+    let settings = EvalItemsFile.Settings(model: "m", data: "d.jsonl", format: "math", limit: 10, maxNewTokens: 64,
+                                          template: "auto", systemPrompt: "math")
+
+    @Test func resumesWithTheSameSettingsAndRefusesOthers() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        let url = d.appendingPathComponent("items.jsonl")
+        let (f, none) = try EvalItemsFile.open(url, settings: settings)
+        #expect(none.isEmpty)
+        try f.append([EvalReportTests.item("q1", true, 1.5), EvalReportTests.item("q2", false, 2.25)])
+        // A kill mid-write leaves a torn line: dropped on resume.
+        let h = try FileHandle(forWritingTo: url)
+        try h.seekToEnd(); try h.write(contentsOf: Data("{\"id\":\"q3\",\"comp".utf8)); try h.close()
+        let (g, done) = try EvalItemsFile.open(url, settings: settings)
+        #expect(done.map(\.id) == ["q1", "q2"])
+        #expect(done[1].selfCertainty == 2.25)
+        try g.append([EvalReportTests.item("q3", true, 1)])
+        #expect(try EvalItemsFile.open(url, settings: settings).1.map(\.id) == ["q1", "q2", "q3"])
+        var other = settings
+        other.maxNewTokens = 512
+        #expect(throws: DatasetError.self) { try EvalItemsFile.open(url, settings: other) }
+    }
+}
