@@ -328,3 +328,32 @@ import TestSupport
         #expect(throws: DatasetError.self) { try EvalItemsFile.open(url, settings: other) }
     }
 }
+
+@Suite struct RunReportTests {
+    @Test func pageHasAChartPerRecordedSeriesAndEscapesText() throws {
+        var rows: [[String: Any]] = [["kind": "eval", "step": 0, "eval_accuracy": 0.25]]
+        for s in 0..<5 {
+            rows.append(["step": s, "reward_mean": 1.0 + Double(s), "self_certainty": 2.0, "kl": 0.001 * Double(s),
+                         "response_length": 30.0, "lr": 1e-5, "train_tokens_per_second": 100.0])
+        }
+        rows.append(["kind": "eval", "step": 5, "eval_accuracy": 0.5])
+        let items = [EvalReportTests.item("a", true, 3), EvalReportTests.item("b", false, 1)]
+        let r = RunReport(rows: rows, configJSON: "{\"system_prompt\": \"<b>\"}", evalItems: items, title: "run<1>")
+        let html = r.html
+        #expect(html.hasPrefix("<!doctype html>"))
+        #expect(html.contains("Reward (mean over completions)"))
+        #expect(html.contains("Held-out accuracy"))
+        #expect(html.contains("Self-certainty of right (1) vs wrong (1) answers"))
+        #expect(!html.contains("<b>") && html.contains("&lt;b&gt;") && html.contains("run&lt;1&gt;"))
+        #expect(!html.contains("<script"))
+        // Training steps are drawn 1-based (as the console prints them), eval points at their recorded step.
+        #expect(r.points("reward_mean").map(\.0) == [1, 2, 3, 4, 5])
+        #expect(r.points("eval_accuracy", eval: true).map(\.0) == [0, 5])
+        // No chart for series that were never recorded.
+        #expect(html.contains("Learning rate"))
+        #expect(r.svgFiles.map(\.0).contains("self-certainty-right-vs-wrong.svg"))
+        #expect(RunReport(rows: [["step": 0, "loss": 1.0]], title: "x").svgFiles.isEmpty)
+        let t = RunReport.ticks(0, 1)
+        #expect(t.count == 6 && t.first == 0 && abs(t.last! - 1) < 1e-12)
+    }
+}
