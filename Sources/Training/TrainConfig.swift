@@ -169,6 +169,12 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         return config
     }
 
+    /// The top-level keys a YAML config sets (empty if it does not parse): the settings the user chose.
+    public static func keys(inYAML text: String) -> Set<String> {
+        guard let mapping = (try? Yams.compose(yaml: text))??.mapping else { return [] }
+        return Set(mapping.compactMap { $0.key.string })
+    }
+
     public static func load(contentsOf url: URL) throws -> TrainConfig {
         let text: String
         do { text = try String(contentsOf: url, encoding: .utf8) } catch {

@@ -26,9 +26,10 @@ struct LearnerCommand: ParsableCommand {
     func run() throws {
         LogSetup.bootstrap(level: logLevel)
         let log = Logger(label: "rlif.learner")
-        let c = try RunSetup.config(path: config, sets: sets, outputDir: outputDir)
         let endpoints = try Endpoints(base: bind)
-        let o = try RunSetup.objects(c)
+        let o = try RunSetup.objects(try RunSetup.config(path: config, sets: sets, outputDir: outputDir), role: .learner,
+                                     fixedKeys: RunSetup.userKeys(path: config, sets: sets))
+        let c = o.config
         let output = URL(fileURLWithPath: c.outputDir)
         for name in try Checkpointing.prepare(output: output) {
             log.notice("removed \(name) in \(output.path): left by an interrupted checkpoint save")

@@ -26,12 +26,13 @@ struct Train: ParsableCommand {
         var c = try RunSetup.config(path: config, sets: sets, outputDir: outputDir)
         if let a = actors { c.actors = a }
         try c.validate(source: "--actors")
-        if singleProcess { try runSingle(c) } else { try LocalMode(config: c, resume: resume, logLevel: logLevel).run() }
+        if singleProcess { try runSingle(c, fixedKeys: RunSetup.userKeys(path: config, sets: sets)) } else { try LocalMode(config: c, resume: resume, logLevel: logLevel).run() }
     }
 
-    func runSingle(_ c: TrainConfig) throws {
+    func runSingle(_ config: TrainConfig, fixedKeys: Set<String>) throws {
         let log = Logger(label: "rlif.train")
-        let o = try RunSetup.objects(c)
+        let o = try RunSetup.objects(config, role: .singleProcess, fixedKeys: fixedKeys)
+        let c = o.config
         let output = URL(fileURLWithPath: c.outputDir)
         try FileSystemError.makeDirectory(output)
         let run = SingleProcessRun(config: c, trainer: o.trainer, formatter: o.formatter, dataset: o.dataset,
