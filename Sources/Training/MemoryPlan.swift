@@ -107,7 +107,11 @@ public struct MemoryPlan: Sendable, Equatable {
     public func report(budget: SystemMemory.Budget?) -> String {
         var lines = ["memory plan (\(role.rawValue), micro_batch_tokens \(microBatchTokens), decode batch \(decodeBatch)):"]
         for i in items.sorted(by: { $0.bytes > $1.bytes }) {
-            lines.append(String(format: "  %-22@ %10@  %@", i.name as NSString, Self.gib(i.bytes) as NSString, i.detail as NSString))
+            func pad(_ s: String, _ w: Int, left: Bool = false) -> String {
+                let fill = String(repeating: " ", count: max(0, w - s.count))
+                return left ? fill + s : s + fill
+            }
+            lines.append("  " + pad(i.name, 22) + pad(Self.gib(i.bytes), 11, left: true) + "  " + i.detail)
         }
         let avail = budget.map { "\(Self.gib($0.bytes)) available (\($0.source))" } ?? "available memory unknown"
         lines.append("  estimated peak \(Self.gib(total)); \(avail)")

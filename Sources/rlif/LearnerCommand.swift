@@ -112,7 +112,7 @@ struct ActorCommand: ParsableCommand {
     @Option(help: "The learner's base address, e.g. tcp://learner-host:5555 or ipc:///tmp/rlif.") var learner: String
     @Option(help: "Actor id (default: hostname-pid).") var id: String?
     @Option(help: "OpenBLAS threads (default: OPENBLAS_NUM_THREADS or all cores).") var threads: Int?
-    @Option(help: "Sequences decoded together.") var batchSequences: Int = 16
+    @Option(help: "Sequences decoded together (default 16, lowered by the memory plan if it does not fit).") var batchSequences: Int?
     @Option(help: "Exit with an error after this many seconds without reaching the learner (0 = retry forever).")
     var giveUpAfter: Int = 0
     @Option(help: "Log level.") var logLevel: String?
@@ -123,9 +123,28 @@ struct ActorCommand: ParsableCommand {
         let name = id ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
         let log = Logger(label: "rlif.actor.\(name)")
         var opts = ActorOptions(learner: try Endpoints(base: learner), actorId: name)
-        opts.batchSequences = batchSequences
+        let batch = batchSequences ?? 16
+        opts.batchSequences = batch
         opts.giveUpAfterMs = giveUpAfter * 1000
-        let client = try ActorClient(options: opts, engine: TransformerRolloutEngine(batchSequences: batchSequences), logger: log)
+        let engine = TransformerRolloutEngine(batchSequences: batch)
+        // The memory plan, once the learner's model config and the first task's lengths are known (before the KV
+        // cache is allocated): printed, the decode batch lowered to fit unless --batch-sequences fixed it, or the
+        // actor ends with the plan's error (a task error would only be re-issued to another actor).
+        let fixed: Set<String> = batchSequences == nil ? [] : ["actor_batch_sequences"]
+        engine.planDecoding = { model, sequence, maxNew, group, batch in
+            var c = TrainConfig()
+            c.maxNewTokens = maxNew
+            c.groupSize = group
+            c.actorBatchSequences = batch
+            do {
+                return try RunSetup.planMemory(c, role: .actor, model: model, longestPrompt: max(0, sequence - maxNew),
+                                               fixedKeys: fixed, log: log).actorBatchSequences
+            } catch {
+                log.critical("\(error)")
+                Foundation.exit(3)
+            }
+        }
+        let client = try ActorClient(options: opts, engine: engine, logger: log)
         let s = try client.run()
         log.info("actor done: \(s.groupsSent) groups sent, \(s.groupsAcked) acknowledged, \(s.resends) resends, \(s.reconnects) reconnects, weights v\(s.finalVersion)")
     }
