@@ -18,7 +18,8 @@ import Sampling
 /// - KV cache: 2 · layers · slots · (longest prompt + max_new_tokens) · KVD, with `decoderSlotsNeeded(batch)`
 ///   slots; decode buffers: per slot 4C + 2QD + 4KVD + 3F + V, plus the sampler's batch × V logits;
 /// - weight snapshot: the weights as sent to actors (F32 or BF16), held by the learner and assembled by an actor;
-/// - runtime: the executable, tokenizer, prompts and BLAS buffers (`runtimeBytes`, measured).
+/// - runtime: what the process already holds when it plans (executable, tokenizer, prompts: `processBytes`, its RSS)
+///   plus `overheadBytes` for BLAS thread buffers, allocator slack and per-step temporaries.
 /// A micro-batch holds at least one whole sequence, so its token count is max(micro_batch_tokens, longest
 /// prompt + max_new_tokens); decoding always admits a whole group, so the decode batch is at least G.
 public struct MemoryPlan: Sendable, Equatable {
@@ -38,9 +39,9 @@ public struct MemoryPlan: Sendable, Equatable {
     /// the head's own chunk constant; the full vocabulary (today's unchunked head) is `vocabSize` columns.
     public static let logitsChunkColumns = 4096
 
-    /// The executable, tokenizer, prompt set and BLAS thread buffers: measured at ~150 MiB peak RSS for the embedded
-    /// default model's single-process run minus its buffers (see docs/PERFORMANCE.md "Memory plan").
-    public static let runtimeBytes = 160 << 20
+    /// BLAS thread buffers, allocator slack and per-step temporaries beyond the listed buffers: calibrated against
+    /// `/usr/bin/time -v` peaks of single-process runs (docs/PERFORMANCE.md "Memory").
+    public static let overheadBytes = 160 << 20
 
     public let role: Role
     public let items: [Item]
@@ -52,9 +53,10 @@ public struct MemoryPlan: Sendable, Equatable {
     /// - Parameters:
     ///   - longestPrompt: tokens of the longest formatted prompt (0 if unknown).
     ///   - logitsChunkColumns: vocabulary columns of one LM-head chunk (capped at the vocabulary).
+    ///   - processBytes: resident memory of the process when it plans (tokenizer, prompts), 0 if unknown.
     public init(role: Role, model m: ModelConfig, config c: TrainConfig, longestPrompt: Int,
                 microBatchTokens: Int? = nil, decodeBatch: Int? = nil,
-                logitsChunkColumns: Int = MemoryPlan.logitsChunkColumns) {
+                logitsChunkColumns: Int = MemoryPlan.logitsChunkColumns, processBytes: Int = 0) {
         self.role = role
         self.microBatchTokens = microBatchTokens ?? c.microBatchTokens
         self.decodeBatch = decodeBatch ?? c.actorBatchSequences
@@ -96,7 +98,8 @@ public struct MemoryPlan: Sendable, Equatable {
             items.append(Item(name: "weight snapshot", bytes: p * bytes,
                               detail: role == .learner ? "weights published to actors (\(c.weightDType))" : "weights being received (\(c.weightDType))"))
         }
-        items.append(Item(name: "runtime", bytes: Self.runtimeBytes, detail: "executable, tokenizer, prompts, BLAS buffers"))
+        items.append(Item(name: "runtime", bytes: processBytes + Self.overheadBytes,
+                          detail: "this process so far (tokenizer, prompts) \(Self.gib(processBytes)) + BLAS buffers, allocator slack"))
         self.items = items
     }
 
@@ -105,7 +108,10 @@ public struct MemoryPlan: Sendable, Equatable {
 
     /// One line per item, largest first, then the total against the budget.
     public func report(budget: SystemMemory.Budget?) -> String {
-        var lines = ["memory plan (\(role.rawValue), micro_batch_tokens \(microBatchTokens), decode batch \(decodeBatch)):"]
+        var settings: [String] = []
+        if role != .actor { settings.append("micro_batch_tokens \(microBatchTokens)") }
+        if items.contains(where: { $0.name == "KV cache" }) { settings.append("decode batch \(decodeBatch)") }
+        var lines = ["memory plan (\(([role.rawValue] + settings).joined(separator: ", "))):"]
         for i in items.sorted(by: { $0.bytes > $1.bytes }) {
             func pad(_ s: String, _ w: Int, left: Bool = false) -> String {
                 let fill = String(repeating: " ", count: max(0, w - s.count))
@@ -124,8 +130,8 @@ public struct MemoryPlan: Sendable, Equatable {
     /// returned as sentences to print. Throws `MemoryPlanError` naming the largest items and what would fit when
     /// nothing allowed does.
     public static func fit(role: Role, model: ModelConfig, config: TrainConfig, longestPrompt: Int, budget: Int,
-                           fixedKeys: Set<String>) throws -> (plan: MemoryPlan, adjustments: [String]) {
-        var plan = MemoryPlan(role: role, model: model, config: config, longestPrompt: longestPrompt)
+                           fixedKeys: Set<String>, processBytes: Int = 0) throws -> (plan: MemoryPlan, adjustments: [String]) {
+        var plan = MemoryPlan(role: role, model: model, config: config, longestPrompt: longestPrompt, processBytes: processBytes)
         if plan.total <= budget { return (plan, []) }
         let sequence = min(longestPrompt + config.maxNewTokens, model.maxPositionEmbeddings)
         let minMicro = max(16, sequence), minDecode = config.groupSize
@@ -137,7 +143,7 @@ public struct MemoryPlan: Sendable, Equatable {
             else if decodeFree && decode > minDecode { decode = max(minDecode, decode / 2) }
             else { break }
             plan = MemoryPlan(role: role, model: model, config: config, longestPrompt: longestPrompt,
-                              microBatchTokens: micro, decodeBatch: decode)
+                              microBatchTokens: micro, decodeBatch: decode, processBytes: processBytes)
         }
         if plan.total <= budget {
             var notes: [String] = []
@@ -152,7 +158,7 @@ public struct MemoryPlan: Sendable, Equatable {
         // Nothing the user left free makes it fit: what would, with every setting at its floor?
         let floor = MemoryPlan(role: role, model: model, config: config, longestPrompt: longestPrompt,
                                microBatchTokens: role == .actor ? config.microBatchTokens : minMicro,
-                               decodeBatch: role == .learner ? config.actorBatchSequences : minDecode)
+                               decodeBatch: role == .learner ? config.actorBatchSequences : minDecode, processBytes: processBytes)
         throw MemoryPlanError(plan: plan, budget: budget, floor: floor, fixedKeys: fixedKeys)
     }
 }

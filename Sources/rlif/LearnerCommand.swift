@@ -22,13 +22,16 @@ struct LearnerCommand: ParsableCommand {
     @Option(help: "Output directory (overrides output_dir).") var outputDir: String?
     @Flag(help: "Continue from <output_dir>/latest.") var resume = false
     @Option(help: "Log level.") var logLevel: String?
+    /// Local mode passes the keys its user set (the learner's --config is then the effective config, every key in it).
+    @Option(name: .customLong("user-keys"), help: .hidden) var userKeys: String?
 
     func run() throws {
         LogSetup.bootstrap(level: logLevel)
         let log = Logger(label: "rlif.learner")
         let endpoints = try Endpoints(base: bind)
         let o = try RunSetup.objects(try RunSetup.config(path: config, sets: sets, outputDir: outputDir), role: .learner,
-                                     fixedKeys: RunSetup.userKeys(path: config, sets: sets))
+                                     fixedKeys: userKeys.map { Set($0.split(separator: ",").map(String.init)) }
+                                        ?? RunSetup.userKeys(path: config, sets: sets))
         let c = o.config
         let output = URL(fileURLWithPath: c.outputDir)
         for name in try Checkpointing.prepare(output: output) {
@@ -116,6 +119,8 @@ struct ActorCommand: ParsableCommand {
     @Option(help: "Exit with an error after this many seconds without reaching the learner (0 = retry forever).")
     var giveUpAfter: Int = 0
     @Option(help: "Log level.") var logLevel: String?
+    /// Local mode: --batch-sequences comes from the config, not the user, so the memory plan may lower it.
+    @Flag(name: .customLong("batch-sequences-adjustable"), help: .hidden) var batchAdjustable = false
 
     func run() throws {
         LogSetup.bootstrap(level: logLevel)
@@ -130,7 +135,7 @@ struct ActorCommand: ParsableCommand {
         // The memory plan, once the learner's model config and the first task's lengths are known (before the KV
         // cache is allocated): printed, the decode batch lowered to fit unless --batch-sequences fixed it, or the
         // actor ends with the plan's error (a task error would only be re-issued to another actor).
-        let fixed: Set<String> = batchSequences == nil ? [] : ["actor_batch_sequences"]
+        let fixed: Set<String> = batchSequences == nil || batchAdjustable ? [] : ["actor_batch_sequences"]
         engine.planDecoding = { model, sequence, maxNew, group, batch in
             var c = TrainConfig()
             c.maxNewTokens = maxNew

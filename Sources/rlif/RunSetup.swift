@@ -101,11 +101,12 @@ enum RunSetup {
     static func planMemory(_ c: TrainConfig, role: MemoryPlan.Role, model: ModelConfig, longestPrompt: Int,
                            fixedKeys: Set<String>, log: Logger) throws -> TrainConfig {
         let budget = try memoryBudget()
-        let plan = MemoryPlan(role: role, model: model, config: c, longestPrompt: longestPrompt)
+        let resident = SystemMemory.resident()?.current ?? 0
+        let plan = MemoryPlan(role: role, model: model, config: c, longestPrompt: longestPrompt, processBytes: resident)
         log.info("\(plan.report(budget: budget))")
         guard let budget else { return c }
         let (fitted, notes) = try MemoryPlan.fit(role: role, model: model, config: c, longestPrompt: longestPrompt,
-                                                 budget: budget.bytes, fixedKeys: fixedKeys)
+                                                 budget: budget.bytes, fixedKeys: fixedKeys, processBytes: resident)
         var out = c
         out.microBatchTokens = fitted.microBatchTokens
         out.actorBatchSequences = fitted.decodeBatch

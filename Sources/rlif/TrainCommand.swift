@@ -26,7 +26,8 @@ struct Train: ParsableCommand {
         var c = try RunSetup.config(path: config, sets: sets, outputDir: outputDir)
         if let a = actors { c.actors = a }
         try c.validate(source: "--actors")
-        if singleProcess { try runSingle(c, fixedKeys: RunSetup.userKeys(path: config, sets: sets)) } else { try LocalMode(config: c, resume: resume, logLevel: logLevel).run() }
+        let fixed = RunSetup.userKeys(path: config, sets: sets)
+        if singleProcess { try runSingle(c, fixedKeys: fixed) } else { try LocalMode(config: c, resume: resume, logLevel: logLevel, userKeys: fixed).run() }
     }
 
     func runSingle(_ config: TrainConfig, fixedKeys: Set<String>) throws {
@@ -49,6 +50,8 @@ struct LocalMode {
     var config: TrainConfig
     var resume: Bool
     var logLevel: String?
+    /// Keys the user set: the learner's and actors' memory plans may lower only the others.
+    var userKeys: Set<String> = []
 
     func run() throws {
         let log = Logger(label: "rlif.train")
@@ -67,13 +70,14 @@ struct LocalMode {
         // Split the cores: BLAS threads per process so that learner and actors don't oversubscribe.
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let per = max(1, cores / max(1, config.actors))
-        var learnerArgs = ["learner", "--config", cfgFile.path, "--bind", base]
+        var learnerArgs = ["learner", "--config", cfgFile.path, "--bind", base, "--user-keys", userKeys.sorted().joined(separator: ",")]
         if resume { learnerArgs.append("--resume") }
         if let l = logLevel { learnerArgs += ["--log-level", l] }
         let learner = try Child.spawn(exe, learnerArgs, name: "learner", env: ["OPENBLAS_NUM_THREADS": "\(cores)"])
         var actors: [Child] = []
         for i in 0..<config.actors {
             var a = ["actor", "--learner", base, "--id", "actor-\(i + 1)", "--batch-sequences", "\(config.actorBatchSequences)"]
+            if !userKeys.contains("actor_batch_sequences") { a.append("--batch-sequences-adjustable") }
             if let l = logLevel { a += ["--log-level", l] }
             actors.append(try Child.spawn(exe, a, name: "actor-\(i + 1)", env: ["OPENBLAS_NUM_THREADS": "\(per)"]))
         }

@@ -48,7 +48,12 @@ import TestSupport
         // 13 slots × (256 + 128 + 128 + 384 + 300) + 8 × 300 logits = 17,948 floats.
         #expect(bytes(p, "decode buffers") == 71_792)
         #expect(bytes(p, "weight snapshot") == nil)
-        #expect(p.total == 450_816 * 3 + 901_632 + 2_700_288 + 1_913_856 + 307_200 + 479_232 + 71_792 + MemoryPlan.runtimeBytes)
+        #expect(p.total == 450_816 * 3 + 901_632 + 2_700_288 + 1_913_856 + 307_200 + 479_232 + 71_792 + MemoryPlan.overheadBytes)
+
+        // What the process already holds when it plans (tokenizer, prompts) is part of the runtime item.
+        let withProcess = MemoryPlan(role: .singleProcess, model: Self.tiny, config: Self.tinyConfig, longestPrompt: 40,
+                                     logitsChunkColumns: 100, processBytes: 1000)
+        #expect(bytes(withProcess, "runtime") == 1000 + MemoryPlan.overheadBytes && withProcess.total == p.total + 1000)
 
         // The learner: no decoding (no eval), the BF16 snapshot it publishes; β = 0: no reference, 2 logit chunks.
         var c = Self.tinyConfig
