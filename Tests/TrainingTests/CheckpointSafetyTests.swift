@@ -96,6 +96,14 @@ import TestSupport
         #expect(Set(removed) == [dead, mine, pruned, ".latest.tmp-2147483000-5"])
         #expect(try Self.temporaries(in: out) == [live])
         #expect(try Checkpointing.latest(in: out)?.lastPathComponent == "checkpoint-000001")
+        // A crash while re-saving checkpoint-000001 after it was moved aside: the old one is put back.
+        try fm.moveItem(at: out.appendingPathComponent("checkpoint-000001"), to: out.appendingPathComponent(".checkpoint-000001.tmp-2147483000-replaced"))
+        try fm.createDirectory(at: out.appendingPathComponent(".checkpoint-000001.tmp-2147483000"), withIntermediateDirectories: true)
+        #expect(try Checkpointing.prepare(output: out) == [".checkpoint-000001.tmp-2147483000"])
+        let back = try #require(try Checkpointing.latest(in: out))
+        let (fresh, freshOpt) = try Self.modelAndOptimizer(seed: 8)
+        _ = try Checkpointing.restore(from: back, model: fresh, optimizer: freshOpt)
+        #expect(Array(fresh.parameters.buffer) == Array(model.parameters.buffer))
         // A single-process run starts by doing the same.
         try fm.createDirectory(at: out.appendingPathComponent(dead), withIntermediateDirectories: true)
         let tmp = try Fixtures.temporaryDirectory("rlif-ckpt-stale-run")
