@@ -66,7 +66,8 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var tisCap: Float = 0
     public var ppoEpochs: Int = 1
     public var minibatches: Int = 1
-    /// Tokens per forward/backward micro-batch (gradient accumulation bounds memory).
+    /// Tokens per forward/backward micro-batch (gradient accumulation bounds memory). Unless set in the YAML or
+    /// with --set, the memory plan (`MemoryPlan`) halves it until the run fits.
     public var microBatchTokens: Int = 4096
 
     // Bookkeeping.
@@ -84,7 +85,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var actors: Int = 2
     /// Groups sampled with weights more than this many versions old are dropped (and their task re-issued).
     public var maxLag: Int = 1
-    /// Sequences an actor decodes together.
+    /// Sequences an actor decodes together (unless set, the memory plan may lower it to fit).
     public var actorBatchSequences: Int = 16
     public var heartbeatIntervalMs: Int = 1000
     public var heartbeatTimeoutMs: Int = 10_000
