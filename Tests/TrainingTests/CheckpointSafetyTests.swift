@@ -173,6 +173,67 @@ import TestSupport
         }
     }
 
+    /// A real crash: `rlif train --single-process` is SIGKILLed while it writes its second checkpoint (a 24M-parameter
+    /// model, ~290 MB of weights and moments, so the save takes long enough to be caught). `latest` still names the
+    /// first checkpoint, which restores; the partial `.checkpoint-000002.tmp-PID` is there until the next start,
+    /// which removes it and finishes the run from the first checkpoint.
+    @Test func killedMidSaveKeepsLatestAndTheNextStartCleansUp() throws {
+        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("rlif")
+        try #require(FileManager.default.isExecutableFile(atPath: exe.path), "the rlif executable must be built next to the tests (\(exe.path))")
+        let fm = FileManager.default
+        let tmp = try Fixtures.temporaryDirectory("rlif-ckpt-kill")
+        defer { try? fm.removeItem(at: tmp) }
+        var cfg = try ModelConfig.load(from: Fixtures.repoRoot.appendingPathComponent("scripts/default-model/config.json"))
+        cfg.hiddenSize = 512; cfg.intermediateSize = 1536; cfg.numHiddenLayers = 8
+        cfg.numAttentionHeads = 8; cfg.numKeyValueHeads = 2; cfg.headDim = 64
+        let m = try Transformer(config: cfg)
+        m.initializeRandom(seed: 21)
+        let modelDir = tmp.appendingPathComponent("model")
+        try m.save(to: modelDir)
+        try fm.copyItem(at: ResumeTests.defaultDir.appendingPathComponent("model/tokenizer.json"),
+                        to: modelDir.appendingPathComponent("tokenizer.json"))
+        let out = tmp.appendingPathComponent("run")
+        func start(resume: Bool) throws -> Process {
+            let p = Process()
+            p.executableURL = exe
+            p.arguments = ["train", "--single-process", "--output-dir", out.path, "--log-level", "warning",
+                           "--set", "model=\(modelDir.path)", "--set", "steps=2", "--set", "checkpoint_every=1",
+                           "--set", "prompts_per_step=2", "--set", "group_size=2", "--set", "max_new_tokens=4",
+                           "--set", "eval_every=0"] + (resume ? ["--resume"] : [])
+            p.standardOutput = FileHandle.nullDevice
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            return p
+        }
+        let first = try start(resume: false)
+        var partial: String? = nil
+        let deadline = Date().addingTimeInterval(300)
+        while partial == nil && first.isRunning && Date() < deadline {
+            let names = (try? fm.contentsOfDirectory(atPath: out.path)) ?? []
+            if names.contains("checkpoint-000001"), let p = names.first(where: { $0.hasPrefix(".checkpoint-000002.tmp-") }) {
+                kill(first.processIdentifier, SIGKILL)
+                partial = p
+            } else {
+                usleep(2000)
+            }
+        }
+        first.waitUntilExit()
+        let caught = try #require(partial, "the run ended (status \(first.terminationStatus)) before it was caught saving checkpoint 2")
+        #expect(first.terminationReason == .uncaughtSignal)
+        #expect(fm.fileExists(atPath: out.appendingPathComponent(caught).path))
+        let latest = try #require(try Checkpointing.latest(in: out))
+        #expect(latest.lastPathComponent == "checkpoint-000001")
+        let fresh = try Transformer(config: cfg)
+        let opt = try AdamW(parameterCount: fresh.layout.totalCount)
+        #expect(try Checkpointing.restore(from: latest, model: fresh, optimizer: opt).completedSteps == 1)
+        let second = try start(resume: true)
+        second.waitUntilExit()
+        #expect(second.terminationStatus == 0)
+        #expect(try Checkpointing.latest(in: out)?.lastPathComponent == "checkpoint-000002")
+        let left = try Self.temporaries(in: out)
+        #expect(left.isEmpty, "left: \(left)")
+    }
+
     /// The resident memory of a streamed save of a ~56M-parameter model (225 MB weights + 450 MB moments), in a
     /// child process (`rlif bench --only checkpoint --shape medium`) so that other tests running in parallel in
     /// this process cannot disturb the high-water mark; VmHWM is reset through /proc/self/clear_refs right before
