@@ -138,6 +138,22 @@ private func expectError(_ kind: SafeTensorsError.Kind, tensor: String? = nil, _
         }
     }
 
+    /// F32 tensors of an opened file are read with pread(2) from the file that was opened, not re-opened by path:
+    /// replacing the path afterwards (an atomic re-save) does not change what an open reader returns.
+    @Test func openedFileReadsTheSameFileAfterThePathIsReplaced() throws {
+        let dir = try Fixtures.temporaryDirectory("rlif-pread")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("x.safetensors")
+        var a = SafeTensorsWriter(), b = SafeTensorsWriter()
+        try a.add(name: "t", shape: [3], floats: [1, 2, 3])
+        try b.add(name: "t", shape: [3], floats: [7, 8, 9])
+        try a.write(to: url)
+        let f = try SafeTensorsFile(contentsOf: url)
+        try b.write(to: url)
+        #expect(try f.floats("t") == [1, 2, 3])
+        #expect(try SafeTensorsFile(contentsOf: url).floats("t") == [7, 8, 9])
+    }
+
     @Test func accessorErrorsNameTheTensor() throws {
         var w = SafeTensorsWriter()
         try w.add(name: "ids", shape: [2], ints: [1, 2])
