@@ -131,35 +131,37 @@ public struct MemoryPlan: Sendable, Equatable {
     /// nothing allowed does.
     public static func fit(role: Role, model: ModelConfig, config: TrainConfig, longestPrompt: Int, budget: Int,
                            fixedKeys: Set<String>, processBytes: Int = 0) throws -> (plan: MemoryPlan, adjustments: [String]) {
-        var plan = MemoryPlan(role: role, model: model, config: config, longestPrompt: longestPrompt, processBytes: processBytes)
-        if plan.total <= budget { return (plan, []) }
         let sequence = min(longestPrompt + config.maxNewTokens, model.maxPositionEmbeddings)
         let minMicro = max(16, sequence), minDecode = config.groupSize
-        var micro = config.microBatchTokens, decode = config.actorBatchSequences
-        let microFree = role != .actor && !fixedKeys.contains("micro_batch_tokens")
-        let decodeFree = role != .learner && !fixedKeys.contains("actor_batch_sequences")
-        while plan.total > budget {
-            if microFree && micro > minMicro { micro = max(minMicro, micro / 2) }
-            else if decodeFree && decode > minDecode { decode = max(minDecode, decode / 2) }
-            else { break }
-            plan = MemoryPlan(role: role, model: model, config: config, longestPrompt: longestPrompt,
-                              microBatchTokens: micro, decodeBatch: decode, processBytes: processBytes)
+        /// Halves the free settings (micro-batch first: it is the learner's big item) until the plan fits or
+        /// nothing free can shrink further.
+        func shrink(microFree: Bool, decodeFree: Bool) -> MemoryPlan {
+            var micro = config.microBatchTokens, decode = config.actorBatchSequences
+            var plan = MemoryPlan(role: role, model: model, config: config, longestPrompt: longestPrompt, processBytes: processBytes)
+            while plan.total > budget {
+                if microFree && micro > minMicro { micro = max(minMicro, micro / 2) }
+                else if decodeFree && decode > minDecode { decode = max(minDecode, decode / 2) }
+                else { break }
+                plan = MemoryPlan(role: role, model: model, config: config, longestPrompt: longestPrompt,
+                                  microBatchTokens: micro, decodeBatch: decode, processBytes: processBytes)
+            }
+            return plan
         }
+        let plan = shrink(microFree: role != .actor && !fixedKeys.contains("micro_batch_tokens"),
+                          decodeFree: role != .learner && !fixedKeys.contains("actor_batch_sequences"))
         if plan.total <= budget {
             var notes: [String] = []
-            if micro != config.microBatchTokens {
-                notes.append("micro_batch_tokens reduced from \(config.microBatchTokens) to \(micro) to fit in \(gib(budget)) (set it to keep your own value)")
+            if plan.microBatchTokens != config.microBatchTokens {
+                notes.append("micro_batch_tokens reduced from \(config.microBatchTokens) to \(plan.microBatchTokens) to fit in \(gib(budget)) (set it to keep your own value)")
             }
-            if decode != config.actorBatchSequences {
-                notes.append("actor_batch_sequences (decode batch) reduced from \(config.actorBatchSequences) to \(decode) to fit in \(gib(budget)) (set it to keep your own value)")
+            if plan.decodeBatch != config.actorBatchSequences {
+                notes.append("actor_batch_sequences (decode batch) reduced from \(config.actorBatchSequences) to \(plan.decodeBatch) to fit in \(gib(budget)) (set it to keep your own value)")
             }
             return (plan, notes)
         }
-        // Nothing the user left free makes it fit: what would, with every setting at its floor?
-        let floor = MemoryPlan(role: role, model: model, config: config, longestPrompt: longestPrompt,
-                               microBatchTokens: role == .actor ? config.microBatchTokens : minMicro,
-                               decodeBatch: role == .learner ? config.actorBatchSequences : minDecode, processBytes: processBytes)
-        throw MemoryPlanError(plan: plan, budget: budget, floor: floor, fixedKeys: fixedKeys)
+        // Nothing the user left free makes it fit: what would, if the fixed settings were free too?
+        let relaxed = shrink(microFree: role != .actor, decodeFree: role != .learner)
+        throw MemoryPlanError(plan: plan, budget: budget, suggestion: relaxed, config: config, fixedKeys: fixedKeys)
     }
 }
 
@@ -167,24 +169,25 @@ public struct MemoryPlan: Sendable, Equatable {
 public struct MemoryPlanError: Error, CustomStringConvertible {
     public var plan: MemoryPlan
     public var budget: Int
-    /// The plan with micro-batch and decode batch at their smallest.
-    public var floor: MemoryPlan
+    /// The plan with every setting the role allows halved as far as needed (or as far as possible).
+    public var suggestion: MemoryPlan
+    public var config: TrainConfig
     public var fixedKeys: Set<String>
 
     public var description: String {
         let top = plan.items.sorted { $0.bytes > $1.bytes }.prefix(3)
             .map { "\($0.name) \(MemoryPlan.gib($0.bytes))" }.joined(separator: ", ")
-        var s = "\(plan.role.rawValue): estimated peak \(MemoryPlan.gib(plan.total)) (micro_batch_tokens \(plan.microBatchTokens), decode batch \(plan.decodeBatch)) does not fit in \(MemoryPlan.gib(budget)); largest: \(top)."
-        if floor.total <= budget {
+        var s = "\(plan.role.rawValue): estimated peak \(MemoryPlan.gib(plan.total)) (\(plan.role == .actor ? "" : "micro_batch_tokens \(plan.microBatchTokens), ")decode batch \(plan.decodeBatch)) does not fit in \(MemoryPlan.gib(budget)); largest: \(top)."
+        if suggestion.total <= budget {
             var settings: [String] = []
-            if plan.role != .actor { settings.append("micro_batch_tokens=\(floor.microBatchTokens)") }
-            if plan.role != .learner { settings.append("actor_batch_sequences=\(floor.decodeBatch)") }
-            s += " It fits (\(MemoryPlan.gib(floor.total))) with --set " + settings.joined(separator: " --set ")
-                + (fixedKeys.isEmpty ? "." : " (you fixed \(fixedKeys.sorted().joined(separator: ", "))).")
+            if suggestion.microBatchTokens != config.microBatchTokens { settings.append("micro_batch_tokens=\(suggestion.microBatchTokens)") }
+            if suggestion.decodeBatch != config.actorBatchSequences { settings.append("actor_batch_sequences=\(suggestion.decodeBatch)") }
+            s += " It fits (\(MemoryPlan.gib(suggestion.total))) with --set " + settings.joined(separator: " --set ")
+                + (fixedKeys.isEmpty ? "." : " (you set \(fixedKeys.intersection(["micro_batch_tokens", "actor_batch_sequences"]).sorted().joined(separator: ", "))).")
         } else {
-            let fixedPart = floor.items.filter { ["weights", "gradients", "AdamW moments", "reference model", "weight snapshot"].contains($0.name) }
-            let base = fixedPart.reduce(0) { $0 + $1.bytes }
-            s += " Even at micro_batch_tokens \(floor.microBatchTokens) and decode batch \(floor.decodeBatch) it needs \(MemoryPlan.gib(floor.total)) (weights, gradients, moments\(plan.items.contains { $0.name == "reference model" } ? ", reference" : "") alone \(MemoryPlan.gib(base))): use a smaller model, kl_beta=0 (no reference copy), or a machine with more memory."
+            let base = suggestion.items.filter { ["weights", "gradients", "AdamW moments", "reference model", "weight snapshot"].contains($0.name) }
+                .reduce(0) { $0 + $1.bytes }
+            s += " Even at\(plan.role == .actor ? "" : " micro_batch_tokens \(suggestion.microBatchTokens) and") decode batch \(suggestion.decodeBatch) it needs \(MemoryPlan.gib(suggestion.total)) (weights, gradients, moments\(plan.items.contains { $0.name == "reference model" } ? ", reference" : "") alone \(MemoryPlan.gib(base))): use a smaller model, kl_beta=0 (no reference copy), or a machine with more memory."
         }
         return s
     }
