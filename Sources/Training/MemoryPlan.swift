@@ -17,7 +17,8 @@ import Sampling
 ///   reference's logits (3 such chunks);
 /// - KV cache: 2 · layers · slots · (longest prompt + max_new_tokens) · KVD, with `decoderSlotsNeeded(batch)`
 ///   slots; decode buffers: per slot 4C + 2QD + 4KVD + 3F + V, plus the sampler's batch × V logits;
-/// - weight snapshot: the weights as sent to actors (F32 or BF16), held by the learner and assembled by an actor;
+/// - weight snapshots: the weights as sent to actors (F32 or BF16), three on the learner (building, current,
+///   previous), one being assembled on an actor (plus its F32 widening for BF16);
 /// - runtime: what the process already holds when it plans (executable, tokenizer, prompts: `processBytes`, its RSS)
 ///   plus `overheadBytes` for BLAS thread buffers, allocator slack and per-step temporaries.
 /// A micro-batch holds at least one whole sequence, so its token count is max(micro_batch_tokens, longest
@@ -94,9 +95,17 @@ public struct MemoryPlan: Sendable, Equatable {
             add("decode buffers", slots * (4 * C + 2 * QD + 4 * KVD + 3 * F + V) + b * V, "per-slot activations and [batch × vocabulary] logits")
         }
         if role != .singleProcess {
-            let bytes = c.weightDType == "bf16" ? 2 : 4
-            items.append(Item(name: "weight snapshot", bytes: p * bytes,
-                              detail: role == .learner ? "weights published to actors (\(c.weightDType))" : "weights being received (\(c.weightDType))"))
+            let bf16 = c.weightDType == "bf16"
+            if role == .learner {
+                // LearnerServer keeps the current and the previous version for actors mid-fetch, and builds the
+                // next one before dropping the oldest.
+                items.append(Item(name: "weight snapshots", bytes: 3 * p * (bf16 ? 2 : 4),
+                                  detail: "3 × the weights as sent to actors (\(c.weightDType)): building, current, previous"))
+            } else {
+                // The assembly buffer; BF16 is then widened into a separate F32 array.
+                items.append(Item(name: "weight snapshot", bytes: p * (bf16 ? 6 : 4),
+                                  detail: "the weights being received (\(c.weightDType)\(bf16 ? " + F32 widening" : ""))"))
+            }
         }
         items.append(Item(name: "runtime", bytes: processBytes + Self.overheadBytes,
                           detail: "this process so far (tokenizer, prompts) \(Self.gib(processBytes)) + BLAS buffers, allocator slack"))
@@ -185,7 +194,7 @@ public struct MemoryPlanError: Error, CustomStringConvertible {
             s += " It fits (\(MemoryPlan.gib(suggestion.total))) with --set " + settings.joined(separator: " --set ")
                 + (fixedKeys.isEmpty ? "." : " (you set \(fixedKeys.intersection(["micro_batch_tokens", "actor_batch_sequences"]).sorted().joined(separator: ", "))).")
         } else {
-            let base = suggestion.items.filter { ["weights", "gradients", "AdamW moments", "reference model", "weight snapshot"].contains($0.name) }
+            let base = suggestion.items.filter { ["weights", "gradients", "AdamW moments", "reference model", "weight snapshot", "weight snapshots"].contains($0.name) }
                 .reduce(0) { $0 + $1.bytes }
             s += " Even at\(plan.role == .actor ? "" : " micro_batch_tokens \(suggestion.microBatchTokens) and") decode batch \(suggestion.decodeBatch) it needs \(MemoryPlan.gib(suggestion.total)) (weights, gradients, moments\(plan.items.contains { $0.name == "reference model" } ? ", reference" : "") alone \(MemoryPlan.gib(base))): use a smaller model, kl_beta=0 (no reference copy), or a machine with more memory."
         }

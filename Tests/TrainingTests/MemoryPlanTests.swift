@@ -55,16 +55,18 @@ import TestSupport
                                      logitsChunkColumns: 100, processBytes: 1000)
         #expect(bytes(withProcess, "runtime") == 1000 + MemoryPlan.overheadBytes && withProcess.total == p.total + 1000)
 
-        // The learner: no decoding (no eval), the BF16 snapshot it publishes; β = 0: no reference, 2 logit chunks.
+        // The learner: no decoding (no eval), the BF16 snapshots it publishes (building, current, previous: 3 × 2 B
+        // per parameter); β = 0: no reference, 2 logit chunks.
         var c = Self.tinyConfig
         c.klBeta = 0
         let l = MemoryPlan(role: .learner, model: Self.tiny, config: c, longestPrompt: 40, logitsChunkColumns: 100)
-        #expect(l.items.map(\.name) == ["weights", "gradients", "AdamW moments", "activations", "LM-head logits chunk", "weight snapshot", "runtime"])
+        #expect(l.items.map(\.name) == ["weights", "gradients", "AdamW moments", "activations", "LM-head logits chunk", "weight snapshots", "runtime"])
         #expect(bytes(l, "LM-head logits chunk") == 204_800)
-        #expect(bytes(l, "weight snapshot") == 225_408)
+        #expect(bytes(l, "weight snapshots") == 676_224)
         // The actor: weights, KV cache, decode buffers, the snapshot it assembles.
         let a = MemoryPlan(role: .actor, model: Self.tiny, config: c, longestPrompt: 40)
         #expect(a.items.map(\.name) == ["weights", "KV cache", "decode buffers", "weight snapshot", "runtime"])
+        #expect(bytes(a, "weight snapshot") == 112_704 * 6)   // BF16 chunks + their F32 widening
         // A prompt longer than the micro-batch budget makes the micro-batch one whole sequence (300 + 32 tokens);
         // the chunk is capped at the vocabulary.
         let long = MemoryPlan(role: .learner, model: Self.tiny, config: c, longestPrompt: 300, logitsChunkColumns: 100_000)
