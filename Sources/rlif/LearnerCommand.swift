@@ -4,6 +4,7 @@ import Actor
 import Kernels
 import Learner
 import Logging
+import Model
 import SafeTensors
 import Training
 import Transport
@@ -142,8 +143,10 @@ struct ActorCommand: ParsableCommand {
             c.groupSize = group
             c.actorBatchSequences = batch
             do {
+                // The weights are already allocated (the engine built the model from the learner's config).
                 return try RunSetup.planMemory(c, role: .actor, model: model, longestPrompt: max(0, sequence - maxNew),
-                                               fixedKeys: fixed, log: log).actorBatchSequences
+                                               fixedKeys: fixed, log: log,
+                                               alreadyPlanned: ParameterLayout(config: model).totalCount * 4).actorBatchSequences
             } catch {
                 log.critical("\(error)")
                 Foundation.exit(3)

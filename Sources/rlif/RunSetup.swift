@@ -98,10 +98,11 @@ enum RunSetup {
 
     /// Prints the memory plan for `role` and returns `c` with the settings it had to reduce (micro_batch_tokens,
     /// actor_batch_sequences, unless in `fixedKeys`); throws `MemoryPlanError` if the run cannot fit.
+    /// `alreadyPlanned`: bytes of planned items the process already holds (an actor's weights), not counted twice.
     static func planMemory(_ c: TrainConfig, role: MemoryPlan.Role, model: ModelConfig, longestPrompt: Int,
-                           fixedKeys: Set<String>, log: Logger) throws -> TrainConfig {
+                           fixedKeys: Set<String>, log: Logger, alreadyPlanned: Int = 0) throws -> TrainConfig {
         let budget = try memoryBudget()
-        let resident = SystemMemory.resident()?.current ?? 0
+        let resident = max(0, (SystemMemory.resident()?.current ?? 0) - alreadyPlanned)
         let plan = MemoryPlan(role: role, model: model, config: c, longestPrompt: longestPrompt, processBytes: resident)
         log.info("\(plan.report(budget: budget))")
         guard let budget else { return c }
