@@ -108,7 +108,7 @@ public struct MemoryPlan: Sendable, Equatable {
             }
         }
         items.append(Item(name: "runtime", bytes: processBytes + Self.overheadBytes,
-                          detail: "this process so far (tokenizer, prompts) \(Self.gib(processBytes)) + BLAS buffers, allocator slack"))
+                          detail: "this process when it planned (executable, tokenizer, prompts) \(Self.gib(processBytes)) + BLAS buffers, allocator slack"))
         self.items = items
     }
 
