@@ -63,7 +63,7 @@ let package = Package(
 
         .executableTarget(name: "rlif", dependencies: [
             "Kernels", "CBLAS", "Wire", "Transport",
-            "Model", "SafeTensors",
+            "Model", "SafeTensors", "GRPO",
             "Tokenizer",
             "Sampling", "Training", "Answers", "Actor", "Learner",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),

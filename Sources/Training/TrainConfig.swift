@@ -76,7 +76,8 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var tisCap: Float = 0
     public var ppoEpochs: Int = 1
     public var minibatches: Int = 1
-    /// Tokens per forward/backward micro-batch (gradient accumulation bounds memory).
+    /// Tokens per forward/backward micro-batch (gradient accumulation bounds memory). Unless set in the YAML or
+    /// with --set, the memory plan (`MemoryPlan`) halves it until the run fits.
     public var microBatchTokens: Int = 4096
     /// Keep only each decoder layer's input during the training forward and recompute the layer inside the
     /// backward: saves the other activations of all but one layer for ≈ one more forward of the layers.
@@ -99,7 +100,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var actors: Int = 2
     /// Groups sampled with weights more than this many versions old are dropped (and their task re-issued).
     public var maxLag: Int = 1
-    /// Sequences an actor decodes together.
+    /// Sequences an actor decodes together (unless set, the memory plan may lower it to fit).
     public var actorBatchSequences: Int = 16
     public var heartbeatIntervalMs: Int = 1000
     public var heartbeatTimeoutMs: Int = 10_000
@@ -188,6 +189,12 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         }
         try config.validate(source: source)
         return config
+    }
+
+    /// The top-level keys a YAML config sets (empty if it does not parse): the settings the user chose.
+    public static func keys(inYAML text: String) -> Set<String> {
+        guard let mapping = (try? Yams.compose(yaml: text))??.mapping else { return [] }
+        return Set(mapping.compactMap { $0.key.string })
     }
 
     public static func load(contentsOf url: URL) throws -> TrainConfig {

@@ -2,7 +2,10 @@ import ArgumentParser
 import CBLAS
 import Foundation
 import Kernels
+import GRPO
 import Model
+import SafeTensors
+import Training
 
 /// `rlif bench`: throughput of the CPU transformer on a named random-weight shape (release build please).
 /// Prints one human line and one `BENCH key=value …` line per measurement (scripts/bench/run-model-bench.sh
@@ -24,7 +27,7 @@ struct Bench: ParsableCommand {
     @Option(help: "OpenBLAS / kernel threads.") var threads = 2
     @Flag(help: "Train with activation checkpointing (keep layer inputs, recompute each layer in backward).")
     var activationCheckpointing = false
-    @Option(help: "Which parts to run: all, forward, train, decode, gemm (decode-shape products: skinny kernel vs OpenBLAS).")
+    @Option(help: "Which parts to run: all, forward, train, decode, gemm (decode-shape products: skinny kernel vs OpenBLAS), checkpoint (resident memory of a streamed checkpoint save; not part of all).")
     var only = "all"
 
     static func config(_ shape: String) throws -> ModelConfig {
@@ -38,13 +41,55 @@ struct Bench: ParsableCommand {
             return ModelConfig(architecture: .qwen2, hiddenSize: 896, intermediateSize: 4864, numHiddenLayers: 24,
                                numAttentionHeads: 14, numKeyValueHeads: 2, rmsNormEps: 1e-6, ropeTheta: 1_000_000,
                                vocabSize: 151_936, maxPositionEmbeddings: 32768, tieWordEmbeddings: false)
+        case "medium":
+            // ~56M parameters (225 MB F32), untied: the checkpoint-memory check's "~200 MB model".
+            return ModelConfig(architecture: .qwen2, hiddenSize: 640, intermediateSize: 1792, numHiddenLayers: 8,
+                               numAttentionHeads: 10, numKeyValueHeads: 2, rmsNormEps: 1e-6, ropeTheta: 1_000_000,
+                               vocabSize: 16384, maxPositionEmbeddings: 2048, tieWordEmbeddings: false)
         case "tiny":
             return ModelConfig(architecture: .qwen2, hiddenSize: 64, intermediateSize: 192, numHiddenLayers: 2,
                                numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: 512, maxPositionEmbeddings: 512,
                                tieWordEmbeddings: true)
         default:
-            throw ValidationError("unknown shape '\(shape)' (small, qwen0.5b, tiny)")
+            throw ValidationError("unknown shape '\(shape)' (small, medium, qwen0.5b, tiny)")
         }
+    }
+
+    /// Resident memory of `Checkpointing.save` (weights + AdamW moments, streamed) against the RSS before it, then
+    /// of building the same weights' safetensors image in memory (the pre-streaming way), as a control that the
+    /// measurement sees a model-sized copy. VmHWM is reset through /proc/self/clear_refs before each. One
+    /// `BENCH part=checkpoint …` line (CheckpointSafetyTests parses it).
+    func checkpointMemory(_ model: Transformer) throws {
+        guard SystemMemory.resetPeak() else { throw ValidationError("cannot reset VmHWM (/proc/self/clear_refs not writable)") }
+        let opt = try AdamW(parameterCount: model.layout.totalCount)
+        // Non-zero moments on every page (a real run's are), via one step with pseudo-random gradients.
+        let g = FloatBuffer(count: model.layout.totalCount)
+        for i in 0..<g.count { g[i] = Float((i &* 2654435761) % 1000) * 1e-6 }
+        let weights = FloatBuffer(count: model.layout.totalCount)
+        opt.step(params: weights.pointer, grads: g.pointer)
+        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("rlif-bench-ckpt-\(getpid())")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let before = SystemMemory.resident()!.current
+        SystemMemory.resetPeak()
+        let t0 = Date()
+        try Checkpointing.save(model: model, optimizer: opt, state: TrainerState(completedSteps: 1, optimizerSteps: 1, adamStep: 1, cursor: DataCursor()),
+                               config: TrainConfig(), output: dir)
+        let seconds = Date().timeIntervalSince(t0)
+        let peak = SystemMemory.resident()!.peak
+        let before2 = SystemMemory.resident()!.current
+        SystemMemory.resetPeak()
+        var w = SafeTensorsWriter()
+        for e in model.layout.entries {
+            try w.add(name: e.name, shape: e.shape, floats: UnsafeBufferPointer(start: model.parameters.pointer + e.offset, count: e.count))
+        }
+        let image = w.serialized()
+        let copyPeak = SystemMemory.resident()!.peak
+        let files = ["model.safetensors", "optimizer.safetensors"].map { dir.appendingPathComponent(Checkpointing.directoryName(step: 1)).appendingPathComponent($0) }
+        let bytes = try files.reduce(0) { $0 + (try FileManager.default.attributesOfItem(atPath: $1.path)[.size] as! Int) }
+        print(String(format: "checkpoint %d parameters, %.0f MB written in %.2f s: RSS before %.1f MB, peak during save %.1f MB (+%.2f%%); in-memory image of the weights: peak %.1f MB (+%.1f MB)",
+                     model.parameterCount, Double(bytes) / 1e6, seconds, Double(before) / 1e6, Double(peak) / 1e6,
+                     100 * Double(peak - before) / Double(before), Double(copyPeak) / 1e6, Double(copyPeak - before2) / 1e6))
+        print("BENCH part=checkpoint params=\(model.parameterCount) bytes=\(bytes) rss_before=\(before) peak_during=\(peak) copy_rss_before=\(before2) copy_peak=\(copyPeak) image_bytes=\(image.count) seconds=\(fmt(seconds))")
     }
 
     /// Process CPU seconds (user + system), to tell a slow run from a starved one on a shared machine.
@@ -74,6 +119,7 @@ struct Bench: ParsableCommand {
         let cfg = try Self.config(shape)
         let model = try Transformer(config: cfg)
         model.initializeRandom(seed: 1, std: 0.02)
+        if only == "checkpoint" { return try checkpointMemory(model) }
         print("rlif bench: shape \(shape) (\(cfg.architecture.rawValue), \(model.parameterCount) parameters), threads \(threads)")
         // What the cores can do at all: every GFLOP/s below is also printed as a fraction of this.
         let peak = Self.fmaPeak(threads: threads)
