@@ -30,8 +30,13 @@ public final class Tokenizer: Sendable {
     /// among `</s>`, `<|im_end|>` (chat models stop there), `<|endoftext|>`, `<|end_of_text|>`, `<|eot_id|>`
     /// (Qwen's vocabulary has an ordinary `</s>` token, which is not an EOS).
     public let eosTokenId: Int32?
+    /// The model's Jinja chat template and where it came from: `chat_template.jinja` next to the file (what
+    /// transformers writes since 4.47), else `chat_template` of `tokenizer_config.json` (a string, or the entry named
+    /// "default" of a list); nil when neither exists. `ChatTemplate.resolve` recognises and renders it.
+    public let chatTemplate: (text: String, source: String)?
 
-    /// Loads `tokenizer.json` (and `tokenizer_config.json` from the same directory when present, for BOS/EOS).
+    /// Loads `tokenizer.json` (and `tokenizer_config.json` from the same directory when present, for BOS/EOS and the
+    /// chat template).
     /// Errors (`TokenizerError`) name the file and the JSON field.
     public init(contentsOf url: URL) throws {
         let file = url.path
@@ -101,7 +106,14 @@ public final class Tokenizer: Sendable {
         self.vocabularySize = ids.count
 
         // BOS / EOS, best effort.
-        let config = Tokenizer.loadConfigTokens(url.deletingLastPathComponent().appendingPathComponent("tokenizer_config.json"))
+        let dir = url.deletingLastPathComponent()
+        let config = Tokenizer.loadConfigTokens(dir.appendingPathComponent("tokenizer_config.json"))
+        let jinja = dir.appendingPathComponent("chat_template.jinja")
+        if let text = try? String(contentsOf: jinja, encoding: .utf8) {
+            self.chatTemplate = (text, jinja.path)
+        } else {
+            self.chatTemplate = config.chatTemplate.map { ($0, dir.appendingPathComponent("tokenizer_config.json").path + " chat_template") }
+        }
         var bos = config.bos.flatMap(lookupId)
         if bos == nil, case .template(let items) = postProcessor.firstTemplate, case .special(let first)? = items.first {
             bos = first.first
@@ -484,10 +496,11 @@ extension Tokenizer {
         }
     }
 
-    /// bos_token / eos_token of a tokenizer_config.json (string or {"content": ...}); missing file -> nils.
-    static func loadConfigTokens(_ url: URL) -> (bos: String?, eos: String?) {
+    /// bos_token / eos_token (string or {"content": ...}) and chat_template (string, or the "default" entry of a
+    /// list of {"name", "template"}) of a tokenizer_config.json; missing file -> nils.
+    static func loadConfigTokens(_ url: URL) -> (bos: String?, eos: String?, chatTemplate: String?) {
         guard let data = try? Data(contentsOf: url), let doc = try? JSONDocument(bytes: [UInt8](data)) else {
-            return (nil, nil)
+            return (nil, nil, nil)
         }
         let root = JSONNode(doc: doc, value: doc.root, path: "", file: url.path)
         func token(_ key: String) -> String? {
@@ -495,7 +508,15 @@ extension Tokenizer {
             if let s = try? n.string() { return s }
             return try? n["content"]?.string()
         }
-        return (token("bos_token"), token("eos_token"))
+        var template: String? = nil
+        if let t = root["chat_template"] {
+            if let s = try? t.string() {
+                template = s
+            } else if let list = try? t.array() {
+                template = list.first { (try? $0["name"]?.string()) == "default" }.flatMap { try? $0["template"]?.string() }
+            }
+        }
+        return (token("bos_token"), token("eos_token"), template)
     }
 }
 

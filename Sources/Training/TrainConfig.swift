@@ -1,5 +1,6 @@
 import Foundation
 import Sampling
+import Tokenizer
 import Yams
 
 /// Everything a training run needs, read from YAML (snake_case keys) with CLI overrides on top.
@@ -15,8 +16,9 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     /// Optional held-out JSONL for periodic greedy evaluation (labels used only to report).
     public var evalPrompts: String? = nil
     public var outputDir: String = "runs/intuitor"
-    /// Prompt formatting: "chatml" or "plain".
-    public var template: String = "chatml"
+    /// Prompt formatting: `auto` (the model's own chat template, e.g. Qwen2.5's ChatML with its default system
+    /// message; `raw` when the model has none), `chatml` (rlif's fixed ChatML), `plain` or `raw` (see `TemplateChoice`).
+    public var template: TemplateChoice = .auto
     /// A named system prompt ("math", "none") or the literal text.
     public var systemPrompt: String = "math"
 
@@ -195,6 +197,9 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         do { config = try JSONDecoder().decode(TrainConfig.self, from: data) } catch let DecodingError.typeMismatch(type, ctx) {
             throw ConfigError(source: source, key: ctx.codingPath.map(\.stringValue).joined(separator: "."),
                               message: "expected \(type)")
+        } catch let DecodingError.dataCorrupted(ctx) {
+            throw ConfigError(source: source, key: ctx.codingPath.map(\.stringValue).joined(separator: "."),
+                              message: ctx.debugDescription)
         }
         try config.validate(source: source)
         return config
@@ -231,7 +236,6 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try check(ppoEpochs >= 1, .ppoEpochs, "must be >= 1")
         try check(minibatches >= 1 && minibatches <= promptsPerStep, .minibatches, "must be in 1...prompts_per_step")
         try check(microBatchTokens >= 16, .microBatchTokens, "must be >= 16")
-        try check(["chatml", "plain"].contains(template), .template, "must be chatml or plain")
         try check(actors >= 1, .actors, "must be >= 1")
         try check(maxLag >= 0, .maxLag, "must be >= 0")
         try check(["f32", "bf16"].contains(weightDType), .weightDType, "must be f32 or bf16")

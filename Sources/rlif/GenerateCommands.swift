@@ -8,21 +8,37 @@ import Sampling
 import Tokenizer
 import Training
 
+extension TemplateChoice: ExpressibleByArgument {}
+
 /// Options shared by the commands that load a model and format prompts.
 struct ModelOptions: ParsableArguments {
     @Option(help: "Hugging Face model directory (config.json, model.safetensors, tokenizer.json).") var model: String
-    @Option(help: "Prompt template: plain or chatml.") var template: String = "plain"
+    @Option(help: "tokenizer.json to use instead of the model's (its directory's tokenizer_config.json gives BOS/EOS and the chat template).")
+    var tokenizer: String?
+    @Option(help: "Prompt template: auto (the model's own chat template; raw without one), chatml, plain or raw.")
+    var template: TemplateChoice = .auto
     @Option(help: "System prompt: a name (math, none, ...) or literal text.") var systemPrompt: String = "none"
     @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
 
+    /// The tokenizer (`--tokenizer`, else the model's), nil when the model has none.
+    func loadTokenizer() throws -> Tokenizer? {
+        let file = tokenizer.map { URL(fileURLWithPath: $0) }
+            ?? URL(fileURLWithPath: model).appendingPathComponent("tokenizer.json")
+        guard tokenizer != nil || FileManager.default.fileExists(atPath: file.path) else { return nil }
+        return try Tokenizer(contentsOf: file)
+    }
+
+    /// The prompt formatter for `--template` / `--system-prompt`, nil when the model has no tokenizer.
+    func loadFormatter() throws -> PromptFormatter? {
+        guard let tok = try loadTokenizer() else { return nil }
+        return try PromptFormatter(tokenizer: tok, template: template, systemPrompt: systemPrompt, source: "command line")
+    }
+
     func load() throws -> (Transformer, PromptFormatter?) {
         if let t = threads { Gemm.threads = t }
-        let dir = URL(fileURLWithPath: model)
-        let m = try Transformer.load(directory: dir)
-        let tokFile = dir.appendingPathComponent("tokenizer.json")
-        guard FileManager.default.fileExists(atPath: tokFile.path) else { return (m, nil) }
-        let tok = try Tokenizer(contentsOf: tokFile)
-        return (m, try PromptFormatter(tokenizer: tok, template: template, systemPrompt: systemPrompt))
+        let f = try loadFormatter()
+        let m = try Transformer.load(directory: URL(fileURLWithPath: model))
+        return (m, f)
     }
 }
 
@@ -71,8 +87,12 @@ struct Generate: ParsableCommand {
         let params = SamplingParameters(temperature: temperature, topP: topP, topK: topK, maxNewTokens: maxNewTokens,
                                         stopTokenIds: f.stopTokens(modelEOS: m.config.eosTokenIds),
                                         stopSequences: stop.map { f.tokenizer.encode($0) })
-        let reqs = records.enumerated().map { k, r in
-            GroupRequest(promptTokens: f.encode(r.text), groupSize: group, parameters: params, seed: seed &+ UInt64(k))
+        let reqs = try records.enumerated().map { k, r in
+            let ids = f.encode(r.text)
+            guard !ids.isEmpty else {
+                throw ValidationError("prompt \(r.id) is no tokens (template \(f.template.name), and the tokenizer adds no BOS)")
+            }
+            return GroupRequest(promptTokens: ids, groupSize: group, parameters: params, seed: seed &+ UInt64(k))
         }
         let bar = ProgressBar(total: reqs.count, label: "generate")
         let t0 = Date()

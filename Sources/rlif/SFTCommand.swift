@@ -19,7 +19,7 @@ struct SFT: ParsableCommand {
     @Option(help: "Training JSONL.") var data: String
     @Option(help: "Held-out JSONL for the loss after each epoch (optional).") var evalData: String?
     @Option(help: "Output HF directory (config.json, model.safetensors, tokenizer.json).") var output: String
-    @Option(help: "Prompt template for prompt/response data: plain or chatml.") var template: String = "plain"
+    @Option(help: "Prompt template for prompt/response data: plain, chatml, raw or auto (the model's own).") var template: TemplateChoice = .plain
     @Option(help: "System prompt name or text (none = no system prompt).") var systemPrompt: String = "none"
     @Option var epochs: Double = 1
     @Option(help: "Sequences per optimizer step.") var batchSequences: Int = 32
