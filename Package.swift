@@ -42,6 +42,8 @@ let package = Package(
                                                 .product(name: "Logging", package: "swift-log")],
                 swiftSettings: native),
         .target(name: "SafeTensors", swiftSettings: native),
+        // GGUF (ggml's model container): header, metadata, tensor infos, memory-mapped data, dequantization.
+        .target(name: "GGUF", swiftSettings: native),
         .target(name: "Model", dependencies: ["Kernels", "SafeTensors"], swiftSettings: native),
         // GRPO math on flat per-token arrays: advantages, policy loss + dL/dlogp, AdamW, schedules, rewards.
         .target(name: "GRPO", swiftSettings: native),
@@ -82,6 +84,7 @@ let package = Package(
         .target(name: "TestSupport", path: "Tests/TestSupport"),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "TestSupport"]),
         .testTarget(name: "AnswersTests", dependencies: ["Answers", "TestSupport"]),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"], swiftSettings: native),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"], swiftSettings: native),
         .testTarget(name: "ModelTests", dependencies: ["Model", "Kernels", "SafeTensors", "TestSupport"], swiftSettings: native),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "TestSupport", "SafeTensors"], swiftSettings: native),
