@@ -47,8 +47,8 @@ let package = Package(
         .target(name: "Model", dependencies: ["Kernels", "SafeTensors"], swiftSettings: native),
         // GRPO math on flat per-token arrays: advantages, policy loss + dL/dlogp, AdamW, schedules, rewards.
         .target(name: "GRPO", swiftSettings: native),
-        // Hugging Face tokenizer.json BPE (byte-level and SentencePiece-style), chat templates.
-        .target(name: "Tokenizer"),
+        // Hugging Face tokenizer.json BPE (byte-level and SentencePiece-style), tokenizers from GGUF metadata, chat templates.
+        .target(name: "Tokenizer", dependencies: ["GGUF"]),
         // Answer extraction / normalisation / matching for GSM8K and MATH (eval, verifiable rewards).
         .target(name: "Answers"),
 
@@ -65,7 +65,7 @@ let package = Package(
 
         .executableTarget(name: "rlif", dependencies: [
             "Kernels", "CBLAS", "Wire", "Transport",
-            "Model", "SafeTensors",
+            "Model", "SafeTensors", "GGUF",
             "Tokenizer",
             "Sampling", "Training", "Answers", "Actor", "Learner",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -82,7 +82,7 @@ let package = Package(
                                                      .product(name: "Logging", package: "swift-log")], swiftSettings: native),
         // Assertion helpers shared by the tests (max abs diff, first bad index, file:line) and fixture paths.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "TestSupport"]),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF", "TestSupport"]),
         .testTarget(name: "AnswersTests", dependencies: ["Answers", "TestSupport"]),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"], swiftSettings: native),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"], swiftSettings: native),

@@ -12,7 +12,7 @@ extension TemplateChoice: ExpressibleByArgument {}
 
 /// Options shared by the commands that load a model and format prompts.
 struct ModelOptions: ParsableArguments {
-    @Option(help: "Hugging Face model directory (config.json, model.safetensors, tokenizer.json).") var model: String
+    @Option(help: "Hugging Face model directory (config.json, model.safetensors, tokenizer.json), or a .gguf file.") var model: String
     @Option(help: "tokenizer.json to use instead of the model's (its directory's tokenizer_config.json gives BOS/EOS and the chat template).")
     var tokenizer: String?
     @Option(help: "Prompt template: auto (the model's own chat template; raw without one), chatml, plain or raw.")
@@ -20,12 +20,10 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "System prompt: a name (math, none, ...) or literal text.") var systemPrompt: String = "none"
     @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
 
-    /// The tokenizer (`--tokenizer`, else the model's), nil when the model has none.
+    /// The tokenizer (`--tokenizer`, else the model's: a `.gguf` file's metadata or `<dir>/tokenizer.json`), nil
+    /// when a model directory has none.
     func loadTokenizer() throws -> Tokenizer? {
-        let file = tokenizer.map { URL(fileURLWithPath: $0) }
-            ?? URL(fileURLWithPath: model).appendingPathComponent("tokenizer.json")
-        guard tokenizer != nil || FileManager.default.fileExists(atPath: file.path) else { return nil }
-        return try Tokenizer(contentsOf: file)
+        try Tokenizer.forModel(model, tokenizerFile: tokenizer)
     }
 
     /// The prompt formatter for `--template` / `--system-prompt`, nil when the model has no tokenizer.

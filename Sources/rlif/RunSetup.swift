@@ -80,11 +80,10 @@ enum RunSetup {
             r.parameters.copy(from: policy.parameters)
             reference = r
         }
-        let tokFile = modelDir.appendingPathComponent("tokenizer.json")
-        guard FileManager.default.fileExists(atPath: tokFile.path) else {
-            throw SetupError(description: "\(tokFile.path): missing (the model directory needs its tokenizer.json)")
+        // A .gguf model carries its tokenizer in its metadata; a directory needs its tokenizer.json.
+        guard let tokenizer = try Tokenizer.forModel(c.model) else {
+            throw SetupError(description: "\(modelDir.appendingPathComponent("tokenizer.json").path): missing (the model directory needs its tokenizer.json)")
         }
-        let tokenizer = try Tokenizer(contentsOf: tokFile)
         let formatter = try PromptFormatter(tokenizer: tokenizer, template: c.template, systemPrompt: c.systemPrompt)
         let dataset = try PromptDataset(contentsOf: URL(fileURLWithPath: c.prompts), seed: c.seed)
         let evalSet = try c.evalPrompts.map { try PromptDataset(contentsOf: URL(fileURLWithPath: $0), seed: 0).records } ?? []

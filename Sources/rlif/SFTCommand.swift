@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GGUF
 import Logging
 import Model
 import Sampling
@@ -15,7 +16,7 @@ struct SFT: ParsableCommand {
 
     @Option(help: "HF model directory to start from.") var model: String?
     @Option(help: "HF config.json for a fresh, randomly initialised model (instead of --model).") var initConfig: String?
-    @Option(help: "tokenizer.json (default: <model>/tokenizer.json).") var tokenizer: String?
+    @Option(help: "tokenizer.json (default: <model>/tokenizer.json, or a .gguf model's own).") var tokenizer: String?
     @Option(help: "Training JSONL.") var data: String
     @Option(help: "Held-out JSONL for the loss after each epoch (optional).") var evalData: String?
     @Option(help: "Output HF directory (config.json, model.safetensors, tokenizer.json).") var output: String
@@ -43,10 +44,10 @@ struct SFT: ParsableCommand {
         } else {
             throw ValidationError("give --model DIR or --init-config config.json")
         }
-        guard let tokPath = tokenizer ?? model.map({ "\($0)/tokenizer.json" }) else {
-            throw ValidationError("--tokenizer is required with --init-config")
+        guard tokenizer != nil || model != nil else { throw ValidationError("--tokenizer is required with --init-config") }
+        guard let tok = try Tokenizer.forModel(model ?? "", tokenizerFile: tokenizer) else {
+            throw ValidationError("\(model ?? ""): no tokenizer.json (give --tokenizer FILE)")
         }
-        let tok = try Tokenizer(contentsOf: URL(fileURLWithPath: tokPath))
         let formatter = try PromptFormatter(tokenizer: tok, template: template, systemPrompt: systemPrompt)
         let eos = m.config.eosTokenIds.first.map(Int32.init) ?? tok.eosTokenId
         func load(_ path: String) throws -> [SFTExample] {
@@ -86,7 +87,10 @@ struct SFT: ParsableCommand {
         let out = URL(fileURLWithPath: output)
         try m.save(to: out, dtype: dtype == "bf16" ? .bf16 : .f32)
         let tokOut = out.appendingPathComponent("tokenizer.json")
-        if URL(fileURLWithPath: tokPath).standardizedFileURL != tokOut.standardizedFileURL {
+        if tokenizer == nil, let g = model, g.lowercased().hasSuffix(".gguf") {
+            try GGUFTokenizerFiles(try GGUFFile(contentsOf: URL(fileURLWithPath: g))).write(to: out)
+        } else if let tokPath = tokenizer ?? model.map({ "\($0)/tokenizer.json" }),
+                  URL(fileURLWithPath: tokPath).standardizedFileURL != tokOut.standardizedFileURL {
             try? FileManager.default.removeItem(at: tokOut)
             try FileManager.default.copyItem(at: URL(fileURLWithPath: tokPath), to: tokOut)
         }
