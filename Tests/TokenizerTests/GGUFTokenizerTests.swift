@@ -4,7 +4,7 @@ import Testing
 import TestSupport
 @testable import Tokenizer
 
-/// Tests/Fixtures/tokenizer/gguf/ (scripts/ref/gguf_tokenizer_fixtures.py): tiny GGUF tokenizers and what
+/// Tests/Fixtures/gguf-tokenizer/ (scripts/ref/gguf_tokenizer_fixtures.py): tiny GGUF tokenizers and what
 /// transformers' GGUF tokenizer makes of them and of the real models.
 struct TinyGGUFFixture: Decodable {
     struct File: Decodable {
@@ -31,7 +31,7 @@ struct TinyGGUFFixture: Decodable {
     var files: [String: File]
 
     static func load() throws -> TinyGGUFFixture {
-        try JSONDecoder().decode(TinyGGUFFixture.self, from: Data(contentsOf: Fixtures.url("tokenizer/gguf/tiny.json")))
+        try JSONDecoder().decode(TinyGGUFFixture.self, from: Data(contentsOf: Fixtures.url("gguf-tokenizer/tiny.json")))
     }
 }
 
@@ -45,7 +45,7 @@ struct TinyGGUFFixture: Decodable {
     func tinyGGUFEncodesLikeTransformers(_ name: String) throws {
         let fx = try TinyGGUFFixture.load()
         let f = try #require(fx.files[name])
-        let url = Fixtures.url("tokenizer/gguf/\(name).gguf")
+        let url = Fixtures.url("gguf-tokenizer/\(name).gguf")
         let files = try GGUFTokenizerFiles(try GGUFFile(contentsOf: url))
         let tok = try files.tokenizer()
         #expect(fx.texts.count > 100)
@@ -76,7 +76,7 @@ struct TinyGGUFFixture: Decodable {
         let fx = try TinyGGUFFixture.load()
         let name = "tiny-llama-bpe"
         let f = try #require(fx.files[name])
-        let files = try GGUFTokenizerFiles(try GGUFFile(contentsOf: Fixtures.url("tokenizer/gguf/\(name).gguf")))
+        let files = try GGUFTokenizerFiles(try GGUFFile(contentsOf: Fixtures.url("gguf-tokenizer/\(name).gguf")))
         let dir = try Fixtures.temporaryDirectory("rlif-gguf-tok")
         defer { try? FileManager.default.removeItem(at: dir) }
         try files.write(to: dir)
@@ -88,9 +88,9 @@ struct TinyGGUFFixture: Decodable {
         #expect(cfg["add_bos_token"] as? Bool == true && cfg["add_eos_token"] as? Bool == true)
         #expect(cfg["bos_token"] as? String == "<s>" && cfg["eos_token"] as? String == "<|im_end|>")
         // --model X.gguf finds the GGUF's own tokenizer; --tokenizer overrides it.
-        let viaModel = try #require(try Tokenizer.forModel(Fixtures.url("tokenizer/gguf/\(name).gguf").path))
+        let viaModel = try #require(try Tokenizer.forModel(Fixtures.url("gguf-tokenizer/\(name).gguf").path))
         #expect(viaModel.encode("hello", addSpecialTokens: true) == tok.encode("hello", addSpecialTokens: true))
-        let override = try #require(try Tokenizer.forModel(Fixtures.url("tokenizer/gguf/\(name).gguf").path,
+        let override = try #require(try Tokenizer.forModel(Fixtures.url("gguf-tokenizer/\(name).gguf").path,
                                                            tokenizerFile: dir.appendingPathComponent("tokenizer.json").path))
         #expect(override.file == dir.appendingPathComponent("tokenizer.json").path)
     }
@@ -100,7 +100,7 @@ struct TinyGGUFFixture: Decodable {
         for (file, key, value) in [("tiny-bad-pre", "tokenizer.ggml.pre", "tekken-unknown"),
                                    ("tiny-spm", "tokenizer.ggml.model", "llama")] {
             do {
-                _ = try Tokenizer(ggufFile: Fixtures.url("tokenizer/gguf/\(file).gguf"))
+                _ = try Tokenizer(ggufFile: Fixtures.url("gguf-tokenizer/\(file).gguf"))
                 Issue.record("\(file) accepted")
             } catch {
                 let d = "\(error)"
@@ -132,7 +132,7 @@ struct TinyGGUFFixture: Decodable {
     func gsm8kIdsMatchTransformers(_ name: String) throws {
         guard let url = RealModels.gguf(name) else { return }
         guard Fixtures.shared("gsm8k/test.jsonl") != nil else { print("skipping: needs ../shared/data/gsm8k"); return }
-        let real = try JSONDecoder().decode(Real.self, from: Data(contentsOf: Fixtures.url("tokenizer/gguf/real.json")))
+        let real = try JSONDecoder().decode(Real.self, from: Data(contentsOf: Fixtures.url("gguf-tokenizer/real.json")))
         let m = try #require(real.models["\(name).gguf"])
         let tok = try Tokenizer(ggufFile: url)
         #expect(tok.bosTokenId == m.bos_token_id && tok.eosTokenId == m.eos_token_id && tok.vocabularySize == m.vocab_size)

@@ -2,7 +2,7 @@
 """Tokenizer-from-GGUF fixtures: what transformers' GGUF tokenizer (`AutoTokenizer.from_pretrained(dir,
 gguf_file=...)`, transformers 5.x) gives, for the Swift `Tokenizer(gguf:)` tests.
 
-Writes Tests/Fixtures/tokenizer/gguf/:
+Writes Tests/Fixtures/gguf-tokenizer/:
   tiny-{qwen2,llama-bpe,smollm}.gguf  tiny byte-level BPE vocabularies (control, user-defined and mislabelled tokens,
                                       a non-alphabet token, the first merges of SmolLM2's vocabulary restricted to
                                       them) with each pre-tokenizer; llama-bpe also with add_bos/add_eos and a BOS
@@ -20,7 +20,7 @@ import argparse, json, os, sys
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 REPO = os.path.dirname(os.path.dirname(HERE))
-OUT = os.path.join(REPO, "Tests", "Fixtures", "tokenizer", "gguf")
+OUT = os.path.join(REPO, "Tests", "Fixtures", "gguf-tokenizer")
 sys.path.insert(0, HERE)
 from tokenizer_fixtures import HAND, fnv, ids_bytes  # noqa: E402
 
