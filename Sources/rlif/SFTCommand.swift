@@ -91,8 +91,15 @@ struct SFT: ParsableCommand {
             try GGUFTokenizerFiles(try GGUFFile(contentsOf: URL(fileURLWithPath: g))).write(to: out)
         } else if let tokPath = tokenizer ?? model.map({ "\($0)/tokenizer.json" }),
                   URL(fileURLWithPath: tokPath).standardizedFileURL != tokOut.standardizedFileURL {
-            try? FileManager.default.removeItem(at: tokOut)
-            try FileManager.default.copyItem(at: URL(fileURLWithPath: tokPath), to: tokOut)
+            // tokenizer.json plus what sits beside it (BOS/EOS, the chat template `template: auto` renders).
+            let src = URL(fileURLWithPath: tokPath)
+            let fm = FileManager.default
+            for (from, to) in [(src, tokOut)] + ["tokenizer_config.json", "chat_template.jinja"].map({
+                (src.deletingLastPathComponent().appendingPathComponent($0), out.appendingPathComponent($0)) })
+            where fm.fileExists(atPath: from.path) {
+                try? fm.removeItem(at: to)
+                try fm.copyItem(at: from, to: to)
+            }
         }
         log.info("saved \(out.path)")
     }
