@@ -10,18 +10,21 @@ import Training
 
 /// Options shared by the commands that load a model and format prompts.
 struct ModelOptions: ParsableArguments {
-    @Option(help: "Hugging Face model directory (config.json, model.safetensors, tokenizer.json).") var model: String
+    @Option(help: "Hugging Face model directory (config.json, model.safetensors, tokenizer.json) or a .gguf file.") var model: String
+    @Option(help: "tokenizer.json to use instead of the model's own.") var tokenizer: String?
     @Option(help: "Prompt template: plain or chatml.") var template: String = "plain"
     @Option(help: "System prompt: a name (math, none, ...) or literal text.") var systemPrompt: String = "none"
     @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
 
-    func load() throws -> (Transformer, PromptFormatter?) {
+    /// The model and its prompt formatter (nil when the model has no tokenizer). The tokenizer is resolved
+    /// first, so a missing one fails before the weights are read; `needsTokenizer: false` (token-id input) lets
+    /// a .gguf without `--tokenizer` load.
+    func load(needsTokenizer: Bool = true) throws -> (Transformer, PromptFormatter?) {
         if let t = threads { Gemm.threads = t }
-        let dir = URL(fileURLWithPath: model)
-        let m = try Transformer.load(directory: dir)
-        let tokFile = dir.appendingPathComponent("tokenizer.json")
-        guard FileManager.default.fileExists(atPath: tokFile.path) else { return (m, nil) }
-        let tok = try Tokenizer(contentsOf: tokFile)
+        let tok = needsTokenizer || tokenizer != nil || !ModelFiles.isGGUF(model)
+            ? try ModelFiles.loadTokenizer(model: model, override: tokenizer) : nil
+        let m = try ModelFiles.loadModel(model)
+        guard let tok else { return (m, nil) }
         return (m, try PromptFormatter(tokenizer: tok, template: template, systemPrompt: systemPrompt))
     }
 }
@@ -118,7 +121,7 @@ struct Score: ParsableCommand {
 
     func run() throws {
         LogSetup.bootstrap(level: nil)
-        let (m, f) = try modelOptions.load()
+        let (m, f) = try modelOptions.load(needsTokenizer: promptIds == nil || completionIds == nil)
         let p: [Int32], c: [Int32]
         if let pi = promptIds, let ci = completionIds {
             p = try parseIds(pi, "prompt-ids"); c = try parseIds(ci, "completion-ids")

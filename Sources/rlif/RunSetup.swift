@@ -72,19 +72,16 @@ enum RunSetup {
     }
 
     static func objects(_ c: TrainConfig) throws -> Objects {
-        let modelDir = URL(fileURLWithPath: c.model)
-        let policy = try Transformer.load(directory: modelDir)
+        guard let tokenizer = try ModelFiles.loadTokenizer(model: c.model, override: nil) else {
+            throw SetupError(description: "\(c.model)/tokenizer.json: missing (the model directory needs its tokenizer.json)")
+        }
+        let policy = try ModelFiles.loadModel(c.model)
         var reference: Transformer? = nil
         if c.klBeta > 0 {
             let r = try Transformer(config: policy.config)
             r.parameters.copy(from: policy.parameters)
             reference = r
         }
-        let tokFile = modelDir.appendingPathComponent("tokenizer.json")
-        guard FileManager.default.fileExists(atPath: tokFile.path) else {
-            throw SetupError(description: "\(tokFile.path): missing (the model directory needs its tokenizer.json)")
-        }
-        let tokenizer = try Tokenizer(contentsOf: tokFile)
         let formatter = try PromptFormatter(tokenizer: tokenizer, template: c.template, systemPrompt: c.systemPrompt)
         let dataset = try PromptDataset(contentsOf: URL(fileURLWithPath: c.prompts), seed: c.seed)
         let evalSet = try c.evalPrompts.map { try PromptDataset(contentsOf: URL(fileURLWithPath: $0), seed: 0).records } ?? []

@@ -13,7 +13,7 @@ struct SFT: ParsableCommand {
         abstract: "Supervised fine-tuning on JSONL (`text`, or `prompt`/`response` with the loss on the response).",
         discussion: "Start from --model DIR, or from a random init of --init-config config.json (with --tokenizer). Writes an HF directory.")
 
-    @Option(help: "HF model directory to start from.") var model: String?
+    @Option(help: "HF model directory or .gguf file to start from.") var model: String?
     @Option(help: "HF config.json for a fresh, randomly initialised model (instead of --model).") var initConfig: String?
     @Option(help: "tokenizer.json (default: <model>/tokenizer.json).") var tokenizer: String?
     @Option(help: "Training JSONL.") var data: String
@@ -36,12 +36,15 @@ struct SFT: ParsableCommand {
         let log = Logger(label: "rlif.sft")
         let m: Transformer
         if let dir = model {
-            m = try Transformer.load(directory: URL(fileURLWithPath: dir))
+            m = try ModelFiles.loadModel(dir)
         } else if let cfg = initConfig {
             m = try Transformer(config: ModelConfig.load(from: URL(fileURLWithPath: cfg)))
             m.initializeRandom(seed: seed)
         } else {
             throw ValidationError("give --model DIR or --init-config config.json")
+        }
+        if tokenizer == nil, let m = model, ModelFiles.isGGUF(m) {
+            _ = try ModelFiles.loadTokenizer(model: m, override: nil)  // the GGUF-tokenizer error until it exists
         }
         guard let tokPath = tokenizer ?? model.map({ "\($0)/tokenizer.json" }) else {
             throw ValidationError("--tokenizer is required with --init-config")
