@@ -44,7 +44,7 @@ let package = Package(
         .target(name: "SafeTensors", swiftSettings: native),
         // GGUF (ggml's model container): header, metadata, tensor infos, memory-mapped data, dequantization.
         .target(name: "GGUF", swiftSettings: native),
-        .target(name: "Model", dependencies: ["Kernels", "SafeTensors"], swiftSettings: native),
+        .target(name: "Model", dependencies: ["Kernels", "SafeTensors", "GGUF"], swiftSettings: native),
         // GRPO math on flat per-token arrays: advantages, policy loss + dL/dlogp, AdamW, schedules, rewards.
         .target(name: "GRPO", swiftSettings: native),
         // Hugging Face tokenizer.json BPE (byte-level and SentencePiece-style), tokenizers from GGUF metadata, chat templates.
@@ -86,7 +86,7 @@ let package = Package(
         .testTarget(name: "AnswersTests", dependencies: ["Answers", "TestSupport"]),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"], swiftSettings: native),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"], swiftSettings: native),
-        .testTarget(name: "ModelTests", dependencies: ["Model", "Kernels", "SafeTensors", "TestSupport"], swiftSettings: native),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "Kernels", "SafeTensors", "GGUF", "TestSupport"], swiftSettings: native),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "TestSupport", "SafeTensors"], swiftSettings: native),
         .testTarget(name: "GRPOTests", dependencies: ["GRPO", "TestSupport"], swiftSettings: native),
         .testTarget(name: "WireTests", dependencies: ["Wire", "TestSupport"]),

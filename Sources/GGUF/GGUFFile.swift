@@ -246,6 +246,19 @@ public final class GGUFFile: @unchecked Sendable {  // @unchecked: immutable aft
         kernel(src, dst, rows.count * blocksPerRow)
     }
 
+    /// Tells the kernel the mapped pages lying wholly inside `t`'s bytes are not needed any more (they are
+    /// dropped from the resident set and re-read from the file if touched again). A loader calls this after
+    /// converting each tensor so a model's peak memory is its Float parameters plus one tensor, not plus the
+    /// whole file. No effect on an in-memory image.
+    public func releasePages(of t: GGUFTensorInfo) {
+        guard storage.isMapped, t.byteCount > 0, let base = storage.base else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = dataOffset + t.offset, end = start + t.byteCount
+        let a = (start + page - 1) / page * page, b = end / page * page
+        guard b > a else { return }
+        _ = madvise(UnsafeMutableRawPointer(mutating: base + a), b - a, Int32(MADV_DONTNEED))
+    }
+
     /// The whole tensor as Float, row-major.
     public func floats(_ name: String) throws -> [Float] {
         let t = try requireTensor(name)
@@ -327,6 +340,7 @@ extension GGUFFile {
         let base: UnsafeRawPointer?
         let count: Int
         private let mapped: Bool
+        var isMapped: Bool { mapped }
 
         init(mapping path: String) throws {
             let fd = open(path, O_RDONLY)

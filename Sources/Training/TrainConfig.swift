@@ -9,7 +9,7 @@ import Yams
 /// temperature 0.9, one PPO epoch, advantages (r − mean)/(std + 1e-6).
 public struct TrainConfig: Codable, Sendable, Equatable {
     // Data and model.
-    /// Hugging Face model directory (config.json + model.safetensors [+ tokenizer.json]).
+    /// Hugging Face model directory (config.json + model.safetensors [+ tokenizer.json]) or a .gguf file.
     public var model: String = ""
     /// JSONL of prompts: each line has "prompt" (or "question"), optionally "answer" (used only for reporting).
     public var prompts: String = ""

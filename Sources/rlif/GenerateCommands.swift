@@ -12,7 +12,7 @@ extension TemplateChoice: ExpressibleByArgument {}
 
 /// Options shared by the commands that load a model and format prompts.
 struct ModelOptions: ParsableArguments {
-    @Option(help: "Hugging Face model directory (config.json, model.safetensors, tokenizer.json), or a .gguf file.") var model: String
+    @Option(help: "Hugging Face model directory (config.json, model.safetensors, tokenizer.json), or a .gguf file (its own tokenizer and chat template).") var model: String
     @Option(help: "tokenizer.json to use instead of the model's (its directory's tokenizer_config.json gives BOS/EOS and the chat template).")
     var tokenizer: String?
     @Option(help: "Prompt template: auto (the model's own chat template; raw without one), chatml, plain or raw.")
@@ -23,7 +23,7 @@ struct ModelOptions: ParsableArguments {
     /// The tokenizer (`--tokenizer`, else the model's: a `.gguf` file's metadata or `<dir>/tokenizer.json`), nil
     /// when a model directory has none.
     func loadTokenizer() throws -> Tokenizer? {
-        try Tokenizer.forModel(model, tokenizerFile: tokenizer)
+        try ModelFiles.loadTokenizer(model: model, override: tokenizer)
     }
 
     /// The prompt formatter for `--template` / `--system-prompt`, nil when the model has no tokenizer.
@@ -32,10 +32,13 @@ struct ModelOptions: ParsableArguments {
         return try PromptFormatter(tokenizer: tok, template: template, systemPrompt: systemPrompt, source: "command line")
     }
 
-    func load() throws -> (Transformer, PromptFormatter?) {
+    /// The model and its prompt formatter (nil when the model has no tokenizer). The tokenizer and template are
+    /// resolved first, so a bad one fails before the weights are read; `needsTokenizer: false` (token-id input) skips
+    /// a .gguf's tokenizer unless --tokenizer is given.
+    func load(needsTokenizer: Bool = true) throws -> (Transformer, PromptFormatter?) {
         if let t = threads { Gemm.threads = t }
-        let f = try loadFormatter()
-        let m = try Transformer.load(directory: URL(fileURLWithPath: model))
+        let f = needsTokenizer || tokenizer != nil || !ModelFiles.isGGUF(model) ? try loadFormatter() : nil
+        let m = try ModelFiles.loadModel(model)
         return (m, f)
     }
 }
@@ -136,7 +139,7 @@ struct Score: ParsableCommand {
 
     func run() throws {
         LogSetup.bootstrap(level: nil)
-        let (m, f) = try modelOptions.load()
+        let (m, f) = try modelOptions.load(needsTokenizer: promptIds == nil || completionIds == nil)
         let p: [Int32], c: [Int32]
         if let pi = promptIds, let ci = completionIds {
             p = try parseIds(pi, "prompt-ids"); c = try parseIds(ci, "completion-ids")

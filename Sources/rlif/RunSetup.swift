@@ -72,17 +72,15 @@ enum RunSetup {
     }
 
     static func objects(_ c: TrainConfig) throws -> Objects {
-        let modelDir = URL(fileURLWithPath: c.model)
-        let policy = try Transformer.load(directory: modelDir)
+        guard let tokenizer = try ModelFiles.loadTokenizer(model: c.model, override: nil) else {
+            throw SetupError(description: "\(c.model)/tokenizer.json: missing (the model directory needs its tokenizer.json)")
+        }
+        let policy = try ModelFiles.loadModel(c.model)
         var reference: Transformer? = nil
         if c.klBeta > 0 {
             let r = try Transformer(config: policy.config)
             r.parameters.copy(from: policy.parameters)
             reference = r
-        }
-        // A .gguf model carries its tokenizer in its metadata; a directory needs its tokenizer.json.
-        guard let tokenizer = try Tokenizer.forModel(c.model) else {
-            throw SetupError(description: "\(modelDir.appendingPathComponent("tokenizer.json").path): missing (the model directory needs its tokenizer.json)")
         }
         let formatter = try PromptFormatter(tokenizer: tokenizer, template: c.template, systemPrompt: c.systemPrompt)
         let dataset = try PromptDataset(contentsOf: URL(fileURLWithPath: c.prompts), seed: c.seed)

@@ -14,7 +14,7 @@ struct SFT: ParsableCommand {
         abstract: "Supervised fine-tuning on JSONL (`text`, or `prompt`/`response` with the loss on the response).",
         discussion: "Start from --model DIR, or from a random init of --init-config config.json (with --tokenizer). Writes an HF directory.")
 
-    @Option(help: "HF model directory to start from.") var model: String?
+    @Option(help: "HF model directory or .gguf file to start from.") var model: String?
     @Option(help: "HF config.json for a fresh, randomly initialised model (instead of --model).") var initConfig: String?
     @Option(help: "tokenizer.json (default: <model>/tokenizer.json, or a .gguf model's own).") var tokenizer: String?
     @Option(help: "Training JSONL.") var data: String
@@ -37,7 +37,7 @@ struct SFT: ParsableCommand {
         let log = Logger(label: "rlif.sft")
         let m: Transformer
         if let dir = model {
-            m = try Transformer.load(directory: URL(fileURLWithPath: dir))
+            m = try ModelFiles.loadModel(dir)
         } else if let cfg = initConfig {
             m = try Transformer(config: ModelConfig.load(from: URL(fileURLWithPath: cfg)))
             m.initializeRandom(seed: seed)
@@ -45,7 +45,7 @@ struct SFT: ParsableCommand {
             throw ValidationError("give --model DIR or --init-config config.json")
         }
         guard tokenizer != nil || model != nil else { throw ValidationError("--tokenizer is required with --init-config") }
-        guard let tok = try Tokenizer.forModel(model ?? "", tokenizerFile: tokenizer) else {
+        guard let tok = try ModelFiles.loadTokenizer(model: model ?? "", override: tokenizer) else {
             throw ValidationError("\(model ?? ""): no tokenizer.json (give --tokenizer FILE)")
         }
         let formatter = try PromptFormatter(tokenizer: tok, template: template, systemPrompt: systemPrompt)
@@ -87,7 +87,7 @@ struct SFT: ParsableCommand {
         let out = URL(fileURLWithPath: output)
         try m.save(to: out, dtype: dtype == "bf16" ? .bf16 : .f32)
         let tokOut = out.appendingPathComponent("tokenizer.json")
-        if tokenizer == nil, let g = model, g.lowercased().hasSuffix(".gguf") {
+        if tokenizer == nil, let g = model, ModelFiles.isGGUF(g) {
             try GGUFTokenizerFiles(try GGUFFile(contentsOf: URL(fileURLWithPath: g))).write(to: out)
         } else if let tokPath = tokenizer ?? model.map({ "\($0)/tokenizer.json" }),
                   URL(fileURLWithPath: tokPath).standardizedFileURL != tokOut.standardizedFileURL {
