@@ -15,25 +15,26 @@ struct TemplateCommand: ParsableCommand {
               rlif template --model runs/qwen --system math --user 'What is 2+2?' --json
             """)
 
-    @Option(help: "Model directory (its tokenizer.json, tokenizer_config.json / chat_template.jinja).") var model: String
+    @Option(help: "Model directory (its tokenizer.json, tokenizer_config.json / chat_template.jinja) or .gguf file.") var model: String
     @Option(help: "tokenizer.json to use instead of the model's.") var tokenizer: String?
     @Option(help: "auto, chatml, plain or raw.") var template: TemplateChoice = .auto
     @Option(help: "The user message.") var user: String
     @Option(help: "System prompt: a name (\(SystemPrompt.all.keys.sorted().joined(separator: ", "))) or literal text; none by default.")
     var system: String = "none"
-    @Flag(help: "Print JSON: {\"template\", \"text\", \"ids\", \"tokens\", \"add_special_tokens\"}.") var json = false
+    @Flag(help: "Print JSON: {\"template\", \"source\", \"text\", \"ids\", \"tokens\", \"add_special_tokens\"}.") var json = false
 
     func run() throws {
-        let options = try ModelOptions.parse(["--model", model, "--template", template.rawValue, "--system-prompt", system]
-                                             + (tokenizer.map { ["--tokenizer", $0] } ?? []))
-        guard let f = try options.loadFormatter() else {
+        guard let tok = try ModelFiles.loadTokenizer(model: model, override: tokenizer) else {
             throw ValidationError("\(model) has no tokenizer.json (give --tokenizer FILE)")
         }
+        let f = try PromptFormatter(tokenizer: tok, template: template, systemPrompt: system, source: "command line")
         let text = f.text(user)
         FileHandle.standardError.write(Data("template: \(f.template.name)\(sourceNote(f))\n".utf8))
         if json {
             let ids = f.encode(user)
-            print(try jsonLine(["template": f.template.name, "text": text, "ids": ids.map(Int.init),
+            var source: Any = NSNull()
+            if case .model(let m) = f.template { source = m.source }
+            print(try jsonLine(["template": f.template.name, "source": source, "text": text, "ids": ids.map(Int.init),
                                 "tokens": ids.map { f.tokenizer.tokenString($0) ?? "" },
                                 "add_special_tokens": f.template.addsSpecialTokens] as [String: Any]))
         } else {
