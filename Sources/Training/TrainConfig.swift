@@ -9,15 +9,16 @@ import Yams
 /// temperature 0.9, one PPO epoch, advantages (r − mean)/(std + 1e-6).
 public struct TrainConfig: Codable, Sendable, Equatable {
     // Data and model.
-    /// Hugging Face model directory (config.json + model.safetensors [+ tokenizer.json]).
+    /// Hugging Face model directory (config.json + model.safetensors [+ tokenizer.json]) or a .gguf file.
     public var model: String = ""
     /// JSONL of prompts: each line has "prompt" (or "question"), optionally "answer" (used only for reporting).
     public var prompts: String = ""
     /// Optional held-out JSONL for periodic greedy evaluation (labels used only to report).
     public var evalPrompts: String? = nil
     public var outputDir: String = "runs/intuitor"
-    /// Prompt formatting: "chatml" or "plain".
-    public var template: String = "chatml"
+    /// Prompt formatting: `auto` (the model's own chat template, e.g. Qwen2.5's ChatML with its default system
+    /// message; `raw` when the model has none), `chatml` (rlif's fixed ChatML), `plain` or `raw` (see `TemplateChoice`).
+    public var template: TemplateChoice = .auto
     /// A named system prompt ("math", "none") or the literal text.
     public var systemPrompt: String = "math"
 
@@ -284,7 +285,6 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try check(ppoEpochs >= 1, .ppoEpochs, "must be >= 1")
         try check(minibatches >= 1 && minibatches <= promptsPerStep, .minibatches, "must be in 1...prompts_per_step")
         try check(microBatchTokens >= 16, .microBatchTokens, "must be >= 16")
-        try check(["chatml", "plain"].contains(template), .template, "must be chatml or plain")
         try check(keepCheckpoints >= 0, .keepCheckpoints, "must be >= 0 (0 keeps every checkpoint)")
         try check(actors >= 1, .actors, "must be >= 1")
         try check(maxLag >= 0, .maxLag, "must be >= 0")

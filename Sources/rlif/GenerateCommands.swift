@@ -8,21 +8,38 @@ import Sampling
 import Tokenizer
 import Training
 
+extension TemplateChoice: ExpressibleByArgument {}
+
 /// Options shared by the commands that load a model and format prompts.
 struct ModelOptions: ParsableArguments {
-    @Option(help: "Hugging Face model directory (config.json, model.safetensors, tokenizer.json).") var model: String
-    @Option(help: "Prompt template: plain or chatml.") var template: String = "plain"
+    @Option(help: "Hugging Face model directory (config.json, model.safetensors, tokenizer.json), or a .gguf file (its own tokenizer and chat template).") var model: String
+    @Option(help: "tokenizer.json to use instead of the model's (its directory's tokenizer_config.json gives BOS/EOS and the chat template).")
+    var tokenizer: String?
+    @Option(help: "Prompt template: auto (the model's own chat template; raw without one), chatml, plain or raw.")
+    var template: TemplateChoice = .auto
     @Option(help: "System prompt: a name (math, none, ...) or literal text.") var systemPrompt: String = "none"
     @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
 
-    func load() throws -> (Transformer, PromptFormatter?) {
+    /// The tokenizer (`--tokenizer`, else the model's: a `.gguf` file's metadata or `<dir>/tokenizer.json`), nil
+    /// when a model directory has none.
+    func loadTokenizer() throws -> Tokenizer? {
+        try ModelFiles.loadTokenizer(model: model, override: tokenizer)
+    }
+
+    /// The prompt formatter for `--template` / `--system-prompt`, nil when the model has no tokenizer.
+    func loadFormatter() throws -> PromptFormatter? {
+        guard let tok = try loadTokenizer() else { return nil }
+        return try PromptFormatter(tokenizer: tok, template: template, systemPrompt: systemPrompt, source: "command line")
+    }
+
+    /// The model and its prompt formatter (nil when the model has no tokenizer). The tokenizer and template are
+    /// resolved first, so a bad one fails before the weights are read; `needsTokenizer: false` (token-id input) skips
+    /// a .gguf's tokenizer unless --tokenizer is given.
+    func load(needsTokenizer: Bool = true) throws -> (Transformer, PromptFormatter?) {
         if let t = threads { Gemm.threads = t }
-        let dir = URL(fileURLWithPath: model)
-        let m = try Transformer.load(directory: dir)
-        let tokFile = dir.appendingPathComponent("tokenizer.json")
-        guard FileManager.default.fileExists(atPath: tokFile.path) else { return (m, nil) }
-        let tok = try Tokenizer(contentsOf: tokFile)
-        return (m, try PromptFormatter(tokenizer: tok, template: template, systemPrompt: systemPrompt))
+        let f = needsTokenizer || tokenizer != nil || !ModelFiles.isGGUF(model) ? try loadFormatter() : nil
+        let m = try ModelFiles.loadModel(model)
+        return (m, f)
     }
 }
 
@@ -71,8 +88,12 @@ struct Generate: ParsableCommand {
         let params = SamplingParameters(temperature: temperature, topP: topP, topK: topK, maxNewTokens: maxNewTokens,
                                         stopTokenIds: f.stopTokens(modelEOS: m.config.eosTokenIds),
                                         stopSequences: stop.map { f.tokenizer.encode($0) })
-        let reqs = records.enumerated().map { k, r in
-            GroupRequest(promptTokens: f.encode(r.text), groupSize: group, parameters: params, seed: seed &+ UInt64(k))
+        let reqs = try records.enumerated().map { k, r in
+            let ids = f.encode(r.text)
+            guard !ids.isEmpty else {
+                throw ValidationError("prompt \(r.id) is no tokens (template \(f.template.name), and the tokenizer adds no BOS)")
+            }
+            return GroupRequest(promptTokens: ids, groupSize: group, parameters: params, seed: seed &+ UInt64(k))
         }
         let bar = ProgressBar(total: reqs.count, label: "generate")
         let t0 = Date()
@@ -118,7 +139,7 @@ struct Score: ParsableCommand {
 
     func run() throws {
         LogSetup.bootstrap(level: nil)
-        let (m, f) = try modelOptions.load()
+        let (m, f) = try modelOptions.load(needsTokenizer: promptIds == nil || completionIds == nil)
         let p: [Int32], c: [Int32]
         if let pi = promptIds, let ci = completionIds {
             p = try parseIds(pi, "prompt-ids"); c = try parseIds(ci, "completion-ids")
@@ -163,7 +184,7 @@ struct Eval: ParsableCommand {
         var records = try PromptDataset(contentsOf: URL(fileURLWithPath: data), seed: 0).records
         if let l = limit { records = Array(records.prefix(l)) }
         let settings = EvalItemsFile.Settings(model: modelOptions.model, data: data, format: format, limit: limit,
-                                              maxNewTokens: maxNewTokens, template: modelOptions.template,
+                                              maxNewTokens: maxNewTokens, template: modelOptions.template.rawValue,
                                               systemPrompt: modelOptions.systemPrompt)
         var file: EvalItemsFile? = nil
         var done: [EvalReport.Item] = []

@@ -127,14 +127,11 @@ enum RunSetup {
     /// model is loaded.
     static func objects(_ config: TrainConfig, role: MemoryPlan.Role? = nil, fixedKeys: Set<String> = []) throws -> Objects {
         var c = config
-        let modelDir = URL(fileURLWithPath: c.model)
-        let tokFile = modelDir.appendingPathComponent("tokenizer.json")
-        guard FileManager.default.fileExists(atPath: tokFile.path) else {
-            throw SetupError(description: "\(tokFile.path): missing (the model directory needs its tokenizer.json)")
+        guard let tokenizer = try ModelFiles.loadTokenizer(model: c.model, override: nil) else {
+            throw SetupError(description: "\(c.model)/tokenizer.json: missing (the model directory needs its tokenizer.json)")
         }
-        let tokenizer = try Tokenizer(contentsOf: tokFile)
         let formatter = try PromptFormatter(tokenizer: tokenizer, template: c.template, systemPrompt: c.systemPrompt)
-        let modelConfig = try ModelConfig.load(from: modelDir.appendingPathComponent("config.json"))
+        let modelConfig = try ModelFiles.loadConfig(c.model)
         let dataset = try promptsThatFit(c, formatter: formatter, context: modelConfig.maxPositionEmbeddings)
         let evalSet = try c.evalPrompts.map { try PromptDataset(contentsOf: URL(fileURLWithPath: $0), seed: 0).records } ?? []
         if let role {
@@ -142,7 +139,7 @@ enum RunSetup {
             c = try planMemory(c, role: role, model: modelConfig, longestPrompt: longest, fixedKeys: fixedKeys,
                                log: Logger(label: "rlif.memory"))
         }
-        let policy = try Transformer.load(directory: modelDir)
+        let policy = try ModelFiles.loadModel(c.model)
         var reference: Transformer? = nil
         if c.klBeta > 0 {
             let r = try Transformer(config: policy.config)
