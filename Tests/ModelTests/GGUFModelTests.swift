@@ -99,6 +99,40 @@ func maxAbsDiff(_ a: [[Double]], _ b: [[Double]]) -> Double {
         #expect(GGUFCheckpoint.hfName(forGGUF: "blk.x.attn_q.weight") == nil)
     }
 
+    /// The tiny llama's bytes with the value of metadata `key` (a string or uint32) passed through `patch`.
+    static func patchedTinyLlama(_ key: String, _ patch: (inout [UInt8], Int) -> Void) throws -> GGUFFile {
+        var bytes = [UInt8](try Data(contentsOf: Fixtures.url("gguf/tiny-llama.gguf")))
+        let k = Array(key.utf8)
+        let at = try #require((0..<(bytes.count - k.count)).first { Array(bytes[$0..<($0 + k.count)]) == k })
+        patch(&bytes, at + k.count)  // the index of the value's u32 type id
+        return try GGUFFile(bytes: bytes, url: URL(fileURLWithPath: "/virtual/patched.gguf"))
+    }
+
+    @Test func missingRequiredKeyIsAnErrorNamingIt() throws {
+        // Rename "llama.block_count" to "llama.block_counX": the key is absent.
+        let f = try Self.patchedTinyLlama("llama.block_count") { b, i in b[i - 1] = UInt8(ascii: "X") }
+        do {
+            _ = try GGUFCheckpoint(file: f)
+            Issue.record("missing block_count accepted")
+        } catch let e as ModelError {
+            #expect("\(e)".contains("llama.block_count") && "\(e)".contains("missing"), "\(e)")
+        }
+    }
+
+    @Test func metadataThatDisagreesWithTheTensorsIsAnErrorNamingTheTensor() throws {
+        // feed_forward_length 128 → 64: the ffn tensors no longer have the config's shape.
+        let f = try Self.patchedTinyLlama("llama.feed_forward_length") { b, i in b[i + 4] = 64 }
+        let ckpt = try GGUFCheckpoint(file: f)
+        #expect(ckpt.config.intermediateSize == 64)
+        let m = try Transformer(config: ckpt.config)
+        do {
+            try m.loadWeights(gguf: ckpt)
+            Issue.record("mismatched shapes accepted")
+        } catch let e as ModelError {
+            #expect("\(e)".contains("blk.0.ffn_gate.weight") && "\(e)".contains("[64, 64]"), "\(e)")
+        }
+    }
+
     @Test func unknownArchitectureIsAnErrorNamingIt() throws {
         // The tiny llama's bytes with general.architecture "llama" renamed "lla2a" (same length).
         var bytes = [UInt8](try Data(contentsOf: Fixtures.url("gguf/tiny-llama.gguf")))
