@@ -104,8 +104,10 @@ struct Bench: ParsableCommand {
                 model.zeroGradients()
                 try model.backwardHead(dLogp: dLogp)
             }
+            let arenaMB = Double(model.activationFloats(tokens: n, rows: n, forBackward: true)) * 4 / 1e6
+            let headMB = Double(n * lmHeadChunkColumns(rows: n, vocab: v)) * 4 / 1e6
             report("fwd+bwd", tokens: n, time: t, flops: 3 * fwdFlops,
-                   extra: "batch=\(sequences)x\(seqLen) checkpointing=\(activationCheckpointing)")
+                   extra: "batch=\(sequences)x\(seqLen) checkpointing=\(activationCheckpointing) activations_mb=\(Int(arenaMB)) head_scratch_mb=\(Int(headMB))")
         }
         if only == "all" || only == "decode" {
             let b = decodeBatch, group = max(1, decodeGroup)
