@@ -14,21 +14,22 @@ import TestSupport
     }
 
     func run(_ inp: Buf, _ w: Buf, _ t: IBuf, _ dLogp: Buf, n: Int, c: Int, v: Int, chunk: Int, temperature: Float,
-             dInp0: [Float]? = nil, dWeight0: [Float]? = nil) -> Run {
+             dInp0: [Float]? = nil, dWeight0: [Float]? = nil, keep: Bool = false) -> Run {
         let logp = Buf(zeros: n), lse = Buf(zeros: n), sc = Buf(zeros: n), ent = Buf(zeros: n)
-        let scratch = Buf(zeros: n * chunk)
+        let scratch = Buf(zeros: keep ? n * v : n * chunk)
         lmHeadForward(logp.p, lse.p, sc.p, ent.p, scratch.p, inp.cp, w.cp, t.cp, n: n, c: c, v: v, chunk: chunk,
-                      temperature: temperature)
+                      temperature: temperature, keep: keep)
         let dInp = Buf(dInp0 ?? [Float](repeating: 0, count: n * c))
         let dW = Buf(dWeight0 ?? [Float](repeating: 0, count: v * c))
         lmHeadBackward(dInp.p, dW.p, scratch.p, dLogp.cp, inp.cp, w.cp, lse.cp, t.cp, n: n, c: c, v: v, chunk: chunk,
-                       temperature: temperature)
+                       temperature: temperature, keep: keep)
         return Run(logp: logp.array, lse: lse.array, sc: sc.array, ent: ent.array, dInp: dInp.array, dWeight: dW.array)
     }
 
-    /// V = 37: chunks of 5 and 8 leave a partial last chunk, 16 a partial SIMD tail, 37 and 64 are one chunk.
-    @Test(arguments: [5, 8, 16, 37, 64])
-    func matchesTorchFixture(chunk: Int) throws {
+    /// V = 37: chunks of 5 and 8 leave a partial last chunk, 16 a partial SIMD tail, 37 and 64 are one chunk;
+    /// logits recomputed in the backward, and kept from the forward.
+    @Test(arguments: [5, 8, 16, 37, 64], [false, true])
+    func matchesTorchFixture(chunk: Int, keep: Bool) throws {
         let fx = try KernelFixture("lm_head")
         let n = 6, c = 16, v = 37, temp = try fx.scalar("temperature")
         let inp = try fx.buf("inp"), w = try fx.buf("weight"), t = try fx.int32s("targets"), dLogp = try fx.buf("dLogp")
@@ -37,7 +38,7 @@ import TestSupport
         var rng = TestRNG(seed: 5)
         let embeddingGrad = rng.normals(v * c, scale: 0.1), dInp0 = rng.normals(n * c, scale: 0.1)
         let r = run(inp, w, t, dLogp, n: n, c: c, v: v, chunk: chunk, temperature: temp,
-                    dInp0: dInp0, dWeight0: embeddingGrad)
+                    dInp0: dInp0, dWeight0: embeddingGrad, keep: keep)
         expectClose(r.logp, try fx.floats("logp"), atol: 1e-5, rtol: 1e-5, "logp (chunk \(chunk))")
         #expect(r.logp[2] == 0, "target −1 row has logp 0")
         expectClose(r.lse, try fx.floats("lse"), atol: 1e-5, rtol: 1e-5, "lse (chunk \(chunk))")
@@ -64,6 +65,10 @@ import TestSupport
         targets[4] = -1
         let t = IBuf(targets), dLogp = Buf(rng.normals(n))
         let r = run(inp, w, t, dLogp, n: n, c: c, v: v, chunk: chunk, temperature: temperature)
+        // Keeping the forward's logits instead of recomputing them: the same GEMM on the same operands.
+        let kept = run(inp, w, t, dLogp, n: n, c: c, v: v, chunk: chunk, temperature: temperature, keep: true)
+        #expect(kept.logp == r.logp && kept.lse == r.lse && kept.sc == r.sc && kept.ent == r.ent)
+        #expect(kept.dInp == r.dInp && kept.dWeight == r.dWeight)
 
         let z = Buf(zeros: n * v)
         linearForward(z.p, inp.cp, w.cp, nil, n: n, c: c, oc: v)

@@ -93,11 +93,13 @@ import TestSupport
     }
 
     /// The fused LM head (vocabulary chunks of 10 columns: 97 = 9 × 10 + 7) gives transformers' loss and every
-    /// parameter gradient — tiny-qwen2 has tied embeddings, so the head's dW lands in the embedding's gradient.
-    @Test(arguments: ["tiny-qwen2", "tiny-llama"])
-    func fusedHeadMatchesTransformers(_ name: String) throws {
+    /// parameter gradient — tiny-qwen2 has tied embeddings, so the head's dW lands in the embedding's gradient —
+    /// with the logits recomputed in the backward (keep budget 0) and kept from the forward.
+    @Test(arguments: ["tiny-qwen2", "tiny-llama"], [0, 1 << 20])
+    func fusedHeadMatchesTransformers(_ name: String, keepBytes: Int) throws {
         let (model, exp) = try loadTiny(name)
         model.headChunkColumns = 10
+        model.headKeepLogitsBytes = keepBytes
         let batch = try fixtureBatch(exp)
         let targets = nextTokenTargets(batch)
         let count = Float(targets.filter { $0 >= 0 }.count)
@@ -114,10 +116,11 @@ import TestSupport
 
     /// forwardHead/backwardHead against forward + logit kernels + backward(dLogits:) on a row subset at T = 0.8
     /// (log-probs, self-certainty, entropy, every gradient), chunk sizes 10 and the whole vocabulary.
-    @Test(arguments: [10, 97])
-    func fusedHeadMatchesMaterialisedHead(chunk: Int) throws {
+    @Test(arguments: [10, 97], [0, 1 << 20])
+    func fusedHeadMatchesMaterialisedHead(chunk: Int, keepBytes: Int) throws {
         let (model, exp) = try loadTiny("tiny-qwen2")
         model.headChunkColumns = chunk
+        model.headKeepLogitsBytes = keepBytes
         let batch = try fixtureBatch(exp)
         let v = model.config.vocabSize, temp: Float = 0.8
         let rows = [5, 0, 17, 12, 3]
