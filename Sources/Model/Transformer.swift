@@ -44,7 +44,7 @@ public final class Transformer {
     }
     /// (R, V) logits of the materialising `forward`, grown on demand (the fused head never allocates it).
     private var logitsStore: FloatBuffer?
-    /// (R, chunk) scratch of the fused head, grown on demand.
+    /// (R, chunk) scratch of the fused head, or (R, V) when a training forward keeps its logits; grown on demand.
     private var headScratch: FloatBuffer?
     var decodeState: DecodeState?
     /// Threads the decode step's linear layers split their output columns over; nil = automatic (2 on the
@@ -164,7 +164,8 @@ public final class Transformer {
     /// Runs the model on a packed batch and the fused LM head (`lmHeadForward`) on `logitRows` (every row when
     /// nil): per row the log-probability of `targets[j]` under softmax(z/T) (0 where the target is −1; the
     /// cross-entropy is −logp at T = 1), and when asked the self-certainty and entropy of the untempered logits.
-    /// Head memory is O(R × chunk); no (R, V) buffer exists. `forBackward` keeps what `backwardHead` needs.
+    /// Head memory is O(R × chunk), no (R, V) buffer, unless a training forward's logits fit
+    /// `headKeepLogitsBytes`. `forBackward` keeps what `backwardHead` needs.
     public func forwardHead(_ batch: PackedBatch, logitRows: [Int]? = nil, targets: [Int32], temperature: Float = 1,
                             selfCertainty: Bool = false, entropy: Bool = false, forBackward: Bool = true) throws
         -> LMHeadOutputs {
