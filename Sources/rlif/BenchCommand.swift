@@ -27,6 +27,8 @@ struct Bench: ParsableCommand {
     @Option(help: "OpenBLAS / kernel threads.") var threads = 2
     @Flag(help: "Train with activation checkpointing (keep layer inputs, recompute each layer in backward).")
     var activationCheckpointing = false
+    @Option(help: "Fused LM head: keep the training forward's logits for the backward up to this many MiB (0 = always recompute; default: the model's, 128).")
+    var headKeepMib: Int?
     @Option(help: "Which parts to run: all, forward, train, decode, gemm (decode-shape products: skinny kernel vs OpenBLAS), checkpoint (resident memory of a streamed checkpoint save; not part of all).")
     var only = "all"
 
@@ -145,13 +147,17 @@ struct Bench: ParsableCommand {
             let count = Float(targets.filter { $0 >= 0 }.count)
             let dLogp = targets.map { $0 >= 0 ? -1 / count : 0 }
             model.activationCheckpointing = activationCheckpointing
+            if let mib = headKeepMib { model.headKeepLogitsBytes = mib << 20 }
             let t = try median {
                 _ = try model.forwardHead(batch, targets: targets)
                 model.zeroGradients()
                 try model.backwardHead(dLogp: dLogp)
             }
+            let arenaMB = Double(model.activationFloats(tokens: n, rows: n, forBackward: true)) * 4 / 1e6
+            let kept = n * v * 4 <= model.headKeepLogitsBytes
+            let headMB = Double(n * (kept ? v : lmHeadChunkColumns(rows: n, vocab: v))) * 4 / 1e6
             report("fwd+bwd", tokens: n, time: t, flops: 3 * fwdFlops,
-                   extra: "batch=\(sequences)x\(seqLen) checkpointing=\(activationCheckpointing)")
+                   extra: "batch=\(sequences)x\(seqLen) checkpointing=\(activationCheckpointing) activations_mb=\(Int(arenaMB)) head_scratch_mb=\(Int(headMB)) head_logits_kept=\(kept)")
         }
         if only == "all" || only == "decode" {
             let b = decodeBatch, group = max(1, decodeGroup)
