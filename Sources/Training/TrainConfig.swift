@@ -16,6 +16,9 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     /// Optional held-out JSONL for periodic greedy evaluation (labels used only to report).
     public var evalPrompts: String? = nil
     public var outputDir: String = "runs/intuitor"
+    /// A named set of defaults applied before the file's own keys (which override it): `intuitor` = the official
+    /// recipe (`TrainPreset.intuitor`). Set it in the YAML file.
+    public var preset: TrainPreset? = nil
     /// Prompt formatting: `auto` (the model's own chat template, e.g. Qwen2.5's ChatML with its default system
     /// message; `raw` when the model has none), `chatml` (rlif's fixed ChatML), `plain` or `raw` (see `TemplateChoice`).
     public var template: TemplateChoice = .auto
@@ -112,7 +115,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case model, prompts, evalPrompts = "eval_prompts", outputDir = "output_dir", template
+        case model, prompts, evalPrompts = "eval_prompts", outputDir = "output_dir", template, preset
         case systemPrompt = "system_prompt", steps, promptsPerStep = "prompts_per_step", groupSize = "group_size"
         case temperature, topP = "top_p", topK = "top_k", maxNewTokens = "max_new_tokens", stop
         case maxPromptTokens = "max_prompt_tokens"
@@ -137,6 +140,9 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         self.init()
         let c = try decoder.container(keyedBy: CodingKeys.self)
         func get<T: Decodable>(_ k: CodingKeys, _ v: inout T) throws { if let x = try c.decodeIfPresent(T.self, forKey: k) { v = x } }
+        // The preset first: every key the file names overrides it.
+        preset = try c.decodeIfPresent(TrainPreset.self, forKey: .preset)
+        preset?.apply(to: &self)
         try get(.model, &model); try get(.prompts, &prompts); try get(.outputDir, &outputDir)
         evalPrompts = try c.decodeIfPresent(String.self, forKey: .evalPrompts)
         try get(.template, &template); try get(.systemPrompt, &systemPrompt); try get(.steps, &steps)
@@ -291,6 +297,51 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try check(["f32", "bf16"].contains(weightDType), .weightDType, "must be f32 or bf16")
         try check(chunkBytes >= 4096 && chunkBytes <= 64 << 20, .chunkBytes, "must be in 4 KiB...64 MiB")
         try check(heartbeatTimeoutMs > heartbeatIntervalMs, .heartbeatTimeoutMs, "must exceed heartbeat_interval_ms")
+    }
+}
+
+/// Named defaults for a run config.
+public enum TrainPreset: String, Codable, Sendable, CaseIterable {
+    /// The official INTUITOR recipe (sunblaze-ucb/Intuitor, open-r1-intuitor and verl-intuitor): the recipe's
+    /// system prompt, the model's own chat template, temperature 0.9, lr 3e-6 cosine with warmup 0.1, AdamW
+    /// (0.9, 0.999, 1e-8, wd 0.01), β 0.005 (k3), clip 0.2, G 8 (the paper uses 7–8), grad clip 1.0, token-mean loss,
+    /// prompts up to 512 tokens (longer ones skipped and logged), completions up to 3072 tokens, 128 prompts per
+    /// optimizer step (reached by token-bounded micro-batches: gradient accumulation), self-certainty of the
+    /// current policy. A CPU run states its smaller budget by overriding keys after the preset.
+    case intuitor
+
+    public init(from decoder: Decoder) throws {
+        let raw = try decoder.singleValueContainer().decode(String.self)
+        guard let p = TrainPreset(rawValue: raw) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                                                    debugDescription: "unknown preset '\(raw)'; known: \(TrainPreset.allCases.map(\.rawValue).joined(separator: ", "))"))
+        }
+        self = p
+    }
+
+    public func apply(to c: inout TrainConfig) {
+        switch self {
+        case .intuitor:
+            c.systemPrompt = "intuitor-recipe"
+            c.template = .auto
+            c.temperature = 0.9
+            c.topP = 1
+            c.topK = 0
+            c.learningRate = 3e-6
+            c.lrSchedule = "cosine"
+            c.warmupRatio = 0.1
+            c.adamBeta1 = 0.9; c.adamBeta2 = 0.999; c.adamEpsilon = 1e-8; c.weightDecay = 0.01
+            c.klBeta = 0.005
+            c.clipEpsilonLow = 0.2; c.clipEpsilonHigh = 0.2
+            c.groupSize = 8
+            c.maxGradNorm = 1.0
+            c.lossAggregation = "token_mean"
+            c.maxPromptTokens = 512
+            c.maxNewTokens = 3072
+            c.promptsPerStep = 128
+            c.reward = "self_certainty"
+            c.recomputeSelfCertainty = .auto
+        }
     }
 }
 

@@ -357,3 +357,23 @@ import TestSupport
         #expect(t.count == 6 && t.first == 0 && abs(t.last! - 1) < 1e-12)
     }
 }
+
+@Suite struct PresetTests {
+    @Test func intuitorPresetGivesTheOfficialRecipeAndTheFileOverridesIt() throws {
+        let c = try TrainConfig.load(yaml: "preset: intuitor\nmodel: m\nprompts: p.jsonl\nmax_new_tokens: 256\nprompts_per_step: 4\n",
+                                     source: "run.yaml")
+        #expect(c.preset == .intuitor)
+        #expect(c.systemPrompt == "intuitor-recipe" && c.template == .auto)
+        #expect(c.learningRate == 3e-6 && c.lrSchedule == "cosine" && c.warmupRatio == 0.1)
+        #expect(c.klBeta == 0.005 && c.clipEpsilonLow == 0.2 && c.clipEpsilonHigh == 0.2 && c.maxGradNorm == 1)
+        #expect(c.temperature == 0.9 && c.groupSize == 8 && c.maxPromptTokens == 512)
+        // The file's keys win over the preset's.
+        #expect(c.maxNewTokens == 256 && c.promptsPerStep == 4)
+        let full = try TrainConfig.load(yaml: "preset: intuitor\n", source: "run.yaml")
+        #expect(full.maxNewTokens == 3072 && full.promptsPerStep == 128)
+        // --set on top keeps the preset's values and the file's.
+        let s = try c.overriding(["seed=3"])
+        #expect(s.maxNewTokens == 256 && s.systemPrompt == "intuitor-recipe" && s.seed == 3)
+        #expect(throws: ConfigError.self) { try TrainConfig.load(yaml: "preset: intuitr\n", source: "run.yaml") }
+    }
+}
