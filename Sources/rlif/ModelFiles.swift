@@ -19,7 +19,7 @@ enum ModelFiles {
         if let o = override { return try Tokenizer(contentsOf: URL(fileURLWithPath: o)) }
         if isGGUF(model) {
             // TOKENIZER-FROM-GGUF: build the tokenizer from the file's tokenizer.ggml.* metadata here.
-            throw SetupError(description: "\(model): tokenizer from GGUF not yet available: pass --tokenizer FILE (a tokenizer.json), or use the directory `rlif convert` / scripts/get-model wrote")
+            throw SetupError(description: "\(model): tokenizer from GGUF not yet available: pass --tokenizer FILE (a tokenizer.json), or convert the model (rlif convert) and put its tokenizer.json in that directory")
         }
         let f = URL(fileURLWithPath: model).appendingPathComponent("tokenizer.json")
         guard FileManager.default.fileExists(atPath: f.path) else { return nil }
