@@ -11,8 +11,12 @@ Writes under Tests/Fixtures/gguf/:
                                      float64).
   real-<name>.json                   the same for the real models in $RLIF_MODELS (default ~/.cache/rlif/models),
                                      ids from transformers' tokenizer of the GGUF (--real; weights not committed).
+  real-<name>-greedy.json            (--greedy) the first 3 GSM8K test questions as a user turn through the GGUF's
+                                     chat template (transformers' apply_chat_template, add_generation_prompt=True):
+                                     prompt ids, transformers' greedy 64-token continuation (float64, stops at
+                                     eos), and per step the margin between the two largest logits.
 
-Usage: python3 scripts/ref/gguf_model_ref.py [--tiny] [--real NAME ...]
+Usage: python3 scripts/ref/gguf_model_ref.py [--tiny] [--real NAME ...] [--greedy NAME ...]
        python3 scripts/ref/gguf_model_ref.py --check-converted DIR --like FIXTURE.json
            loads an HF directory written by `rlif convert` with transformers (float64) and checks its per-token
            log-probs against the fixture (max |Δ| printed; exit 1 above 1e-3).
@@ -170,6 +174,37 @@ def write_real(name):
     print(name, [len(s) for s in seqs], "mean logprob", np.mean([x for s in lps for x in s]))
 
 
+def write_greedy(name):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    file = name + ".gguf"
+    if not os.path.exists(os.path.join(MODELS, file)):
+        print(f"skip {name}: {os.path.join(MODELS, file)} absent", file=sys.stderr)
+        return
+    gsm = os.environ.get("RLIF_SHARED_DATA", os.path.join(ROOT, "..", "shared", "data"))
+    with open(os.path.join(gsm, "gsm8k", "test.jsonl")) as f:
+        questions = [json.loads(next(f))["question"] for _ in range(3)]
+    tok = AutoTokenizer.from_pretrained(MODELS, gguf_file=file)
+    m = AutoModelForCausalLM.from_pretrained(MODELS, gguf_file=file, torch_dtype=torch.float64).eval()
+    eos = m.config.eos_token_id
+    prompts, conts, margins = [], [], []
+    for q in questions:
+        ids = tok.apply_chat_template([{"role": "user", "content": q}], add_generation_prompt=True, tokenize=True)
+        if not isinstance(ids, list):
+            ids = ids["input_ids"]
+        with torch.no_grad():
+            out = m.generate(torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long),
+                             do_sample=False, max_new_tokens=64, eos_token_id=eos, pad_token_id=eos,
+                             output_scores=True, return_dict_in_generate=True)
+        cont = out.sequences[0, len(ids):].tolist()
+        top2 = [torch.topk(sc[0].to(torch.float64), 2).values.tolist() for sc in out.scores]
+        prompts.append(ids)
+        conts.append(cont)
+        margins.append([a - b for a, b in top2])
+        print(name, len(ids), len(cont), repr(tok.decode(cont)[:80]))
+    with open(os.path.join(OUT, f"real-{name}-greedy.json"), "w") as f:
+        json.dump({"model": file, "eos_token_id": eos, "prompts": prompts, "continuations": conts, "margins": margins}, f)
+
+
 def check_converted(d, like):
     from transformers import AutoModelForCausalLM
     with open(like) as f:
@@ -185,17 +220,20 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--tiny", action="store_true")
     ap.add_argument("--real", nargs="*")
+    ap.add_argument("--greedy", nargs="*")
     ap.add_argument("--check-converted")
     ap.add_argument("--like")
     a = ap.parse_args()
     os.makedirs(OUT, exist_ok=True)
     if a.check_converted:
         return check_converted(a.check_converted, a.like)
-    if a.tiny or a.real is None:
+    if a.tiny or (a.real is None and a.greedy is None):
         write_tiny("llama")
         write_tiny("qwen2")
     for n in a.real or []:
         write_real(n)
+    for n in a.greedy or []:
+        write_greedy(n)
 
 
 if __name__ == "__main__":
