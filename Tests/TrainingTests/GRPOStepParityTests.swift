@@ -179,11 +179,11 @@ import TestSupport
     @Test(arguments: ["tiny-qwen2", "tiny-llama"])
     func checkpointedRecomputingStepMatchesPyTorch(_ name: String) throws {
         let (fx, expected) = try Self.load(name)
-        var micro: [([Int32], [Int32], [Float], Float)] = []
+        var micro: [([Int32], [Int32], [Float], Float, [Float]?)] = []
         for g in fx.groups {
             let a = try groupAdvantages(rewards: g.rewards, groupSize: g.rewards.count, epsilon: 1e-6,
                                         unbiasedStd: true, scaleByStd: true)
-            for (k, (c, lp)) in zip(g.completions, g.behaviour_logprobs).enumerated() { micro.append((g.prompt, c, lp, a[k])) }
+            for (k, (c, lp)) in zip(g.completions, g.behaviour_logprobs).enumerated() { micro.append((g.prompt, c, lp, a[k], nil)) }
         }
         func run(checkpointing: Bool, keepBytes: Int) throws -> (Transformer, Double) {
             let policy = try Transformer.load(directory: Fixtures.url(fx.model))
