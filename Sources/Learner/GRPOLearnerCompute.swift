@@ -51,6 +51,7 @@ public final class GRPOLearnerCompute: LearnerCompute {
                 completions = try trainer.rescore(prompt: a.promptTokens, completions: completions)
                 rescored += 1
             }
+            completions = try trainer.rewardFeatures(prompt: a.promptTokens, completions: completions)
             let rewards = try scorer.score(completions, reference: answers[a.group.promptId])
             var tg = TrainingGroup(promptId: a.group.promptId, promptTokens: a.promptTokens,
                                    completions: completions, rewards: rewards, weightVersion: a.group.weightVersion)

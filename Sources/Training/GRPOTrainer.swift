@@ -58,6 +58,9 @@ public final class GRPOTrainer {
     public let policy: Transformer
     /// Frozen copy of the initial policy; nil when β = 0 (no reference forward at all).
     public let reference: Transformer?
+    /// The frozen initial model whose self-certainty is the reward with `self_certainty_source: reference` (the
+    /// paper's offline ablation); the same object as `reference` when β > 0, nil otherwise.
+    public let frozenRewardModel: Transformer?
     public let optimizer: AdamW
     public let schedule: LRSchedule
     public let lossConfig: PolicyLossConfig
@@ -75,6 +78,10 @@ public final class GRPOTrainer {
         self.reference = config.klBeta > 0 ? reference : nil
         if config.klBeta > 0 && reference == nil {
             throw ConfigError(source: "trainer", key: "kl_beta", message: "β > 0 needs a reference model")
+        }
+        frozenRewardModel = config.selfCertaintySource == .reference ? reference : nil
+        if config.selfCertaintySource == .reference && reference == nil {
+            throw ConfigError(source: "trainer", key: "self_certainty_source", message: "reference needs the frozen initial model")
         }
         optimizer = try AdamW(parameterCount: policy.layout.totalCount, config: AdamWConfig(
             lr: Double(config.learningRate), beta1: Double(config.adamBeta1), beta2: Double(config.adamBeta2),
@@ -248,6 +255,26 @@ public final class GRPOTrainer {
             for (k, i) in range.enumerated() {
                 let span = packed.offsets[k]..<packed.offsets[k] + packed.lengths[k]
                 out[i].logprobs = Array(h.logp[span])
+                out[i].selfCertainty = Array(h.selfCertainty[span])
+                out[i].entropy = Array(h.entropy[span])
+            }
+        }
+        return out
+    }
+
+    /// `completions` with their per-token self-certainty (and entropy) from the frozen initial model instead of
+    /// the sampling policy — the offline ablation (`self_certainty_source: reference`); behaviour log-probs are kept
+    /// (the PPO ratio is still against the sampling policy). Unchanged when the source is the policy.
+    public func rewardFeatures(prompt: [Int32], completions: [SampledCompletion]) throws -> [SampledCompletion] {
+        guard let frozen = frozenRewardModel else { return completions }
+        var out = completions
+        let sizes = completions.map { prompt.count + $0.tokens.count }
+        for range in PackedCompletions.microBatches(tokenCounts: sizes, budget: config.microBatchTokens) {
+            let packed = PackedCompletions(completions[range].map { (prompt, $0.tokens) })
+            let h = try frozen.forwardHead(packed.batch, logitRows: packed.rows, targets: packed.targets,
+                                           temperature: temperature, selfCertainty: true, entropy: true, forBackward: false)
+            for (k, i) in range.enumerated() {
+                let span = packed.offsets[k]..<packed.offsets[k] + packed.lengths[k]
                 out[i].selfCertainty = Array(h.selfCertainty[span])
                 out[i].entropy = Array(h.entropy[span])
             }

@@ -76,6 +76,9 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     /// weights before rewards: `auto` for groups sampled with older weights (the paper's reward is the current
     /// policy's self-certainty), `always`, or `never` (trust the actor's numbers).
     public var recomputeSelfCertainty: RecomputeMode = .auto
+    /// Whose self-certainty is the reward: `policy` (INTUITOR: the current policy's) or `reference` (the frozen
+    /// initial model's — the paper's offline ablation, which it shows gets hacked).
+    public var selfCertaintySource: SelfCertaintySource = .policy
     /// Truncated importance-sampling cap for stale rollouts (0 disables).
     public var tisCap: Float = 0
     public var ppoEpochs: Int = 1
@@ -126,6 +129,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         case lossAggregation = "loss_aggregation", advantageEpsilon = "advantage_epsilon"
         case unbiasedStd = "unbiased_std", scaleAdvantages = "scale_advantages", tisCap = "tis_cap"
         case recomputeSelfCertainty = "recompute_self_certainty"
+        case selfCertaintySource = "self_certainty_source"
         case ppoEpochs = "ppo_epochs", minibatches, microBatchTokens = "micro_batch_tokens"
         case activationCheckpointing = "activation_checkpointing"
         case seed, checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints", evalEvery = "eval_every", evalLimit = "eval_limit"
@@ -156,6 +160,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try get(.lossAggregation, &lossAggregation); try get(.advantageEpsilon, &advantageEpsilon)
         try get(.unbiasedStd, &unbiasedStd); try get(.scaleAdvantages, &scaleAdvantages); try get(.tisCap, &tisCap)
         try get(.recomputeSelfCertainty, &recomputeSelfCertainty)
+        try get(.selfCertaintySource, &selfCertaintySource)
         try get(.ppoEpochs, &ppoEpochs); try get(.minibatches, &minibatches); try get(.microBatchTokens, &microBatchTokens)
         try get(.activationCheckpointing, &activationCheckpointing)
         try get(.seed, &seed); try get(.checkpointEvery, &checkpointEvery); try get(.keepCheckpoints, &keepCheckpoints)
@@ -342,6 +347,20 @@ public enum TrainPreset: String, Codable, Sendable, CaseIterable {
             c.reward = "self_certainty"
             c.recomputeSelfCertainty = .auto
         }
+    }
+}
+
+/// `self_certainty_source`.
+public enum SelfCertaintySource: String, Codable, Sendable, CaseIterable {
+    case policy, reference
+
+    public init(from decoder: Decoder) throws {
+        let raw = try decoder.singleValueContainer().decode(String.self)
+        guard let v = SelfCertaintySource(rawValue: raw) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                                                    debugDescription: "must be policy or reference, got '\(raw)'"))
+        }
+        self = v
     }
 }
 

@@ -141,7 +141,7 @@ enum RunSetup {
         }
         let policy = try ModelFiles.loadModel(c.model)
         var reference: Transformer? = nil
-        if c.klBeta > 0 {
+        if c.klBeta > 0 || c.selfCertaintySource == .reference {
             let r = try Transformer(config: policy.config)
             r.parameters.copy(from: policy.parameters)
             reference = r

@@ -377,3 +377,39 @@ import TestSupport
         #expect(throws: ConfigError.self) { try TrainConfig.load(yaml: "preset: intuitr\n", source: "run.yaml") }
     }
 }
+
+@Suite(.serialized) struct OfflineSelfCertaintyTests {
+    /// `self_certainty_source: reference` (the offline ablation): rewards are the frozen initial model's
+    /// self-certainty of the sampled completions, not the moving policy's, and the behaviour log-probs stay the
+    /// sampler's. After an update the two sources differ; before any, they agree.
+    @Test func rewardsComeFromTheFrozenInitialModel() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        let model = try ResumeTests.makeModel(in: d)
+        var c = ResumeTests.config(model: model, output: d.appendingPathComponent("out"))
+        c.selfCertaintySource = .reference
+        c.klBeta = 0
+        c.learningRate = 5e-2
+        c.warmupRatio = 0
+        c.lrSchedule = "constant"
+        let run = try ResumeTests.makeRun(c)  // makes a reference copy of the initial weights
+        let trainer = run.trainer
+        #expect(trainer.reference == nil && trainer.frozenRewardModel != nil)
+        let prompt = run.formatter.encode(run.dataset.records[0].text)
+        let params = SamplingParameters(temperature: 1, maxNewTokens: 10)
+        let g = try GroupedSampler.sample([GroupRequest(promptTokens: prompt, groupSize: 3, parameters: params, seed: 4)],
+                                          on: trainer.policy, maxBatchSequences: 4)[0]
+        // Same weights so far: the frozen model's numbers are the sampler's.
+        let before = try trainer.rewardFeatures(prompt: prompt, completions: g.completions)
+        for (a, b) in zip(before, g.completions) { expectClose(a.selfCertainty, b.selfCertainty, atol: 1e-4, rtol: 1e-4, "sc") }
+        // Move the policy; the frozen model's self-certainty must not move with it.
+        _ = try run.run()
+        let after = try trainer.rewardFeatures(prompt: prompt, completions: g.completions)
+        for (a, b) in zip(after, before) {
+            #expect(a.selfCertainty == b.selfCertainty)
+            #expect(a.logprobs == b.logprobs)
+        }
+        let fromPolicy = try trainer.rescore(prompt: prompt, completions: g.completions)
+        #expect(zip(fromPolicy, after).contains { p, f in zip(p.selfCertainty, f.selfCertainty).contains { abs($0 - $1) > 1e-3 } })
+    }
+}
