@@ -52,6 +52,12 @@ public func referenceAnswer(from solution: String, format: AnswerFormat) -> Stri
             let t = b.trimmingCharacters(in: .whitespacesAndNewlines)
             return t.isEmpty ? nil : t
         }
+        // A GSM8K solution under the math format (the model answers in \boxed{}, the dataset keeps `#### x`):
+        // the reference is the dataset's own final answer, not the whole worked solution.
+        if let r = afterLastMarker(solution, "####") {
+            let c = cleanGSM8K(firstLine(r))
+            if !c.isEmpty { return c }
+        }
         let t = solution.trimmingCharacters(in: .whitespacesAndNewlines)
         return t.isEmpty ? nil : t
     }

@@ -141,6 +141,13 @@ public struct EvalReport: Sendable, Codable {
 }
 
 public enum Evaluator {
+    /// (extracted answer, reference answer, match) of one completion.
+    static func score(_ text: String, answer: String?, format: AnswerFormat) -> (String?, String?, Bool) {
+        let got = extractAnswer(from: text, format: format)
+        let want = answer.flatMap { referenceAnswer(from: $0, format: format) ?? $0 }
+        return (got, want, got != nil && want != nil && answersMatch(got!, want!))
+    }
+
     /// Greedy-decodes every record (batched through the grouped sampler with G = 1) and scores the answers.
     /// `done` holds items of an earlier, interrupted evaluation of the same records: their ids are skipped.
     /// The rest is decoded in chunks of `chunkSequences`; `onItems` sees each chunk's items as soon as they are
@@ -152,6 +159,15 @@ public enum Evaluator {
                            progress: ((Int) -> Void)? = nil) throws -> EvalReport {
         let stop = formatter.stopTokens(modelEOS: model.config.eosTokenIds)
         let params = SamplingParameters(temperature: 0, maxNewTokens: maxNewTokens, stopTokenIds: stop)
+        // Items of an interrupted evaluation are scored again from their stored completions (the scoring may
+        // have changed since; decoding is what is expensive and what they save).
+        let recordsById = Dictionary(records.map { ($0.id, $0) }, uniquingKeysWith: { a, _ in a })
+        let done = done.map { it -> EvalReport.Item in
+            guard let rec = recordsById[it.id] else { return it }
+            var it = it
+            (it.extracted, it.reference, it.correct) = score(it.completion, answer: rec.answer, format: format)
+            return it
+        }
         let finished = Set(done.map(\.id))
         let todo = records.filter { !finished.contains($0.id) }
         let chunk = max(1, chunkSequences ?? max(todo.count, 1))
@@ -171,9 +187,7 @@ public enum Evaluator {
                 let c = g.completions[0]
                 generated += c.tokens.count
                 let text = formatter.tokenizer.decode(c.tokens, skipSpecialTokens: true)
-                let got = extractAnswer(from: text, format: format)
-                let want = rec.answer.flatMap { referenceAnswer(from: $0, format: format) ?? $0 }
-                let ok = got != nil && want != nil && answersMatch(got!, want!)
+                let (got, want, ok) = score(text, answer: rec.answer, format: format)
                 items.append(.init(id: rec.id, completion: text, extracted: got, reference: want, correct: ok,
                                    selfCertainty: c.meanSelfCertainty, tokens: c.tokens.count,
                                    truncated: c.finishReason == .length))

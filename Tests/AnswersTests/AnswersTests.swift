@@ -53,6 +53,14 @@ import TestSupport
         #expect(referenceAnswer(from: "x\n#### $5.", format: .gsm8k) == "5")
         #expect(referenceAnswer(from: "x\n#### -3", format: .gsm8k) == "-3")
         #expect(referenceAnswer(from: "no marker 12", format: .gsm8k) == nil)
+        // A GSM8K solution under the math format (model answers in \boxed{}): its `####` answer, not the whole
+        // solution — before, every GSM8K item scored wrong under `--format math` and the accuracy reward was 0.
+        #expect(referenceAnswer(from: "She makes 9 * 2 = $<<9*2=18>>18.\n#### 18", format: .math) == "18")
+        #expect(referenceAnswer(from: "x\n#### 1,600", format: .math) == "1600")
+        #expect(answersMatch(extractAnswer(from: "so \\boxed{1600}.", format: .math)!,
+                             referenceAnswer(from: "x\n#### 1,600", format: .math)!))
+        #expect(referenceAnswer(from: "\\boxed{\\frac{1}{2}}", format: .math) == "\\frac{1}{2}")
+        #expect(referenceAnswer(from: "42", format: .math) == "42")
     }
 
     @Test func mathReference() {
