@@ -82,7 +82,8 @@ enum RunSetup {
         let modelDir = URL(fileURLWithPath: c.model)
         let policy = try Transformer.load(directory: modelDir)
         var reference: Transformer? = nil
-        if c.klBeta > 0 {
+        // With LoRA the reference is the policy's frozen base (adapters off): no second copy of the weights.
+        if c.klBeta > 0 && c.lora == nil {
             let r = try Transformer(config: policy.config)
             r.parameters.copy(from: policy.parameters)
             reference = r
