@@ -134,3 +134,30 @@ extension LoRAAdapters {
         }
     }
 }
+
+/// `rlif merge`: a base model directory + a PEFT adapter directory → a merged Hugging Face model directory
+/// (W + s·B·A in every adapted weight), loadable anywhere without PEFT.
+public enum LoRAMerge {
+    /// Files of the base directory copied next to the merged weights when present (tokenizer, generation settings).
+    public static let carriedFiles = ["tokenizer.json", "tokenizer_config.json", "special_tokens_map.json",
+                                      "generation_config.json", "vocab.json", "merges.txt", "chat_template.jinja"]
+
+    /// Writes the merged model into `output` (which must not exist yet) and returns it.
+    @discardableResult
+    public static func merge(base: URL, adapter: URL, output: URL, dtype: SafeTensorsDType = .f32) throws -> Transformer {
+        let fm = FileManager.default
+        guard !fm.fileExists(atPath: output.path) else {
+            throw ModelError.invalidInput("merge: output \(output.path) already exists (give a new directory)")
+        }
+        let model = try Transformer.load(directory: base)
+        let ad = try LoRAAdapters.loadPEFT(directory: adapter, model: model.config)
+        ad.merge(into: model)
+        try model.save(to: output, dtype: dtype)
+        for name in carriedFiles where fm.fileExists(atPath: base.appendingPathComponent(name).path) {
+            do { try fm.copyItem(at: base.appendingPathComponent(name), to: output.appendingPathComponent(name)) } catch {
+                throw FileSystemError(error, operation: "copy", path: output.appendingPathComponent(name).path)
+            }
+        }
+        return model
+    }
+}
