@@ -114,10 +114,13 @@ extension LoRAAdapters {
     }
 
     /// W ← W + s·B·A for every adapted weight of `model` (a merged checkpoint: the adapters' effect baked in).
-    public func merge(into model: Transformer) {
+    public func merge(into model: Transformer) { merge(into: model.parameters.pointer, layout: model.layout) }
+
+    /// The same on a flat parameter buffer in `layout` (e.g. a copy of the frozen base for the actors' weights).
+    public func merge(into weights: UnsafeMutablePointer<Float>, layout: ParameterLayout) {
         let p = parameters.pointer
         for e in entries {
-            let lo = model.layout.layers[e.layer]
+            let lo = layout.layers[e.layer]
             let w: Int
             switch e.target {
             case .q: w = lo.wq
@@ -129,7 +132,7 @@ extension LoRAAdapters {
             case .down: w = lo.wDown
             }
             // (OC, C) += s · (OC, r) · (r, C)
-            Gemm.sgemm(model.parameters.pointer + w, p + e.b, p + e.a, m: e.outFeatures, n: e.inFeatures, k: rank,
+            Gemm.sgemm(weights + w, p + e.b, p + e.a, m: e.outFeatures, n: e.inFeatures, k: rank,
                        alpha: scale, beta: 1)
         }
     }
