@@ -14,11 +14,14 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Prompt template: plain or chatml.") var template: String = "plain"
     @Option(help: "System prompt: a name (math, none, ...) or literal text.") var systemPrompt: String = "none"
     @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
+    @Option(help: "LoRA adapters applied on top of --model: a PEFT directory (adapter_config.json + adapter_model.safetensors), e.g. a LoRA run's checkpoint.")
+    var adapter: String?
 
     func load() throws -> (Transformer, PromptFormatter?) {
         if let t = threads { Gemm.threads = t }
         let dir = URL(fileURLWithPath: model)
         let m = try Transformer.load(directory: dir)
+        if let a = adapter { m.lora = try LoRAAdapters.loadPEFT(directory: URL(fileURLWithPath: a), model: m.config) }
         let tokFile = dir.appendingPathComponent("tokenizer.json")
         guard FileManager.default.fileExists(atPath: tokFile.path) else { return (m, nil) }
         let tok = try Tokenizer(contentsOf: tokFile)
