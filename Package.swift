@@ -42,11 +42,13 @@ let package = Package(
                                                 .product(name: "Logging", package: "swift-log")],
                 swiftSettings: native),
         .target(name: "SafeTensors", swiftSettings: native),
-        .target(name: "Model", dependencies: ["Kernels", "SafeTensors"], swiftSettings: native),
+        // GGUF (ggml's model container): header, metadata, tensor infos, memory-mapped data, dequantization.
+        .target(name: "GGUF", swiftSettings: native),
+        .target(name: "Model", dependencies: ["Kernels", "SafeTensors", "GGUF"], swiftSettings: native),
         // GRPO math on flat per-token arrays: advantages, policy loss + dL/dlogp, AdamW, schedules, rewards.
         .target(name: "GRPO", swiftSettings: native),
-        // Hugging Face tokenizer.json BPE (byte-level and SentencePiece-style), chat templates.
-        .target(name: "Tokenizer"),
+        // Hugging Face tokenizer.json BPE (byte-level and SentencePiece-style), tokenizers from GGUF metadata, chat templates.
+        .target(name: "Tokenizer", dependencies: ["GGUF"]),
         // Answer extraction / normalisation / matching for GSM8K and MATH (eval, verifiable rewards).
         .target(name: "Answers"),
 
@@ -63,7 +65,7 @@ let package = Package(
 
         .executableTarget(name: "rlif", dependencies: [
             "Kernels", "CBLAS", "Wire", "Transport",
-            "Model", "SafeTensors",
+            "Model", "SafeTensors", "GGUF", "GRPO",
             "Tokenizer",
             "Sampling", "Training", "Answers", "Actor", "Learner",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -80,10 +82,11 @@ let package = Package(
                                                      .product(name: "Logging", package: "swift-log")], swiftSettings: native),
         // Assertion helpers shared by the tests (max abs diff, first bad index, file:line) and fixture paths.
         .target(name: "TestSupport", path: "Tests/TestSupport"),
-        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "TestSupport"]),
+        .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF", "TestSupport"]),
         .testTarget(name: "AnswersTests", dependencies: ["Answers", "TestSupport"]),
+        .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"], swiftSettings: native),
         .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"], swiftSettings: native),
-        .testTarget(name: "ModelTests", dependencies: ["Model", "Kernels", "SafeTensors", "TestSupport"], swiftSettings: native),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "Kernels", "SafeTensors", "GGUF", "TestSupport"], swiftSettings: native),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "TestSupport", "SafeTensors"], swiftSettings: native),
         .testTarget(name: "GRPOTests", dependencies: ["GRPO", "TestSupport"], swiftSettings: native),
         .testTarget(name: "WireTests", dependencies: ["Wire", "TestSupport"]),

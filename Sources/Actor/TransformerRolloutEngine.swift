@@ -10,9 +10,16 @@ public final class TransformerRolloutEngine: RolloutEngine {
     public let batchSequences: Int
     private var sampler: GroupedSampler?
     private var reservedLength = 0
+    /// Sequences decoded together: `batchSequences` unless the memory plan lowered it.
+    public private(set) var batchLimit: Int
+    /// Called before the KV cache is (re)reserved with (model, tokens per sequence, max new tokens, group size,
+    /// decode batch); returns the decode batch to use (the memory plan: `rlif actor` prints it and may lower the
+    /// batch to fit, or ends the process when nothing fits).
+    public var planDecoding: ((ModelConfig, Int, Int, Int, Int) throws -> Int)?
 
     public init(batchSequences: Int) {
         self.batchSequences = max(1, batchSequences)
+        batchLimit = self.batchSequences
     }
 
     public func configure(modelConfigJSON: String) throws {
@@ -49,9 +56,13 @@ public final class TransformerRolloutEngine: RolloutEngine {
                                         stopTokenIds: Set(p.stopTokenIds.map { Int32(bitPattern: $0) }),
                                         stopSequences: p.stopSequences.map { $0.map { Int32(bitPattern: $0) } })
         let need = item.promptTokens.count + Int(p.maxNewTokens)
-        let batch = max(batchSequences, Int(item.groupSize))
+        var batch = max(batchLimit, Int(item.groupSize))
         if sampler == nil || need > reservedLength || batch > sampler!.maxBatchSequences {
             reservedLength = min(max(need, reservedLength), model.config.maxPositionEmbeddings)
+            if let plan = planDecoding {
+                batchLimit = try plan(model.config, reservedLength, Int(p.maxNewTokens), Int(item.groupSize), batch)
+                batch = max(batchLimit, Int(item.groupSize))
+            }
             model.reserveDecoding(slots: decoderSlotsNeeded(maxBatchSequences: batch), maxSequenceLength: reservedLength)
             sampler = GroupedSampler(decoder: model, maxBatchSequences: batch)
         }

@@ -5,7 +5,10 @@ import Foundation
 /// running statistics (`LogitRowState`, the online logsumexp) and dropped; the backward recomputes each chunk's
 /// logits, turns them into dLogits in place and accumulates dh and dW chunk by chunk. Memory: O(R · chunk) instead
 /// of two (R, V) buffers (logits and dLogits: 2 × 311 MB for 512 rows of Qwen2.5's 151,936-token vocabulary).
-/// Cost: the backward's extra GEMM (the chunk's logits again), +1/3 of the head's FLOPs.
+/// Cost: the backward's extra GEMM (the chunk's logits again), +1/3 of the head's FLOPs — unless the caller can
+/// afford (R, V) floats of scratch: with `keep` every chunk's logits stay in the scratch for the backward (still no
+/// separate dLogits buffer: they become dLogits in place), which costs the materialised path's logits memory and
+/// saves the recompute.
 ///
 /// Per row (z = untempered logits, T = temperature, t = target):
 ///   logp = z_t/T − logsumexp(z/T)                      (token log-prob at T; cross-entropy = −logp at T = 1)
@@ -28,17 +31,18 @@ public func lmHeadChunkColumns(rows: Int, vocab: Int) -> Int {
 
 /// logp[i] = log softmax(z[i]/T)[targets[i]] (0 where targets[i] = −1), lse[i] = logsumexp(z[i]/T) saved for
 /// backward, and optionally the untempered self-certainty and entropy of every row, with z = inp · weightᵀ
-/// computed `chunk` columns at a time into `scratch`.
+/// computed `chunk` columns at a time into `scratch` (with `keep`, chunk [v0, v0 + vc) at scratch + R·v0 as an
+/// (R, vc) block, left there for `lmHeadBackward(…, keep: true)`).
 public func lmHeadForward(
     _ logp: UnsafeMutablePointer<Float>,            // (R) log-prob of the target at T; 0 where target = −1
     _ lse: UnsafeMutablePointer<Float>,             // (R) saved: logsumexp(z/T)
     _ selfCertainty: UnsafeMutablePointer<Float>?,  // (R) logsumexp(z) − mean(z) − log V, or nil
     _ entropy: UnsafeMutablePointer<Float>?,        // (R) entropy of softmax(z), or nil
-    _ scratch: UnsafeMutablePointer<Float>,         // (R, chunk) one chunk's logits
+    _ scratch: UnsafeMutablePointer<Float>,         // (R, chunk) one chunk's logits; (R·V) with keep
     _ inp: UnsafePointer<Float>,                    // (R, C) final-norm hidden rows
     _ weight: UnsafePointer<Float>,                 // (V, C) lm_head weight (the embedding when tied)
     _ targets: UnsafePointer<Int32>,                // (R) in −1..<V, −1 = no target
-    n: Int, c: Int, v: Int, chunk: Int, temperature: Float
+    n: Int, c: Int, v: Int, chunk: Int, temperature: Float, keep: Bool = false
 ) {
     precondition(temperature > 0, "lmHeadForward: temperature \(temperature) must be > 0")
     precondition(chunk > 0 && v > 0, "lmHeadForward: chunk \(chunk) and vocabulary \(v) must be > 0")
@@ -61,12 +65,13 @@ public func lmHeadForward(
                 var v0 = 0
                 while v0 < v {
                     let vc = min(chunk, v - v0)
+                    let zc = keep ? scratch + n * v0 : scratch
                     // (R, vc) = (R, C) · (vc, C)ᵀ
-                    Gemm.sgemm(scratch, inp, weight + v0 * c, m: n, n: vc, k: c, transB: true)
+                    Gemm.sgemm(zc, inp, weight + v0 * c, m: n, n: vc, k: c, transB: true)
                     let passes = 1 + (separate ? 1 : 0)
                     Parallel.forRanges(count: n, work: n * vc * logitElementCost * passes) { rows in
                         for i in rows {
-                            let z = UnsafePointer(scratch + i * vc)
+                            let z = UnsafePointer(zc + i * vc)
                             tp[i].add(z, vc, invT: invT, wantExpD: wantEnt && !separate, wantD: wantSC && !separate)
                             if separate { rp[i].add(z, vc, invT: 1, wantExpD: wantEnt, wantD: wantSC) }
                             let t = Int(targets[i]) - v0
@@ -94,17 +99,18 @@ public func lmHeadForward(
 /// Accumulates the gradient of a loss whose gradient w.r.t. `lmHeadForward`'s logp is dLogp:
 /// dz[i, j] = dLogp[i] · (1[j = target] − softmax(z[i]/T)_j) / T, recomputed chunk by chunk (rows with
 /// dLogp = 0 or target −1 contribute nothing), then dInp += dz · W and dWeight += dzᵀ · inp per chunk.
-/// Either gradient may be nil (skipped). Cross-entropy: pass dLogp = −dLoss at T = 1.
+/// Either gradient may be nil (skipped). Cross-entropy: pass dLogp = −dLoss at T = 1. With `keep` the logits are
+/// the forward's (it must have run with `keep` on this scratch) and are not recomputed; they are overwritten.
 public func lmHeadBackward(
     _ dInp: UnsafeMutablePointer<Float>?,           // (R, C) accumulate
     _ dWeight: UnsafeMutablePointer<Float>?,        // (V, C) accumulate (the embedding's gradient when tied)
-    _ scratch: UnsafeMutablePointer<Float>,         // (R, chunk) one chunk's logits, then its dLogits
+    _ scratch: UnsafeMutablePointer<Float>,         // (R, chunk) one chunk's logits, then its dLogits; (R·V) with keep
     _ dLogp: UnsafePointer<Float>,                  // (R)
     _ inp: UnsafePointer<Float>,                    // (R, C)
     _ weight: UnsafePointer<Float>,                 // (V, C)
     _ lse: UnsafePointer<Float>,                    // (R) from forward
     _ targets: UnsafePointer<Int32>,                // (R) in −1..<V
-    n: Int, c: Int, v: Int, chunk: Int, temperature: Float
+    n: Int, c: Int, v: Int, chunk: Int, temperature: Float, keep: Bool = false
 ) {
     precondition(temperature > 0, "lmHeadBackward: temperature \(temperature) must be > 0")
     precondition(chunk > 0, "lmHeadBackward: chunk \(chunk) must be > 0")
@@ -119,11 +125,12 @@ public func lmHeadBackward(
     while v0 < v {
         let vc = min(chunk, v - v0)
         let w = weight + v0 * c
-        // (R, vc) = (R, C) · (vc, C)ᵀ, then dLogits of the chunk in place.
-        Gemm.sgemm(scratch, inp, w, m: n, n: vc, k: c, transB: true)
+        let zc = keep ? scratch + n * v0 : scratch
+        // (R, vc) = (R, C) · (vc, C)ᵀ unless kept, then dLogits of the chunk in place.
+        if !keep { Gemm.sgemm(zc, inp, w, m: n, n: vc, k: c, transB: true) }
         Parallel.forRanges(count: n, work: n * vc * logitElementCost) { rows in
             for i in rows {
-                let dz = scratch + i * vc
+                let dz = zc + i * vc
                 let g = dLogp[i], t = Int(targets[i])
                 if g == 0 || t < 0 { dz.update(repeating: 0, count: vc); continue }
                 softmaxScaleRow(dz, vc, invT: invT, lse: lse[i], coef: -g * invT)
@@ -132,11 +139,11 @@ public func lmHeadBackward(
         }
         if let dInp {
             // (R, C) += (R, vc) · (vc, C)
-            Gemm.sgemm(dInp, scratch, w, m: n, n: c, k: vc, beta: 1)
+            Gemm.sgemm(dInp, zc, w, m: n, n: c, k: vc, beta: 1)
         }
         if let dWeight {
             // (vc, C) += (R, vc)ᵀ · (R, C)
-            Gemm.sgemm(dWeight + v0 * c, scratch, inp, m: vc, n: c, k: n, transA: true, beta: 1)
+            Gemm.sgemm(dWeight + v0 * c, zc, inp, m: vc, n: c, k: n, transA: true, beta: 1)
         }
         v0 += vc
     }

@@ -49,13 +49,19 @@ public final class GRPOLearnerCompute: LearnerCompute {
 
     public func train(step: Int, groups: [AcceptedGroup]) throws -> [String: Any] {
         var tgroups: [TrainingGroup] = []
-        var staleness = 0.0
+        var staleness = 0.0, rescored = 0
         for a in groups {
-            let completions = a.group.completions.map { c in
+            var completions = a.group.completions.map { c in
                 SampledCompletion(tokens: c.tokens.map { Int32(bitPattern: $0) }, logprobs: c.logprobs,
                                   selfCertainty: c.selfCertainty, entropy: c.entropy,
                                   finishReason: c.finishReason == .length ? .length : .stop)
             }
+            // The reward is the current policy's self-certainty: a group sampled with older weights is re-scored.
+            if trainer.config.recomputeSelfCertainty.applies(sampled: a.group.weightVersion, current: UInt64(step + 1)) {
+                completions = try trainer.rescore(prompt: a.promptTokens, completions: completions)
+                rescored += 1
+            }
+            completions = try trainer.rewardFeatures(prompt: a.promptTokens, completions: completions)
             let rewards = try scorer.score(completions, reference: answers[a.group.promptId])
             var tg = TrainingGroup(promptId: a.group.promptId, promptTokens: a.promptTokens,
                                    completions: completions, rewards: rewards, weightVersion: a.group.weightVersion)
@@ -67,6 +73,7 @@ public final class GRPOLearnerCompute: LearnerCompute {
         let m = try trainer.train(tgroups, step: step)
         var d = m.dictionary
         d["staleness_mean"] = staleness / Double(max(1, groups.count))
+        d["rescored_groups"] = rescored
         d["actors"] = Set(groups.map(\.group.actorId)).count
         let gen = groups.reduce(0) { $0 + $1.group.completions.reduce(0) { $0 + $1.tokens.count } }
         let decodeMs = groups.reduce(0.0) { $0 + Double($1.group.timings.decodeMs + $1.group.timings.prefillMs) }

@@ -43,10 +43,12 @@ public final class Transformer {
         var targets: [Int32]
         var lse: [Float]
         var temperature: Float
+        /// The forward left every chunk's logits in `headScratch` (no recompute in the backward).
+        var kept: Bool
     }
     /// (R, V) logits of the materialising `forward`, grown on demand (the fused head never allocates it).
     private var logitsStore: FloatBuffer?
-    /// (R, chunk) scratch of the fused head, grown on demand.
+    /// (R, chunk) scratch of the fused head, or (R, V) when a training forward keeps its logits; grown on demand.
     private var headScratch: FloatBuffer?
     var decodeState: DecodeState?
     /// Threads the decode step's linear layers split their output columns over; nil = automatic (2 on the
@@ -72,6 +74,11 @@ public final class Transformer {
     /// every parameter otherwise.
     public var trainableParameters: FloatBuffer { lora?.parameters ?? parameters }
     public var trainableGradients: FloatBuffer { lora?.gradients ?? gradients }
+    /// A training `forwardHead` whose (R, V) logits take at most this many bytes keeps them for `backwardHead`
+    /// instead of recomputing them there (the recompute is +1/3 of the head's FLOPs; small heads, e.g. the bench's
+    /// 1024 × 16,384, keep theirs). Larger ones — Qwen2.5's 151,936 columns beyond ~220 rows — recompute, and
+    /// the head's memory is O(R × chunk). 0 = always recompute.
+    public var headKeepLogitsBytes = 128 << 20
 
     /// A model with all parameters zero (fill them with `load`, `initializeRandom`, or by writing `parameters`).
     public init(config: ModelConfig) throws {
@@ -176,7 +183,8 @@ public final class Transformer {
     /// Runs the model on a packed batch and the fused LM head (`lmHeadForward`) on `logitRows` (every row when
     /// nil): per row the log-probability of `targets[j]` under softmax(z/T) (0 where the target is −1; the
     /// cross-entropy is −logp at T = 1), and when asked the self-certainty and entropy of the untempered logits.
-    /// Head memory is O(R × chunk); no (R, V) buffer exists. `forBackward` keeps what `backwardHead` needs.
+    /// Head memory is O(R × chunk), no (R, V) buffer, unless a training forward's logits fit
+    /// `headKeepLogitsBytes`. `forBackward` keeps what `backwardHead` needs.
     public func forwardHead(_ batch: PackedBatch, logitRows: [Int]? = nil, targets: [Int32], temperature: Float = 1,
                             selfCertainty: Bool = false, entropy: Bool = false, forBackward: Bool = true) throws
         -> LMHeadOutputs {
@@ -196,15 +204,16 @@ public final class Transformer {
                                 entropy: entropy ? [Float](repeating: 0, count: r) : [])
         var lse = [Float](repeating: 0, count: r)
         let chunk = headChunk(rows: r)
-        let scratch = headScratch(floats: r * chunk)
+        let keep = forBackward && r * v * 4 <= headKeepLogitsBytes
+        let scratch = headScratch(floats: keep ? r * v : r * chunk)
         out.selfCertainty.withUnsafeMutableBufferPointer { sc in
             out.entropy.withUnsafeMutableBufferPointer { en in
                 lmHeadForward(&out.logp, &lse, selfCertainty ? sc.baseAddress : nil, entropy ? en.baseAddress : nil,
                               scratch, input, parameters.pointer + layout.lmHead, targets,
-                              n: r, c: config.hiddenSize, v: v, chunk: chunk, temperature: temperature)
+                              n: r, c: config.hiddenSize, v: v, chunk: chunk, temperature: temperature, keep: keep)
             }
         }
-        if forBackward { lastHead = HeadSaved(targets: targets, lse: lse, temperature: temperature) }
+        if forBackward { lastHead = HeadSaved(targets: targets, lse: lse, temperature: temperature, kept: keep) }
         return out
     }
 
@@ -316,12 +325,12 @@ public final class Transformer {
         let n = batch.tokenCount, c = config.hiddenSize, v = config.vocabSize
         let w = parameters.pointer
         let r = head.targets.count, chunk = headChunk(rows: r)
-        let scratch = headScratch(floats: r * chunk)
+        let scratch = headScratch(floats: head.kept ? r * v : r * chunk)
         a.dLn.update(repeating: 0, count: n * c)
         let (input, dInput) = lastRows == nil ? (a.lnf, a.dLn) : (a.compact, a.dCompact)
         if lastRows != nil { a.dCompact.update(repeating: 0, count: r * c) }
         lmHeadBackward(dInput, baseGradient(layout.lmHead), scratch, dLogp, input, w + layout.lmHead, head.lse, head.targets,
-                       n: r, c: c, v: v, chunk: chunk, temperature: head.temperature)
+                       n: r, c: c, v: v, chunk: chunk, temperature: head.temperature, keep: head.kept)
         if let rows = lastRows {
             for (j, i) in rows.enumerated() { accumulate(a.dLn + i * c, a.dCompact + j * c, count: c) }
         }

@@ -45,8 +45,23 @@ public struct FileSystemError: Error, CustomStringConvertible, Equatable, Sendab
         if posix != 0 {
             self.init(operation: operation, path: path, errno: posix)
         } else {
-            self.init(operation: operation, path: path, reason: ns.localizedFailureReason ?? ns.localizedDescription)
+            self.init(operation: operation, path: path, reason: Self.diagnose(path) ?? "failed (Foundation error \(ns.code))")
         }
+    }
+
+    /// Why `path` cannot be written when the error did not say: its deepest existing ancestor is not a directory,
+    /// or is not writable (e.g. read-only file system, permission denied). Nil when neither.
+    static func diagnose(_ path: String) -> String? {
+        var p = URL(fileURLWithPath: path).standardizedFileURL
+        var st = stat()
+        while stat(p.path, &st) != 0 {
+            let parent = p.deletingLastPathComponent()
+            if parent.path == p.path { return nil }
+            p = parent
+        }
+        if p.path != path && (st.st_mode & S_IFMT) != S_IFDIR { return "\(p.path) exists and is not a directory" }
+        if access(p.path, W_OK) != 0 { return "\(p.path): \(String(cString: strerror(errno)))" }
+        return nil
     }
 
     public var description: String { "cannot \(operation) \(path): \(reason)" }
@@ -54,21 +69,20 @@ public struct FileSystemError: Error, CustomStringConvertible, Equatable, Sendab
     /// Creates `url` and its parents (like `mkdir -p`); a path that exists as a non-directory, or any OS error,
     /// is a one-line `FileSystemError`.
     public static func makeDirectory(_ url: URL) throws {
-        var isDir: ObjCBool = false
-        if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) {
-            if isDir.boolValue { return }
-            throw FileSystemError(operation: "create directory", path: url.path, errno: EEXIST)
-        }
-        // An ancestor that is a regular file: Foundation says only "NSCocoaErrorDomain 512"; say which one.
-        var ancestor = url.deletingLastPathComponent()
-        while ancestor.path != "/" && !FileManager.default.fileExists(atPath: ancestor.path, isDirectory: &isDir) {
-            ancestor = ancestor.deletingLastPathComponent()
-        }
-        if ancestor.path != "/" && !isDir.boolValue {
-            throw FileSystemError(operation: "create directory", path: url.path, reason: "\(ancestor.path) is not a directory", code: ENOTDIR)
-        }
-        do { try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true) } catch {
-            throw FileSystemError(error, operation: "create directory", path: url.path)
+        // mkdir(2) component by component (not FileManager, whose errors on Linux often lack the POSIX reason).
+        var path = ""
+        for part in url.standardizedFileURL.path.split(separator: "/", omittingEmptySubsequences: true) {
+            path += "/" + part
+            if mkdir(path, 0o755) == 0 { continue }
+            let e = errno
+            var st = stat()
+            if e == EEXIST, stat(path, &st) == 0 {
+                if (st.st_mode & S_IFMT) == S_IFDIR { continue }
+                throw FileSystemError(operation: "create directory", path: url.path,
+                                      reason: "\(path) exists and is not a directory", code: ENOTDIR)
+            }
+            if e == EEXIST { continue }
+            throw FileSystemError(operation: "create directory", path: url.path, reason: "\(path): \(String(cString: strerror(e)))", code: e)
         }
     }
 

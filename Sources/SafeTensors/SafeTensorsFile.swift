@@ -25,6 +25,16 @@ public struct SafeTensorsFile: @unchecked Sendable {  // @unchecked: `Data` (mma
     public let tensors: [String: TensorInfo]
     private let data: Data
     private let dataStart: Int
+    /// The open file when opened from one (not an in-memory image): F32 tensors are read from it with pread(2)
+    /// (see `readFloats`). Opened together with the mapping, so both see the same file even if the path is
+    /// replaced (e.g. an atomic re-save) in between.
+    private var descriptor: Descriptor? = nil
+
+    final class Descriptor: @unchecked Sendable {  // immutable fd, closed once
+        let fd: Int32
+        init(_ fd: Int32) { self.fd = fd }
+        deinit { close(fd) }
+    }
 
     /// Sorted tensor names.
     public var tensorNames: [String] { tensors.keys.sorted() }
@@ -35,13 +45,18 @@ public struct SafeTensorsFile: @unchecked Sendable {  // @unchecked: `Data` (mma
     /// Opens and validates `url`. Errors (`SafeTensorsError`) name the file and the offending tensor.
     public init(contentsOf url: URL) throws {
         let path = url.path
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw SafeTensorsError(.io, file: path, "cannot open: \(String(cString: strerror(errno)))") }
+        let d = Descriptor(fd)
+        // Map what the descriptor refers to (/proc/self/fd/N), not the path again.
         let data: Data
         do {
-            data = try Data(contentsOf: url, options: .alwaysMapped)
+            data = try Data(contentsOf: URL(fileURLWithPath: "/proc/self/fd/\(fd)"), options: .alwaysMapped)
         } catch {
             throw SafeTensorsError(.io, file: path, "cannot read: \(error.localizedDescription)")
         }
         try self.init(data: data, url: url)
+        descriptor = d
     }
 
     /// Parses an in-memory safetensors image; `url` is only used to name the source in errors.
@@ -146,6 +161,20 @@ public struct SafeTensorsFile: @unchecked Sendable {  // @unchecked: `Data` (mma
         }
     }
 
+    /// pread(2) of `count` bytes at file offset `offset` (little-endian host: F32 bytes are the floats).
+    private func readBytes(_ fd: Int32, at offset: Int, into dst: UnsafeMutableRawPointer, count: Int, tensor: String) throws {
+        var done = 0
+        while done < count {
+            let r = pread(fd, dst + done, count - done, off_t(offset + done))
+            if r < 0 && errno == EINTR { continue }
+            guard r > 0 else {
+                throw SafeTensorsError(.io, file: url.path, tensor: tensor,
+                                       r == 0 ? "file ended at byte \(offset + done), tensor data runs to \(offset + count)" : "read failed: \(String(cString: strerror(errno)))")
+            }
+            done += r
+        }
+    }
+
     /// Converts the tensor straight into `into` (e.g. its slot in a flat parameter buffer); `count` must equal
     /// the tensor's element count.
     public func readFloats(_ name: String, into dst: UnsafeMutablePointer<Float>, count: Int) throws {
@@ -158,6 +187,12 @@ public struct SafeTensorsFile: @unchecked Sendable {  // @unchecked: `Data` (mma
         }
         if count == 0 { return }
         let start = dataStart + t.begin
+        if t.dtype == .f32, let d = descriptor {
+            // pread(2) straight into the destination: copying out of the memory map instead would leave every page
+            // of the file mapped and resident, a second copy of a checkpoint in the RSS while it loads.
+            try readBytes(d.fd, at: start, into: UnsafeMutableRawPointer(dst), count: count * 4, tensor: name)
+            return
+        }
         data.withUnsafeBytes { (raw: UnsafeRawBufferPointer) in
             let src = raw.baseAddress! + start
             switch t.dtype {
@@ -183,9 +218,9 @@ public struct SafeTensorsFile: @unchecked Sendable {  // @unchecked: `Data` (mma
         }
     }
 
-    /// Asks the kernel to reclaim the mapped file pages of a tensor that has just been copied out
-    /// (`MADV_PAGEOUT`): otherwise every page a load touched stays resident until the file is closed, and loading
-    /// a model peaks at twice its size (the mapping + the parameter buffer). Contents are preserved (clean file
+    /// Asks the kernel to reclaim the mapped file pages of a tensor that has just been converted out of the map
+    /// (BF16/F16/F64; F32 is pread): otherwise every page a load touched stays resident until the file is closed,
+    /// and loading a BF16 model peaks at its Float size plus the whole file (`MADV_PAGEOUT`). Contents are preserved (clean file
     /// pages are re-read on a later access; anonymous memory, if `Data` did not map the file, is left alone or
     /// swapped), so this is only advice; errors (an older kernel) are ignored. Whole pages inside the range only.
     static func releasePages(_ start: UnsafeRawPointer, byteCount: Int) {

@@ -30,18 +30,50 @@ public final class Tokenizer: Sendable {
     /// among `</s>`, `<|im_end|>` (chat models stop there), `<|endoftext|>`, `<|end_of_text|>`, `<|eot_id|>`
     /// (Qwen's vocabulary has an ordinary `</s>` token, which is not an EOS).
     public let eosTokenId: Int32?
+    /// The model's Jinja chat template and where it came from: `chat_template.jinja` next to the file (what
+    /// transformers writes since 4.47), else `chat_template` of `tokenizer_config.json` (a string, or the entry named
+    /// "default" of a list); nil when neither exists. `ChatTemplate.resolve` recognises and renders it.
+    public let chatTemplate: (text: String, source: String)?
 
-    /// Loads `tokenizer.json` (and `tokenizer_config.json` from the same directory when present, for BOS/EOS).
+    /// What `tokenizer_config.json` (or a GGUF's metadata) adds to `tokenizer.json`: BOS/EOS token strings and the
+    /// chat template with where it came from.
+    public struct Config: Sendable {
+        public var bosToken: String?
+        public var eosToken: String?
+        public var chatTemplate: (text: String, source: String)?
+        public init(bosToken: String? = nil, eosToken: String? = nil, chatTemplate: (text: String, source: String)? = nil) {
+            self.bosToken = bosToken
+            self.eosToken = eosToken
+            self.chatTemplate = chatTemplate
+        }
+    }
+
+    /// Loads `tokenizer.json` (and `tokenizer_config.json` from the same directory when present, for BOS/EOS and the
+    /// chat template).
     /// Errors (`TokenizerError`) name the file and the JSON field.
-    public init(contentsOf url: URL) throws {
-        let file = url.path
-        self.file = file
+    public convenience init(contentsOf url: URL) throws {
         let data: Data
         do { data = try Data(contentsOf: url) } catch {
-            throw TokenizerError.unreadable(file: file, reason: "\(error.localizedDescription)")
+            throw TokenizerError.unreadable(file: url.path, reason: "\(error.localizedDescription)")
         }
+        let dir = url.deletingLastPathComponent()
+        let configURL = dir.appendingPathComponent("tokenizer_config.json")
+        let tokens = Tokenizer.loadConfigTokens(configURL)
+        var config = Config(bosToken: tokens.bos, eosToken: tokens.eos)
+        let jinja = dir.appendingPathComponent("chat_template.jinja")
+        if let text = try? String(contentsOf: jinja, encoding: .utf8) {
+            config.chatTemplate = (text, jinja.path)
+        } else if let text = tokens.chatTemplate {
+            config.chatTemplate = (text, configURL.path + " chat_template")
+        }
+        try self.init(json: [UInt8](data), file: url.path, config: config)
+    }
+
+    /// Parses a `tokenizer.json` document (`file` names it in errors) with the BOS/EOS/chat template of `config`.
+    public init(json bytes: [UInt8], file: String, config: Config) throws {
+        self.file = file
         let doc: JSONDocument
-        do { doc = try JSONDocument(bytes: [UInt8](data)) } catch {
+        do { doc = try JSONDocument(bytes: bytes) } catch {
             throw TokenizerError.invalidJSON(file: file, offset: error.offset, reason: error.message)
         }
         let root = JSONNode(doc: doc, value: doc.root, path: "", file: file)
@@ -101,13 +133,13 @@ public final class Tokenizer: Sendable {
         self.vocabularySize = ids.count
 
         // BOS / EOS, best effort.
-        let config = Tokenizer.loadConfigTokens(url.deletingLastPathComponent().appendingPathComponent("tokenizer_config.json"))
-        var bos = config.bos.flatMap(lookupId)
+        self.chatTemplate = config.chatTemplate
+        var bos = config.bosToken.flatMap(lookupId)
         if bos == nil, case .template(let items) = postProcessor.firstTemplate, case .special(let first)? = items.first {
             bos = first.first
         }
         self.bosTokenId = bos
-        self.eosTokenId = config.eos.flatMap(lookupId)
+        self.eosTokenId = config.eosToken.flatMap(lookupId)
             ?? ["</s>", "<|im_end|>", "<|endoftext|>", "<|end_of_text|>", "<|eot_id|>"].lazy.compactMap { byContent[$0] }.first
     }
 
@@ -484,10 +516,11 @@ extension Tokenizer {
         }
     }
 
-    /// bos_token / eos_token of a tokenizer_config.json (string or {"content": ...}); missing file -> nils.
-    static func loadConfigTokens(_ url: URL) -> (bos: String?, eos: String?) {
+    /// bos_token / eos_token (string or {"content": ...}) and chat_template (string, or the "default" entry of a
+    /// list of {"name", "template"}) of a tokenizer_config.json; missing file -> nils.
+    static func loadConfigTokens(_ url: URL) -> (bos: String?, eos: String?, chatTemplate: String?) {
         guard let data = try? Data(contentsOf: url), let doc = try? JSONDocument(bytes: [UInt8](data)) else {
-            return (nil, nil)
+            return (nil, nil, nil)
         }
         let root = JSONNode(doc: doc, value: doc.root, path: "", file: url.path)
         func token(_ key: String) -> String? {
@@ -495,7 +528,15 @@ extension Tokenizer {
             if let s = try? n.string() { return s }
             return try? n["content"]?.string()
         }
-        return (token("bos_token"), token("eos_token"))
+        var template: String? = nil
+        if let t = root["chat_template"] {
+            if let s = try? t.string() {
+                template = s
+            } else if let list = try? t.array() {
+                template = list.first { (try? $0["name"]?.string()) == "default" }.flatMap { try? $0["template"]?.string() }
+            }
+        }
+        return (token("bos_token"), token("eos_token"), template)
     }
 }
 

@@ -69,8 +69,16 @@ public enum Checkpointing {
         do { names = try FileManager.default.contentsOfDirectory(atPath: output.path) } catch {
             throw FileSystemError(error, operation: "list", path: output.path)
         }
+        // A crash while re-saving a step, between moving the old checkpoint aside and moving the new one in, leaves
+        // `latest` naming a missing directory and the old one as `.NAME.tmp-PID-replaced`: put it back first.
+        if let l = try? String(contentsOf: output.appendingPathComponent("latest"), encoding: .utf8)
+            .trimmingCharacters(in: .whitespacesAndNewlines), step(ofDirectoryName: l) != nil,
+           !FileManager.default.fileExists(atPath: output.appendingPathComponent(l).path),
+           let aside = names.first(where: { $0.hasPrefix(".\(l).tmp-") && $0.hasSuffix("-replaced") }) {
+            try FileSystemError.rename(output.appendingPathComponent(aside), to: output.appendingPathComponent(l))
+        }
         var removed: [String] = []
-        for name in names.sorted() where isTemporary(name) {
+        for name in names.sorted() where isTemporary(name) && FileManager.default.fileExists(atPath: output.appendingPathComponent(name).path) {
             if let pid = ownerPID(ofTemporary: name), pid != getpid(), pid > 0, kill(pid, 0) == 0 { continue }
             let url = output.appendingPathComponent(name)
             do { try FileManager.default.removeItem(at: url) } catch {

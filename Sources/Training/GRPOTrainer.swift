@@ -59,6 +59,9 @@ public final class GRPOTrainer {
     /// Frozen copy of the initial policy; nil when β = 0 (no reference forward at all) and with LoRA, where the
     /// reference is the policy's own base (its adapters switched off for the reference forward).
     public let reference: Transformer?
+    /// The frozen initial model whose self-certainty is the reward with `self_certainty_source: reference` (the
+    /// paper's offline ablation); the same object as `reference` when β > 0, nil otherwise.
+    public let frozenRewardModel: Transformer?
     public let optimizer: AdamW
     public let schedule: LRSchedule
     public let lossConfig: PolicyLossConfig
@@ -97,6 +100,12 @@ public final class GRPOTrainer {
             if config.klBeta > 0 && reference == nil {
                 throw ConfigError(source: "trainer", key: "kl_beta", message: "β > 0 needs a reference model")
             }
+        }
+        // self_certainty_source: reference — the frozen initial model's self-certainty; with LoRA that is the
+        // policy's own base with the adapters off (`rewardFeatures` switches them off), no second copy.
+        frozenRewardModel = config.selfCertaintySource == .reference ? (config.lora == nil ? reference : policy) : nil
+        if config.selfCertaintySource == .reference && frozenRewardModel == nil {
+            throw ConfigError(source: "trainer", key: "self_certainty_source", message: "reference needs the frozen initial model")
         }
         // Gradients and AdamW moments exist only for what is trained (the adapters with LoRA).
         optimizer = try AdamW(parameterCount: policy.trainableParameters.count, config: AdamWConfig(
@@ -171,7 +180,11 @@ public final class GRPOTrainer {
         metrics.rollout = RolloutStats(groups: groups)
 
         // Flatten to sequences.
-        struct Seq { var prompt: [Int32]; var completion: [Int32]; var behaviour: [Float]; var advantage: Float }
+        struct Seq {
+            var prompt: [Int32]; var completion: [Int32]; var behaviour: [Float]; var advantage: Float
+            /// Log-probs under the weights before this step's first update (TIS with several updates only).
+            var old: [Float]? = nil
+        }
         var seqs: [Seq] = []
         for (g, a) in zip(groups, advantages) {
             for (c, adv) in zip(g.completions, a) {
@@ -181,6 +194,20 @@ public final class GRPOTrainer {
         // Minibatches are whole groups' worth of sequences, split evenly.
         let mbCount = min(config.minibatches, max(1, seqs.count))
         let per = (seqs.count + mbCount - 1) / mbCount
+        // With TIS the PPO ratio is against the trainer's own view of the sampling policy. When the step makes
+        // several updates (epochs or minibatches), that view is the weights before the first one, taken once here:
+        // taking it from the current weights at each minibatch made the ratio exactly 1 and clipping never acted.
+        if config.tisCap > 0 && (config.ppoEpochs > 1 || mbCount > 1) {
+            let sizes = seqs.map { $0.prompt.count + $0.completion.count }
+            for range in PackedCompletions.microBatches(tokenCounts: sizes, budget: config.microBatchTokens) {
+                let packed = PackedCompletions(seqs[range].map { ($0.prompt, $0.completion) })
+                let lp = try policy.forwardHead(packed.batch, logitRows: packed.rows, targets: packed.targets,
+                                                temperature: temperature, forBackward: false).logp
+                for (k, i) in range.enumerated() {
+                    seqs[i].old = Array(lp[packed.offsets[k]..<packed.offsets[k] + packed.lengths[k]])
+                }
+            }
+        }
         var lossSum = 0.0, pgSum = 0.0, klSum = 0.0, normSum = 0.0, updates = 0
         var stats = PolicyLossStats()
         for _ in 0..<config.ppoEpochs {
@@ -198,7 +225,7 @@ public final class GRPOTrainer {
                 // Token-bounded micro-batches (at least one sequence each).
                 let sizes = slice.map { $0.prompt.count + $0.completion.count }
                 for range in PackedCompletions.microBatches(tokenCounts: sizes, budget: config.microBatchTokens) {
-                    let r = try accumulate(slice[range].map { ($0.prompt, $0.completion, $0.behaviour, $0.advantage) },
+                    let r = try accumulate(slice[range].map { ($0.prompt, $0.completion, $0.behaviour, $0.advantage, $0.old) },
                                            normalizer: normalizer)
                     mbLoss += r.loss; mbPg += r.pgLoss; mbKl += r.klLoss
                     stats.merge(r.stats)
@@ -239,9 +266,55 @@ public final class GRPOTrainer {
         return metrics
     }
 
+    /// `completions` of `prompt` with their per-token behaviour log-probs (at the sampling temperature),
+    /// self-certainty and entropy recomputed by the current policy (forward only, token-bounded micro-batches).
+    /// INTUITOR's reward is the self-certainty of the *current* policy: a group sampled with older weights is
+    /// re-scored with this before its rewards and advantages (`recompute_self_certainty`).
+    public func rescore(prompt: [Int32], completions: [SampledCompletion]) throws -> [SampledCompletion] {
+        var out = completions
+        let sizes = completions.map { prompt.count + $0.tokens.count }
+        for range in PackedCompletions.microBatches(tokenCounts: sizes, budget: config.microBatchTokens) {
+            let packed = PackedCompletions(completions[range].map { (prompt, $0.tokens) })
+            let h = try policy.forwardHead(packed.batch, logitRows: packed.rows, targets: packed.targets,
+                                           temperature: temperature, selfCertainty: true, entropy: true, forBackward: false)
+            for (k, i) in range.enumerated() {
+                let span = packed.offsets[k]..<packed.offsets[k] + packed.lengths[k]
+                out[i].logprobs = Array(h.logp[span])
+                out[i].selfCertainty = Array(h.selfCertainty[span])
+                out[i].entropy = Array(h.entropy[span])
+            }
+        }
+        return out
+    }
+
+    /// `completions` with their per-token self-certainty (and entropy) from the frozen initial model instead of
+    /// the sampling policy — the offline ablation (`self_certainty_source: reference`); behaviour log-probs are kept
+    /// (the PPO ratio is still against the sampling policy). Unchanged when the source is the policy.
+    public func rewardFeatures(prompt: [Int32], completions: [SampledCompletion]) throws -> [SampledCompletion] {
+        guard let frozen = frozenRewardModel else { return completions }
+        // LoRA: the frozen model is the policy's base, i.e. the policy with its adapters off.
+        let adapters = frozen === policy ? policy.lora : nil
+        adapters?.enabled = false
+        defer { adapters?.enabled = true }
+        var out = completions
+        let sizes = completions.map { prompt.count + $0.tokens.count }
+        for range in PackedCompletions.microBatches(tokenCounts: sizes, budget: config.microBatchTokens) {
+            let packed = PackedCompletions(completions[range].map { (prompt, $0.tokens) })
+            let h = try frozen.forwardHead(packed.batch, logitRows: packed.rows, targets: packed.targets,
+                                           temperature: temperature, selfCertainty: true, entropy: true, forBackward: false)
+            for (k, i) in range.enumerated() {
+                let span = packed.offsets[k]..<packed.offsets[k] + packed.lengths[k]
+                out[i].selfCertainty = Array(h.selfCertainty[span])
+                out[i].entropy = Array(h.entropy[span])
+            }
+        }
+        return out
+    }
+
     /// Forward + loss + backward for one micro-batch; gradients accumulate into `policy.trainableGradients`.
-    /// Each element: (prompt, completion, behaviour log-probs, advantage).
-    func accumulate(_ micro: [([Int32], [Int32], [Float], Float)], normalizer: Double) throws -> PolicyLossResult<Float> {
+    /// Each element: (prompt, completion, behaviour log-probs, advantage, log-probs before the step's first update
+    /// when TIS makes several updates — nil means "the current weights").
+    func accumulate(_ micro: [([Int32], [Int32], [Float], Float, [Float]?)], normalizer: Double) throws -> PolicyLossResult<Float> {
         // Rollout prompts are never empty (the sampler refuses them), so every completion token has its row
         // and the behaviour log-probs line up with `packed.targets`.
         if let bad = micro.firstIndex(where: { $0.0.isEmpty }) {
@@ -268,12 +341,13 @@ public final class GRPOTrainer {
                                           forBackward: true).logp
         var dLogp = [Float](repeating: 0, count: rows.count)
         let useTIS = config.tisCap > 0
+        let old = micro.allSatisfy { $0.4 != nil } ? micro.flatMap { $0.4! } : logp
         let result = try dLogp.withUnsafeMutableBufferPointer { d in
             try policyLoss(accumulatingInto: d, logp: logp,
                            // With TIS the PPO ratio is against the trainer's own view of the sampling policy
-                           // (here: the current weights, detached) and the actor's log-probs only weight the
-                           // policy gradient; without it the ratio is against the actor's log-probs directly.
-                           oldLogp: useTIS ? logp : behaviour,
+                           // (the weights before this step's first update, detached) and the actor's log-probs
+                           // only weight the policy gradient; without it the ratio is against the actor's log-probs.
+                           oldLogp: useTIS ? old : behaviour,
                            refLogp: refLogp, rolloutLogp: useTIS ? behaviour : nil,
                            advantages: adv, offsets: offsets, lengths: lengths,
                            config: lossConfig, normalizer: normalizer)

@@ -93,10 +93,11 @@ public final class SingleProcessRun {
             let sampleSeconds = Date().timeIntervalSince(t0)
             var groups: [TrainingGroup] = []
             for (r, (req, g)) in zip(records, zip(requests, sampled)) {
-                let rewards = try scorer.score(g.completions, reference: r.answer)
-                var tg = TrainingGroup(promptId: r.id, promptTokens: req.promptTokens, completions: g.completions,
+                let completions = try trainer.rewardFeatures(prompt: req.promptTokens, completions: g.completions)
+                let rewards = try scorer.score(completions, reference: r.answer)
+                var tg = TrainingGroup(promptId: r.id, promptTokens: req.promptTokens, completions: completions,
                                        rewards: rewards, weightVersion: UInt64(step + 1))
-                tg.correct = scorer.correctness(g.completions, reference: r.answer)
+                tg.correct = scorer.correctness(completions, reference: r.answer)
                 groups.append(tg)
             }
             try samples.append(step: step, groups: groups)

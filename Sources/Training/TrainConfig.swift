@@ -10,15 +10,19 @@ import Yams
 /// temperature 0.9, one PPO epoch, advantages (r − mean)/(std + 1e-6).
 public struct TrainConfig: Codable, Sendable, Equatable {
     // Data and model.
-    /// Hugging Face model directory (config.json + model.safetensors [+ tokenizer.json]).
+    /// Hugging Face model directory (config.json + model.safetensors [+ tokenizer.json]) or a .gguf file.
     public var model: String = ""
     /// JSONL of prompts: each line has "prompt" (or "question"), optionally "answer" (used only for reporting).
     public var prompts: String = ""
     /// Optional held-out JSONL for periodic greedy evaluation (labels used only to report).
     public var evalPrompts: String? = nil
     public var outputDir: String = "runs/intuitor"
-    /// Prompt formatting: "chatml" or "plain".
-    public var template: String = "chatml"
+    /// A named set of defaults applied before the file's own keys (which override it): `intuitor` = the official
+    /// recipe (`TrainPreset.intuitor`). Set it in the YAML file.
+    public var preset: TrainPreset? = nil
+    /// Prompt formatting: `auto` (the model's own chat template, e.g. Qwen2.5's ChatML with its default system
+    /// message; `raw` when the model has none), `chatml` (rlif's fixed ChatML), `plain` or `raw` (see `TemplateChoice`).
+    public var template: TemplateChoice = .auto
     /// A named system prompt ("math", "none") or the literal text.
     public var systemPrompt: String = "math"
 
@@ -69,11 +73,19 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var unbiasedStd: Bool = true
     /// Divide by the group's std (false = Dr. GRPO's mean-centring only).
     public var scaleAdvantages: Bool = true
+    /// When the learner recomputes a group's per-token self-certainty and behaviour log-probs with its current
+    /// weights before rewards: `auto` for groups sampled with older weights (the paper's reward is the current
+    /// policy's self-certainty), `always`, or `never` (trust the actor's numbers).
+    public var recomputeSelfCertainty: RecomputeMode = .auto
+    /// Whose self-certainty is the reward: `policy` (INTUITOR: the current policy's) or `reference` (the frozen
+    /// initial model's — the paper's offline ablation, which it shows gets hacked).
+    public var selfCertaintySource: SelfCertaintySource = .policy
     /// Truncated importance-sampling cap for stale rollouts (0 disables).
     public var tisCap: Float = 0
     public var ppoEpochs: Int = 1
     public var minibatches: Int = 1
-    /// Tokens per forward/backward micro-batch (gradient accumulation bounds memory).
+    /// Tokens per forward/backward micro-batch (gradient accumulation bounds memory). Unless set in the YAML or
+    /// with --set, the memory plan (`MemoryPlan`) halves it until the run fits.
     public var microBatchTokens: Int = 4096
     /// Keep only each decoder layer's input during the training forward and recompute the layer inside the
     /// backward: saves the other activations of all but one layer for ≈ one more forward of the layers.
@@ -99,7 +111,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var actors: Int = 2
     /// Groups sampled with weights more than this many versions old are dropped (and their task re-issued).
     public var maxLag: Int = 1
-    /// Sequences an actor decodes together.
+    /// Sequences an actor decodes together (unless set, the memory plan may lower it to fit).
     public var actorBatchSequences: Int = 16
     public var heartbeatIntervalMs: Int = 1000
     public var heartbeatTimeoutMs: Int = 10_000
@@ -110,7 +122,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public init() {}
 
     enum CodingKeys: String, CodingKey, CaseIterable {
-        case model, prompts, evalPrompts = "eval_prompts", outputDir = "output_dir", template
+        case model, prompts, evalPrompts = "eval_prompts", outputDir = "output_dir", template, preset
         case systemPrompt = "system_prompt", steps, promptsPerStep = "prompts_per_step", groupSize = "group_size"
         case temperature, topP = "top_p", topK = "top_k", maxNewTokens = "max_new_tokens", stop
         case maxPromptTokens = "max_prompt_tokens"
@@ -120,6 +132,8 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         case reward, klBeta = "kl_beta", clipEpsilonLow = "clip_epsilon_low", clipEpsilonHigh = "clip_epsilon_high"
         case lossAggregation = "loss_aggregation", advantageEpsilon = "advantage_epsilon"
         case unbiasedStd = "unbiased_std", scaleAdvantages = "scale_advantages", tisCap = "tis_cap"
+        case recomputeSelfCertainty = "recompute_self_certainty"
+        case selfCertaintySource = "self_certainty_source"
         case ppoEpochs = "ppo_epochs", minibatches, microBatchTokens = "micro_batch_tokens"
         case activationCheckpointing = "activation_checkpointing", lora
         case seed, checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints", evalEvery = "eval_every", evalLimit = "eval_limit"
@@ -134,6 +148,9 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         self.init()
         let c = try decoder.container(keyedBy: CodingKeys.self)
         func get<T: Decodable>(_ k: CodingKeys, _ v: inout T) throws { if let x = try c.decodeIfPresent(T.self, forKey: k) { v = x } }
+        // The preset first: every key the file names overrides it.
+        preset = try c.decodeIfPresent(TrainPreset.self, forKey: .preset)
+        preset?.apply(to: &self)
         try get(.model, &model); try get(.prompts, &prompts); try get(.outputDir, &outputDir)
         evalPrompts = try c.decodeIfPresent(String.self, forKey: .evalPrompts)
         try get(.template, &template); try get(.systemPrompt, &systemPrompt); try get(.steps, &steps)
@@ -146,6 +163,8 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try get(.klBeta, &klBeta); try get(.clipEpsilonLow, &clipEpsilonLow); try get(.clipEpsilonHigh, &clipEpsilonHigh)
         try get(.lossAggregation, &lossAggregation); try get(.advantageEpsilon, &advantageEpsilon)
         try get(.unbiasedStd, &unbiasedStd); try get(.scaleAdvantages, &scaleAdvantages); try get(.tisCap, &tisCap)
+        try get(.recomputeSelfCertainty, &recomputeSelfCertainty)
+        try get(.selfCertaintySource, &selfCertaintySource)
         try get(.ppoEpochs, &ppoEpochs); try get(.minibatches, &minibatches); try get(.microBatchTokens, &microBatchTokens)
         try get(.activationCheckpointing, &activationCheckpointing)
         lora = try c.decodeIfPresent(LoRAConfig.self, forKey: .lora)
@@ -198,6 +217,12 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         }
         try config.validate(source: source)
         return config
+    }
+
+    /// The top-level keys a YAML config sets (empty if it does not parse): the settings the user chose.
+    public static func keys(inYAML text: String) -> Set<String> {
+        guard let mapping = (try? Yams.compose(yaml: text))??.mapping else { return [] }
+        return Set(mapping.compactMap { $0.key.string })
     }
 
     public static func load(contentsOf url: URL) throws -> TrainConfig {
@@ -295,7 +320,6 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try check(ppoEpochs >= 1, .ppoEpochs, "must be >= 1")
         try check(minibatches >= 1 && minibatches <= promptsPerStep, .minibatches, "must be in 1...prompts_per_step")
         try check(microBatchTokens >= 16, .microBatchTokens, "must be >= 16")
-        try check(["chatml", "plain"].contains(template), .template, "must be chatml or plain")
         try check(keepCheckpoints >= 0, .keepCheckpoints, "must be >= 0 (0 keeps every checkpoint)")
         try check(actors >= 1, .actors, "must be >= 1")
         try check(maxLag >= 0, .maxLag, "must be >= 0")
@@ -306,6 +330,88 @@ public struct TrainConfig: Codable, Sendable, Equatable {
             do { try lora.validate() } catch let e as LoRAConfigError {
                 throw ConfigError(source: source, key: "lora.\(e.key)", message: e.message)
             }
+        }
+    }
+}
+
+/// Named defaults for a run config.
+public enum TrainPreset: String, Codable, Sendable, CaseIterable {
+    /// The official INTUITOR recipe (sunblaze-ucb/Intuitor, open-r1-intuitor and verl-intuitor): the recipe's
+    /// system prompt, the model's own chat template, temperature 0.9, lr 3e-6 cosine with warmup 0.1, AdamW
+    /// (0.9, 0.999, 1e-8, wd 0.01), β 0.005 (k3), clip 0.2, G 8 (the paper uses 7–8), grad clip 1.0, token-mean loss,
+    /// prompts up to 512 tokens (longer ones skipped and logged), completions up to 3072 tokens, 128 prompts per
+    /// optimizer step (reached by token-bounded micro-batches: gradient accumulation), self-certainty of the
+    /// current policy. A CPU run states its smaller budget by overriding keys after the preset.
+    case intuitor
+
+    public init(from decoder: Decoder) throws {
+        let raw = try decoder.singleValueContainer().decode(String.self)
+        guard let p = TrainPreset(rawValue: raw) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                                                    debugDescription: "unknown preset '\(raw)'; known: \(TrainPreset.allCases.map(\.rawValue).joined(separator: ", "))"))
+        }
+        self = p
+    }
+
+    public func apply(to c: inout TrainConfig) {
+        switch self {
+        case .intuitor:
+            c.systemPrompt = "intuitor-recipe"
+            c.template = .auto
+            c.temperature = 0.9
+            c.topP = 1
+            c.topK = 0
+            c.learningRate = 3e-6
+            c.lrSchedule = "cosine"
+            c.warmupRatio = 0.1
+            c.adamBeta1 = 0.9; c.adamBeta2 = 0.999; c.adamEpsilon = 1e-8; c.weightDecay = 0.01
+            c.klBeta = 0.005
+            c.clipEpsilonLow = 0.2; c.clipEpsilonHigh = 0.2
+            c.groupSize = 8
+            c.maxGradNorm = 1.0
+            c.lossAggregation = "token_mean"
+            c.maxPromptTokens = 512
+            c.maxNewTokens = 3072
+            c.promptsPerStep = 128
+            c.reward = "self_certainty"
+            c.recomputeSelfCertainty = .auto
+        }
+    }
+}
+
+/// `self_certainty_source`.
+public enum SelfCertaintySource: String, Codable, Sendable, CaseIterable {
+    case policy, reference
+
+    public init(from decoder: Decoder) throws {
+        let raw = try decoder.singleValueContainer().decode(String.self)
+        guard let v = SelfCertaintySource(rawValue: raw) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                                                    debugDescription: "must be policy or reference, got '\(raw)'"))
+        }
+        self = v
+    }
+}
+
+/// `recompute_self_certainty`.
+public enum RecomputeMode: String, Codable, Sendable, CaseIterable {
+    case auto, always, never
+
+    public init(from decoder: Decoder) throws {
+        let raw = try decoder.singleValueContainer().decode(String.self)
+        guard let m = RecomputeMode(rawValue: raw) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                                                    debugDescription: "must be auto, always or never, got '\(raw)'"))
+        }
+        self = m
+    }
+
+    /// Whether a group sampled with `sampled` is re-scored when the learner's weights are version `current`.
+    public func applies(sampled: UInt64, current: UInt64) -> Bool {
+        switch self {
+        case .auto: return sampled < current
+        case .always: return true
+        case .never: return false
         }
     }
 }

@@ -8,24 +8,41 @@ import Sampling
 import Tokenizer
 import Training
 
+extension TemplateChoice: ExpressibleByArgument {}
+
 /// Options shared by the commands that load a model and format prompts.
 struct ModelOptions: ParsableArguments {
-    @Option(help: "Hugging Face model directory (config.json, model.safetensors, tokenizer.json).") var model: String
-    @Option(help: "Prompt template: plain or chatml.") var template: String = "plain"
+    @Option(help: "Hugging Face model directory (config.json, model.safetensors, tokenizer.json), or a .gguf file (its own tokenizer and chat template).") var model: String
+    @Option(help: "tokenizer.json to use instead of the model's (its directory's tokenizer_config.json gives BOS/EOS and the chat template).")
+    var tokenizer: String?
+    @Option(help: "Prompt template: auto (the model's own chat template; raw without one), chatml, plain or raw.")
+    var template: TemplateChoice = .auto
     @Option(help: "System prompt: a name (math, none, ...) or literal text.") var systemPrompt: String = "none"
     @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
     @Option(help: "LoRA adapters applied on top of --model: a PEFT directory (adapter_config.json + adapter_model.safetensors), e.g. a LoRA run's checkpoint.")
     var adapter: String?
 
-    func load() throws -> (Transformer, PromptFormatter?) {
+    /// The tokenizer (`--tokenizer`, else the model's: a `.gguf` file's metadata or `<dir>/tokenizer.json`), nil
+    /// when a model directory has none.
+    func loadTokenizer() throws -> Tokenizer? {
+        try ModelFiles.loadTokenizer(model: model, override: tokenizer)
+    }
+
+    /// The prompt formatter for `--template` / `--system-prompt`, nil when the model has no tokenizer.
+    func loadFormatter() throws -> PromptFormatter? {
+        guard let tok = try loadTokenizer() else { return nil }
+        return try PromptFormatter(tokenizer: tok, template: template, systemPrompt: systemPrompt, source: "command line")
+    }
+
+    /// The model and its prompt formatter (nil when the model has no tokenizer). The tokenizer and template are
+    /// resolved first, so a bad one fails before the weights are read; `needsTokenizer: false` (token-id input) skips
+    /// a .gguf's tokenizer unless --tokenizer is given.
+    func load(needsTokenizer: Bool = true) throws -> (Transformer, PromptFormatter?) {
         if let t = threads { Gemm.threads = t }
-        let dir = URL(fileURLWithPath: model)
-        let m = try Transformer.load(directory: dir)
+        let f = needsTokenizer || tokenizer != nil || !ModelFiles.isGGUF(model) ? try loadFormatter() : nil
+        let m = try ModelFiles.loadModel(model)
         if let a = adapter { m.lora = try LoRAAdapters.loadPEFT(directory: URL(fileURLWithPath: a), model: m.config) }
-        let tokFile = dir.appendingPathComponent("tokenizer.json")
-        guard FileManager.default.fileExists(atPath: tokFile.path) else { return (m, nil) }
-        let tok = try Tokenizer(contentsOf: tokFile)
-        return (m, try PromptFormatter(tokenizer: tok, template: template, systemPrompt: systemPrompt))
+        return (m, f)
     }
 }
 
@@ -74,8 +91,12 @@ struct Generate: ParsableCommand {
         let params = SamplingParameters(temperature: temperature, topP: topP, topK: topK, maxNewTokens: maxNewTokens,
                                         stopTokenIds: f.stopTokens(modelEOS: m.config.eosTokenIds),
                                         stopSequences: stop.map { f.tokenizer.encode($0) })
-        let reqs = records.enumerated().map { k, r in
-            GroupRequest(promptTokens: f.encode(r.text), groupSize: group, parameters: params, seed: seed &+ UInt64(k))
+        let reqs = try records.enumerated().map { k, r in
+            let ids = f.encode(r.text)
+            guard !ids.isEmpty else {
+                throw ValidationError("prompt \(r.id) is no tokens (template \(f.template.name), and the tokenizer adds no BOS)")
+            }
+            return GroupRequest(promptTokens: ids, groupSize: group, parameters: params, seed: seed &+ UInt64(k))
         }
         let bar = ProgressBar(total: reqs.count, label: "generate")
         let t0 = Date()
@@ -121,7 +142,7 @@ struct Score: ParsableCommand {
 
     func run() throws {
         LogSetup.bootstrap(level: nil)
-        let (m, f) = try modelOptions.load()
+        let (m, f) = try modelOptions.load(needsTokenizer: promptIds == nil || completionIds == nil)
         let p: [Int32], c: [Int32]
         if let pi = promptIds, let ci = completionIds {
             p = try parseIds(pi, "prompt-ids"); c = try parseIds(ci, "completion-ids")
@@ -154,6 +175,8 @@ struct Eval: ParsableCommand {
     @Option var limit: Int?
     @Option var maxNewTokens: Int = 256
     @Option var batchSequences: Int = 16
+    @Option(help: "Append every scored item to this JSONL as it is done; run again with the same file and settings to resume an interrupted evaluation.")
+    var items: String?
     @Flag(help: "JSON report (with every item) on stdout.") var json = false
 
     func run() throws {
@@ -163,9 +186,22 @@ struct Eval: ParsableCommand {
         guard let f else { throw ValidationError("\(modelOptions.model) has no tokenizer.json") }
         var records = try PromptDataset(contentsOf: URL(fileURLWithPath: data), seed: 0).records
         if let l = limit { records = Array(records.prefix(l)) }
+        let settings = EvalItemsFile.Settings(model: modelOptions.model, data: data, format: format, limit: limit,
+                                              maxNewTokens: maxNewTokens, template: modelOptions.template.rawValue,
+                                              systemPrompt: modelOptions.systemPrompt)
+        var file: EvalItemsFile? = nil
+        var done: [EvalReport.Item] = []
+        if let path = items {
+            let (opened, previous) = try EvalItemsFile.open(URL(fileURLWithPath: path), settings: settings)
+            file = opened
+            done = previous
+            if !done.isEmpty { FileHandle.standardError.write(Data("resuming: \(done.count) of \(records.count) items already in \(path)\n".utf8)) }
+        }
         let bar = ProgressBar(total: records.count, label: "eval")
         let r = try Evaluator.run(model: m, formatter: f, records: records, format: fmt, maxNewTokens: maxNewTokens,
-                                  batchSequences: batchSequences, progress: bar.update)
+                                  batchSequences: batchSequences, done: done,
+                                  chunkSequences: file == nil ? nil : 4 * batchSequences,
+                                  onItems: file.map { fl in { try fl.append($0) } }, progress: bar.update)
         if json {
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -175,10 +211,14 @@ struct Eval: ParsableCommand {
         func f4(_ x: Double?) -> String { x.map { String(format: "%.4f", $0) } ?? "-" }
         print("| metric | value |\n|---|---|")
         print("| examples | \(r.count) |")
-        print("| accuracy | \(String(format: "%.3f", r.accuracy)) (\(r.correct)/\(r.count)) |")
+        print("| accuracy | \(String(format: "%.3f", r.accuracy)) (\(r.correct)/\(r.count)), 95% CI \(String(format: "%.3f–%.3f", r.accuracyLow, r.accuracyHigh)) |")
         print("| mean self-certainty | \(f4(r.meanSelfCertainty)) |")
         print("| self-certainty, correct | \(f4(r.meanSelfCertaintyCorrect)) |")
         print("| self-certainty, incorrect | \(f4(r.meanSelfCertaintyIncorrect)) |")
+        print("| P(correct more certain than incorrect) | \(f4(r.selfCertaintyAUC)) |")
+        print("| Mann–Whitney effect size r | \(f4(r.selfCertaintyEffectR)) |")
         print("| mean length (tokens) | \(String(format: "%.1f", r.meanLength)) |")
+        print("| truncated at max_new_tokens | \(String(format: "%.3f", r.truncatedFraction)) |")
+        print("| tokens/s (this invocation) | \(String(format: "%.1f", r.tokensPerSecond)) |")
     }
 }

@@ -4,6 +4,7 @@ import Actor
 import Kernels
 import Learner
 import Logging
+import Model
 import SafeTensors
 import Training
 import Transport
@@ -24,19 +25,24 @@ struct LearnerCommand: ParsableCommand {
     @Flag(help: "Replace an earlier run in the output directory (its metrics and checkpoints are deleted).")
     var overwrite = false
     @Option(help: "Log level.") var logLevel: String?
+    /// Local mode passes the keys its user set (the learner's --config is then the effective config, every key in it).
+    @Option(name: .customLong("user-keys"), help: .hidden) var userKeys: String?
 
     func run() throws {
         LogSetup.bootstrap(level: logLevel)
         let log = Logger(label: "rlif.learner")
-        let c = try RunSetup.config(path: config, sets: sets, outputDir: outputDir)
         let endpoints = try Endpoints(base: bind)
-        let output = URL(fileURLWithPath: c.outputDir)
+        let requested = try RunSetup.config(path: config, sets: sets, outputDir: outputDir)
+        let output = URL(fileURLWithPath: requested.outputDir)
         // Before any model is loaded: never overwrite a run silently, never "resume" from nothing.
         let start = try RunDirectory.prepare(output: output, resume: resume, overwrite: overwrite)
+        let o = try RunSetup.objects(requested, role: .learner,
+                                     fixedKeys: userKeys.map { Set($0.split(separator: ",").map(String.init)) }
+                                        ?? RunSetup.userKeys(path: config, sets: sets))
+        let c = o.config
         for name in try Checkpointing.prepare(output: output) {
             log.notice("removed \(name) in \(output.path): left by an interrupted checkpoint save")
         }
-        let o = try RunSetup.objects(c)
         var startStep = 0
         if case let .resume(dir) = start {
             startStep = try o.trainer.resume(from: dir).completedSteps
@@ -126,10 +132,12 @@ struct ActorCommand: ParsableCommand {
     @Option(help: "The learner's base address, e.g. tcp://learner-host:5555 or ipc:///tmp/rlif.") var learner: String
     @Option(help: "Actor id (default: hostname-pid).") var id: String?
     @Option(help: "OpenBLAS threads (default: OPENBLAS_NUM_THREADS or all cores).") var threads: Int?
-    @Option(help: "Sequences decoded together.") var batchSequences: Int = 16
+    @Option(help: "Sequences decoded together (default 16, lowered by the memory plan if it does not fit).") var batchSequences: Int?
     @Option(help: "Exit with an error after this many seconds without reaching the learner (0 = retry forever).")
     var giveUpAfter: Int = 0
     @Option(help: "Log level.") var logLevel: String?
+    /// Local mode: --batch-sequences comes from the config, not the user, so the memory plan may lower it.
+    @Flag(name: .customLong("batch-sequences-adjustable"), help: .hidden) var batchAdjustable = false
 
     func run() throws {
         LogSetup.bootstrap(level: logLevel)
@@ -137,9 +145,30 @@ struct ActorCommand: ParsableCommand {
         let name = id ?? "\(ProcessInfo.processInfo.hostName)-\(getpid())"
         let log = Logger(label: "rlif.actor.\(name)")
         var opts = ActorOptions(learner: try Endpoints(base: learner), actorId: name)
-        opts.batchSequences = batchSequences
+        let batch = batchSequences ?? 16
+        opts.batchSequences = batch
         opts.giveUpAfterMs = giveUpAfter * 1000
-        let client = try ActorClient(options: opts, engine: TransformerRolloutEngine(batchSequences: batchSequences), logger: log)
+        let engine = TransformerRolloutEngine(batchSequences: batch)
+        // The memory plan, once the learner's model config and the first task's lengths are known (before the KV
+        // cache is allocated): printed, the decode batch lowered to fit unless --batch-sequences fixed it, or the
+        // actor ends with the plan's error (a task error would only be re-issued to another actor).
+        let fixed: Set<String> = batchSequences == nil || batchAdjustable ? [] : ["actor_batch_sequences"]
+        engine.planDecoding = { model, sequence, maxNew, group, batch in
+            var c = TrainConfig()
+            c.maxNewTokens = maxNew
+            c.groupSize = group
+            c.actorBatchSequences = batch
+            do {
+                // The weights are already allocated (the engine built the model from the learner's config).
+                return try RunSetup.planMemory(c, role: .actor, model: model, longestPrompt: max(0, sequence - maxNew),
+                                               fixedKeys: fixed, log: log,
+                                               alreadyPlanned: ParameterLayout(config: model).totalCount * 4).actorBatchSequences
+            } catch {
+                log.critical("\(error)")
+                Foundation.exit(3)
+            }
+        }
+        let client = try ActorClient(options: opts, engine: engine, logger: log)
         let s = try client.run()
         log.info("actor done: \(s.groupsSent) groups sent, \(s.groupsAcked) acknowledged, \(s.resends) resends, \(s.reconnects) reconnects, weights v\(s.finalVersion)")
     }

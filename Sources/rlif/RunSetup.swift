@@ -68,6 +68,8 @@ enum RunSetup {
 
     /// Everything a trainer needs, built from a config.
     struct Objects {
+        /// The run's configuration after the memory plan (possibly smaller micro_batch_tokens / actor_batch_sequences).
+        var config: TrainConfig
         var policy: Transformer
         var reference: Transformer?
         var tokenizer: Tokenizer
@@ -78,27 +80,77 @@ enum RunSetup {
         var trainer: GRPOTrainer
     }
 
-    static func objects(_ c: TrainConfig) throws -> Objects {
-        let modelDir = URL(fileURLWithPath: c.model)
-        let policy = try Transformer.load(directory: modelDir)
+    /// Keys the user chose: those of a `--config` YAML (not the embedded default's) and of `--set`. The memory
+    /// plan only adjusts settings outside this set.
+    static func userKeys(path: String?, sets: [String]) -> Set<String> {
+        var keys = Set(sets.compactMap { a in a.firstIndex(of: "=").map { a[..<$0].trimmingCharacters(in: .whitespaces) } })
+        if let path, let text = try? String(contentsOfFile: path, encoding: .utf8) { keys.formUnion(TrainConfig.keys(inYAML: text)) }
+        return keys
+    }
+
+    /// The memory budget: `RLIF_MEMORY_BUDGET` (bytes, or with a K/M/G suffix) when set, else the cgroup limit or
+    /// MemAvailable.
+    static func memoryBudget() throws -> SystemMemory.Budget? {
+        if let raw = ProcessInfo.processInfo.environment["RLIF_MEMORY_BUDGET"], !raw.isEmpty {
+            let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]
+            let t = raw.trimmingCharacters(in: .whitespaces).uppercased()
+            let unit = t.last.flatMap { units[$0] }
+            guard let n = Double(unit == nil ? t : String(t.dropLast())), n > 0, n.isFinite else {
+                throw SetupError(description: "RLIF_MEMORY_BUDGET=\(raw): expected bytes or a number with K, M, G or T (e.g. 12G)")
+            }
+            return SystemMemory.Budget(bytes: Int(n * Double(unit ?? 1)), source: "RLIF_MEMORY_BUDGET")
+        }
+        return SystemMemory.budget()
+    }
+
+    /// Prints the memory plan for `role` and returns `c` with the settings it had to reduce (micro_batch_tokens,
+    /// actor_batch_sequences, unless in `fixedKeys`); throws `MemoryPlanError` if the run cannot fit.
+    /// `alreadyPlanned`: bytes of planned items the process already holds (an actor's weights), not counted twice.
+    static func planMemory(_ c: TrainConfig, role: MemoryPlan.Role, model: ModelConfig, longestPrompt: Int,
+                           fixedKeys: Set<String>, log: Logger, alreadyPlanned: Int = 0) throws -> TrainConfig {
+        let budget = try memoryBudget()
+        let resident = max(0, (SystemMemory.resident()?.current ?? 0) - alreadyPlanned)
+        let plan = MemoryPlan(role: role, model: model, config: c, longestPrompt: longestPrompt, processBytes: resident)
+        log.info("\(plan.report(budget: budget))")
+        guard let budget else { return c }
+        let (fitted, notes) = try MemoryPlan.fit(role: role, model: model, config: c, longestPrompt: longestPrompt,
+                                                 budget: budget.bytes, fixedKeys: fixedKeys, processBytes: resident)
+        var out = c
+        out.microBatchTokens = fitted.microBatchTokens
+        out.actorBatchSequences = fitted.decodeBatch
+        for n in notes { log.notice("memory plan: \(n); estimated peak now \(MemoryPlan.gib(fitted.total))") }
+        return out
+    }
+
+    /// Everything a trainer needs, built from a config. With a `role`, the memory plan is printed (and the
+    /// settings it reduces applied, see `Objects.config`) after the tokenizer and prompts are read and before the
+    /// model is loaded.
+    static func objects(_ config: TrainConfig, role: MemoryPlan.Role? = nil, fixedKeys: Set<String> = []) throws -> Objects {
+        var c = config
+        guard let tokenizer = try ModelFiles.loadTokenizer(model: c.model, override: nil) else {
+            throw SetupError(description: "\(c.model)/tokenizer.json: missing (the model directory needs its tokenizer.json)")
+        }
+        let formatter = try PromptFormatter(tokenizer: tokenizer, template: c.template, systemPrompt: c.systemPrompt)
+        let modelConfig = try ModelFiles.loadConfig(c.model)
+        let dataset = try promptsThatFit(c, formatter: formatter, context: modelConfig.maxPositionEmbeddings)
+        let evalSet = try c.evalPrompts.map { try PromptDataset(contentsOf: URL(fileURLWithPath: $0), seed: 0).records } ?? []
+        if let role {
+            let longest = dataset.records.reduce(0) { max($0, formatter.encode($1.text).count) }
+            c = try planMemory(c, role: role, model: modelConfig, longestPrompt: longest, fixedKeys: fixedKeys,
+                               log: Logger(label: "rlif.memory"))
+        }
+        let policy = try ModelFiles.loadModel(c.model)
         var reference: Transformer? = nil
-        // With LoRA the reference is the policy's frozen base (adapters off): no second copy of the weights.
-        if c.klBeta > 0 && c.lora == nil {
+        // With LoRA the reference (and the frozen reward model) is the policy's base with the adapters off: no
+        // second copy of the weights.
+        if (c.klBeta > 0 || c.selfCertaintySource == .reference) && c.lora == nil {
             let r = try Transformer(config: policy.config)
             r.parameters.copy(from: policy.parameters)
             reference = r
         }
-        let tokFile = modelDir.appendingPathComponent("tokenizer.json")
-        guard FileManager.default.fileExists(atPath: tokFile.path) else {
-            throw SetupError(description: "\(tokFile.path): missing (the model directory needs its tokenizer.json)")
-        }
-        let tokenizer = try Tokenizer(contentsOf: tokFile)
-        let formatter = try PromptFormatter(tokenizer: tokenizer, template: c.template, systemPrompt: c.systemPrompt)
-        let dataset = try promptsThatFit(c, formatter: formatter, context: policy.config.maxPositionEmbeddings)
-        let evalSet = try c.evalPrompts.map { try PromptDataset(contentsOf: URL(fileURLWithPath: $0), seed: 0).records } ?? []
         let scorer = try RewardScorer(name: c.reward, tokenizer: tokenizer)
         let trainer = try GRPOTrainer(policy: policy, reference: reference, config: c)
-        return Objects(policy: policy, reference: reference, tokenizer: tokenizer, formatter: formatter,
+        return Objects(config: c, policy: policy, reference: reference, tokenizer: tokenizer, formatter: formatter,
                        dataset: dataset, evalSet: evalSet, scorer: scorer, trainer: trainer)
     }
 

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import GGUF
 import Logging
 import Model
 import Sampling
@@ -13,13 +14,13 @@ struct SFT: ParsableCommand {
         abstract: "Supervised fine-tuning on JSONL (`text`, or `prompt`/`response` with the loss on the response).",
         discussion: "Start from --model DIR, or from a random init of --init-config config.json (with --tokenizer). Writes an HF directory.")
 
-    @Option(help: "HF model directory to start from.") var model: String?
+    @Option(help: "HF model directory or .gguf file to start from.") var model: String?
     @Option(help: "HF config.json for a fresh, randomly initialised model (instead of --model).") var initConfig: String?
-    @Option(help: "tokenizer.json (default: <model>/tokenizer.json).") var tokenizer: String?
+    @Option(help: "tokenizer.json (default: <model>/tokenizer.json, or a .gguf model's own).") var tokenizer: String?
     @Option(help: "Training JSONL.") var data: String
     @Option(help: "Held-out JSONL for the loss after each epoch (optional).") var evalData: String?
     @Option(help: "Output HF directory (config.json, model.safetensors, tokenizer.json).") var output: String
-    @Option(help: "Prompt template for prompt/response data: plain or chatml.") var template: String = "plain"
+    @Option(help: "Prompt template for prompt/response data: plain, chatml, raw or auto (the model's own).") var template: TemplateChoice = .plain
     @Option(help: "System prompt name or text (none = no system prompt).") var systemPrompt: String = "none"
     @Option var epochs: Double = 1
     @Option(help: "Sequences per optimizer step.") var batchSequences: Int = 32
@@ -38,17 +39,17 @@ struct SFT: ParsableCommand {
         let log = Logger(label: "rlif.sft")
         let m: Transformer
         if let dir = model {
-            m = try Transformer.load(directory: URL(fileURLWithPath: dir))
+            m = try ModelFiles.loadModel(dir)
         } else if let cfg = initConfig {
             m = try Transformer(config: ModelConfig.load(from: URL(fileURLWithPath: cfg)))
             m.initializeRandom(seed: seed)
         } else {
             throw ValidationError("give --model DIR or --init-config config.json")
         }
-        guard let tokPath = tokenizer ?? model.map({ "\($0)/tokenizer.json" }) else {
-            throw ValidationError("--tokenizer is required with --init-config")
+        guard tokenizer != nil || model != nil else { throw ValidationError("--tokenizer is required with --init-config") }
+        guard let tok = try ModelFiles.loadTokenizer(model: model ?? "", override: tokenizer) else {
+            throw ValidationError("\(model ?? ""): no tokenizer.json (give --tokenizer FILE)")
         }
-        let tok = try Tokenizer(contentsOf: URL(fileURLWithPath: tokPath))
         let formatter = try PromptFormatter(tokenizer: tok, template: template, systemPrompt: systemPrompt)
         let eos = m.config.eosTokenIds.first.map(Int32.init) ?? tok.eosTokenId
         func load(_ path: String) throws -> [SFTExample] {
@@ -89,9 +90,19 @@ struct SFT: ParsableCommand {
         let out = URL(fileURLWithPath: output)
         try m.save(to: out, dtype: dtype == "bf16" ? .bf16 : .f32)
         let tokOut = out.appendingPathComponent("tokenizer.json")
-        if URL(fileURLWithPath: tokPath).standardizedFileURL != tokOut.standardizedFileURL {
-            try? FileManager.default.removeItem(at: tokOut)
-            try FileManager.default.copyItem(at: URL(fileURLWithPath: tokPath), to: tokOut)
+        if tokenizer == nil, let g = model, ModelFiles.isGGUF(g) {
+            try GGUFTokenizerFiles(try GGUFFile(contentsOf: URL(fileURLWithPath: g))).write(to: out)
+        } else if let tokPath = tokenizer ?? model.map({ "\($0)/tokenizer.json" }),
+                  URL(fileURLWithPath: tokPath).standardizedFileURL != tokOut.standardizedFileURL {
+            // tokenizer.json plus what sits beside it (BOS/EOS, the chat template `template: auto` renders).
+            let src = URL(fileURLWithPath: tokPath)
+            let fm = FileManager.default
+            for (from, to) in [(src, tokOut)] + ["tokenizer_config.json", "chat_template.jinja"].map({
+                (src.deletingLastPathComponent().appendingPathComponent($0), out.appendingPathComponent($0)) })
+            where fm.fileExists(atPath: from.path) {
+                try? fm.removeItem(at: to)
+                try fm.copyItem(at: from, to: to)
+            }
         }
         log.info("saved \(out.path)")
     }

@@ -15,7 +15,7 @@ struct TokenizeCommand: ParsableCommand {
               rlif tokenize --tokenizer tokenizer.json --chat-ml --system-prompt math --text 'What is 2+2?'
             """)
 
-    @Option(help: "Path to tokenizer.json (tokenizer_config.json next to it is read for BOS/EOS).")
+    @Option(help: "Path to tokenizer.json (tokenizer_config.json next to it is read for BOS/EOS), or a .gguf file (its tokenizer metadata).")
     var tokenizer: String
 
     @Option(help: "Text to encode.")
@@ -56,7 +56,8 @@ struct TokenizeCommand: ParsableCommand {
 
     func run() throws {
         let t0 = DispatchTime.now().uptimeNanoseconds
-        let tok = try Tokenizer(contentsOf: URL(fileURLWithPath: tokenizer))
+        let tok = tokenizer.lowercased().hasSuffix(".gguf") ? try Tokenizer(ggufFile: URL(fileURLWithPath: tokenizer))
+                                                             : try Tokenizer(contentsOf: URL(fileURLWithPath: tokenizer))
         let loadSeconds = Double(DispatchTime.now().uptimeNanoseconds - t0) * 1e-9
         if let benchmark {
             try runBenchmark(tok, URL(fileURLWithPath: benchmark), loadSeconds: loadSeconds)

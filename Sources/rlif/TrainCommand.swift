@@ -36,12 +36,18 @@ struct Train: ParsableCommand {
         try c.validate(source: "--actors")
         // Before any model is loaded: never overwrite a run silently, never "resume" from nothing.
         let start = try RunDirectory.prepare(output: URL(fileURLWithPath: c.outputDir), resume: resume, overwrite: overwrite)
-        if singleProcess { try runSingle(c, start: start) } else { try LocalMode(config: c, resume: resume, logLevel: logLevel).run() }
+        let fixed = RunSetup.userKeys(path: config, sets: sets)
+        if singleProcess {
+            try runSingle(c, start: start, fixedKeys: fixed)
+        } else {
+            try LocalMode(config: c, resume: resume, logLevel: logLevel, userKeys: fixed).run()
+        }
     }
 
-    func runSingle(_ c: TrainConfig, start: RunDirectory.Start) throws {
+    func runSingle(_ config: TrainConfig, start: RunDirectory.Start, fixedKeys: Set<String>) throws {
         let log = Logger(label: "rlif.train")
-        let o = try RunSetup.objects(c)
+        let o = try RunSetup.objects(config, role: .singleProcess, fixedKeys: fixedKeys)
+        let c = o.config
         let output = URL(fileURLWithPath: c.outputDir)
         let run = SingleProcessRun(config: c, trainer: o.trainer, formatter: o.formatter, dataset: o.dataset,
                                    evalSet: o.evalSet, scorer: o.scorer, output: output, logger: log)
@@ -68,6 +74,8 @@ struct LocalMode {
     var config: TrainConfig
     var resume: Bool
     var logLevel: String?
+    /// Keys the user set: the learner's and actors' memory plans may lower only the others.
+    var userKeys: Set<String> = []
 
     func run() throws {
         let log = Logger(label: "rlif.train")
@@ -86,13 +94,14 @@ struct LocalMode {
         // Split the cores: BLAS threads per process so that learner and actors don't oversubscribe.
         let cores = ProcessInfo.processInfo.activeProcessorCount
         let per = max(1, cores / max(1, config.actors))
-        var learnerArgs = ["learner", "--config", cfgFile.path, "--bind", base]
+        var learnerArgs = ["learner", "--config", cfgFile.path, "--bind", base, "--user-keys", userKeys.sorted().joined(separator: ",")]
         if resume { learnerArgs.append("--resume") }
         if let l = logLevel { learnerArgs += ["--log-level", l] }
         let learner = try Child.spawn(exe, learnerArgs, name: "learner", env: ["OPENBLAS_NUM_THREADS": "\(cores)", Self.childMarker: "1"])
         var actors: [Child] = []
         for i in 0..<config.actors {
             var a = ["actor", "--learner", base, "--id", "actor-\(i + 1)", "--batch-sequences", "\(config.actorBatchSequences)"]
+            if !userKeys.contains("actor_batch_sequences") { a.append("--batch-sequences-adjustable") }
             if let l = logLevel { a += ["--log-level", l] }
             actors.append(try Child.spawn(exe, a, name: "actor-\(i + 1)", env: ["OPENBLAS_NUM_THREADS": "\(per)", Self.childMarker: "1"]))
         }

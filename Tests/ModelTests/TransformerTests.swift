@@ -92,6 +92,113 @@ import TestSupport
         }
     }
 
+    /// The fused LM head (vocabulary chunks of 10 columns: 97 = 9 × 10 + 7) gives transformers' loss and every
+    /// parameter gradient — tiny-qwen2 has tied embeddings, so the head's dW lands in the embedding's gradient —
+    /// with the logits recomputed in the backward (keep budget 0) and kept from the forward.
+    @Test(arguments: ["tiny-qwen2", "tiny-llama"], [0, 1 << 20])
+    func fusedHeadMatchesTransformers(_ name: String, keepBytes: Int) throws {
+        let (model, exp) = try loadTiny(name)
+        model.headChunkColumns = 10
+        model.headKeepLogitsBytes = keepBytes
+        let batch = try fixtureBatch(exp)
+        let targets = nextTokenTargets(batch)
+        let count = Float(targets.filter { $0 >= 0 }.count)
+        let logp = try model.forwardHead(batch, targets: targets).logp
+        let loss = logp.reduce(0.0) { $0 - Double($1) } / Double(count)
+        expectClose(loss, Double(try exp.floats("loss_f64")[0]), atol: 0, rtol: 1e-5, "\(name) loss")
+        model.zeroGradients()
+        try model.backwardHead(dLogp: targets.map { $0 >= 0 ? -1 / count : 0 })
+        for e in model.layout.entries {
+            expectClose(Array(model.gradient(e.name)!), try exp.floats("grad." + e.name), atol: 1e-6, rtol: 2e-3,
+                        "\(name) fused grad.\(e.name)")
+        }
+    }
+
+    /// forwardHead/backwardHead against forward + logit kernels + backward(dLogits:) on a row subset at T = 0.8
+    /// (log-probs, self-certainty, entropy, every gradient), chunk sizes 10 and the whole vocabulary.
+    @Test(arguments: [10, 97], [0, 1 << 20])
+    func fusedHeadMatchesMaterialisedHead(chunk: Int, keepBytes: Int) throws {
+        let (model, exp) = try loadTiny("tiny-qwen2")
+        model.headChunkColumns = chunk
+        model.headKeepLogitsBytes = keepBytes
+        let batch = try fixtureBatch(exp)
+        let v = model.config.vocabSize, temp: Float = 0.8
+        let rows = [5, 0, 17, 12, 3]
+        let targets: [Int32] = [7, 96, 0, 41, 41]
+        let dLogp: [Float] = [0.3, -1.1, 0.05, 0.7, -0.2]
+        let logits = Array(try model.forward(batch, logitRows: rows))
+        let r = rows.count
+        var lp = [Float](repeating: 0, count: r), lse = lp, sc = lp, ent = lp
+        tokenLogprobForward(&lp, &lse, logits, targets, n: r, v: v, temperature: temp)
+        selfCertaintyForward(&sc, logits, n: r, v: v)
+        entropyForward(&ent, logits, n: r, v: v)
+        var dLogits = [Float](repeating: 0, count: r * v)
+        tokenLogprobBackward(&dLogits, dLogp, logits, lse, targets, n: r, v: v, temperature: temp)
+        model.zeroGradients()
+        try model.backward(dLogits: dLogits)
+        let gRef = Array(model.gradients.buffer)
+
+        let out = try model.forwardHead(batch, logitRows: rows, targets: targets, temperature: temp,
+                                        selfCertainty: true, entropy: true)
+        expectClose(out.logp, lp, atol: 1e-6, rtol: 1e-6, "logp")
+        expectClose(out.selfCertainty, sc, atol: 1e-6, rtol: 1e-6, "self-certainty")
+        expectClose(out.entropy, ent, atol: 1e-6, rtol: 1e-6, "entropy")
+        model.zeroGradients()
+        try model.backwardHead(dLogp: dLogp)
+        // dlnf sums over the vocabulary chunk by chunk instead of in one GEMM: float rounding of sums of
+        // O(1e-3) terms, carried through the layers.
+        expectClose(Array(model.gradients.buffer), gRef, atol: 1e-6, rtol: 1e-4, "gradients")
+        // Inference (no backward state) gives the same numbers.
+        let inf = try model.forwardHead(batch, logitRows: rows, targets: targets, temperature: temp, forBackward: false)
+        #expect(inf.logp == out.logp)
+        #expect(throws: ModelError.self) { try model.backwardHead(dLogp: dLogp) }
+    }
+
+    /// Activation checkpointing (keep layer inputs, recompute each layer in backward) gives bitwise the plain
+    /// path's gradients: the recompute runs the same kernels on the same inputs with the same shapes, and every
+    /// kernel is deterministic (fixed row splits, BLAS with a fixed thread count). A random 3-layer model with
+    /// 3 × 70 tokens as well as the fixtures, so the multi-worker row splits and BLAS paths run.
+    @Test(arguments: ["tiny-qwen2", "tiny-llama", "random"])
+    func checkpointedGradientsAreBitwiseEqual(_ name: String) throws {
+        let model: Transformer, batch: PackedBatch
+        if name == "random" {
+            let cfg = ModelConfig(architecture: .qwen2, hiddenSize: 128, intermediateSize: 352, numHiddenLayers: 3,
+                                  numAttentionHeads: 4, numKeyValueHeads: 2, vocabSize: 3000,
+                                  maxPositionEmbeddings: 256, tieWordEmbeddings: false)
+            model = try Transformer(config: cfg)
+            model.initializeRandom(seed: 11, std: 0.05, biasStd: 0.02)
+            batch = PackedBatch(sequences: (0..<3).map { s in (0..<70).map { Int32(($0 * 37 + s * 101) % 3000) } })
+        } else {
+            let (m, exp) = try loadTiny(name)
+            model = m
+            batch = try fixtureBatch(exp)
+        }
+        let targets = nextTokenTargets(batch)
+        let dLogp = targets.enumerated().map { $1 >= 0 ? Float(($0 % 7) - 3) * 0.01 : 0 }
+        func gradients(checkpointing: Bool) throws -> ([Float], [Float]) {
+            let m2 = try Transformer(config: model.config)
+            m2.parameters.copy(from: model.parameters)
+            m2.activationCheckpointing = checkpointing
+            let lp = try m2.forwardHead(batch, targets: targets, temperature: 0.9).logp
+            m2.zeroGradients()
+            try m2.backwardHead(dLogp: dLogp)
+            return (lp, Array(m2.gradients.buffer))
+        }
+        let (lpPlain, gPlain) = try gradients(checkpointing: false)
+        let (lpCk, gCk) = try gradients(checkpointing: true)
+        #expect(lpCk == lpPlain)
+        let differing = zip(gCk, gPlain).filter { $0 != $1 }.count
+        #expect(differing == 0, "\(name): \(differing) of \(gPlain.count) gradient entries differ")
+        #expect(gPlain.contains { $0 != 0 })
+        // The checkpointed arena keeps one layer's tensors plus every layer's input.
+        let n = batch.tokenCount
+        model.activationCheckpointing = false
+        let full = model.activationFloats(tokens: n, rows: n, forBackward: true)
+        model.activationCheckpointing = true
+        let ck = model.activationFloats(tokens: n, rows: n, forBackward: true)
+        #expect(ck < full, "checkpointed \(ck) floats, plain \(full)")
+    }
+
     @Test func badInputsAreErrors() throws {
         let (model, _) = try loadTiny("tiny-qwen2")
         #expect(throws: ModelError.self) { try model.forward(PackedBatch(sequences: [[1, 2, 97]])) }
@@ -101,5 +208,15 @@ import TestSupport
         }
         let fresh = try Transformer(config: model.config)
         #expect(throws: ModelError.self) { try fresh.backward(dLogits: [Float](repeating: 0, count: 97)) }
+        #expect(throws: ModelError.self) { try fresh.backwardHead(dLogp: [0]) }
+        let batch = PackedBatch(sequences: [[1, 2, 3]])
+        #expect(throws: ModelError.self) { try model.forwardHead(batch, targets: [1, 2]) }           // 3 rows
+        #expect(throws: ModelError.self) { try model.forwardHead(batch, targets: [1, 2, 97]) }       // V = 97
+        #expect(throws: ModelError.self) { try model.forwardHead(batch, targets: [1, 2, 3], temperature: 0) }
+        // A materialised forward's backward is backward(dLogits:), a fused one's is backwardHead.
+        _ = try model.forward(batch)
+        #expect(throws: ModelError.self) { try model.backwardHead(dLogp: [0, 0, 0]) }
+        _ = try model.forwardHead(batch, targets: [1, 2, -1])
+        #expect(throws: ModelError.self) { try model.backward(dLogits: [Float](repeating: 0, count: 3 * 97)) }
     }
 }

@@ -123,6 +123,59 @@ private func expectError(_ kind: SafeTensorsError.Kind, tensor: String? = nil, _
         #expect(ours == python, "ours:\n\(String(decoding: ours, as: UTF8.self))\npython:\n\(String(decoding: python, as: UTF8.self))")
     }
 
+    /// `stream` writes the same bytes as `serialized` (header, dtype-then-name order, BF16/F16 rounding), including
+    /// tensors longer than one conversion chunk and an empty one; the file replaces the old one only when complete.
+    @Test func streamedFileIsByteIdenticalToSerialized() throws {
+        let big = SafeTensorsWriter.streamChunkElements * 2 + 37
+        let a = (0..<big).map { Float(sin(Double($0) * 0.37)) * 3 }
+        let b = (0..<1000).map { Float($0) * 1.000_1 - 400 }
+        let dir = try Fixtures.temporaryDirectory("rlif-stream")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("s.safetensors")
+        var w = SafeTensorsWriter()
+        try w.add(name: "z.big", shape: [big], floats: a, as: .bf16)
+        try w.add(name: "a.f32", shape: [10, 100], floats: b)
+        try w.add(name: "m.f16", shape: [1000], floats: b, as: .f16)
+        try w.add(name: "e", shape: [0, 4], floats: [])
+        try a.withUnsafeBufferPointer { pa in
+            try b.withUnsafeBufferPointer { pb in
+                let none = UnsafeBufferPointer<Float>(start: nil, count: 0)
+                try SafeTensorsWriter.stream([.init(name: "z.big", shape: [big], floats: pa, dtype: .bf16),
+                                              .init(name: "a.f32", shape: [10, 100], floats: pb),
+                                              .init(name: "m.f16", shape: [1000], floats: pb, dtype: .f16),
+                                              .init(name: "e", shape: [0, 4], floats: none)],
+                                             to: url, metadata: ["format": "pt"])
+                #expect(try Data(contentsOf: url) == w.serialized(metadata: ["format": "pt"]))
+                // A stream that fails after its first chunk leaves the previous file and no temporary.
+                struct Stop: Error {}
+                #expect(throws: Stop.self) {
+                    try SafeTensorsWriter.stream([.init(name: "z.big", shape: [big], floats: pa)], to: url) { _ in throw Stop() }
+                }
+                #expect(try Data(contentsOf: url) == w.serialized(metadata: ["format": "pt"]))
+                #expect(try FileManager.default.contentsOfDirectory(atPath: dir.path) == ["s.safetensors"])
+                #expect(throws: SafeTensorsError.self) {
+                    try SafeTensorsWriter.stream([.init(name: "x", shape: [3], floats: pb)], to: url)
+                }
+            }
+        }
+    }
+
+    /// F32 tensors of an opened file are read with pread(2) from the file that was opened, not re-opened by path:
+    /// replacing the path afterwards (an atomic re-save) does not change what an open reader returns.
+    @Test func openedFileReadsTheSameFileAfterThePathIsReplaced() throws {
+        let dir = try Fixtures.temporaryDirectory("rlif-pread")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let url = dir.appendingPathComponent("x.safetensors")
+        var a = SafeTensorsWriter(), b = SafeTensorsWriter()
+        try a.add(name: "t", shape: [3], floats: [1, 2, 3])
+        try b.add(name: "t", shape: [3], floats: [7, 8, 9])
+        try a.write(to: url)
+        let f = try SafeTensorsFile(contentsOf: url)
+        try b.write(to: url)
+        #expect(try f.floats("t") == [1, 2, 3])
+        #expect(try SafeTensorsFile(contentsOf: url).floats("t") == [7, 8, 9])
+    }
+
     @Test func accessorErrorsNameTheTensor() throws {
         var w = SafeTensorsWriter()
         try w.add(name: "ids", shape: [2], ints: [1, 2])

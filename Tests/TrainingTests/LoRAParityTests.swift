@@ -46,12 +46,12 @@ import TestSupport
         return c
     }
 
-    static func micro(_ fx: Fixture, _ config: TrainConfig) throws -> [([Int32], [Int32], [Float], Float)] {
-        var out: [([Int32], [Int32], [Float], Float)] = []
+    static func micro(_ fx: Fixture, _ config: TrainConfig) throws -> [([Int32], [Int32], [Float], Float, [Float]?)] {
+        var out: [([Int32], [Int32], [Float], Float, [Float]?)] = []
         for g in fx.groups {
             let a = try groupAdvantages(rewards: g.rewards, groupSize: g.rewards.count, epsilon: config.advantageEpsilon,
                                         unbiasedStd: config.unbiasedStd, scaleByStd: config.scaleAdvantages)
-            for (i, (c, lp)) in zip(g.completions, g.behaviour_logprobs).enumerated() { out.append((g.prompt, c, lp, a[i])) }
+            for (i, (c, lp)) in zip(g.completions, g.behaviour_logprobs).enumerated() { out.append((g.prompt, c, lp, a[i], nil)) }
         }
         return out
     }

@@ -52,7 +52,7 @@ import Tokenizer
         c.maxNewTokens = 8
         c.checkpointEvery = 2
         c.klBeta = 0.005
-        c.template = "plain"
+        c.template = .plain
         c.systemPrompt = "none"
         // Large enough that every step visibly moves the weights; cosine + warmup so the schedule position matters.
         c.learningRate = 1e-3

@@ -216,3 +216,200 @@ import TestSupport
         #expect(s.dictionary["train_accuracy"] as? Double == 0.5)
     }
 }
+
+@Suite(.serialized) struct TISEpochTests {
+    /// Issue 18's bug: with tis_cap > 0 and several updates per step, old log-probs were taken from the current
+    /// weights at every minibatch, so the ratio was exactly 1 and clipping never acted. Now they are taken once
+    /// before the first update: the second epoch sees the first epoch's change (ratio ≠ 1).
+    @Test func secondEpochRatioIsAgainstTheWeightsBeforeTheStep() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        let model = try ResumeTests.makeModel(in: d)
+        var c = ResumeTests.config(model: model, output: d.appendingPathComponent("out"))
+        c.steps = 1
+        c.tisCap = 2
+        c.ppoEpochs = 2
+        c.learningRate = 5e-2
+        c.warmupRatio = 0
+        c.lrSchedule = "constant"
+        c.maxGradNorm = 0
+        let run = try ResumeTests.makeRun(c)
+        var step: [String: Any] = [:]
+        try run.run { if $0["kind"] == nil { step = $0 } }
+        let ratio = try #require(step["ratio_mean"] as? Double)
+        let clip = try #require(step["clip_fraction"] as? Double)
+        // Mean over both epochs: epoch 1 contributes exactly 1, epoch 2 a visibly different ratio.
+        #expect(abs(ratio - 1) > 1e-4 || clip > 0, "ratio_mean \(ratio) clip \(clip)")
+    }
+}
+
+@Suite(.serialized) struct RescoreTests {
+    /// The learner's re-scoring of a group (fused-head forward over prompt + completion) gives what the sampler
+    /// recorded while decoding the same tokens with the same weights: so a stale group re-scored with current
+    /// weights carries the current policy's self-certainty, and an on-policy one is unchanged.
+    @Test func rescoringWithTheSamplingWeightsReproducesTheSamplersNumbers() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        let model = try ResumeTests.makeModel(in: d)
+        let c = ResumeTests.config(model: model, output: d.appendingPathComponent("out"))
+        let run = try ResumeTests.makeRun(c)
+        let prompt = run.formatter.encode(run.dataset.records[0].text)
+        let params = SamplingParameters(temperature: c.temperature, maxNewTokens: 12)
+        let g = try GroupedSampler.sample([GroupRequest(promptTokens: prompt, groupSize: 3, parameters: params, seed: 9)],
+                                          on: run.trainer.policy, maxBatchSequences: 4)[0]
+        var garbled = g.completions
+        for i in garbled.indices {
+            garbled[i].selfCertainty = garbled[i].selfCertainty.map { _ in 50 }
+            garbled[i].logprobs = garbled[i].logprobs.map { _ in 0 }
+        }
+        let again = try run.trainer.rescore(prompt: prompt, completions: garbled)
+        for (a, b) in zip(again, g.completions) {
+            #expect(a.tokens == b.tokens)
+            expectClose(a.selfCertainty, b.selfCertainty, atol: 1e-4, rtol: 1e-4, "self-certainty")
+            expectClose(a.logprobs, b.logprobs, atol: 1e-4, rtol: 1e-4, "logprobs")
+            if b.entropy.count == b.tokens.count { expectClose(a.entropy, b.entropy, atol: 1e-4, rtol: 1e-4, "entropy") }
+        }
+    }
+
+    @Test func modes() throws {
+        #expect(RecomputeMode.auto.applies(sampled: 3, current: 4))
+        #expect(!RecomputeMode.auto.applies(sampled: 4, current: 4))
+        #expect(RecomputeMode.always.applies(sampled: 4, current: 4))
+        #expect(!RecomputeMode.never.applies(sampled: 1, current: 4))
+        #expect(try TrainConfig().overriding(["recompute_self_certainty=always"]).recomputeSelfCertainty == .always)
+        #expect(throws: ConfigError.self) { try TrainConfig().overriding(["recompute_self_certainty=sometimes"]) }
+    }
+}
+
+@Suite struct EvalReportTests {
+    static func item(_ id: String, _ ok: Bool, _ sc: Float, truncated: Bool = false) -> EvalReport.Item {
+        .init(id: id, completion: "", extracted: nil, reference: nil, correct: ok, selfCertainty: sc, tokens: 10,
+              truncated: truncated)
+    }
+
+    @Test func intervalsAndEffectSize() {
+        // Wilson 95% for 3/16: 0.0659–0.4301 (hand-computed, z = 1.959964).
+        let (lo, hi) = EvalReport.wilson(3, 16)
+        #expect(abs(lo - 0.0659) < 5e-4 && abs(hi - 0.4301) < 5e-4)
+        // Right answers {3, 4} vs wrong {1, 2}: U = 4 of 4 pairs, Z = (4 − 2)/√(4·5/12), r = Z/√4.
+        let r = EvalReport(items: [Self.item("a", true, 3), Self.item("b", true, 4), Self.item("c", false, 1),
+                                   Self.item("d", false, 2, truncated: true)])
+        #expect(r.selfCertaintyAUC == 1)
+        #expect(abs(r.selfCertaintyEffectR! - (2 / (20.0 / 12).squareRoot()) / 2) < 1e-12)
+        #expect(r.truncatedFraction == 0.25)
+        // Ties count half: {1, 2} vs {2, 3} → U = 0.5 of 4 pairs... from the right side: pairs (1,2)(1,3)(2,2)(2,3) → 0.5.
+        let t = EvalReport(items: [Self.item("a", true, 1), Self.item("b", true, 2), Self.item("c", false, 2), Self.item("d", false, 3)])
+        #expect(t.selfCertaintyAUC == 0.5 / 4)
+        #expect(EvalReport(items: [Self.item("a", true, 1)]).selfCertaintyAUC == nil)
+    }
+}
+
+@Suite struct EvalItemsFileTests {
+    let settings = EvalItemsFile.Settings(model: "m", data: "d.jsonl", format: "math", limit: 10, maxNewTokens: 64,
+                                          template: "auto", systemPrompt: "math")
+
+    @Test func resumesWithTheSameSettingsAndRefusesOthers() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        let url = d.appendingPathComponent("items.jsonl")
+        let (f, none) = try EvalItemsFile.open(url, settings: settings)
+        #expect(none.isEmpty)
+        try f.append([EvalReportTests.item("q1", true, 1.5), EvalReportTests.item("q2", false, 2.25)])
+        // A kill mid-write leaves a torn line: dropped on resume.
+        let h = try FileHandle(forWritingTo: url)
+        try h.seekToEnd(); try h.write(contentsOf: Data("{\"id\":\"q3\",\"comp".utf8)); try h.close()
+        let (g, done) = try EvalItemsFile.open(url, settings: settings)
+        #expect(done.map(\.id) == ["q1", "q2"])
+        #expect(done[1].selfCertainty == 2.25)
+        try g.append([EvalReportTests.item("q3", true, 1)])
+        #expect(try EvalItemsFile.open(url, settings: settings).1.map(\.id) == ["q1", "q2", "q3"])
+        var other = settings
+        other.maxNewTokens = 512
+        #expect(throws: DatasetError.self) { try EvalItemsFile.open(url, settings: other) }
+    }
+}
+
+@Suite struct RunReportTests {
+    @Test func pageHasAChartPerRecordedSeriesAndEscapesText() throws {
+        var rows: [[String: Any]] = [["kind": "eval", "step": 0, "eval_accuracy": 0.25]]
+        for s in 0..<5 {
+            rows.append(["step": s, "reward_mean": 1.0 + Double(s), "self_certainty": 2.0, "kl": 0.001 * Double(s),
+                         "response_length": 30.0, "lr": 1e-5, "train_tokens_per_second": 100.0])
+        }
+        rows.append(["kind": "eval", "step": 5, "eval_accuracy": 0.5])
+        let items = [EvalReportTests.item("a", true, 3), EvalReportTests.item("b", false, 1)]
+        let r = RunReport(rows: rows, configJSON: "{\"system_prompt\": \"<b>\"}", evalItems: items, title: "run<1>")
+        let html = r.html
+        #expect(html.hasPrefix("<!doctype html>"))
+        #expect(html.contains("Reward (mean over completions)"))
+        #expect(html.contains("Held-out accuracy"))
+        #expect(html.contains("Self-certainty of right (1) vs wrong (1) answers"))
+        #expect(!html.contains("<b>") && html.contains("&lt;b&gt;") && html.contains("run&lt;1&gt;"))
+        #expect(!html.contains("<script"))
+        // Training steps are drawn 1-based (as the console prints them), eval points at their recorded step.
+        #expect(r.points("reward_mean").map(\.0) == [1, 2, 3, 4, 5])
+        #expect(r.points("eval_accuracy", eval: true).map(\.0) == [0, 5])
+        // No chart for series that were never recorded.
+        #expect(html.contains("Learning rate"))
+        #expect(r.svgFiles.map(\.0).contains("self-certainty-right-vs-wrong.svg"))
+        #expect(RunReport(rows: [["step": 0, "loss": 1.0]], title: "x").svgFiles.isEmpty)
+        let t = RunReport.ticks(0, 1)
+        #expect(t.count == 6 && t.first == 0 && abs(t.last! - 1) < 1e-12)
+    }
+}
+
+@Suite struct PresetTests {
+    @Test func intuitorPresetGivesTheOfficialRecipeAndTheFileOverridesIt() throws {
+        let c = try TrainConfig.load(yaml: "preset: intuitor\nmodel: m\nprompts: p.jsonl\nmax_new_tokens: 256\nprompts_per_step: 4\n",
+                                     source: "run.yaml")
+        #expect(c.preset == .intuitor)
+        #expect(c.systemPrompt == "intuitor-recipe" && c.template == .auto)
+        #expect(c.learningRate == 3e-6 && c.lrSchedule == "cosine" && c.warmupRatio == 0.1)
+        #expect(c.klBeta == 0.005 && c.clipEpsilonLow == 0.2 && c.clipEpsilonHigh == 0.2 && c.maxGradNorm == 1)
+        #expect(c.temperature == 0.9 && c.groupSize == 8 && c.maxPromptTokens == 512)
+        // The file's keys win over the preset's.
+        #expect(c.maxNewTokens == 256 && c.promptsPerStep == 4)
+        let full = try TrainConfig.load(yaml: "preset: intuitor\n", source: "run.yaml")
+        #expect(full.maxNewTokens == 3072 && full.promptsPerStep == 128)
+        // --set on top keeps the preset's values and the file's.
+        let s = try c.overriding(["seed=3"])
+        #expect(s.maxNewTokens == 256 && s.systemPrompt == "intuitor-recipe" && s.seed == 3)
+        #expect(throws: ConfigError.self) { try TrainConfig.load(yaml: "preset: intuitr\n", source: "run.yaml") }
+    }
+}
+
+@Suite(.serialized) struct OfflineSelfCertaintyTests {
+    /// `self_certainty_source: reference` (the offline ablation): rewards are the frozen initial model's
+    /// self-certainty of the sampled completions, not the moving policy's, and the behaviour log-probs stay the
+    /// sampler's. After an update the two sources differ; before any, they agree.
+    @Test func rewardsComeFromTheFrozenInitialModel() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        let model = try ResumeTests.makeModel(in: d)
+        var c = ResumeTests.config(model: model, output: d.appendingPathComponent("out"))
+        c.selfCertaintySource = .reference
+        c.klBeta = 0
+        c.learningRate = 5e-2
+        c.warmupRatio = 0
+        c.lrSchedule = "constant"
+        let run = try ResumeTests.makeRun(c)  // makes a reference copy of the initial weights
+        let trainer = run.trainer
+        #expect(trainer.reference == nil && trainer.frozenRewardModel != nil)
+        let prompt = run.formatter.encode(run.dataset.records[0].text)
+        let params = SamplingParameters(temperature: 1, maxNewTokens: 10)
+        let g = try GroupedSampler.sample([GroupRequest(promptTokens: prompt, groupSize: 3, parameters: params, seed: 4)],
+                                          on: trainer.policy, maxBatchSequences: 4)[0]
+        // Same weights so far: the frozen model's numbers are the sampler's.
+        let before = try trainer.rewardFeatures(prompt: prompt, completions: g.completions)
+        for (a, b) in zip(before, g.completions) { expectClose(a.selfCertainty, b.selfCertainty, atol: 1e-4, rtol: 1e-4, "sc") }
+        // Move the policy; the frozen model's self-certainty must not move with it.
+        _ = try run.run()
+        let after = try trainer.rewardFeatures(prompt: prompt, completions: g.completions)
+        for (a, b) in zip(after, before) {
+            #expect(a.selfCertainty == b.selfCertainty)
+            #expect(a.logprobs == b.logprobs)
+        }
+        let fromPolicy = try trainer.rescore(prompt: prompt, completions: g.completions)
+        #expect(zip(fromPolicy, after).contains { p, f in zip(p.selfCertainty, f.selfCertainty).contains { abs($0 - $1) > 1e-3 } })
+    }
+}

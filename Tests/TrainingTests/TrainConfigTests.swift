@@ -13,6 +13,23 @@ import Tokenizer
         #expect(c.adamBeta1 == 0.9 && c.adamBeta2 == 0.999 && c.adamEpsilon == 1e-8 && c.weightDecay == 0.01)
         #expect(c.klBeta == 0.005 && c.clipEpsilonLow == 0.2 && c.clipEpsilonHigh == 0.2)
         #expect(c.groupSize == 8 && c.temperature == 0.9 && c.ppoEpochs == 1 && c.lossAggregation == "token_mean")
+        #expect(c.template == .auto)
+    }
+
+    /// `template` is a Codable enum: decoded once from YAML (any case) and from `--set`, re-encoded as its name.
+    @Test func templateIsDecodedOnce() throws {
+        for (text, want) in [("auto", TemplateChoice.auto), ("chatml", .chatml), ("ChatML", .chatml), ("plain", .plain), ("raw", .raw)] {
+            #expect(try TrainConfig.load(yaml: "template: \(text)\n", source: "t.yaml").template == want)
+            #expect(try TrainConfig().overriding(["template=\(text)"]).template == want)
+        }
+        let back = try JSONDecoder().decode(TrainConfig.self, from: JSONEncoder().encode(try TrainConfig().overriding(["template=raw"])))
+        #expect(back.template == .raw)
+        do {
+            _ = try TrainConfig().overriding(["template=jinja"])
+            Issue.record("template=jinja accepted")
+        } catch let e as ConfigError {
+            #expect(e.key == "template" && e.message.contains("auto, chatml, plain or raw"), "\(e)")
+        }
     }
 
     @Test func yamlOverridesOnlyWhatItNames() throws {
@@ -33,7 +50,8 @@ import Tokenizer
 
     @Test func wrongTypeAndOutOfRangeNameTheKey() {
         for (yaml, key) in [("group_size: many", "group_size"), ("top_p: 1.5", "top_p"), ("group_size: 1", "group_size"),
-                            ("lr_schedule: step", "lr_schedule"), ("loss_aggregation: mean", "loss_aggregation")] {
+                            ("lr_schedule: step", "lr_schedule"), ("loss_aggregation: mean", "loss_aggregation"),
+                            ("template: jinja", "template"), ("template: [chatml]", "template")] {
             do {
                 _ = try TrainConfig.load(yaml: yaml, source: "x.yaml")
                 Issue.record("accepted \(yaml)")
@@ -52,7 +70,7 @@ import Tokenizer
         #expect(throws: ConfigError.self) { try TrainConfig.load(yaml: "stop: [\"\"]\n", source: "s.yaml") }
         let dir = Fixtures.repoRoot.appendingPathComponent("Sources/rlif/Resources/default/model")
         let tok = try Tokenizer(contentsOf: dir.appendingPathComponent("tokenizer.json"))
-        let f = try PromptFormatter(tokenizer: tok, template: "plain", systemPrompt: "none")
+        let f = try PromptFormatter(tokenizer: tok, template: .plain, systemPrompt: "none")
         let seqs = try f.stopSequences(c.stop)
         #expect(seqs == c.stop.map { tok.encode($0) } && seqs.allSatisfy { !$0.isEmpty })
         let long = [String](repeating: "x", count: 70).joined(separator: " ")
@@ -62,7 +80,7 @@ import Tokenizer
 
     @Test func setOverrides() throws {
         let c = try TrainConfig().overriding(["learning_rate=2e-5", "template=plain", "steps=3"])
-        #expect(c.learningRate == 2e-5 && c.template == "plain" && c.steps == 3)
+        #expect(c.learningRate == 2e-5 && c.template == .plain && c.steps == 3)
         #expect(throws: ConfigError.self) { try TrainConfig().overriding(["stepz=3"]) }
         #expect(throws: ConfigError.self) { try TrainConfig().overriding(["steps"]) }
         #expect(throws: ConfigError.self) { try TrainConfig().overriding(["steps=0"]) }

@@ -176,10 +176,34 @@ def cross_entropy(gen):
     save("cross_entropy", dict(logits=z, targets=targets, losses=losses, lse=lse, dLosses=dl, dLogits=z.grad))
 
 
+def lm_head(gen):
+    """The fused LM head (lmHeadForward/Backward): logits z = h·Wᵀ never leave this function in rlif. V = 37 so
+    the Swift test's chunks (5, 8, 16) do not divide it; rows with target −1 have logp 0 and no gradient."""
+    n, c, v, temp = 6, 16, 37, 0.7
+    h = leaf(n, c, gen=gen)
+    w = leaf(v, c, scale=0.6, gen=gen)
+    targets = torch.tensor([3, 36, -1, 0, 17, 17], dtype=torch.int64)
+    z = h @ w.T
+    lse = torch.logsumexp(z / temp, -1)
+    safe = targets.clamp(min=0)
+    logp = torch.where(targets >= 0, (z / temp).gather(1, safe[:, None]).squeeze(1) - lse,
+                       torch.zeros((), dtype=torch.float64))
+    dlogp = backward(logp, gen)
+    with torch.no_grad():
+        z0 = z.detach()
+        sc = torch.logsumexp(z0, -1) - z0.mean(-1) - math.log(v)
+        ent = -(torch.softmax(z0, -1) * torch.log_softmax(z0, -1)).sum(-1)
+        # Cross-entropy of the same rows (T = 1): loss = −logp at T = 1.
+        ce = torch.where(targets >= 0, torch.logsumexp(z0, -1) - z0.gather(1, safe[:, None]).squeeze(1),
+                         torch.zeros((), dtype=torch.float64))
+    save("lm_head", dict(inp=h, weight=w, targets=targets, temperature=torch.tensor([temp]), logp=logp, lse=lse,
+                         dLogp=dlogp, dInp=h.grad, dWeight=w.grad, selfCertainty=sc, entropy=ent, crossEntropy=ce))
+
+
 def main():
     os.makedirs(OUT, exist_ok=True)
     torch.manual_seed(0)
-    for i, fn in enumerate([embedding, linear, rmsnorm, rope, swiglu, attention, logits, cross_entropy]):
+    for i, fn in enumerate([embedding, linear, rmsnorm, rope, swiglu, attention, logits, cross_entropy, lm_head]):
         gen = torch.Generator().manual_seed(1234 + i)   # one stream per op: adding an op does not shift others
         fn(gen)
     print("wrote", sorted(os.listdir(OUT)))

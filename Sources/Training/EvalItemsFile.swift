@@ -1,0 +1,74 @@
+import Foundation
+import SafeTensors
+
+/// A resumable evaluation's items on disk: the first line records the settings, then one `EvalReport.Item` per
+/// line, appended as each chunk is scored. Opening an existing file with other settings is an error (items of two
+/// different evaluations must not mix); a torn last line (a kill mid-write) is dropped. Tests: `EvalItemsFileTests`.
+public final class EvalItemsFile {
+    public struct Settings: Codable, Equatable, Sendable {
+        public var kind = "eval_settings"
+        public var model: String
+        public var data: String
+        public var format: String
+        public var limit: Int?
+        public var maxNewTokens: Int
+        public var template: String
+        public var systemPrompt: String
+
+        enum CodingKeys: String, CodingKey {
+            case kind, model, data, format, limit, maxNewTokens = "max_new_tokens", template, systemPrompt = "system_prompt"
+        }
+
+        public init(model: String, data: String, format: String, limit: Int?, maxNewTokens: Int, template: String,
+                    systemPrompt: String) {
+            self.model = model; self.data = data; self.format = format; self.limit = limit
+            self.maxNewTokens = maxNewTokens; self.template = template; self.systemPrompt = systemPrompt
+        }
+    }
+
+    public let url: URL
+    private let log: MetricsLog
+
+    private init(url: URL, log: MetricsLog) { self.url = url; self.log = log }
+
+    /// Opens (or creates) `url` for `settings`; returns it with the items already there.
+    public static func open(_ url: URL, settings: Settings) throws -> (EvalItemsFile, [EvalReport.Item]) {
+        var items: [EvalReport.Item] = []
+        let dec = JSONDecoder()
+        if let data = FileManager.default.contents(atPath: url.path), !data.isEmpty {
+            var lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true)
+            if data.last != UInt8(ascii: "\n"), !lines.isEmpty { lines.removeLast() }
+            guard let first = lines.first, let found = try? dec.decode(Settings.self, from: Data(first)) else {
+                throw DatasetError(file: url.path, line: 1, message: "not an rlif eval items file (no settings line)")
+            }
+            guard found == settings else {
+                throw DatasetError(file: url.path, line: 1,
+                                   message: "holds an evaluation with other settings (\(found)); use another --items file")
+            }
+            for (k, line) in lines.dropFirst().enumerated() {
+                do { items.append(try dec.decode(EvalReport.Item.self, from: Data(line))) } catch {
+                    throw DatasetError(file: url.path, line: k + 2, message: "not an eval item: \(error)")
+                }
+            }
+            // Rewrite without a torn last line, then append.
+            var clean = Data(lines.joined(separator: [UInt8(ascii: "\n")]))
+            clean.append(UInt8(ascii: "\n"))
+            try AtomicFile.write(clean, to: url)
+            return (EvalItemsFile(url: url, log: try MetricsLog(url: url, truncate: false)), items)
+        }
+        let f = EvalItemsFile(url: url, log: try MetricsLog(url: url, truncate: true))
+        try f.write(settings)
+        return (f, [])
+    }
+
+    private func write<T: Encodable>(_ value: T) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let obj = try JSONSerialization.jsonObject(with: enc.encode(value)) as! [String: Any]
+        try log.append(obj)
+    }
+
+    public func append(_ items: [EvalReport.Item]) throws {
+        for it in items { try write(it) }
+    }
+}
