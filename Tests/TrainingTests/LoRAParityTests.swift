@@ -155,6 +155,34 @@ import TestSupport
         #expect(zip(off, try full(seqs[0])).map { abs($0 - $1) }.max()! > 1e-2)
     }
 
+    /// `self_certainty_source: reference` with LoRA: the frozen reward model is the base (the policy with its
+    /// adapters off, no copy): its self-certainty equals the base's, differs from the adapted policy's, and the
+    /// adapters are back on afterwards.
+    @Test func frozenRewardModelIsTheBaseWithAdaptersOff() throws {
+        let (fx, _) = try Self.load("tiny-qwen2")
+        let policy = try Self.model(fx)
+        var config = Self.config(fx)
+        config.selfCertaintySource = .reference
+        let trainer = try GRPOTrainer(policy: policy, reference: nil, config: config)
+        #expect(trainer.frozenRewardModel === policy)
+        let g = fx.groups[0]
+        let completions = zip(g.completions, g.behaviour_logprobs).map { c, lp in
+            SampledCompletion(tokens: c, logprobs: lp, selfCertainty: [Float](repeating: 0, count: c.count), finishReason: .length)
+        }
+        let frozen = try trainer.rewardFeatures(prompt: g.prompt, completions: completions)
+        #expect(policy.lora!.enabled)
+        let base = try Transformer.load(directory: Fixtures.url(fx.model))
+        let own = try trainer.rescore(prompt: g.prompt, completions: completions)
+        for (i, c) in completions.enumerated() {
+            let packed = PackedCompletions([(g.prompt, c.tokens)])
+            let want = try base.forwardHead(packed.batch, logitRows: packed.rows, targets: packed.targets, temperature: 0.9,
+                                            selfCertainty: true, forBackward: false).selfCertainty
+            expectClose(frozen[i].selfCertainty, want, atol: 1e-5, rtol: 1e-5, "completion \(i): frozen = base")
+            #expect(zip(own[i].selfCertainty, want).map { abs($0 - $1) }.max()! > 1e-3, "the adapters do not matter here")
+            #expect(frozen[i].logprobs == c.logprobs)
+        }
+    }
+
     /// PEFT's init: A ~ U(−1/√in, 1/√in), B = 0 (the adapted model starts as the base); seeded.
     @Test func initializationIsPEFTs() throws {
         let base = try Transformer.load(directory: Fixtures.url("model/tiny-llama"))
