@@ -31,10 +31,20 @@ public final class GRPOLearnerCompute: LearnerCompute {
         }
     }
 
+    /// With LoRA the actors sample with base + adapters: the snapshot holds the merged weights W + s·B·A (built in a
+    /// temporary copy of the base, freed once the snapshot has its own bytes), so actors need no LoRA support.
     public func snapshot(version: UInt64, dtype: DType, chunkBytes: Int) throws -> WeightSnapshot {
-        let p = trainer.policy.parameters
-        return try WeightSnapshot(version: version, parameters: UnsafeBufferPointer(start: p.pointer, count: p.count),
-                                  manifest: manifest, dtype: dtype, chunkBytes: chunkBytes)
+        var p = trainer.policy.parameters
+        if let ad = trainer.policy.lora {
+            let merged = FloatBuffer(count: p.count)
+            merged.copy(from: p)
+            ad.merge(into: merged.pointer, layout: trainer.policy.layout)
+            p = merged
+        }
+        return try withExtendedLifetime(p) {
+            try WeightSnapshot(version: version, parameters: UnsafeBufferPointer(start: p.pointer, count: p.count),
+                               manifest: manifest, dtype: dtype, chunkBytes: chunkBytes)
+        }
     }
 
     public func train(step: Int, groups: [AcceptedGroup]) throws -> [String: Any] {

@@ -190,6 +190,13 @@ extension Transformer {
             acc += 4 * (cache.lengths[s] + 1) * qd
             while next < workers && acc * workers >= attWork * next { split[next] = b + 1; next += 1 }
         }
+        // LoRA: s·B·A·x added to each targeted projection's rows (`ld`: the output's row stride).
+        let ad = lora.flatMap { $0.enabled ? $0 : nil }
+        func adapt(_ li: Int, _ t: LoRATarget, _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>, ld: Int? = nil) {
+            guard let ad, let e = ad.entry(layer: li, target: t) else { return }
+            loraForward(out, ad.scratchRows(bsz), inp, ad.parameters.pointer + e.a, ad.parameters.pointer + e.b,
+                        n: bsz, c: e.inFeatures, oc: e.outFeatures, r: ad.rank, scale: ad.scale, ldOut: ld)
+        }
         for (li, lo) in layout.layers.enumerated() {
             rmsnormForward(st.ln, st.rstd, st.x, w + lo.inputNorm, n: bsz, c: c, eps: eps)
             if lo.fusedQKV {
@@ -207,6 +214,7 @@ extension Transformer {
                 decodeLinear(st.k, st.ln, w + lo.wk, opt(lo.bk), n: bsz, c: c, oc: kvd, workers: cw)
                 decodeLinear(st.v, st.ln, w + lo.wv, opt(lo.bv), n: bsz, c: c, oc: kvd, workers: cw)
             }
+            adapt(li, .q, st.q, st.ln); adapt(li, .k, st.k, st.ln); adapt(li, .v, st.v, st.ln)
             ropeForward(st.q, st.positions, rope, n: bsz, nHeads: nh)
             ropeForward(st.k, st.positions, rope, n: bsz, nHeads: nkv)
             for (b, s) in slots.enumerated() {
@@ -249,20 +257,25 @@ extension Transformer {
             // (No BLAS inside: the skinny kernels are single-threaded here, so no BLAS thread juggling either.)
             Parallel.run(workers: workers, body)
             decodeLinear(st.res, st.att, w + lo.wo, opt(lo.bo), n: bsz, c: qd, oc: c, workers: cw)
+            adapt(li, .o, st.res, st.att)
             addForward(st.res, st.res, st.x, count: bsz * c)
             rmsnormForward(st.ln, st.rstd, st.res, w + lo.postNorm, n: bsz, c: c, eps: eps)
             if lo.fusedGateUp {
                 // gate|up rows (B, 2·F) from one product; SwiGLU per row.
                 decodeLinear(st.gate, st.ln, w + lo.wGate, nil, n: bsz, c: c, oc: 2 * f, workers: cw)
+                adapt(li, .gate, st.gate, st.ln, ld: 2 * f)
+                adapt(li, .up, st.gate + f, st.ln, ld: 2 * f)
                 for b in 0..<bsz {
                     swigluForward(st.h + b * f, st.gate + b * 2 * f, st.gate + b * 2 * f + f, count: f)
                 }
             } else {
                 decodeLinear(st.gate, st.ln, w + lo.wGate, nil, n: bsz, c: c, oc: f, workers: cw)
                 decodeLinear(st.up, st.ln, w + lo.wUp, nil, n: bsz, c: c, oc: f, workers: cw)
+                adapt(li, .gate, st.gate, st.ln); adapt(li, .up, st.up, st.ln)
                 swigluForward(st.h, st.gate, st.up, count: bsz * f)
             }
             decodeLinear(st.x, st.h, w + lo.wDown, nil, n: bsz, c: f, oc: c, workers: cw)
+            adapt(li, .down, st.x, st.h)
             addForward(st.x, st.x, st.res, count: bsz * c)
         }
         rmsnormForward(st.ln, st.rstd, st.x, w + layout.finalNorm, n: bsz, c: c, eps: eps)

@@ -18,7 +18,8 @@ public final class Transformer {
     /// All parameters, `layout` gives each tensor's offset. Writable (e.g. optimizer steps, weight broadcasts);
     /// a KV cache filled before a weight change is stale afterwards.
     public let parameters: FloatBuffer
-    /// Gradient accumulators (same layout), allocated on first use.
+    /// Gradient accumulators (same layout), allocated on first use. With `lora` attached the backward never
+    /// touches (or allocates) this: the base is frozen and the gradients go to `lora.gradients`.
     public var gradients: FloatBuffer {
         if let g = grads { return g }
         let g = FloatBuffer(count: layout.totalCount)
@@ -26,6 +27,8 @@ public final class Transformer {
         return g
     }
     private var grads: FloatBuffer?
+    /// Whether the full gradient buffer exists (never with LoRA: the frozen base has none).
+    public var hasBaseGradients: Bool { grads != nil }
     public let rope: RopeTable
 
     var acts: Activations?
@@ -33,6 +36,7 @@ public final class Transformer {
     private var lastBatch: PackedBatch?
     private var lastRows: [Int]?
     private var lastForBackward = false
+    private var lastForwardHadAdapters = false
     /// What the last `forwardHead` saved for `backwardHead` (nil after a materialising `forward`).
     private var lastHead: HeadSaved?
     private struct HeadSaved {
@@ -57,6 +61,19 @@ public final class Transformer {
     public var activationCheckpointing = false
     /// Vocabulary columns per chunk of the fused LM head; nil = `lmHeadChunkColumns(rows:vocab:)`.
     public var headChunkColumns: Int?
+    /// LoRA adapters: when set, every forward adds s·B·A·x to the targeted linear layers (while
+    /// `lora.enabled`), and the backward freezes the base (no base gradient at all) and accumulates only the
+    /// adapters' gradients (`loraBackward`). Set it before the first forward of a training run.
+    public var lora: LoRAAdapters? {
+        didSet { lastForwardInvalidated() }
+    }
+    /// (C) sink for the RMSNorm weight gradients the frozen base does not keep (the kernel always writes one).
+    private var frozenNormSink: FloatBuffer?
+
+    /// The buffer the optimizer updates and the one the backward accumulates into: the adapters with LoRA,
+    /// every parameter otherwise.
+    public var trainableParameters: FloatBuffer { lora?.parameters ?? parameters }
+    public var trainableGradients: FloatBuffer { lora?.gradients ?? gradients }
     /// A training `forwardHead` whose (R, V) logits take at most this many bytes keeps them for `backwardHead`
     /// instead of recomputing them there (the recompute is +1/3 of the head's FLOPs; small heads, e.g. the bench's
     /// 1024 × 16,384, keep theirs). Larger ones — Qwen2.5's 151,936 columns beyond ~220 rows — recompute, and
@@ -85,7 +102,8 @@ public final class Transformer {
         layout.entry(name).map { UnsafeMutableBufferPointer(start: gradients.pointer + $0.offset, count: $0.count) }
     }
 
-    public func zeroGradients() { gradients.zero() }
+    /// Zeroes what the backward accumulates into (`trainableGradients`).
+    public func zeroGradients() { trainableGradients.zero() }
 
     /// Deterministic random init like HF `_init_weights`: normal(0, std) for matrices and embeddings, ones for
     /// RMSNorm weights, zeros for biases (or small normals when `biasStd` > 0, useful for tests).
@@ -139,6 +157,7 @@ public final class Transformer {
         lastRows = logitRows
         lastForBackward = forBackward
         lastHead = nil
+        lastForwardHadAdapters = lora?.enabled ?? false
         runLayers(batch, a, cacheSlots: nil)
         let c = config.hiddenSize
         guard let rows = logitRows else { return (a, a.lnf, n) }
@@ -234,11 +253,20 @@ public final class Transformer {
         let nh = cfg.numAttentionHeads, nkv = cfg.numKeyValueHeads, eps = Float(cfg.rmsNormEps)
         let w = parameters.pointer, lo = layout.layers[li]
         func opt(_ o: Int) -> UnsafePointer<Float>? { o < 0 ? nil : UnsafePointer(w + o) }
+        // Adapters' A·x rows are kept per layer only when the arena keeps every layer for a backward.
+        let keepAll = acts?.storage == .full
+        func adapt(_ t: LoRATarget, _ out: UnsafeMutablePointer<Float>, _ inp: UnsafePointer<Float>) {
+            guard let ad = lora, ad.enabled, let e = ad.entry(layer: li, target: t) else { return }
+            let u = ad.savedRows(e, tokens: n, keepAllLayers: keepAll)
+            loraForward(out, u, inp, ad.parameters.pointer + e.a, ad.parameters.pointer + e.b,
+                        n: n, c: e.inFeatures, oc: e.outFeatures, r: ad.rank, scale: ad.scale)
+        }
         batch.positions.withUnsafeBufferPointer { pos in
             rmsnormForward(L.ln1, L.rstd1, L.xIn, w + lo.inputNorm, n: n, c: c, eps: eps)
             linearForward(L.q, L.ln1, w + lo.wq, opt(lo.bq), n: n, c: c, oc: qd)
             linearForward(L.k, L.ln1, w + lo.wk, opt(lo.bk), n: n, c: c, oc: kvd)
             linearForward(L.v, L.ln1, w + lo.wv, opt(lo.bv), n: n, c: c, oc: kvd)
+            adapt(.q, L.q, L.ln1); adapt(.k, L.k, L.ln1); adapt(.v, L.v, L.ln1)
             ropeForward(L.q, pos.baseAddress!, rope, n: n, nHeads: nh)
             ropeForward(L.k, pos.baseAddress!, rope, n: n, nHeads: nkv)
             if let slots = cacheSlots, let st = decodeState {
@@ -247,14 +275,17 @@ public final class Transformer {
             attentionForward(L.att, L.lse, L.q, L.k, L.v, seqStarts: batch.seqStarts,
                              nHeads: nh, nKVHeads: nkv, headDim: cfg.headDim)
             linearForward(L.res1, L.att, w + lo.wo, opt(lo.bo), n: n, c: qd, oc: c)
+            adapt(.o, L.res1, L.att)
             addForward(L.res1, L.res1, L.xIn, count: n * c)
             rmsnormForward(L.ln2, L.rstd2, L.res1, w + lo.postNorm, n: n, c: c, eps: eps)
             linearForward(L.gate, L.ln2, w + lo.wGate, nil, n: n, c: c, oc: f)
             linearForward(L.up, L.ln2, w + lo.wUp, nil, n: n, c: c, oc: f)
+            adapt(.gate, L.gate, L.ln2); adapt(.up, L.up, L.ln2)
             swigluForward(L.h, L.gate, L.up, count: n * f)
             if let next = output {
                 // With shared storage `next` is L.xIn itself: nothing reads x_in after res1.
                 linearForward(next, L.h, w + lo.wDown, nil, n: n, c: f, oc: c)
+                adapt(.down, next, L.h)
                 addForward(next, next, L.res1, count: n * c)
             }
         }
@@ -267,17 +298,18 @@ public final class Transformer {
         guard let batch = lastBatch, let a = acts, lastForBackward, lastHead == nil else {
             throw ModelError.invalidInput("backward(dLogits:) without a preceding forward(…, forBackward: true)")
         }
+        try checkLoRAForBackward()
         let n = batch.tokenCount, c = config.hiddenSize, v = config.vocabSize
-        let w = parameters.pointer, g = gradients.pointer
+        let w = parameters.pointer, dHead = baseGradient(layout.lmHead)
         // lm_head: logits = lnf · Wᵀ.
         a.dLn.update(repeating: 0, count: n * c)
         if let rows = lastRows {
             let r = rows.count
             a.dCompact.update(repeating: 0, count: r * c)
-            linearBackward(a.dCompact, g + layout.lmHead, nil, dLogits, a.compact, w + layout.lmHead, n: r, c: c, oc: v)
+            linearBackward(a.dCompact, dHead, nil, dLogits, a.compact, w + layout.lmHead, n: r, c: c, oc: v)
             for (j, i) in rows.enumerated() { accumulate(a.dLn + i * c, a.dCompact + j * c, count: c) }
         } else {
-            linearBackward(a.dLn, g + layout.lmHead, nil, dLogits, a.lnf, w + layout.lmHead, n: n, c: c, oc: v)
+            linearBackward(a.dLn, dHead, nil, dLogits, a.lnf, w + layout.lmHead, n: n, c: c, oc: v)
         }
         backwardLayers(batch, a)
     }
@@ -289,14 +321,15 @@ public final class Transformer {
         guard let batch = lastBatch, let a = acts, lastForBackward, let head = lastHead else {
             throw ModelError.invalidInput("backwardHead without a preceding forwardHead(…, forBackward: true)")
         }
+        try checkLoRAForBackward()
         let n = batch.tokenCount, c = config.hiddenSize, v = config.vocabSize
-        let w = parameters.pointer, g = gradients.pointer
+        let w = parameters.pointer
         let r = head.targets.count, chunk = headChunk(rows: r)
         let scratch = headScratch(floats: head.kept ? r * v : r * chunk)
         a.dLn.update(repeating: 0, count: n * c)
         let (input, dInput) = lastRows == nil ? (a.lnf, a.dLn) : (a.compact, a.dCompact)
         if lastRows != nil { a.dCompact.update(repeating: 0, count: r * c) }
-        lmHeadBackward(dInput, g + layout.lmHead, scratch, dLogp, input, w + layout.lmHead, head.lse, head.targets,
+        lmHeadBackward(dInput, baseGradient(layout.lmHead), scratch, dLogp, input, w + layout.lmHead, head.lse, head.targets,
                        n: r, c: c, v: v, chunk: chunk, temperature: head.temperature, keep: head.kept)
         if let rows = lastRows {
             for (j, i) in rows.enumerated() { accumulate(a.dLn + i * c, a.dCompact + j * c, count: c) }
@@ -318,10 +351,21 @@ public final class Transformer {
         let cfg = config
         let n = batch.tokenCount, c = cfg.hiddenSize, qd = cfg.qDim, kvd = cfg.kvDim, f = cfg.intermediateSize
         let nh = cfg.numAttentionHeads, nkv = cfg.numKeyValueHeads
-        let w = parameters.pointer, g = gradients.pointer
-        func opt(_ o: Int) -> UnsafeMutablePointer<Float>? { o < 0 ? nil : g + o }
+        let w = parameters.pointer
+        // The base's gradient slices; nil (skipped) with LoRA, where norms write theirs into a sink.
+        let gw = baseGradient, opt = { (o: Int) in o < 0 ? nil : gw(o) }
+        let sink = lora == nil ? nil : frozenNormSinkPointer()
+        let norm = { (o: Int) in sink ?? gw(o)! }
+        func adaptBack(_ li: Int, _ t: LoRATarget, _ dInp: UnsafeMutablePointer<Float>, _ dOut: UnsafePointer<Float>,
+                       _ inp: UnsafePointer<Float>) {
+            guard let ad = lora, let e = ad.entry(layer: li, target: t) else { return }
+            let p = ad.parameters.pointer, dp = ad.gradients.pointer
+            loraBackward(dInp, dp + e.a, dp + e.b, ad.scratchRows(n), dOut, inp,
+                         ad.savedRows(e, tokens: n, keepAllLayers: !a.recomputes), p + e.a, p + e.b,
+                         n: n, c: e.inFeatures, oc: e.outFeatures, r: ad.rank, scale: ad.scale)
+        }
         a.dX.update(repeating: 0, count: n * c)
-        rmsnormBackward(a.dX, g + layout.finalNorm, a.dLn, a.xFinal, w + layout.finalNorm, a.rstdf, n: n, c: c)
+        rmsnormBackward(a.dX, norm(layout.finalNorm), a.dLn, a.xFinal, w + layout.finalNorm, a.rstdf, n: n, c: c)
         batch.tokens.withUnsafeBufferPointer { tok in
             batch.positions.withUnsafeBufferPointer { pos in
                 for li in stride(from: layout.layers.count - 1, through: 0, by: -1) {
@@ -330,17 +374,21 @@ public final class Transformer {
                     if a.recomputes { layerForward(li, L, batch, cacheSlots: nil, output: nil) }
                     // x_out = res1 + down(h); dX holds dx_out and becomes dres1 in place.
                     a.dH.update(repeating: 0, count: n * f)
-                    linearBackward(a.dH, g + lo.wDown, nil, a.dX, L.h, w + lo.wDown, n: n, c: f, oc: c)
+                    linearBackward(a.dH, gw(lo.wDown), nil, a.dX, L.h, w + lo.wDown, n: n, c: f, oc: c)
+                    adaptBack(li, .down, a.dH, a.dX, L.h)
                     a.dGate.update(repeating: 0, count: n * f)
                     a.dUp.update(repeating: 0, count: n * f)
                     swigluBackward(a.dGate, a.dUp, a.dH, L.gate, L.up, count: n * f)
                     a.dLn.update(repeating: 0, count: n * c)
-                    linearBackward(a.dLn, g + lo.wGate, nil, a.dGate, L.ln2, w + lo.wGate, n: n, c: c, oc: f)
-                    linearBackward(a.dLn, g + lo.wUp, nil, a.dUp, L.ln2, w + lo.wUp, n: n, c: c, oc: f)
-                    rmsnormBackward(a.dX, g + lo.postNorm, a.dLn, L.res1, w + lo.postNorm, L.rstd2, n: n, c: c)
+                    linearBackward(a.dLn, gw(lo.wGate), nil, a.dGate, L.ln2, w + lo.wGate, n: n, c: c, oc: f)
+                    linearBackward(a.dLn, gw(lo.wUp), nil, a.dUp, L.ln2, w + lo.wUp, n: n, c: c, oc: f)
+                    adaptBack(li, .gate, a.dLn, a.dGate, L.ln2)
+                    adaptBack(li, .up, a.dLn, a.dUp, L.ln2)
+                    rmsnormBackward(a.dX, norm(lo.postNorm), a.dLn, L.res1, w + lo.postNorm, L.rstd2, n: n, c: c)
                     // res1 = x_in + o(att); dX becomes dx_in in place.
                     a.dAtt.update(repeating: 0, count: n * qd)
-                    linearBackward(a.dAtt, g + lo.wo, opt(lo.bo), a.dX, L.att, w + lo.wo, n: n, c: qd, oc: c)
+                    linearBackward(a.dAtt, gw(lo.wo), opt(lo.bo), a.dX, L.att, w + lo.wo, n: n, c: qd, oc: c)
+                    adaptBack(li, .o, a.dAtt, a.dX, L.att)
                     a.dQ.update(repeating: 0, count: n * qd)
                     a.dK.update(repeating: 0, count: n * kvd)
                     a.dV.update(repeating: 0, count: n * kvd)
@@ -349,13 +397,33 @@ public final class Transformer {
                     ropeBackward(a.dQ, pos.baseAddress!, rope, n: n, nHeads: nh)
                     ropeBackward(a.dK, pos.baseAddress!, rope, n: n, nHeads: nkv)
                     a.dLn.update(repeating: 0, count: n * c)
-                    linearBackward(a.dLn, g + lo.wq, opt(lo.bq), a.dQ, L.ln1, w + lo.wq, n: n, c: c, oc: qd)
-                    linearBackward(a.dLn, g + lo.wk, opt(lo.bk), a.dK, L.ln1, w + lo.wk, n: n, c: c, oc: kvd)
-                    linearBackward(a.dLn, g + lo.wv, opt(lo.bv), a.dV, L.ln1, w + lo.wv, n: n, c: c, oc: kvd)
-                    rmsnormBackward(a.dX, g + lo.inputNorm, a.dLn, L.xIn, w + lo.inputNorm, L.rstd1, n: n, c: c)
+                    linearBackward(a.dLn, gw(lo.wq), opt(lo.bq), a.dQ, L.ln1, w + lo.wq, n: n, c: c, oc: qd)
+                    linearBackward(a.dLn, gw(lo.wk), opt(lo.bk), a.dK, L.ln1, w + lo.wk, n: n, c: c, oc: kvd)
+                    linearBackward(a.dLn, gw(lo.wv), opt(lo.bv), a.dV, L.ln1, w + lo.wv, n: n, c: c, oc: kvd)
+                    adaptBack(li, .q, a.dLn, a.dQ, L.ln1)
+                    adaptBack(li, .k, a.dLn, a.dK, L.ln1)
+                    adaptBack(li, .v, a.dLn, a.dV, L.ln1)
+                    rmsnormBackward(a.dX, norm(lo.inputNorm), a.dLn, L.xIn, w + lo.inputNorm, L.rstd1, n: n, c: c)
                 }
-                embeddingBackward(g + layout.embedding, a.dX, tok.baseAddress!, n: n, c: c)
+                if let dEmb = gw(layout.embedding) { embeddingBackward(dEmb, a.dX, tok.baseAddress!, n: n, c: c) }
             }
+        }
+    }
+
+    /// The gradient slice of the base tensor at `offset`; nil with LoRA (the base is frozen: nothing computed).
+    private func baseGradient(_ offset: Int) -> UnsafeMutablePointer<Float>? {
+        lora == nil ? gradients.pointer + offset : nil
+    }
+
+    private func frozenNormSinkPointer() -> UnsafeMutablePointer<Float> {
+        if frozenNormSink == nil { frozenNormSink = FloatBuffer(count: config.hiddenSize) }
+        return frozenNormSink!.pointer
+    }
+
+    /// With LoRA the last forward must have run the adapters (their A·x rows are what the backward reads).
+    private func checkLoRAForBackward() throws {
+        if let ad = lora, !lastForwardHadAdapters || !ad.enabled {
+            throw ModelError.invalidInput("backward with the LoRA adapters switched off in the forward: nothing is trainable")
         }
     }
 

@@ -214,7 +214,23 @@ public struct SafeTensorsFile: @unchecked Sendable {  // @unchecked: `Data` (mma
             default:
                 break  // excluded above
             }
+            Self.releasePages(src, byteCount: t.end - t.begin)
         }
+    }
+
+    /// Asks the kernel to reclaim the mapped file pages of a tensor that has just been converted out of the map
+    /// (BF16/F16/F64; F32 is pread): otherwise every page a load touched stays resident until the file is closed,
+    /// and loading a BF16 model peaks at its Float size plus the whole file (`MADV_PAGEOUT`). Contents are preserved (clean file
+    /// pages are re-read on a later access; anonymous memory, if `Data` did not map the file, is left alone or
+    /// swapped), so this is only advice; errors (an older kernel) are ignored. Whole pages inside the range only.
+    static func releasePages(_ start: UnsafeRawPointer, byteCount: Int) {
+        #if os(Linux)
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let lo = (Int(bitPattern: start) + page - 1) / page * page
+        let hi = (Int(bitPattern: start) + byteCount) / page * page
+        guard hi > lo, let p = UnsafeMutableRawPointer(bitPattern: lo) else { return }
+        _ = madvise(p, hi - lo, 21 /* MADV_PAGEOUT, Linux 5.4+ */)
+        #endif
     }
 
     /// The tensor as Int64 (I64, I32, I16, I8, U8, BOOL).

@@ -25,7 +25,9 @@ public struct TrainerState: Codable, Sendable, Equatable {
 
 /// Checkpoints as `<output>/checkpoint-<step>/` holding a Hugging Face model directory (`config.json`,
 /// `model.safetensors`: load it with transformers unchanged) plus `optimizer.safetensors` (AdamW m and v, F32),
-/// `trainer_state.json` and `train_config.json`.
+/// `trainer_state.json` and `train_config.json`. A LoRA run's checkpoint is a PEFT directory instead of the model
+/// (`adapter_config.json` + `adapter_model.safetensors`, F32; `peft.PeftModel.from_pretrained(base, dir)` loads it,
+/// `rlif merge` bakes it into a model) and its moments are the adapters' only; the frozen base is not copied.
 ///
 /// A save streams every tensor from the live buffers to its file (`SafeTensorsWriter.stream`: no copy of the
 /// weights or moments is made, so the resident memory of a save is a 1 MiB conversion chunk), into a temporary
@@ -107,14 +109,18 @@ public enum Checkpointing {
         }
         do {
             try removeTree(tmp)
-            try model.save(to: tmp, dtype: dtype, afterChunk: afterChunk.map { f in { try f(SafeTensorsCheckpoint.singleFileName, $0) } })
+            if let ad = model.lora {
+                try ad.savePEFT(to: tmp, baseModel: config.model)
+            } else {
+                try model.save(to: tmp, dtype: dtype, afterChunk: afterChunk.map { f in { try f(SafeTensorsCheckpoint.singleFileName, $0) } })
+            }
             let m = optimizer.m, v = optimizer.v   // the optimizer's own buffers (copy-on-write: nothing is copied)
             try m.withUnsafeBufferPointer { mb in
                 try v.withUnsafeBufferPointer { vb in
                     try SafeTensorsWriter.stream(
                         [.init(name: "exp_avg", shape: [mb.count], floats: mb), .init(name: "exp_avg_sq", shape: [vb.count], floats: vb)],
                         to: tmp.appendingPathComponent("optimizer.safetensors"),
-                        metadata: ["step": "\(optimizer.stepCount)", "layout": model.layout.fingerprint],
+                        metadata: ["step": "\(optimizer.stepCount)", "layout": momentLayout(model)],
                         afterChunk: afterChunk.map { f in { try f("optimizer.safetensors", $0) } })
                 }
             }
@@ -173,6 +179,9 @@ public enum Checkpointing {
         return removed
     }
 
+    /// The layout the flat AdamW moments follow: the adapters' with LoRA, every parameter's otherwise.
+    static func momentLayout(_ model: Transformer) -> String { model.lora?.fingerprint ?? model.layout.fingerprint }
+
     /// The checkpoint `<output>/latest` names, or nil when there is none.
     public static func latest(in output: URL) throws -> URL? {
         let l = output.appendingPathComponent("latest")
@@ -193,11 +202,24 @@ public enum Checkpointing {
         } catch {
             throw CheckpointError(path: dir.appendingPathComponent("trainer_state.json").path, message: "\(error)")
         }
-        try model.loadWeights(directory: dir)
+        if let ad = model.lora {
+            // The run's LoRA settings must be the checkpoint's (the moments are per adapter element).
+            let saved = try LoRAAdapters.peftConfig(directory: dir)
+            guard saved == ad.config else {
+                throw CheckpointError(path: dir.appendingPathComponent(LoRAAdapters.configFileName).path,
+                                      message: "adapters r \(saved.rank), alpha \(saved.alpha), targets \(saved.targetModules); this run's lora is r \(ad.rank), alpha \(ad.config.alpha), targets \(ad.config.targetModules)")
+            }
+            try ad.readPEFTWeights(directory: dir)
+        } else {
+            if FileManager.default.fileExists(atPath: dir.appendingPathComponent(LoRAAdapters.configFileName).path) {
+                throw CheckpointError(path: dir.path, message: "holds LoRA adapters (adapter_config.json) but this run has no lora section: resume with the run's train_config.json settings, or `rlif merge` the adapters into a model first")
+            }
+            try model.loadWeights(directory: dir)
+        }
         let opt = try SafeTensorsFile(contentsOf: dir.appendingPathComponent("optimizer.safetensors"))
         // The moments are flat, in the parameter layout of the build that wrote them: refuse another layout
         // rather than pair moments with the wrong tensors.
-        let layout = model.layout.fingerprint
+        let layout = momentLayout(model)
         guard opt.metadata["layout"] == layout else {
             throw CheckpointError(path: dir.appendingPathComponent("optimizer.safetensors").path,
                                   message: "AdamW moments were written for parameter layout \(opt.metadata["layout"] ?? "(none recorded: an older rlif)"), this model's layout is \(layout); the weights in model.safetensors load by name, but the moments cannot be mapped (to continue from these weights with a fresh optimizer: --set model=\(dir.path), without --resume)")

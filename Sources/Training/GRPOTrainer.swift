@@ -56,7 +56,8 @@ public struct StepMetrics: Sendable {
 /// convention the actors record behaviour log-probs with (see `SamplingParameters`).
 public final class GRPOTrainer {
     public let policy: Transformer
-    /// Frozen copy of the initial policy; nil when β = 0 (no reference forward at all).
+    /// Frozen copy of the initial policy; nil when β = 0 (no reference forward at all) and with LoRA, where the
+    /// reference is the policy's own base (its adapters switched off for the reference forward).
     public let reference: Transformer?
     /// The frozen initial model whose self-certainty is the reward with `self_certainty_source: reference` (the
     /// paper's offline ablation); the same object as `reference` when β > 0, nil otherwise.
@@ -75,15 +76,39 @@ public final class GRPOTrainer {
         self.policy = policy
         self.config = config
         policy.activationCheckpointing = config.activationCheckpointing
-        self.reference = config.klBeta > 0 ? reference : nil
-        if config.klBeta > 0 && reference == nil {
-            throw ConfigError(source: "trainer", key: "kl_beta", message: "β > 0 needs a reference model")
+        if let lc = config.lora {
+            // LoRA: adapters start as PEFT's (A kaiming-uniform, B = 0) unless the caller attached some (a
+            // resumed or loaded adapter); the base is frozen and is also the KL reference.
+            if let ad = policy.lora {
+                guard ad.config == (try lc.normalized()) else {
+                    throw ConfigError(source: "trainer", key: "lora", message: "the model's attached adapters have \(ad.config), the config says \(lc)")
+                }
+            } else {
+                let ad = try LoRAAdapters(config: lc, model: policy.config)
+                ad.initialize(seed: config.seed)
+                policy.lora = ad
+            }
+            guard reference == nil else {
+                throw ConfigError(source: "trainer", key: "lora", message: "with LoRA the KL reference is the base model with the adapters off: pass no reference model (it would be a second copy of the weights)")
+            }
+            self.reference = nil
+        } else {
+            guard policy.lora == nil else {
+                throw ConfigError(source: "trainer", key: "lora", message: "the model has LoRA adapters attached but the config has no lora section")
+            }
+            self.reference = config.klBeta > 0 ? reference : nil
+            if config.klBeta > 0 && reference == nil {
+                throw ConfigError(source: "trainer", key: "kl_beta", message: "β > 0 needs a reference model")
+            }
         }
-        frozenRewardModel = config.selfCertaintySource == .reference ? reference : nil
-        if config.selfCertaintySource == .reference && reference == nil {
+        // self_certainty_source: reference — the frozen initial model's self-certainty; with LoRA that is the
+        // policy's own base with the adapters off (`rewardFeatures` switches them off), no second copy.
+        frozenRewardModel = config.selfCertaintySource == .reference ? (config.lora == nil ? reference : policy) : nil
+        if config.selfCertaintySource == .reference && frozenRewardModel == nil {
             throw ConfigError(source: "trainer", key: "self_certainty_source", message: "reference needs the frozen initial model")
         }
-        optimizer = try AdamW(parameterCount: policy.layout.totalCount, config: AdamWConfig(
+        // Gradients and AdamW moments exist only for what is trained (the adapters with LoRA).
+        optimizer = try AdamW(parameterCount: policy.trainableParameters.count, config: AdamWConfig(
             lr: Double(config.learningRate), beta1: Double(config.adamBeta1), beta2: Double(config.adamBeta2),
             eps: Double(config.adamEpsilon), weightDecay: Double(config.weightDecay)))
         let kind: LRSchedule.Kind
@@ -206,14 +231,14 @@ public final class GRPOTrainer {
                     stats.merge(r.stats)
                     metrics.trainedTokens += sizes[range].reduce(0, +)
                 }
-                let g = policy.gradients
+                let g = policy.trainableGradients
                 // max_grad_norm 0 disables clipping (the norm is still measured for the update guard).
                 let norm = clipGradNorm(g.pointer, count: g.count,
                                         maxNorm: config.maxGradNorm > 0 ? Double(config.maxGradNorm) : .infinity)
                 let lr = schedule.lr(step: optimizerSteps)
                 switch guardrail.check(loss: mbLoss, gradNorm: norm) {
                 case .apply:
-                    optimizer.step(params: policy.parameters.pointer, grads: g.pointer, lr: lr)
+                    optimizer.step(params: policy.trainableParameters.pointer, grads: g.pointer, lr: lr)
                     optimizerSteps += 1
                     updates += 1
                     normSum += norm
@@ -267,6 +292,10 @@ public final class GRPOTrainer {
     /// (the PPO ratio is still against the sampling policy). Unchanged when the source is the policy.
     public func rewardFeatures(prompt: [Int32], completions: [SampledCompletion]) throws -> [SampledCompletion] {
         guard let frozen = frozenRewardModel else { return completions }
+        // LoRA: the frozen model is the policy's base, i.e. the policy with its adapters off.
+        let adapters = frozen === policy ? policy.lora : nil
+        adapters?.enabled = false
+        defer { adapters?.enabled = true }
         var out = completions
         let sizes = completions.map { prompt.count + $0.tokens.count }
         for range in PackedCompletions.microBatches(tokenCounts: sizes, budget: config.microBatchTokens) {
@@ -282,7 +311,7 @@ public final class GRPOTrainer {
         return out
     }
 
-    /// Forward + loss + backward for one micro-batch; gradients accumulate into `policy.gradients`.
+    /// Forward + loss + backward for one micro-batch; gradients accumulate into `policy.trainableGradients`.
     /// Each element: (prompt, completion, behaviour log-probs, advantage, log-probs before the step's first update
     /// when TIS makes several updates — nil means "the current weights").
     func accumulate(_ micro: [([Int32], [Int32], [Float], Float, [Float]?)], normalizer: Double) throws -> PolicyLossResult<Float> {
@@ -296,8 +325,18 @@ public final class GRPOTrainer {
         let offsets = packed.offsets, lengths = packed.lengths
         let behaviour = micro.flatMap(\.2), adv = micro.map(\.3)
         // The fused LM head: per-row log-probs at T without (R, V) logits (`lmHeadForward`).
-        let refLogp = try reference?.forwardHead(batch, logitRows: rows, targets: targets, temperature: temperature,
+        let refLogp: [Float]?
+        if let ad = policy.lora, config.klBeta > 0 {
+            // LoRA: the reference is the frozen base, i.e. the policy with its adapters off (before the policy's
+            // own forward, which keeps what the backward needs).
+            ad.enabled = false
+            defer { ad.enabled = true }
+            refLogp = try policy.forwardHead(batch, logitRows: rows, targets: targets, temperature: temperature,
+                                             forBackward: false).logp
+        } else {
+            refLogp = try reference?.forwardHead(batch, logitRows: rows, targets: targets, temperature: temperature,
                                                  forBackward: false).logp
+        }
         let logp = try policy.forwardHead(batch, logitRows: rows, targets: targets, temperature: temperature,
                                           forBackward: true).logp
         var dLogp = [Float](repeating: 0, count: rows.count)

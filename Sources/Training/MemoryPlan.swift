@@ -10,6 +10,11 @@ import Sampling
 /// Every term is the size of a buffer the code allocates and keeps (F32 = 4 bytes; alignment padding ignored):
 /// - weights / gradients: `ParameterLayout.totalCount` floats each; AdamW moments: two more;
 /// - reference: a second copy of the weights when `kl_beta` > 0;
+/// - with `lora`: no base gradients, moments, reference copy or reference arena (the reference is the base with the
+///   adapters off, in the policy's own arena); instead the adapters, 4 floats per adapter parameter (parameters,
+///   gradients, two moments; L · Σ_targets r·(in + out) of them), and their saved A·x rows, r floats per token per
+///   target (per layer too without activation checkpointing) plus an (N, r) scratch; the learner also builds the
+///   merged weights it publishes in a temporary F32 copy of the base;
 /// - training activations (`Activations`), per token of a micro-batch: per layer 4C + 2 + 2QD + 2KVD + NH + 3F
 ///   saved for backward, plus 2C + 1 (final norm), 2C (gathered logit rows and their gradient), and the backward
 ///   scratch 2C + 2QD + 2KVD + 3F; the reference forward keeps its own arena without the backward part;
@@ -77,7 +82,19 @@ public struct MemoryPlan: Sendable, Equatable {
         let training = role != .actor
         let perLayer = 4 * C + 2 + 2 * QD + 2 * KVD + NH + 3 * F
         let forwardPerToken = L * perLayer + 2 * C + 1 + C
-        if training {
+        // LoRA (a config that passed validation; an invalid one is refused before any plan).
+        let lora = c.lora.flatMap { lc in (try? lc.targets()).map { (lc.rank, $0) } }
+        if training, let (r, targets) = lora {
+            let perLayer = targets.reduce(0) { a, t in let (o, i) = t.shape(m); return a + r * (o + i) }
+            add("LoRA adapters", 4 * L * perLayer,
+                "\(L * perLayer) adapter parameters (r \(r), \(targets.count) targets): F32 parameters, gradients, exp_avg, exp_avg_sq; the base is frozen (no gradients, moments or reference copy)")
+            add("LoRA A·x rows", n * r * (targets.count * (c.activationCheckpointing ? 1 : L) + 1),
+                "\(n) tokens × r \(r) per target\(c.activationCheckpointing ? "" : " and layer"), kept for backward, + scratch")
+            let backwardPerToken = 2 * C + 2 * QD + 2 * KVD + 3 * F + C
+            add("activations", n * (forwardPerToken + backwardPerToken), "\(n) tokens per micro-batch × \(L) layers, kept for backward")
+            add("LM-head logits chunk", 2 * n * chunk,
+                "2 × [\(n) tokens × \(chunk) vocabulary columns] (policy logits and gradient; the reference forward reuses them)")
+        } else if training {
             add("gradients", p, "F32, one per parameter")
             add("AdamW moments", 2 * p, "exp_avg + exp_avg_sq, F32")
             if c.klBeta > 0 { add("reference model", p, "frozen copy of the initial weights (kl_beta > 0)") }
@@ -101,6 +118,7 @@ public struct MemoryPlan: Sendable, Equatable {
                 // next one before dropping the oldest.
                 items.append(Item(name: "weight snapshots", bytes: 3 * p * (bf16 ? 2 : 4),
                                   detail: "3 × the weights as sent to actors (\(c.weightDType)): building, current, previous"))
+                if lora != nil { add("merged weights", p, "base + s·B·A in a temporary F32 copy, built for each published version (LoRA)") }
             } else {
                 // The assembly buffer; BF16 is then widened into a separate F32 array.
                 items.append(Item(name: "weight snapshot", bytes: p * (bf16 ? 6 : 4),

@@ -69,6 +69,9 @@ public final class SingleProcessRun {
         let samples = SampleLog(output: output, every: config.logSamplesEvery, tokenizer: formatter.tokenizer)
         _ = try MetricsLog(url: samples.url, resumingAfter: completedSteps)
         let policy = trainer.policy
+        if let ad = policy.lora {
+            log.notice("LoRA r \(ad.rank), alpha \(ad.config.alpha) on \(ad.targets.map(\.rawValue).joined(separator: ",")): \(ad.parameterCount) trainable parameters, base \(policy.parameterCount) frozen")
+        }
         let stop = formatter.stopTokens(modelEOS: policy.config.eosTokenIds)
         let params = SamplingParameters(temperature: config.temperature, topP: config.topP, topK: config.topK,
                                         maxNewTokens: config.maxNewTokens, stopTokenIds: stop,

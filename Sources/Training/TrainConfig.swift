@@ -1,4 +1,5 @@
 import Foundation
+import Model
 import Sampling
 import Tokenizer
 import Yams
@@ -89,6 +90,9 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     /// Keep only each decoder layer's input during the training forward and recompute the layer inside the
     /// backward: saves the other activations of all but one layer for ≈ one more forward of the layers.
     public var activationCheckpointing: Bool = false
+    /// LoRA (`lora: {rank, alpha, target_modules, dropout}`): the base weights are frozen and only the adapters
+    /// are trained (see `LoRAConfig` for the defaults); nil = full fine-tuning.
+    public var lora: LoRAConfig? = nil
 
     // Bookkeeping.
     public var seed: UInt64 = 0
@@ -131,7 +135,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         case recomputeSelfCertainty = "recompute_self_certainty"
         case selfCertaintySource = "self_certainty_source"
         case ppoEpochs = "ppo_epochs", minibatches, microBatchTokens = "micro_batch_tokens"
-        case activationCheckpointing = "activation_checkpointing"
+        case activationCheckpointing = "activation_checkpointing", lora
         case seed, checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints", evalEvery = "eval_every", evalLimit = "eval_limit"
         case logSamplesEvery = "log_samples_every"
         case actors, maxLag = "max_lag", actorBatchSequences = "actor_batch_sequences"
@@ -163,6 +167,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try get(.selfCertaintySource, &selfCertaintySource)
         try get(.ppoEpochs, &ppoEpochs); try get(.minibatches, &minibatches); try get(.microBatchTokens, &microBatchTokens)
         try get(.activationCheckpointing, &activationCheckpointing)
+        lora = try c.decodeIfPresent(LoRAConfig.self, forKey: .lora)
         try get(.seed, &seed); try get(.checkpointEvery, &checkpointEvery); try get(.keepCheckpoints, &keepCheckpoints)
         try get(.evalEvery, &evalEvery)
         try get(.evalLimit, &evalLimit); try get(.logSamplesEvery, &logSamplesEvery); try get(.actors, &actors); try get(.maxLag, &maxLag)
@@ -188,6 +193,17 @@ public struct TrainConfig: Codable, Sendable, Equatable {
             }
         } else if node != nil {
             throw ConfigError(source: source, key: nil, message: "expected a mapping of keys to values at the top level")
+        }
+        // Keys inside `lora:` are checked the same way (a non-mapping value is the decoder's type error).
+        if let m = node?.mapping?[Node(CodingKeys.lora.rawValue)]?.mapping {
+            let known = Set(LoRAConfig.CodingKeys.allCases.map(\.rawValue))
+            for (k, _) in m {
+                let key = k.string ?? "\(k)"
+                if !known.contains(key) {
+                    let near = known.min { levenshtein($0, key) < levenshtein($1, key) } ?? ""
+                    throw ConfigError(source: source, key: "lora.\(key)", message: "unknown key (did you mean '\(near)'?)")
+                }
+            }
         }
         let config: TrainConfig
         do { config = try YAMLDecoder().decode(TrainConfig.self, from: text.isEmpty ? "{}" : text) } catch let DecodingError.typeMismatch(type, ctx) {
@@ -234,7 +250,15 @@ public struct TrainConfig: Codable, Sendable, Equatable {
             let raw = String(a[a.index(after: eq)...])
             // A value YAML reads as a mapping ("You are: a solver") is meant as text.
             var value = (try? Yams.compose(yaml: raw)).flatMap { $0 } ?? Node(raw, Tag(.str), .doubleQuoted)
-            if value.mapping != nil { value = Node(raw, Tag(.str), .doubleQuoted) }
+            if value.mapping != nil && key != CodingKeys.lora.rawValue { value = Node(raw, Tag(.str), .doubleQuoted) }
+            // `lora.rank=16`: one key of the nested mapping (created with defaults when absent).
+            if key.hasPrefix(CodingKeys.lora.rawValue + ".") {
+                let sub = String(key.dropFirst(CodingKeys.lora.rawValue.count + 1))
+                var inner = mapping[Node(CodingKeys.lora.rawValue)]?.mapping ?? Node.Mapping([])
+                inner[Node(sub)] = value
+                mapping[Node(CodingKeys.lora.rawValue)] = Node.mapping(inner)
+                continue
+            }
             mapping[Node(key)] = value
         }
         return try TrainConfig.load(yaml: Yams.serialize(node: Node.mapping(mapping)), source: source)
@@ -302,6 +326,11 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try check(["f32", "bf16"].contains(weightDType), .weightDType, "must be f32 or bf16")
         try check(chunkBytes >= 4096 && chunkBytes <= 64 << 20, .chunkBytes, "must be in 4 KiB...64 MiB")
         try check(heartbeatTimeoutMs > heartbeatIntervalMs, .heartbeatTimeoutMs, "must exceed heartbeat_interval_ms")
+        if let lora {
+            do { try lora.validate() } catch let e as LoRAConfigError {
+                throw ConfigError(source: source, key: "lora.\(e.key)", message: e.message)
+            }
+        }
     }
 }
 

@@ -19,6 +19,8 @@ struct ModelOptions: ParsableArguments {
     var template: TemplateChoice = .auto
     @Option(help: "System prompt: a name (math, none, ...) or literal text.") var systemPrompt: String = "none"
     @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
+    @Option(help: "LoRA adapters applied on top of --model: a PEFT directory (adapter_config.json + adapter_model.safetensors), e.g. a LoRA run's checkpoint.")
+    var adapter: String?
 
     /// The tokenizer (`--tokenizer`, else the model's: a `.gguf` file's metadata or `<dir>/tokenizer.json`), nil
     /// when a model directory has none.
@@ -39,6 +41,7 @@ struct ModelOptions: ParsableArguments {
         if let t = threads { Gemm.threads = t }
         let f = needsTokenizer || tokenizer != nil || !ModelFiles.isGGUF(model) ? try loadFormatter() : nil
         let m = try ModelFiles.loadModel(model)
+        if let a = adapter { m.lora = try LoRAAdapters.loadPEFT(directory: URL(fileURLWithPath: a), model: m.config) }
         return (m, f)
     }
 }

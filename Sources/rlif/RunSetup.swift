@@ -141,7 +141,9 @@ enum RunSetup {
         }
         let policy = try ModelFiles.loadModel(c.model)
         var reference: Transformer? = nil
-        if c.klBeta > 0 || c.selfCertaintySource == .reference {
+        // With LoRA the reference (and the frozen reward model) is the policy's base with the adapters off: no
+        // second copy of the weights.
+        if (c.klBeta > 0 || c.selfCertaintySource == .reference) && c.lora == nil {
             let r = try Transformer(config: policy.config)
             r.parameters.copy(from: policy.parameters)
             reference = r

@@ -91,6 +91,37 @@ struct CLITests {
     }
 
     /// Before: `--resume` with no checkpoint silently started from scratch.
+    /// A LoRA run through the CLI on the embedded default: its checkpoint is a PEFT directory; `rlif merge` of it and
+    /// `rlif generate --adapter` with it give the same greedy completions, which differ from the base model's.
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: Fixtures.repoRoot.appendingPathComponent("Sources/rlif/Resources/default/model/model.safetensors").path),
+                   "needs Sources/rlif/Resources/default/model"))
+    func loraRunMergeAndAdapterGenerateAgree() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        let base = Fixtures.repoRoot.appendingPathComponent("Sources/rlif/Resources/default/model").path
+        let out = d.appendingPathComponent("run").path
+        let t = try CLI.run(["train", "--single-process", "--output-dir", out, "--set", "steps=2", "--set", "eval_every=0",
+                             "--set", "lora.rank=4", "--set", "lora.alpha=16", "--set", "learning_rate=0.05",
+                             "--set", "lr_schedule=constant", "--set", "warmup_ratio=0", "--set", "temperature=2"])
+        #expect(t.status == 0, "\(t.err)")
+        let ckpt = d.appendingPathComponent("run/checkpoint-000002")
+        #expect(FileManager.default.fileExists(atPath: ckpt.appendingPathComponent("adapter_config.json").path))
+        let merged = d.appendingPathComponent("merged").path
+        let m = try CLI.run(["merge", "--base", base, "--adapter", ckpt.path, "--out", merged])
+        #expect(m.status == 0, "\(m.err)")
+        let prompt = ["--prompt", "Tom has 3 apples and buys 4 more. How many apples does he have?", "--max-new-tokens", "24", "--json"]
+        let viaMerge = try CLI.run(["generate", "--model", merged] + prompt)
+        let viaAdapter = try CLI.run(["generate", "--model", base, "--adapter", ckpt.path] + prompt)
+        let plain = try CLI.run(["generate", "--model", base] + prompt)
+        #expect(viaMerge.status == 0 && viaAdapter.status == 0 && plain.status == 0, "\(viaMerge.err) \(viaAdapter.err)")
+        func text(_ out: String) -> String? {
+            (try? JSONSerialization.jsonObject(with: Data(out.utf8)) as? [String: Any]).flatMap { ($0["completions"] as? [[String: Any]])?.first?["text"] as? String }
+        }
+        #expect(text(viaMerge.out) != nil, "\(viaMerge.out)")
+        #expect(text(viaMerge.out) == text(viaAdapter.out), "merged: \(viaMerge.out)\nadapter: \(viaAdapter.out)")
+        #expect(text(viaAdapter.out) != text(plain.out), "the adapters changed nothing: the comparison is vacuous")
+    }
+
     @Test func resumeWithNothingToResumeFails() throws {
         let d = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: d) }

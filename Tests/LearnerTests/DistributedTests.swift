@@ -25,7 +25,10 @@ import Wire
         var error: Error?
         let done = DispatchSemaphore(value: 0)
 
-        init(steps: Int = 3, perStep: Int = 2, groupSize: Int = 4, maxLag: Int = 1, heartbeatTimeoutMs: Int = 3000) throws {
+        let trainer: GRPOTrainer
+
+        init(steps: Int = 3, perStep: Int = 2, groupSize: Int = 4, maxLag: Int = 1, heartbeatTimeoutMs: Int = 3000,
+             lora: LoRAConfig? = nil) throws {
             dir = try Fixtures.temporaryDirectory("rlif-dist")
             endpoints = try Endpoints(base: "ipc://\(dir.path)/l")
             self.steps = steps
@@ -34,7 +37,9 @@ import Wire
             var c = TrainConfig()
             c.steps = steps; c.promptsPerStep = perStep; c.groupSize = groupSize; c.klBeta = 0
             c.learningRate = 1e-3; c.maxNewTokens = 6; c.temperature = 1
+            c.lora = lora
             let trainer = try GRPOTrainer(policy: policy, reference: nil, config: c)
+            self.trainer = trainer
             let compute = try GRPOLearnerCompute(trainer: trainer, scorer: RewardScorer(name: "self_certainty", tokenizer: nil),
                                                  output: dir, answers: [:])
             var o = LearnerOptions(bind: endpoints, runId: "test", steps: steps, promptsPerStep: perStep, groupSize: groupSize,
@@ -67,11 +72,12 @@ import Wire
         var summary: ActorSummary?
         var error: Error?
         let done = DispatchSemaphore(value: 0)
+        let engine = TransformerRolloutEngine(batchSequences: 8)
         init(_ endpoints: Endpoints, id: String) {
             let t = Thread { [self] in
                 do {
                     let client = try ActorClient(options: ActorOptions(learner: endpoints, actorId: id),
-                                                 engine: TransformerRolloutEngine(batchSequences: 8),
+                                                 engine: engine,
                                                  logger: Logger(label: "test.\(id)"))
                     summary = try client.run()
                 } catch { self.error = error }
@@ -103,6 +109,28 @@ import Wire
         #expect(a.summary?.finalVersion == s.weightVersion)
         #expect(b.summary?.finalVersion == s.weightVersion)
         #expect((a.summary?.groupsAcked ?? 0) + (b.summary?.groupsAcked ?? 0) >= h.steps * h.perStep)
+    }
+
+    /// LoRA on the learner: what it publishes is the merged W + s·B·A, so actors (which know nothing of LoRA)
+    /// sample with base + adapters; at the end the actor holds exactly the learner's merged weights (f32 wire).
+    @Test func loraLearnerPublishesMergedWeights() throws {
+        let h = try Harness(steps: 2, lora: LoRAConfig(rank: 4, alpha: 8))
+        h.start()
+        let a = ActorThread(h.endpoints, id: "a1")
+        #expect(h.wait(), "learner did not finish")
+        #expect(a.wait(), "actor did not finish")
+        if let e = h.error ?? a.error { Issue.record("failed: \(e)"); return }
+        let s = try #require(h.summary)
+        expectEveryPromptTrainedOnce(s, steps: h.steps, perStep: h.perStep)
+        let policy = h.trainer.policy, ad = try #require(policy.lora)
+        #expect(Array(ad.parameters.buffer).contains { $0 != 0 } && ad.entries.allSatisfy { e in
+            (0..<(e.outFeatures * ad.rank)).contains { ad.parameters.pointer[e.b + $0] != 0 } }, "B never moved: merged = base")
+        let merged = FloatBuffer(count: policy.parameters.count)
+        merged.copy(from: policy.parameters)
+        ad.merge(into: merged.pointer, layout: policy.layout)
+        let actorModel = try #require(a.engine.model)
+        #expect(Array(actorModel.parameters.buffer) == Array(merged.buffer), "actor weights are not base + adapters")
+        #expect(Array(actorModel.parameters.buffer) != Array(policy.parameters.buffer))
     }
 
     @Test func lateJoinerStartsFromTheCurrentVersion() throws {

@@ -30,6 +30,28 @@ private func expectError(_ kind: SafeTensorsError.Kind, tensor: String? = nil, _
 }
 
 @Suite struct SafeTensorsFormatTests {
+    /// `readFloats` reclaims a tensor's mapped pages once copied (MADV_PAGEOUT, so a model load does not keep the
+    /// file resident next to the parameters): that is advice only — reading the same multi-page tensors again, in
+    /// any order and dtype, gives the same values.
+    @Test func readingAgainAfterPagesAreReleasedGivesTheSameValues() throws {
+        let dir = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let a: [Float] = (0..<70_000).map { Float($0 % 977) * 0.25 - 17 }
+        let b: [Float] = (0..<50_001).map { Float($0 % 331) * -0.5 }
+        var w = SafeTensorsWriter()
+        try w.add(name: "a", shape: [70_000], floats: a, as: .f32)
+        try w.add(name: "b", shape: [50_001], floats: b, as: .bf16)
+        let url = dir.appendingPathComponent("big.safetensors")
+        try w.write(to: url)
+        let f = try SafeTensorsFile(contentsOf: url)
+        let b1 = try f.floats("b"), a1 = try f.floats("a")
+        #expect(a1 == a)
+        for _ in 0..<2 {
+            #expect(try f.floats("a") == a1)
+            #expect(try f.floats("b") == b1)
+        }
+    }
+
     @Test func roundTripAllWritableDTypes() throws {
         let dir = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: dir) }

@@ -80,6 +80,31 @@ import TestSupport
                                     numAttentionHeads: 14, numKeyValueHeads: 2, vocabSize: 151_936,
                                     maxPositionEmbeddings: 32768, tieWordEmbeddings: false)
 
+    /// LoRA: no base gradients, moments, reference copy or reference arena; the adapters (parameters, gradients,
+    /// two moments) and their saved A·x rows instead; the learner adds the merged copy it publishes.
+    @Test func loraTermsReplaceTheFullFineTuningOnes() throws {
+        var c = Self.tinyConfig
+        c.lora = LoRAConfig(rank: 4, alpha: 8)
+        let p = MemoryPlan(role: .singleProcess, model: Self.tiny, config: c, longestPrompt: 40, logitsChunkColumns: 100)
+        for gone in ["gradients", "AdamW moments", "reference model", "reference activations"] {
+            #expect(bytes(p, gone) == nil, "\(gone) with LoRA")
+        }
+        // Per layer r·(in + out): q 4·(64+64), k 4·(64+32), v 4·(64+32), o 4·(64+64), gate/up 4·(64+128) each,
+        // down 4·(128+64) = 4096; × 2 layers = 8192 adapter parameters × 4 floats × 4 bytes.
+        #expect(bytes(p, "LoRA adapters") == 8192 * 16)
+        // 256 tokens × r 4 × (7 targets × 2 layers + 1 scratch) floats.
+        #expect(bytes(p, "LoRA A·x rows") == 256 * 4 * 15 * 4)
+        c.activationCheckpointing = true
+        let ckpt = MemoryPlan(role: .singleProcess, model: Self.tiny, config: c, longestPrompt: 40, logitsChunkColumns: 100)
+        #expect(bytes(ckpt, "LoRA A·x rows") == 256 * 4 * 8 * 4)
+        #expect(bytes(p, "LM-head logits chunk") == 2 * 256 * 100 * 4)
+        #expect(bytes(p, "weights") == 450_816)
+        let full = MemoryPlan(role: .singleProcess, model: Self.tiny, config: Self.tinyConfig, longestPrompt: 40, logitsChunkColumns: 100)
+        #expect(full.total - p.total == 450_816 * 4 + 256 * 1869 * 4 + 256 * 100 * 4 - 8192 * 16 - 256 * 4 * 15 * 4)
+        let learner = MemoryPlan(role: .learner, model: Self.tiny, config: c, longestPrompt: 40)
+        #expect(bytes(learner, "merged weights") == 450_816)
+    }
+
     @Test func unfixedSettingsShrinkToFitAndFixedOnesAreRefusedWithWhatWouldFit() throws {
         var c = TrainConfig()
         c.promptsPerStep = 2
