@@ -11,6 +11,18 @@ import Training
 enum EmbeddedDefault {
     static var directory: URL? { Bundle.module.url(forResource: "default", withExtension: nil) }
     static var intuitorConfig: URL? { directory?.appendingPathComponent("intuitor.yaml") }
+
+    /// After a run on the embedded model: what it does and does not show (issue 12 — the demo must tell the truth).
+    static func sayWhatTheDemoShows(model: String) {
+        guard let d = directory?.appendingPathComponent("model").standardizedFileURL.path,
+              URL(fileURLWithPath: model).standardizedFileURL.path == d else { return }
+        Terminal.line("""
+            note: this run exercised the whole pipeline on the tiny embedded model. That model is more certain when it \
+            is wrong (docs/RESULTS.md), so maximising its self-certainty is not expected to raise its accuracy; \
+            INTUITOR needs a model whose certainty tracks correctness, as real instruct models' can: see README \
+            "Use a real model" and scripts/reproduce-intuitor.
+            """)
+    }
 }
 
 /// Logging to stderr, level from `--log-level` or `RLIF_LOG_LEVEL` (default info).

@@ -64,6 +64,7 @@ struct Train: ParsableCommand {
             throw ExitCode(flag.exitStatus)
         }
         log.info("done: metrics in \(output.appendingPathComponent("metrics.jsonl").path)")
+        EmbeddedDefault.sayWhatTheDemoShows(model: c.model)
     }
 }
 
@@ -144,6 +145,7 @@ struct LocalMode {
             throw ExitCode(learner.process.terminationReason == .uncaughtSignal ? 128 + status : status)
         }
         log.info("done: metrics in \(output.appendingPathComponent("metrics.jsonl").path)")
+        EmbeddedDefault.sayWhatTheDemoShows(model: config.model)
     }
 }
 
