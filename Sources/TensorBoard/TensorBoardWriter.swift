@@ -89,8 +89,9 @@ public final class TensorBoardWriter {
 
     /// A number from a record value: Swift numeric types, or an NSNumber that is not a boolean (JSON-decoded rows).
     static func number(_ v: Any?) -> Double? {
+        // `type(of:) == Bool.self`, not `is Bool`: on Linux an NSNumber 0 or 1 (a JSON-decoded row) passes `is Bool`.
+        if let v, type(of: v) == Bool.self { return nil }
         switch v {
-        case is Bool: return nil
         case let x as Double: return x
         case let x as Float: return Double(x)
         case let x as Int: return Double(x)

@@ -78,6 +78,10 @@ import TestSupport
         let e = try #require(TensorBoardWriter.scalars(of: eval))
         #expect(e.step == 20 && e.scalars == ["eval_accuracy": 0.75])
         #expect(TensorBoardWriter.scalars(of: ["loss": 1.0]) == nil)
+        // A JSON-decoded row: NSNumber 0 and 1 are numbers (on Linux they also pass `is Bool`).
+        let json = try #require(try JSONSerialization.jsonObject(with: Data(#"{"step":4,"kl":0,"n":1}"#.utf8)) as? [String: Any])
+        let j = try #require(TensorBoardWriter.scalars(of: json))
+        #expect(j.step == 5 && j.scalars == ["kl": 0, "n": 1])
     }
 
     @Test func unwritableDirectoryIsOneLine() throws {
