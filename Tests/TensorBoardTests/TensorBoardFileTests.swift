@@ -104,3 +104,30 @@ import TestSupport
         #expect(a.url != b.url)
     }
 }
+
+/// Resume: the event files lose the events past the checkpoint (TensorBoard would otherwise draw two values at
+/// those steps: checked with tensorboard 2.21's EventAccumulator, it keeps both).
+@Suite struct TensorBoardResumeTests {
+    @Test func trimKeepsStepsThroughTheCheckpointAndDropsATornTail() throws {
+        let d = try Fixtures.temporaryDirectory("rlif-tb")
+        defer { try? FileManager.default.removeItem(at: d) }
+        let w = try TensorBoardWriter(directory: d, wallTime: 1e9)
+        try w.add(record: ["step": 0, "kind": "eval", "eval_accuracy": 0.5])
+        for s in 0..<5 { try w.add(record: ["step": s, "loss": Double(s)]) }
+        try w.add(record: ["step": 3, "kind": "eval", "eval_accuracy": 0.75])
+        try w.add(record: ["step": 5, "kind": "eval", "eval_accuracy": 0.875])
+        // A writer killed mid-record.
+        let h = try FileHandle(forWritingTo: w.url)
+        try h.seekToEnd(); try h.write(contentsOf: Data([1, 2, 3])); try h.close()
+        #expect(throws: TFRecord.FormatError.self) { try TFRecord.events(in: w.url) }
+
+        let changed = try TensorBoardWriter.trim(directory: d, keepingStepsThrough: 3)
+        #expect(changed == [w.url])
+        let events = try TFRecord.events(in: w.url)
+        #expect(events.first?.fileVersion == "brain.Event:2")
+        #expect(events.dropFirst().map(\.step) == [0, 1, 2, 3, 3])
+        #expect(events.dropFirst().map { $0.scalars.map(\.tag) } == [["eval_accuracy"], ["loss"], ["loss"], ["loss"], ["eval_accuracy"]])
+        // Nothing left to drop: the file is not rewritten.
+        #expect(try TensorBoardWriter.trim(directory: d, keepingStepsThrough: 3).isEmpty)
+    }
+}
