@@ -52,6 +52,31 @@ struct TensorBoardRunTests {
         #expect(Set(got.map(\.step)) == [0, 1, 2, 3])
     }
 
+    /// Killed (SIGKILL) after step 3 with a checkpoint at 2, then resumed: the first event file loses step 3 (the
+    /// resumed run does it again), so the event files together still equal metrics.jsonl, one value per step.
+    @Test func killedAndResumedRunHasOneValuePerStep() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        let out = d.appendingPathComponent("run")
+        let args = ["train", "--single-process", "--output-dir", out.path, "--set", "steps=5",
+                    "--set", "eval_every=0", "--set", "checkpoint_every=2"]
+        let killed = try CLI.run(args, interruptWith: SIGKILL, whenOut: "step 3/5")
+        #expect(killed.status != 0)
+        let r = try CLI.run(args + ["--resume"])
+        #expect(r.status == 0, "\(r.err)")
+        let tb = out.appendingPathComponent("tb")
+        let files = try FileManager.default.contentsOfDirectory(atPath: tb.path).sorted()
+        #expect(files.count == 2)
+        let got = try files.flatMap { f in
+            try TFRecord.events(in: tb.appendingPathComponent(f)).dropFirst().flatMap { e in
+                e.scalars.map { Point(step: e.step, tag: $0.tag, value: $0.value) }
+            }
+        }.sorted()
+        let want = try Self.expected(metrics: out.appendingPathComponent("metrics.jsonl"))
+        #expect(got == want, "only in the event files: \(Set(got).subtracting(want).sorted().prefix(5)); only in metrics.jsonl: \(Set(want).subtracting(got).sorted().prefix(5))")
+        #expect(got.filter { $0.tag == "loss" }.map(\.step) == [1, 2, 3, 4, 5])
+    }
+
     @Test func tensorboardFalseWritesNoEventFile() throws {
         let d = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: d) }
