@@ -29,6 +29,11 @@ let package = Package(
         // protobuf-c code generated from Protos/ by scripts/gen-protos (committed; CI checks it is current).
         .target(name: "CRlifProto", path: "Sources/CRlifProto",
                 linkerSettings: [.linkedLibrary("protobuf-c")]),
+        // protobuf-c code for TensorBoard's Event/Summary subset (Protos/tensorboard), also from scripts/gen-protos.
+        .target(name: "CTensorBoardProto", path: "Sources/CTensorBoardProto",
+                linkerSettings: [.linkedLibrary("protobuf-c")]),
+        // TensorBoard event files (records with masked CRC-32C) of the per-step metrics.
+        .target(name: "TensorBoard", dependencies: ["CTensorBoardProto", "SafeTensors"]),
 
         // Prefetch and spin-wait hints for the kernels (static inline, header only).
         .target(name: "CKernelSupport", path: "Sources/CKernelSupport"),
@@ -38,7 +43,7 @@ let package = Package(
         // Grouped sampling with per-token log-probs and self-certainty (the INTUITOR reward).
         .target(name: "Sampling", dependencies: ["Kernels", "Model"], swiftSettings: native),
         // Training-run plumbing: config (YAML), prompt data, checkpoints, metrics, the GRPO step.
-        .target(name: "Training", dependencies: ["Sampling", "Model", "SafeTensors", "GRPO", "Kernels", "Tokenizer", "Answers", .product(name: "Yams", package: "Yams"),
+        .target(name: "Training", dependencies: ["Sampling", "Model", "SafeTensors", "GRPO", "Kernels", "Tokenizer", "Answers", "TensorBoard", .product(name: "Yams", package: "Yams"),
                                                 .product(name: "Logging", package: "swift-log")],
                 swiftSettings: native),
         .target(name: "SafeTensors", swiftSettings: native),
@@ -67,7 +72,7 @@ let package = Package(
             "Kernels", "CBLAS", "Wire", "Transport",
             "Model", "SafeTensors", "GGUF", "GRPO",
             "Tokenizer",
-            "Sampling", "Training", "Answers", "Actor", "Learner",
+            "Sampling", "Training", "Answers", "Actor", "Learner", "TensorBoard",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ],
@@ -92,7 +97,8 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire", "TestSupport"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "Wire", "TestSupport"]),
         // The built executable as a user runs it (exit codes, signals, command-line errors).
-        .testTarget(name: "CLITests", dependencies: ["TestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport", "TensorBoard"]),
+        .testTarget(name: "TensorBoardTests", dependencies: ["TensorBoard", "TestSupport"]),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Wire", "TestSupport"]),
     ]
 )

@@ -17,7 +17,7 @@ public enum RunDirectory {
     static func runArtifacts(in output: URL) -> [String] {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: output.path)) ?? []
         return names.filter { n in
-            n == "metrics.jsonl" || n == "latest" || n == "samples.jsonl" || n == "learner_summary.json"
+            n == "metrics.jsonl" || n == "latest" || n == "samples.jsonl" || n == "learner_summary.json" || n == "tb"
                 || (n.hasPrefix("checkpoint-") && !n.contains(".tmp-"))
         }.sorted()
     }

@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import Model
 import Sampling
+import TensorBoard
 
 /// `rlif train --single-process`: sample → self-certainty → GRPO update, all in this process. The policy
 /// itself decodes (KV cache) and then trains (full forward/backward); the schedule of prompts, seeds and
@@ -59,13 +60,22 @@ public final class SingleProcessRun {
         runSeed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(step) &* 1_000_003 &+ UInt64(index)
     }
 
-    /// Runs the remaining steps; `onStep` sees each metrics record (also appended to metrics.jsonl).
+    /// Runs the remaining steps; `onStep` sees each metrics record (also appended to metrics.jsonl and, with
+    /// `tensorboard: true`, written as scalars to `<output>/tb/events.out.tfevents.*`).
     @discardableResult
     public func run(onStep: (([String: Any]) -> Void)? = nil) throws -> Outcome {
         for name in try Checkpointing.prepare(output: output) {
             log.notice("removed \(name) in \(output.path): left by an interrupted checkpoint save")
         }
         let metrics = try MetricsLog(url: output.appendingPathComponent("metrics.jsonl"), resumingAfter: completedSteps)
+        let tb: TensorBoardWriter?
+        if config.tensorboard {
+            let dir = output.appendingPathComponent("tb")
+            if completedSteps > 0 { try TensorBoardWriter.trim(directory: dir, keepingStepsThrough: completedSteps) }
+            tb = try TensorBoardWriter(directory: dir)
+        } else {
+            tb = nil
+        }
         let samples = SampleLog(output: output, every: config.logSamplesEvery, tokenizer: formatter.tokenizer)
         _ = try MetricsLog(url: samples.url, resumingAfter: completedSteps)
         let policy = trainer.policy
@@ -77,7 +87,7 @@ public final class SingleProcessRun {
                                         maxNewTokens: config.maxNewTokens, stopTokenIds: stop,
                                         stopSequences: try formatter.stopSequences(config.stop))
         if completedSteps == 0 && config.evalEvery > 0 && !evalSet.isEmpty {
-            try evaluate(step: 0, into: metrics, onStep: onStep)
+            try evaluate(step: 0, into: metrics, tensorboard: tb, onStep: onStep)
         }
         while completedSteps < min(config.steps, stopAfterSteps ?? config.steps) {
             if stopFlag.isSet { return try stopped() }
@@ -111,6 +121,7 @@ public final class SingleProcessRun {
             record["epoch"] = cursor.epoch
             if let reason = m.refusalReason { log.warning("step \(step): update refused: \(reason)") }
             try metrics.append(record)
+            try tb?.add(record: record)
             onStep?(record)
             if config.checkpointEvery > 0 && completedSteps % config.checkpointEvery == 0 || completedSteps == config.steps {
                 let dir = try trainer.checkpoint(completedSteps: completedSteps, cursor: cursor, output: output)
@@ -119,7 +130,7 @@ public final class SingleProcessRun {
             }
             if stopFlag.isSet { return try stopped() }
             if config.evalEvery > 0 && !evalSet.isEmpty && (completedSteps % config.evalEvery == 0 || completedSteps == config.steps) {
-                try evaluate(step: completedSteps, into: metrics, onStep: onStep)
+                try evaluate(step: completedSteps, into: metrics, tensorboard: tb, onStep: onStep)
             }
         }
         return .finished
@@ -137,7 +148,8 @@ public final class SingleProcessRun {
         return .stopped(completedSteps: completedSteps)
     }
 
-    func evaluate(step: Int, into metrics: MetricsLog, onStep: (([String: Any]) -> Void)?) throws {
+    func evaluate(step: Int, into metrics: MetricsLog, tensorboard tb: TensorBoardWriter?,
+                  onStep: (([String: Any]) -> Void)?) throws {
         let report = try Evaluator.run(model: trainer.policy, formatter: formatter,
                                        records: Array(evalSet.prefix(config.evalLimit)), format: .math,
                                        maxNewTokens: config.maxNewTokens, batchSequences: max(config.actorBatchSequences, 1))
@@ -145,6 +157,7 @@ public final class SingleProcessRun {
         rec["step"] = step
         rec["kind"] = "eval"
         try metrics.append(rec)
+        try tb?.add(record: rec)
         onStep?(rec)
     }
 }

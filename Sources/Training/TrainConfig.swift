@@ -105,6 +105,8 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var evalLimit: Int = 64
     /// Every N steps a few completion texts go to samples.jsonl (0 = never).
     public var logSamplesEvery: Int = 10
+    /// Every metrics record also goes to a TensorBoard event file under `<output_dir>/tb/`.
+    public var tensorboard: Bool = true
 
     // Distributed.
     /// Actor processes spawned by local mode.
@@ -137,7 +139,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         case ppoEpochs = "ppo_epochs", minibatches, microBatchTokens = "micro_batch_tokens"
         case activationCheckpointing = "activation_checkpointing", lora
         case seed, checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints", evalEvery = "eval_every", evalLimit = "eval_limit"
-        case logSamplesEvery = "log_samples_every"
+        case logSamplesEvery = "log_samples_every", tensorboard
         case actors, maxLag = "max_lag", actorBatchSequences = "actor_batch_sequences"
         case heartbeatIntervalMs = "heartbeat_interval_ms", heartbeatTimeoutMs = "heartbeat_timeout_ms"
         case weightDType = "weight_dtype", chunkBytes = "chunk_bytes"
@@ -170,7 +172,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         lora = try c.decodeIfPresent(LoRAConfig.self, forKey: .lora)
         try get(.seed, &seed); try get(.checkpointEvery, &checkpointEvery); try get(.keepCheckpoints, &keepCheckpoints)
         try get(.evalEvery, &evalEvery)
-        try get(.evalLimit, &evalLimit); try get(.logSamplesEvery, &logSamplesEvery); try get(.actors, &actors); try get(.maxLag, &maxLag)
+        try get(.evalLimit, &evalLimit); try get(.logSamplesEvery, &logSamplesEvery); try get(.tensorboard, &tensorboard); try get(.actors, &actors); try get(.maxLag, &maxLag)
         try get(.actorBatchSequences, &actorBatchSequences); try get(.heartbeatIntervalMs, &heartbeatIntervalMs)
         try get(.heartbeatTimeoutMs, &heartbeatTimeoutMs); try get(.weightDType, &weightDType); try get(.chunkBytes, &chunkBytes)
     }

@@ -6,6 +6,7 @@ import Learner
 import Logging
 import Model
 import SafeTensors
+import TensorBoard
 import Training
 import Transport
 import Wire
@@ -83,16 +84,26 @@ struct LearnerCommand: ParsableCommand {
         }, logger: log)
         server.checkpointState = { done in ["cursor": dataset.cursor(afterPrompts: done * perStep)] }
         let metrics = try MetricsLog(url: output.appendingPathComponent("metrics.jsonl"), resumingAfter: startStep)
+        let tb: TensorBoardWriter?
+        if c.tensorboard {
+            let dir = output.appendingPathComponent("tb")
+            if startStep > 0 { try TensorBoardWriter.trim(directory: dir, keepingStepsThrough: startStep) }
+            tb = try TensorBoardWriter(directory: dir)
+        } else {
+            tb = nil
+        }
         if startStep == 0 && c.evalEvery > 0 && !evalRecords.isEmpty {
             var e = try runEval()
             e["step"] = 0
             e["kind"] = "eval"
             try metrics.append(e)
+            try tb?.add(record: e)
             Terminal.line(RunSetup.progressLine(e, steps: c.steps))
         }
         let steps = c.steps
         server.onStep = { m in
             do { try metrics.append(m) } catch { log.error("metrics.jsonl: \(error)") }
+            do { try tb?.add(record: m) } catch { log.error("tensorboard: \(error)") }
             Terminal.line(RunSetup.progressLine(m, steps: steps))
         }
         let flag = server.stopFlag
