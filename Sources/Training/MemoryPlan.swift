@@ -82,6 +82,12 @@ public struct MemoryPlan: Sendable, Equatable {
         let training = role != .actor
         let perLayer = 4 * C + 2 + 2 * QD + 2 * KVD + NH + 3 * F
         let forwardPerToken = L * perLayer + 2 * C + 1 + C
+        // With activation checkpointing the training forward keeps each layer's input (C per token and layer) and one
+        // layer's tensors, recomputed layer by layer in the backward (`LayerStorage.inputs`).
+        let keptPerToken = c.activationCheckpointing ? L * C + perLayer + 2 * C + 1 + C : forwardPerToken
+        let keptDetail = c.activationCheckpointing
+            ? "tokens per micro-batch: \(L) layers' inputs + one layer's tensors (activation checkpointing)"
+            : "tokens per micro-batch × \(L) layers, kept for backward"
         // LoRA (a config that passed validation; an invalid one is refused before any plan).
         let lora = c.lora.flatMap { lc in (try? lc.targets()).map { (lc.rank, $0) } }
         if training, let (r, targets) = lora {
@@ -91,7 +97,7 @@ public struct MemoryPlan: Sendable, Equatable {
             add("LoRA A·x rows", n * r * (targets.count * (c.activationCheckpointing ? 1 : L) + 1),
                 "\(n) tokens × r \(r) per target\(c.activationCheckpointing ? "" : " and layer"), kept for backward, + scratch")
             let backwardPerToken = 2 * C + 2 * QD + 2 * KVD + 3 * F + C
-            add("activations", n * (forwardPerToken + backwardPerToken), "\(n) tokens per micro-batch × \(L) layers, kept for backward")
+            add("activations", n * (keptPerToken + backwardPerToken), "\(n) \(keptDetail)")
             add("LM-head logits chunk", 2 * n * chunk,
                 "2 × [\(n) tokens × \(chunk) vocabulary columns] (policy logits and gradient; the reference forward reuses them)")
         } else if training {
@@ -99,7 +105,7 @@ public struct MemoryPlan: Sendable, Equatable {
             add("AdamW moments", 2 * p, "exp_avg + exp_avg_sq, F32")
             if c.klBeta > 0 { add("reference model", p, "frozen copy of the initial weights (kl_beta > 0)") }
             let backwardPerToken = 2 * C + 2 * QD + 2 * KVD + 3 * F + C
-            add("activations", n * (forwardPerToken + backwardPerToken), "\(n) tokens per micro-batch × \(L) layers, kept for backward")
+            add("activations", n * (keptPerToken + backwardPerToken), "\(n) \(keptDetail)")
             if c.klBeta > 0 { add("reference activations", n * forwardPerToken, "the reference forward's arena, \(n) tokens") }
             let chunks = c.klBeta > 0 ? 3 : 2
             add("LM-head logits chunk", chunks * n * chunk,
