@@ -271,20 +271,7 @@ public final class GRPOTrainer {
     /// INTUITOR's reward is the self-certainty of the *current* policy: a group sampled with older weights is
     /// re-scored with this before its rewards and advantages (`recompute_self_certainty`).
     public func rescore(prompt: [Int32], completions: [SampledCompletion]) throws -> [SampledCompletion] {
-        var out = completions
-        let sizes = completions.map { prompt.count + $0.tokens.count }
-        for range in PackedCompletions.microBatches(tokenCounts: sizes, budget: config.microBatchTokens) {
-            let packed = PackedCompletions(completions[range].map { (prompt, $0.tokens) })
-            let h = try policy.forwardHead(packed.batch, logitRows: packed.rows, targets: packed.targets,
-                                           temperature: temperature, selfCertainty: true, entropy: true, forBackward: false)
-            for (k, i) in range.enumerated() {
-                let span = packed.offsets[k]..<packed.offsets[k] + packed.lengths[k]
-                out[i].logprobs = Array(h.logp[span])
-                out[i].selfCertainty = Array(h.selfCertainty[span])
-                out[i].entropy = Array(h.entropy[span])
-            }
-        }
-        return out
+        try recompute(prompt: prompt, completions: completions, on: policy, logprobs: true)
     }
 
     /// `completions` with their per-token self-certainty (and entropy) from the frozen initial model instead of
@@ -296,14 +283,22 @@ public final class GRPOTrainer {
         let adapters = frozen === policy ? policy.lora : nil
         adapters?.enabled = false
         defer { adapters?.enabled = true }
+        return try recompute(prompt: prompt, completions: completions, on: frozen, logprobs: false)
+    }
+
+    /// The fused head's per-token self-certainty and entropy (and, with `logprobs`, log-probs at the sampling
+    /// temperature) of `completions` under `model`, written into copies of them.
+    private func recompute(prompt: [Int32], completions: [SampledCompletion], on model: Transformer,
+                           logprobs: Bool) throws -> [SampledCompletion] {
         var out = completions
         let sizes = completions.map { prompt.count + $0.tokens.count }
         for range in PackedCompletions.microBatches(tokenCounts: sizes, budget: config.microBatchTokens) {
             let packed = PackedCompletions(completions[range].map { (prompt, $0.tokens) })
-            let h = try frozen.forwardHead(packed.batch, logitRows: packed.rows, targets: packed.targets,
-                                           temperature: temperature, selfCertainty: true, entropy: true, forBackward: false)
+            let h = try model.forwardHead(packed.batch, logitRows: packed.rows, targets: packed.targets,
+                                          temperature: temperature, selfCertainty: true, entropy: true, forBackward: false)
             for (k, i) in range.enumerated() {
                 let span = packed.offsets[k]..<packed.offsets[k] + packed.lengths[k]
+                if logprobs { out[i].logprobs = Array(h.logp[span]) }
                 out[i].selfCertainty = Array(h.selfCertainty[span])
                 out[i].entropy = Array(h.entropy[span])
             }
