@@ -115,7 +115,9 @@ struct LocalMode {
         // tasks; a learner that dies ends the run).
         for a in actors {
             a.process.terminationHandler = { p in
-                if !stop.isSet && learner.process.isRunning {
+                // Status 0 is an actor the learner told to leave (the run is over); anything else is a death.
+                let died = p.terminationReason == .uncaughtSignal || p.terminationStatus != 0
+                if died && !stop.isSet && learner.process.isRunning {
                     log.warning("\(a.name) \(Child.describe(p)) while the run went on; the learner re-issues its tasks")
                 }
             }
