@@ -71,4 +71,18 @@ public final class EvalItemsFile {
     public func append(_ items: [EvalReport.Item]) throws {
         for it in items { try write(it) }
     }
+
+    /// Replaces the file with `settings` and `items` (atomically): after a resumed evaluation, so that items scored
+    /// again from their completions are stored with their current scores.
+    public static func rewrite(_ url: URL, settings: Settings, items: [EvalReport.Item]) throws {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        var data = try enc.encode(settings)
+        data.append(UInt8(ascii: "\n"))
+        for it in items {
+            data.append(try enc.encode(it))
+            data.append(UInt8(ascii: "\n"))
+        }
+        try AtomicFile.write(data, to: url)
+    }
 }

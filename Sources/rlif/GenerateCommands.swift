@@ -202,6 +202,10 @@ struct Eval: ParsableCommand {
                                   batchSequences: batchSequences, done: done,
                                   chunkSequences: file == nil ? nil : 4 * batchSequences,
                                   onItems: file.map { fl in { try fl.append($0) } }, progress: bar.update)
+        // Resumed items were scored again from their completions: store them as scored now.
+        if let path = items, !done.isEmpty {
+            try EvalItemsFile.rewrite(URL(fileURLWithPath: path), settings: settings, items: r.items)
+        }
         if json {
             let enc = JSONEncoder()
             enc.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -413,3 +413,17 @@ import TestSupport
         #expect(zip(fromPolicy, after).contains { p, f in zip(p.selfCertainty, f.selfCertainty).contains { abs($0 - $1) > 1e-3 } })
     }
 }
+
+@Suite struct EvalItemsRewriteTests {
+    @Test func rewriteStoresCurrentScoresAndStillResumes() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        let url = d.appendingPathComponent("items.jsonl")
+        let settings = EvalItemsFileTests().settings
+        let (f, _) = try EvalItemsFile.open(url, settings: settings)
+        try f.append([EvalReportTests.item("q1", false, 1.5)])
+        try EvalItemsFile.rewrite(url, settings: settings, items: [EvalReportTests.item("q1", true, 1.5)])
+        let (_, back) = try EvalItemsFile.open(url, settings: settings)
+        #expect(back.map(\.id) == ["q1"] && back[0].correct)
+    }
+}
