@@ -2,7 +2,6 @@ import Foundation
 import Logging
 import Model
 import Sampling
-import TensorBoard
 
 /// `rlif train --single-process`: sample → self-certainty → GRPO update, all in this process. The policy
 /// itself decodes (KV cache) and then trains (full forward/backward); the schedule of prompts, seeds and
@@ -67,17 +66,8 @@ public final class SingleProcessRun {
         for name in try Checkpointing.prepare(output: output) {
             log.notice("removed \(name) in \(output.path): left by an interrupted checkpoint save")
         }
-        let metrics = try MetricsLog(url: output.appendingPathComponent("metrics.jsonl"), resumingAfter: completedSteps)
-        let tb: TensorBoardWriter?
-        if config.tensorboard {
-            let dir = output.appendingPathComponent("tb")
-            if completedSteps > 0 { try TensorBoardWriter.trim(directory: dir, keepingStepsThrough: completedSteps) }
-            tb = try TensorBoardWriter(directory: dir)
-        } else {
-            tb = nil
-        }
-        let samples = SampleLog(output: output, every: config.logSamplesEvery, tokenizer: formatter.tokenizer)
-        _ = try MetricsLog(url: samples.url, resumingAfter: completedSteps)
+        let runRecords = try RunRecords(output: output, config: config, tokenizer: formatter.tokenizer,
+                                  resumingAfter: completedSteps)
         let policy = trainer.policy
         if let ad = policy.lora {
             log.notice("LoRA r \(ad.rank), alpha \(ad.config.alpha) on \(ad.targets.map(\.rawValue).joined(separator: ",")): \(ad.parameterCount) trainable parameters, base \(policy.parameterCount) frozen")
@@ -87,7 +77,7 @@ public final class SingleProcessRun {
                                         maxNewTokens: config.maxNewTokens, stopTokenIds: stop,
                                         stopSequences: try formatter.stopSequences(config.stop))
         if completedSteps == 0 && config.evalEvery > 0 && !evalSet.isEmpty {
-            try evaluate(step: 0, into: metrics, tensorboard: tb, onStep: onStep)
+            try evaluate(step: 0, into: runRecords, onStep: onStep)
         }
         while completedSteps < min(config.steps, stopAfterSteps ?? config.steps) {
             if stopFlag.isSet { return try stopped() }
@@ -110,7 +100,7 @@ public final class SingleProcessRun {
                 tg.correct = scorer.correctness(completions, reference: r.answer)
                 groups.append(tg)
             }
-            try samples.append(step: step, groups: groups)
+            try runRecords.samples.append(step: step, groups: groups)
             let m = try trainer.train(groups, step: step)
             completedSteps += 1
             var record = m.dictionary
@@ -120,8 +110,7 @@ public final class SingleProcessRun {
             record["total_seconds"] = Date().timeIntervalSince(t0)
             record["epoch"] = cursor.epoch
             if let reason = m.refusalReason { log.warning("step \(step): update refused: \(reason)") }
-            try metrics.append(record)
-            try tb?.add(record: record)
+            try runRecords.append(record)
             onStep?(record)
             if config.checkpointEvery > 0 && completedSteps % config.checkpointEvery == 0 || completedSteps == config.steps {
                 let dir = try trainer.checkpoint(completedSteps: completedSteps, cursor: cursor, output: output)
@@ -130,7 +119,7 @@ public final class SingleProcessRun {
             }
             if stopFlag.isSet { return try stopped() }
             if config.evalEvery > 0 && !evalSet.isEmpty && (completedSteps % config.evalEvery == 0 || completedSteps == config.steps) {
-                try evaluate(step: completedSteps, into: metrics, tensorboard: tb, onStep: onStep)
+                try evaluate(step: completedSteps, into: runRecords, onStep: onStep)
             }
         }
         return .finished
@@ -148,16 +137,14 @@ public final class SingleProcessRun {
         return .stopped(completedSteps: completedSteps)
     }
 
-    func evaluate(step: Int, into metrics: MetricsLog, tensorboard tb: TensorBoardWriter?,
-                  onStep: (([String: Any]) -> Void)?) throws {
+    func evaluate(step: Int, into records: RunRecords, onStep: (([String: Any]) -> Void)?) throws {
         let report = try Evaluator.run(model: trainer.policy, formatter: formatter,
                                        records: Array(evalSet.prefix(config.evalLimit)), format: .math,
                                        maxNewTokens: config.maxNewTokens, batchSequences: max(config.actorBatchSequences, 1))
         var rec = report.dictionary
         rec["step"] = step
         rec["kind"] = "eval"
-        try metrics.append(rec)
-        try tb?.add(record: rec)
+        try records.append(rec)
         onStep?(rec)
     }
 }

@@ -51,9 +51,8 @@ struct LearnerCommand: ParsableCommand {
         }
         let answers = Dictionary(o.dataset.records.compactMap { r in r.answer.map { (r.id, $0) } }, uniquingKeysWith: { a, _ in a })
         let compute = try GRPOLearnerCompute(trainer: o.trainer, scorer: o.scorer, output: output, answers: answers)
-        let samples = SampleLog(output: output, every: c.logSamplesEvery, tokenizer: o.tokenizer)
-        _ = try MetricsLog(url: samples.url, resumingAfter: startStep)
-        compute.samples = samples
+        let records = try RunRecords(output: output, config: c, tokenizer: o.tokenizer, resumingAfter: startStep)
+        compute.samples = records.samples
         let evalRecords = Array(o.evalSet.prefix(c.evalLimit))
         func runEval() throws -> [String: Any] {
             try Evaluator.run(model: o.policy, formatter: o.formatter, records: evalRecords, format: .math,
@@ -83,27 +82,16 @@ struct LearnerCommand: ParsableCommand {
             dataset.prompts(step: s, perStep: perStep).map { ($0.id, formatter.encode($0.text)) }
         }, logger: log)
         server.checkpointState = { done in ["cursor": dataset.cursor(afterPrompts: done * perStep)] }
-        let metrics = try MetricsLog(url: output.appendingPathComponent("metrics.jsonl"), resumingAfter: startStep)
-        let tb: TensorBoardWriter?
-        if c.tensorboard {
-            let dir = output.appendingPathComponent("tb")
-            if startStep > 0 { try TensorBoardWriter.trim(directory: dir, keepingStepsThrough: startStep) }
-            tb = try TensorBoardWriter(directory: dir)
-        } else {
-            tb = nil
-        }
         if startStep == 0 && c.evalEvery > 0 && !evalRecords.isEmpty {
             var e = try runEval()
             e["step"] = 0
             e["kind"] = "eval"
-            try metrics.append(e)
-            try tb?.add(record: e)
+            try records.append(e)
             Terminal.line(RunSetup.progressLine(e, steps: c.steps))
         }
         let steps = c.steps
         server.onStep = { m in
-            do { try metrics.append(m) } catch { log.error("metrics.jsonl: \(error)") }
-            do { try tb?.add(record: m) } catch { log.error("tensorboard: \(error)") }
+            do { try records.append(m) } catch { log.error("run records: \(error)") }
             Terminal.line(RunSetup.progressLine(m, steps: steps))
         }
         let flag = server.stopFlag

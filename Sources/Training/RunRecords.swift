@@ -1,0 +1,32 @@
+import Foundation
+import TensorBoard
+import Tokenizer
+
+/// Where a run's records go, opened once per process the same way in single-process runs and in the learner:
+/// metrics.jsonl, the TensorBoard event files (`tensorboard: true`) and samples.jsonl. On a resume after
+/// `completedSteps` steps each drops what the resumed run will write again (`MetricsLog(url:resumingAfter:)`,
+/// `TensorBoardWriter.trim`), so every step has one record everywhere.
+public final class RunRecords {
+    public let metrics: MetricsLog
+    public let tensorBoard: TensorBoardWriter?
+    public let samples: SampleLog
+
+    public init(output: URL, config: TrainConfig, tokenizer: Tokenizer, resumingAfter completedSteps: Int) throws {
+        metrics = try MetricsLog(url: output.appendingPathComponent("metrics.jsonl"), resumingAfter: completedSteps)
+        if config.tensorboard {
+            let dir = output.appendingPathComponent("tb")
+            if completedSteps > 0 { try TensorBoardWriter.trim(directory: dir, keepingStepsThrough: completedSteps) }
+            tensorBoard = try TensorBoardWriter(directory: dir)
+        } else {
+            tensorBoard = nil
+        }
+        samples = SampleLog(output: output, every: config.logSamplesEvery, tokenizer: tokenizer)
+        _ = try MetricsLog(url: samples.url, resumingAfter: completedSteps)
+    }
+
+    /// One step or eval record into metrics.jsonl and, as scalars, the event file.
+    public func append(_ record: [String: Any]) throws {
+        try metrics.append(record)
+        try tensorBoard?.add(record: record)
+    }
+}
