@@ -75,19 +75,22 @@ public struct PromptDataset: Sendable {
     public var count: Int { records.count }
 
     /// The dataset without the prompts longer than `maxTokens` (as `tokens` counts them: after the template),
-    /// and those skipped with their lengths, in file order. Done once at load so that a prompt that cannot be
-    /// sampled never reaches an actor (it used to be re-issued forever). Fails when nothing is left.
-    public func keeping(maxTokens: Int, tokens: (PromptRecord) -> Int) throws -> (kept: PromptDataset, skipped: [(record: PromptRecord, tokens: Int)]) {
+    /// those skipped with their lengths, in file order, and the longest kept prompt's length (for the memory plan,
+    /// so the prompts are tokenized once). Done once at load so that a prompt that cannot be sampled never reaches an
+    /// actor (it used to be re-issued forever). Fails when nothing is left.
+    public func keeping(maxTokens: Int, tokens: (PromptRecord) -> Int) throws
+        -> (kept: PromptDataset, skipped: [(record: PromptRecord, tokens: Int)], longest: Int) {
         var kept: [PromptRecord] = [], skipped: [(record: PromptRecord, tokens: Int)] = []
+        var longest = 0
         for r in records {
             let n = tokens(r)
-            if n > maxTokens { skipped.append((r, n)) } else { kept.append(r) }
+            if n > maxTokens { skipped.append((r, n)) } else { kept.append(r); longest = max(longest, n) }
         }
         guard !kept.isEmpty else {
             throw DatasetError(file: source, line: nil,
                                message: "every prompt is longer than \(maxTokens) tokens (the shortest has \(skipped.map(\.tokens).min() ?? 0))")
         }
-        return (PromptDataset(records: kept, seed: seed, source: source), skipped)
+        return (PromptDataset(records: kept, seed: seed, source: source), skipped, longest)
     }
 
     /// The visiting order of `epoch` (a Fisher–Yates shuffle seeded by (seed, epoch)).

@@ -144,10 +144,9 @@ enum RunSetup {
         }
         let formatter = try PromptFormatter(tokenizer: tokenizer, template: c.template, systemPrompt: c.systemPrompt)
         let modelConfig = try ModelFiles.loadConfig(c.model)
-        let dataset = try promptsThatFit(c, formatter: formatter, context: modelConfig.maxPositionEmbeddings)
+        let (dataset, longest) = try promptsThatFit(c, formatter: formatter, context: modelConfig.maxPositionEmbeddings)
         let evalSet = try c.evalPrompts.map { try PromptDataset(contentsOf: URL(fileURLWithPath: $0), seed: 0).records } ?? []
         if let role {
-            let longest = dataset.records.reduce(0) { max($0, formatter.encode($1.text).count) }
             c = try planMemory(c, role: role, model: modelConfig, longestPrompt: longest, fixedKeys: fixedKeys,
                                log: Logger(label: "rlif.memory"))
         }
@@ -188,7 +187,9 @@ extension RunSetup {
     /// The training prompts that can be sampled: `max_new_tokens` must leave room for a prompt in the model's
     /// context, and prompts longer than `max_prompt_tokens` (or than the context allows) are skipped at load, each
     /// named with its file:line, and counted.
-    static func promptsThatFit(_ c: TrainConfig, formatter: PromptFormatter, context: Int) throws -> PromptDataset {
+    /// Also returns the longest kept prompt's token count.
+    static func promptsThatFit(_ c: TrainConfig, formatter: PromptFormatter, context: Int) throws
+        -> (dataset: PromptDataset, longest: Int) {
         guard c.maxNewTokens < context else {
             throw ConfigError(source: "config", key: "max_new_tokens",
                               message: "\(c.maxNewTokens) leaves no room for a prompt in the model's \(context)-token context")
@@ -196,7 +197,7 @@ extension RunSetup {
         let all = try PromptDataset(contentsOf: URL(fileURLWithPath: c.prompts), seed: c.seed)
         let room = context - 1
         let limit = c.maxPromptTokens > 0 ? min(c.maxPromptTokens, room) : room
-        let (kept, skipped) = try all.keeping(maxTokens: limit) { formatter.encode($0.text).count }
+        let (kept, skipped, longest) = try all.keeping(maxTokens: limit) { formatter.encode($0.text).count }
         if !skipped.isEmpty {
             let log = Logger(label: "rlif.data")
             for s in skipped.prefix(5) {
@@ -204,7 +205,7 @@ extension RunSetup {
             }
             log.warning("\(c.prompts): skipped \(skipped.count) of \(all.count) prompts longer than \(limit) tokens\(c.maxPromptTokens > 0 ? " (max_prompt_tokens)" : " (the model's context)")")
         }
-        return kept
+        return (kept, longest)
     }
 }
 

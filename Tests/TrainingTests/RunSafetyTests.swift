@@ -153,8 +153,9 @@ import TestSupport
     @Test func longPromptsAreSkippedAndNamed() throws {
         let records = (0..<5).map { PromptRecord(id: "train:\($0 + 1)", text: String(repeating: "x", count: $0 == 3 ? 500 : 10), answer: nil) }
         let ds = PromptDataset(records: records, seed: 1, source: "train.jsonl")
-        let (kept, skipped) = try ds.keeping(maxTokens: 100) { $0.text.count }
+        let (kept, skipped, longest) = try ds.keeping(maxTokens: 100) { $0.text.count }
         #expect(kept.count == 4)
+        #expect(longest == 10)
         #expect(skipped.map(\.record.id) == ["train:4"])
         #expect(skipped.map(\.tokens) == [500])
         #expect(throws: DatasetError.self) { try ds.keeping(maxTokens: 5) { $0.text.count } }
