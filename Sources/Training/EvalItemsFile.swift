@@ -31,24 +31,31 @@ public final class EvalItemsFile {
 
     private init(url: URL, log: MetricsLog) { self.url = url; self.log = log }
 
+    /// The settings and items of an existing, non-empty file (nil when absent or empty); a torn last line is
+    /// left out, anything else that does not decode is an error naming the line.
+    public static func read(_ url: URL) throws -> (settings: Settings, items: [EvalReport.Item], lines: [Data])? {
+        guard let data = FileManager.default.contents(atPath: url.path), !data.isEmpty else { return nil }
+        let dec = JSONDecoder()
+        var lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true).map { Data($0) }
+        if data.last != UInt8(ascii: "\n"), !lines.isEmpty { lines.removeLast() }
+        guard let first = lines.first, let found = try? dec.decode(Settings.self, from: first) else {
+            throw DatasetError(file: url.path, line: 1, message: "not an rlif eval items file (no settings line)")
+        }
+        var items: [EvalReport.Item] = []
+        for (k, line) in lines.dropFirst().enumerated() {
+            do { items.append(try dec.decode(EvalReport.Item.self, from: line)) } catch {
+                throw DatasetError(file: url.path, line: k + 2, message: "not an eval item: \(error)")
+            }
+        }
+        return (found, items, lines)
+    }
+
     /// Opens (or creates) `url` for `settings`; returns it with the items already there.
     public static func open(_ url: URL, settings: Settings) throws -> (EvalItemsFile, [EvalReport.Item]) {
-        var items: [EvalReport.Item] = []
-        let dec = JSONDecoder()
-        if let data = FileManager.default.contents(atPath: url.path), !data.isEmpty {
-            var lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true)
-            if data.last != UInt8(ascii: "\n"), !lines.isEmpty { lines.removeLast() }
-            guard let first = lines.first, let found = try? dec.decode(Settings.self, from: Data(first)) else {
-                throw DatasetError(file: url.path, line: 1, message: "not an rlif eval items file (no settings line)")
-            }
+        if let (found, items, lines) = try read(url) {
             guard found == settings else {
                 throw DatasetError(file: url.path, line: 1,
                                    message: "holds an evaluation with other settings (\(found)); use another --items file")
-            }
-            for (k, line) in lines.dropFirst().enumerated() {
-                do { items.append(try dec.decode(EvalReport.Item.self, from: Data(line))) } catch {
-                    throw DatasetError(file: url.path, line: k + 2, message: "not an eval item: \(error)")
-                }
             }
             // Rewrite without a torn last line, then append.
             var clean = Data(lines.joined(separator: [UInt8(ascii: "\n")]))

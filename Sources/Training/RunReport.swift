@@ -43,12 +43,10 @@ public struct RunReport {
         }
         var items: [EvalReport.Item] = []
         if let e = evalItems {
-            guard let d = FileManager.default.contents(atPath: e.path) else {
-                throw DatasetError(file: e.path, line: nil, message: "cannot read")
+            guard let file = try EvalItemsFile.read(e) else {
+                throw DatasetError(file: e.path, line: nil, message: "cannot read (missing or empty)")
             }
-            for line in d.split(separator: UInt8(ascii: "\n")) {
-                if let it = try? JSONDecoder().decode(EvalReport.Item.self, from: Data(line)) { items.append(it) }
-            }
+            items = file.items
         }
         return RunReport(rows: rows, configJSON: config, evalItems: items, title: dir.lastPathComponent)
     }
