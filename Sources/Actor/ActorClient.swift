@@ -19,6 +19,9 @@ public struct ActorOptions: Sendable {
     public var giveUpAfterMs: Int = 0
     /// Largest message accepted (weights arrive in chunks, so this bounds one chunk or group).
     public var maxMessageBytes: Int = 64 << 20
+    /// CURVE: the learner's public key and this actor's key pair (its public key must be in the learner's
+    /// authorized keys). nil = plain, which a CURVE learner refuses at the handshake.
+    public var curve: (learnerKey: CurveKey, keyPair: CurveKeyPair)?
 
     public init(learner: Endpoints, actorId: String) {
         self.learner = learner
@@ -147,6 +150,7 @@ public final class ActorClient {
         for s in [work!, notices!, weights!] {
             try s.setOption(.linger, 0)
             try s.setMaxMessageSize(Int64(options.maxMessageBytes))
+            if let c = options.curve { try s.setCurveClient(serverKey: c.learnerKey, keyPair: c.keyPair) }
             try s.setOption(.reconnectInterval, 100)
             try s.setOption(.reconnectIntervalMax, 2000)
         }
@@ -395,7 +399,11 @@ public final class ActorClient {
                 backoffMs = min(options.maxBackoffMs, backoffMs * 2)
             }
             if options.giveUpAfterMs > 0, now.timeIntervalSince(firstContact ?? started) * 1000 > Double(options.giveUpAfterMs) {
-                throw ActorError(message: "no answer from the learner at \(options.learner.work) for \(options.giveUpAfterMs) ms")
+                // A CURVE learner drops a handshake it does not accept without a word: say what to check.
+                let hint = options.curve == nil
+                    ? " (if the learner uses CURVE, pass --curve-secret and --learner-key)"
+                    : " (check that this actor's public key \(options.curve!.keyPair.publicKey.short) is in the learner's --authorized-keys and --learner-key is the learner's key)"
+                throw ActorError(message: "no answer from the learner at \(options.learner.work) for \(options.giveUpAfterMs) ms\(hint)")
             }
             return
         }

@@ -25,8 +25,14 @@ public struct LearnerOptions: Sendable {
     public var weightDType: DType = .f32
     public var chunkBytes: Int = 4 << 20
     public var checkpointEvery: Int = 0
-    /// Largest message accepted on any socket.
-    public var maxMessageBytes: Int = 64 << 20
+    /// Largest message accepted on any socket (`ZMQ_MAXMSGSIZE`: libzmq drops a peer that sends more). Inbound
+    /// messages are small (a RolloutGroup of 8 × 1024 tokens is ~90 KB).
+    public var maxMessageBytes: Int = WireCodec.defaultMaxBytes
+    /// CURVE on every socket with a ZAP handler admitting only listed keys; nil = plain (the CLI allows that only
+    /// on ipc:// and loopback, or with --insecure).
+    public var curve: LearnerCurve?
+    /// Per-peer and global limits (admission, error replies, log lines).
+    public var limits = AbuseLimits()
     /// After the last step, how long to wait for actors to say goodbye.
     public var shutdownGraceMs: Int = 5000
 
@@ -58,7 +64,19 @@ public struct LearnerSummary: Sendable {
     public var actorsSeen = 0
     /// prompt index → times it was trained on (each must be 1).
     public var trainedPrompts: [Int: Int] = [:]
+    /// The newest refused-message texts (at most `AbuseLimits.keptRefusals`).
     public var refusedMessages: [String] = []
+    /// Handshakes the ZAP handler refused (key not listed, or not CURVE).
+    public var deniedConnections = 0
+    /// Messages dropped without a reply: revoked, banned or mismatched keys, or from unwelcomed peers.
+    public var droppedMessages = 0
+    /// Groups refused by `GroupCheck` (or by verification), per actor id: the misbehaving actors.
+    public var invalidGroups: [String: Int] = [:]
+    /// Actors cut off: banned after invalid or unverifiable values, or their key revoked.
+    public var bannedActors: [String] = []
+    /// Error replies and log lines not sent because of the rate limits.
+    public var errorRepliesSuppressed = 0
+    public var logLinesSuppressed = 0
     /// When each weight version was published (for weight-propagation measurements).
     public var publishedAt: [UInt64: Date] = [:]
 }
@@ -85,6 +103,15 @@ public final class LearnerServer {
     private var work: ZMQSocket!
     private var notices: ZMQSocket!
     private var weights: ZMQSocket!
+    private var zap: ZAPHandler?
+    private var peerGuard: PeerGuard
+    private let groupCheck: GroupCheck
+    /// Set from any thread (a SIGHUP handler): reload the authorized keys with `reloadKeys` at the next tick.
+    public let reloadFlag = RequestFlag()
+    /// When the notice PUB is to be bound again after a revocation (closed, so revoked subscribers drop off).
+    private var noticesRebindAt: Date?
+    /// Reads the authorized keys again (the same file or directory as at start).
+    public var reloadKeys: (() throws -> AuthorizedKeys)?
 
     // Actors: identities for sending; liveness, credits and tasks live in the ledger.
     private struct Peer {
@@ -129,6 +156,8 @@ public final class LearnerServer {
                                           taskTimeoutMs: UInt64(options.taskTimeoutMs), maxLag: UInt64(options.maxLag)),
                             firstTaskId: UInt64(options.startStep) << 32 | 1)
         context = try ZMQContext()
+        peerGuard = PeerGuard(limits: options.limits, curve: options.curve != nil)
+        groupCheck = GroupCheck(vocabSize: compute.vocabSize)
     }
 
     /// Set from any thread (e.g. a SIGINT/SIGTERM handler): finish the current step, tell actors to stop.
@@ -137,7 +166,7 @@ public final class LearnerServer {
     /// Serves until every step is trained and actors have been told, then returns.
     public func run() throws -> LearnerSummary {
         try bindSockets()
-        defer { trainer.stop(); for s in [work, notices, weights] { s?.close() }; context.shutdown() }
+        defer { trainer.stop(); for s in [work, notices, weights] { s?.close() }; context.shutdown(); zap?.stop() }
         try publish(version: UInt64(options.startStep) + 1)
         log.info("learner \(options.runId) serving on \(options.bind); \(options.steps - options.startStep) steps to go")
         var finishedAt: Date?
@@ -161,6 +190,7 @@ public final class LearnerServer {
                 // Actors leave the peer table when they say goodbye (or are declared dead).
                 if peers.isEmpty || Date().timeIntervalSince(t) * 1000 > Double(options.shutdownGraceMs) {
                     summary.ledger = ledger.counts
+                    finishSecuritySummary()
                     summary.completedSteps = completedSteps
                     summary.weightVersion = version
                     return summary
@@ -169,17 +199,103 @@ public final class LearnerServer {
         }
     }
 
+    private func securityHousekeeping() {
+        if let access = options.curve?.access {
+            for d in access.drainDenials() {
+                limitedLog(.warning, "denied connection from \(d.address.isEmpty ? "?" : d.address) key \(d.key?.z85 ?? "-") (\(d.mechanism)): \(d.reason)")
+            }
+            summary.deniedConnections = access.counters.denied
+            if reloadFlag.take() { reloadAuthorizedKeys(access) }
+        } else if reloadFlag.take() {
+            log.notice("SIGHUP: nothing to reload (no CURVE keys)")
+        }
+        if let at = noticesRebindAt, Date() >= at {
+            do {
+                let s = try makeNoticeSocket()
+                try s.bind(options.bind.notices)
+                notices = s
+                noticesRebindAt = nil
+                sendNotice()
+            } catch {
+                noticesRebindAt = Date().addingTimeInterval(0.5)
+                log.warning("notice socket not bound again yet (\(error)); retrying")
+            }
+        }
+    }
+
+    private func reloadAuthorizedKeys(_ access: CurveAccess) {
+        guard let reload = reloadKeys else { return }
+        let keys: AuthorizedKeys
+        do { keys = try reload() } catch {
+            log.error("authorized keys not reloaded (keeping the \(access.authorized.count) current ones): \(error)")
+            return
+        }
+        let before = access.authorized
+        let revoked = access.replace(with: keys)
+        log.notice("authorized keys reloaded: \(keys.count) keys, \(revoked.count) revoked\(revoked.isEmpty ? "" : ": " + revoked.map { "\(before.label($0) ?? "?") \($0.short)" }.joined(separator: ", "))")
+        guard !revoked.isEmpty else { return }
+        for key in revoked {
+            for actor in peerGuard.actors(of: key.z85) {
+                let requeued = ledger.goodbye(actorId: actor)
+                peers.removeValue(forKey: actor)
+                peerGuard.forget(actor: actor)
+                log.warning("actor \(actor) cut off: its key \(before.label(key) ?? "?") \(key.short) was revoked; tasks \(requeued) re-issued")
+            }
+            // Its connections on the ROUTERs end now (a reconnect fails the handshake); anything still queued
+            // from it is dropped by `admit`, since the key is no longer listed.
+            for fd in peerGuard.connections(of: key.z85) { ZMQSocket.cutConnection(fd: fd) }
+        }
+        // The PUB's subscribers cannot be told apart: close it (every subscriber drops off and reconnects, the
+        // revoked ones fail the handshake) and bind it again once libzmq has released the address.
+        notices.close()
+        noticesRebindAt = Date().addingTimeInterval(0.2)
+        dispatchAll()
+    }
+
+    /// Actors whose values the learner's own forward contradicted (`verify_rewards`): named, counted, banned
+    /// (with CURVE: their key, so every actor of that key), their tasks re-issued and connections cut.
+    private func banFlagged(_ flagged: [FlaggedGroup]) {
+        for f in flagged {
+            summary.invalidGroups[f.actorId, default: 0] += 1
+            if let n = summary.trainedPrompts[f.promptIndex] { summary.trainedPrompts[f.promptIndex] = n > 1 ? n - 1 : nil }
+            log.error("misbehaving actor \(f.actorId)\(keyNote(peerGuard.key(of: f.actorId))): its group for task \(f.taskId) failed verification: \(f.detail); group dropped, actor banned")
+            let key = peerGuard.key(of: f.actorId)
+            peerGuard.ban(actor: f.actorId)
+            let victims = key.map { peerGuard.actors(of: $0) } ?? [f.actorId]
+            for a in Set(victims + [f.actorId]) {
+                ledger.goodbye(actorId: a)
+                peers.removeValue(forKey: a)
+            }
+            if let key { for fd in peerGuard.connections(of: key) { ZMQSocket.cutConnection(fd: fd) } }
+        }
+        if !flagged.isEmpty { dispatchAll() }
+    }
+
+    private func finishSecuritySummary() {
+        summary.deniedConnections = options.curve?.access.counters.denied ?? 0
+        summary.droppedMessages += peerGuard.dropped
+        summary.bannedActors = peerGuard.bannedActors.sorted()
+        summary.errorRepliesSuppressed = peerGuard.repliesSuppressed
+        summary.logLinesSuppressed = peerGuard.logLinesSuppressed
+    }
+
     private var isFinished: Bool { completedSteps >= options.steps || (stopRequested && !training) }
 
     // MARK: Sockets
 
     private func bindSockets() throws {
+        if let c = options.curve {
+            // Before any CURVE socket binds: without a handler libzmq would admit every key.
+            zap = try ZAPHandler(context: context, access: c.access)
+        }
         work = try ZMQSocket(context, .router)
-        notices = try ZMQSocket(context, .pub)
+        notices = try makeNoticeSocket()
         weights = try ZMQSocket(context, .router)
-        for s in [work!, notices!, weights!] {
+        for s in [work!, weights!] {
             try s.setOption(.linger, 0)
             try s.setMaxMessageSize(Int64(options.maxMessageBytes))
+            try s.setOption(.receiveHighWaterMark, options.limits.receiveHighWaterMark)
+            if let c = options.curve { try s.setCurveServer(secretKey: c.keyPair.secretKey) }
         }
         // A reconnecting actor (same id, new connection) replaces its half-dead old connection.
         try work.setOption(.routerHandover, 1)
@@ -189,6 +305,19 @@ public final class LearnerServer {
         try work.bind(options.bind.work)
         try notices.bind(options.bind.notices)
         try weights.bind(options.bind.weights)
+        if let c = options.curve {
+            log.info("CURVE on all sockets: learner key \(c.keyPair.publicKey), \(c.access.authorized.count) authorized actor keys")
+        }
+    }
+
+    /// The PUB socket (made again when a key is revoked: closing it drops every subscriber, and the revoked one
+    /// fails the handshake when it reconnects).
+    private func makeNoticeSocket() throws -> ZMQSocket {
+        let s = try ZMQSocket(context, .pub)
+        try s.setOption(.linger, 0)
+        try s.setMaxMessageSize(Int64(options.maxMessageBytes))
+        if let c = options.curve { try s.setCurveServer(secretKey: c.keyPair.secretKey) }
+        return s
     }
 
     private func send(_ socket: ZMQSocket, to identity: [UInt8], _ body: Message) {
@@ -217,6 +346,13 @@ public final class LearnerServer {
                 }
                 let identity = frames[0]
                 let peer = String(decoding: identity, as: UTF8.self)
+                let meta = socket.lastPeer
+                if case .drop(let why) = peerGuard.admit(actor: peer, key: meta.userId,
+                                                         listed: options.curve?.access.isAuthorized(userId: meta.userId) ?? true) {
+                    limitedLog(.warning, "dropped a \(sockName) message: \(why)")
+                    continue
+                }
+                peerGuard.saw(key: meta.userId, fd: meta.fd)
                 let env: Envelope
                 do { env = try WireCodec.decode(frames[1], maxBytes: options.maxMessageBytes) } catch {
                     let code: ErrorCode
@@ -228,7 +364,7 @@ public final class LearnerServer {
                     refuse(identity, socket, "\(sockName) message from '\(peer)': \(error)", code, field: "\(error)")
                     continue
                 }
-                if i == 0 { handleWork(env, identity: identity, peer: peer) } else { handleWeights(env, identity: identity, peer: peer) }
+                if i == 0 { handleWork(env, identity: identity, peer: peer, key: meta.userId) } else { handleWeights(env, identity: identity, peer: peer) }
             }
         }
     }
@@ -236,18 +372,38 @@ public final class LearnerServer {
     private func refuse(_ identity: [UInt8], _ socket: ZMQSocket, _ what: String, _ code: ErrorCode, field: String) {
         summary.malformed += 1
         summary.refusedMessages.append(what)
-        log.error("refused \(what)")
-        if !identity.isEmpty { send(socket, to: identity, .error(ErrorMessage(code: code, message: what, field: field))) }
+        if summary.refusedMessages.count > options.limits.keptRefusals { summary.refusedMessages.removeFirst() }
+        limitedLog(.error, "refused \(what)")
+        replyError(identity, socket, ErrorMessage(code: code, message: what, field: field))
     }
 
-    private func handleWork(_ env: Envelope, identity: [UInt8], peer: String) {
+    /// An `Error` reply, unless this peer (or everyone together) has had its share this second.
+    private func replyError(_ identity: [UInt8], _ socket: ZMQSocket, _ e: ErrorMessage) {
+        guard !identity.isEmpty, peerGuard.mayReply(to: String(decoding: identity, as: UTF8.self), now: nowMs) else { return }
+        send(socket, to: identity, .error(e))
+    }
+
+    /// A log line about a peer's misbehaviour, within the log rate limit (the next line says how many were not).
+    private func limitedLog(_ level: Logger.Level, _ line: @autoclosure () -> String) {
+        let (ok, suppressed) = peerGuard.mayLog(now: nowMs)
+        guard ok else { return }
+        log.log(level: level, "\(line())\(suppressed > 0 ? " (\(suppressed) similar lines suppressed)" : "")")
+    }
+
+    private func handleWork(_ env: Envelope, identity: [UInt8], peer: String, key: String?) {
         let now = nowMs
         if case .hello(let h) = env.body {
-            if peers[peer] == nil && !ledger.actorIds.contains(peer) { summary.actorsSeen += 1 }
+            let known = ledger.actorIds.contains(peer)
+            if let why = peerGuard.hello(actor: peer, key: key, admitted: ledger.actorIds.count, known: known) {
+                limitedLog(.warning, "hello from '\(peer)' refused: \(why)")
+                replyError(identity, work, ErrorMessage(code: .internal, message: why, field: "hello"))
+                return
+            }
+            if peers[peer] == nil && !known { summary.actorsSeen += 1 }
             let requeued = ledger.hello(actorId: peer, now: now)
             if !requeued.isEmpty { log.info("actor \(peer) restarted: tasks \(requeued) re-issued") }
             peers[peer] = Peer(identity: identity)
-            log.info("actor \(peer) joined (host \(h.hostname), pid \(h.pid), batch \(h.maxBatchSequences), weights v\(h.weightVersion))")
+            log.info("actor \(peer) joined (host \(h.hostname), pid \(h.pid), batch \(h.maxBatchSequences), weights v\(h.weightVersion)\(keyNote(key)))")
             send(work, to: identity, .welcome(Welcome(
                 runId: options.runId, currentWeightVersion: version, modelConfigJson: compute.modelConfigJSON,
                 heartbeatIntervalMs: UInt32(options.heartbeatIntervalMs), heartbeatTimeoutMs: UInt32(options.heartbeatTimeoutMs))))
@@ -256,7 +412,7 @@ public final class LearnerServer {
         guard ledger.heartbeat(actorId: peer, now: now) else {
             // Not (or no longer) known: declared dead, or this learner restarted. It must say hello again; a
             // group it sent is resent by the actor after its new welcome.
-            send(work, to: identity, .error(ErrorMessage(code: .unknownPeer, message: "say hello first", field: env.body.fieldName)))
+            replyError(identity, work, ErrorMessage(code: .unknownPeer, message: "say hello first", field: env.body.fieldName))
             return
         }
         peers[peer]?.identity = identity
@@ -281,6 +437,7 @@ public final class LearnerServer {
             let requeued = ledger.goodbye(actorId: peer)
             if !requeued.isEmpty { log.info("tasks \(requeued) of \(peer) re-issued") }
             peers.removeValue(forKey: peer)
+            peerGuard.forget(actor: peer)
             dispatchAll()
         default:
             refuse(identity, work, "unexpected \(env.body.fieldName) from '\(peer)' on the work socket", .malformed, field: env.body.fieldName)
@@ -327,17 +484,27 @@ public final class LearnerServer {
     }
 
     private func accept(_ g: RolloutGroup, identity: [UInt8]) {
-        let ack = ledger.accept(g, now: nowMs, weightVersion: version)
+        let invalidBefore = ledger.counts.invalid
+        let check = groupCheck
+        let ack = ledger.accept(g, now: nowMs, weightVersion: version, check: { check.problem($0, task: $1) })
         send(work, to: identity, .ack(ack))
+        if ledger.counts.invalid > invalidBefore {
+            // Not a network accident (the decoder already refused garbage): this actor sent values it cannot
+            // have sampled. Named in the log and the summary; the task goes to someone else.
+            summary.invalidGroups[g.actorId, default: 0] += 1
+            limitedLog(.error, "misbehaving actor \(g.actorId)\(keyNote(peerGuard.key(of: g.actorId))): invalid group: \(ack.detail)")
+            dispatchAll()
+            return
+        }
         switch ack.status {
         case .accepted:
-            guard let info = taskInfo[g.taskId] else { return }
+            guard let info = taskInfo.removeValue(forKey: g.taskId) else { return }
             stepGroups[info.step, default: []].append(AcceptedGroup(taskId: g.taskId, step: info.step, promptIndex: info.promptIndex,
                                                                     promptTokens: info.tokens, group: g))
         case .duplicate:
-            log.info("\(g.actorId): \(ack.detail); dropped")
+            limitedLog(.info, "\(g.actorId): \(ack.detail); dropped")
         default:
-            log.warning("\(g.actorId): group \(ack.status): \(ack.detail)")
+            limitedLog(.warning, "\(g.actorId): group \(ack.status): \(ack.detail)")
             dispatchAll()
         }
     }
@@ -370,6 +537,7 @@ public final class LearnerServer {
         switch result {
         case .success(let (metrics, snap)):
             completedSteps += 1
+            banFlagged(compute.takeFlaggedGroups())
             onStep?(metrics)
             install(snap)
         case .failure(let e):
@@ -394,7 +562,7 @@ public final class LearnerServer {
     }
 
     private func sendNotice() {
-        guard let snap = snapshots[version] else { return }
+        guard let snap = snapshots[version], noticesRebindAt == nil else { return }
         do { _ = try notices.send(frames: [WireCodec.encode(.stamped(sender: "learner", .weightNotice(snap.notice)))], dontWait: true) } catch {
             log.warning("notice v\(version) not sent: \(error)")
         }
@@ -404,6 +572,14 @@ public final class LearnerServer {
     private func handleWeights(_ env: Envelope, identity: [UInt8], peer: String) {
         guard case .snapshotRequest(let r) = env.body else {
             return refuse(identity, weights, "unexpected \(env.body.fieldName) from '\(peer)' on the weights socket", .malformed, field: env.body.fieldName)
+        }
+        // Weights only for actors that were welcomed and are alive (and, with CURVE, only over their own key:
+        // `admit` checked that the key is the one this id said hello with).
+        guard peers[peer] != nil else {
+            summary.droppedMessages += 1
+            limitedLog(.warning, "snapshot request from '\(peer)', which is not a welcomed actor: refused")
+            replyError(identity, weights, ErrorMessage(code: .unknownPeer, message: "say hello first", field: "snapshot_request"))
+            return
         }
         let v = r.version == 0 ? version : r.version
         guard let snap = snapshots[v] else {
@@ -440,6 +616,7 @@ public final class LearnerServer {
         for name in expiry.deadActors {
             log.warning("actor \(name) missed its heartbeats: declared dead")
             peers.removeValue(forKey: name)
+            peerGuard.forget(actor: name)
         }
         if !expiry.reissued.isEmpty {
             log.info("tasks \(expiry.reissued) re-issued")
@@ -452,7 +629,28 @@ public final class LearnerServer {
         }
         // Late subscribers miss a notice sent before they joined (PUB drops): repeat the current one.
         if now.timeIntervalSince(lastNoticeSent) > 1 { sendNotice() }
+        securityHousekeeping()
     }
+}
+
+// MARK: Security (CURVE keys, revocation, bans, limits; the pure rules are `PeerGuard` and `GroupCheck`)
+
+extension LearnerServer {
+    /// " (key LABEL ABCDEFGH…)" for log lines, or "" without CURVE.
+    func keyNote(_ key: String?) -> String {
+        guard let key else { return "" }
+        return " (key \(options.curve?.access.label(userId: key) ?? "?") \(key.prefix(8))…)"
+    }
+}
+
+/// A request raised from a signal handler and taken once by the network loop (SIGHUP → reload the keys).
+public final class RequestFlag: @unchecked Sendable {  // guarded by `lock`
+    private let lock = NSLock()
+    private var value = false
+    public init() {}
+    public func raise() { lock.lock(); value = true; lock.unlock() }
+    /// True once per `raise()`.
+    public func take() -> Bool { lock.lock(); defer { value = false; lock.unlock() }; return value }
 }
 
 /// Runs submitted jobs one at a time on a dedicated thread; the network loop polls for the result.

@@ -39,6 +39,8 @@ public struct TaskLedger: Sendable {
         public var duplicate = 0
         public var stale = 0
         public var rejected = 0
+        /// Of `rejected`: groups refused by the caller's content check (`accept(_:check:)`).
+        public var invalid = 0
         public var deadActors = 0
         public init() {}
     }
@@ -86,10 +88,33 @@ public struct TaskLedger: Sendable {
     private var actorOrder: [String] = []  // round-robin order of dispatch
     private var nextTaskId: UInt64 = 1
     private var pendingTotal = 0
+    /// Ids are handed out in sequence from `firstTaskId`; every task below `doneBelow` is done and forgotten, so
+    /// the set of completed tasks kept for dedupe is only those above this watermark (the open steps), not the
+    /// whole run. A group for a forgotten task is still a duplicate.
+    private let firstTaskId: UInt64
+    private var doneBelow: UInt64
 
     public init(config: Config, firstTaskId: UInt64 = 1) {
         self.config = config
         self.nextTaskId = firstTaskId
+        self.firstTaskId = firstTaskId
+        self.doneBelow = firstTaskId
+    }
+
+    /// Tasks the ledger holds (pending, in flight, or done above the watermark): bounded by the open work.
+    public var retainedTaskCount: Int { tasks.count }
+
+    /// The work item of a task that is not done yet (what a group answering it must match), else nil.
+    public func item(_ taskId: UInt64) -> WorkItem? {
+        guard let t = tasks[taskId], t.state != .done else { return nil }
+        return t.item
+    }
+
+    private mutating func advanceWatermark() {
+        while doneBelow < nextTaskId, tasks[doneBelow]?.state == .done {
+            tasks[doneBelow] = nil
+            doneBelow += 1
+        }
     }
 
     // MARK: Tasks
@@ -116,7 +141,8 @@ public struct TaskLedger: Sendable {
 
     /// Times the task was handed out (nil for an unknown id).
     public func attempts(_ taskId: UInt64) -> Int? { tasks[taskId]?.attempts }
-    public func isDone(_ taskId: UInt64) -> Bool { tasks[taskId]?.state == .done }
+    public func isDone(_ taskId: UInt64) -> Bool { isForgottenDone(taskId) || tasks[taskId]?.state == .done }
+    private func isForgottenDone(_ id: UInt64) -> Bool { id >= firstTaskId && id < doneBelow }
     /// The actor holding the task, if it is in flight.
     public func holder(_ taskId: UInt64) -> String? {
         if case .inFlight(let a, _)? = tasks[taskId]?.state { return a }
@@ -287,9 +313,17 @@ public struct TaskLedger: Sendable {
     /// future weight version -> rejected; older than `maxLag` -> stale; else accepted (first one wins, even
     /// from an actor declared dead or from the original holder of a re-issued task). A stale or rejected group
     /// from the actor currently holding the task re-queues it.
-    public mutating func accept(_ group: RolloutGroup, now: UInt64, weightVersion: UInt64) -> Ack {
+    ///
+    /// `check` (e.g. `GroupCheck.problem`) judges the group's content against the task after the group-size
+    /// check: a problem makes it `.rejected` (counted in `invalid` too) with the problem as detail.
+    public mutating func accept(_ group: RolloutGroup, now: UInt64, weightVersion: UInt64,
+                                check: ((RolloutGroup, WorkItem) -> String?)? = nil) -> Ack {
         heartbeat(actorId: group.actorId, now: now)
         let id = group.taskId
+        if isForgottenDone(id) {
+            counts.duplicate += 1
+            return Ack(taskId: id, status: .duplicate, detail: "task \(id) already has an accepted group")
+        }
         guard var t = tasks[id] else {
             counts.rejected += 1
             return Ack(taskId: id, status: .rejected, detail: "unknown task \(id)")
@@ -306,6 +340,10 @@ public struct TaskLedger: Sendable {
         if group.completions.count != Int(t.item.groupSize) {
             return refuse(.rejected, "task \(id): \(group.completions.count) completions, expected group size \(t.item.groupSize)", &self)
         }
+        if let check, let problem = check(group, t.item) {
+            counts.invalid += 1
+            return refuse(.rejected, "task \(id): \(problem)", &self)
+        }
         if group.weightVersion > weightVersion {
             return refuse(.rejected, "task \(id): weight version \(group.weightVersion) is newer than the learner's \(weightVersion)", &self)
         }
@@ -321,6 +359,7 @@ public struct TaskLedger: Sendable {
         t.item.promptTokens = []
         tasks[id] = t
         counts.accepted += 1
+        advanceWatermark()
         return Ack(taskId: id, status: .accepted)
     }
 }

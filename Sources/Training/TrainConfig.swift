@@ -80,6 +80,14 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     /// Whose self-certainty is the reward: `policy` (INTUITOR: the current policy's) or `reference` (the frozen
     /// initial model's — the paper's offline ablation, which it shows gets hacked).
     public var selfCertaintySource: SelfCertaintySource = .policy
+    /// Fraction (0–1) of on-policy groups (sampled with the weights the step trains) whose per-token
+    /// self-certainty and log-probs the learner recomputes with its own forward before training: an actor whose
+    /// values disagree by more than `verify_tolerance` is named, its group dropped and the actor banned.
+    public var verifyRewards: Double = 0
+    /// Largest mean absolute per-token difference (nats) between an actor's self-certainty / log-probs and the
+    /// learner's recomputation that still counts as agreement (bf16 weights and a different batch order on the
+    /// actor give ~1e-3; a made-up or rescaled value is far larger).
+    public var verifyTolerance: Float = 0.05
     /// Truncated importance-sampling cap for stale rollouts (0 disables).
     public var tisCap: Float = 0
     public var ppoEpochs: Int = 1
@@ -136,6 +144,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         case unbiasedStd = "unbiased_std", scaleAdvantages = "scale_advantages", tisCap = "tis_cap"
         case recomputeSelfCertainty = "recompute_self_certainty"
         case selfCertaintySource = "self_certainty_source"
+        case verifyRewards = "verify_rewards", verifyTolerance = "verify_tolerance"
         case ppoEpochs = "ppo_epochs", minibatches, microBatchTokens = "micro_batch_tokens"
         case activationCheckpointing = "activation_checkpointing", lora
         case seed, checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints", evalEvery = "eval_every", evalLimit = "eval_limit"
@@ -167,6 +176,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try get(.unbiasedStd, &unbiasedStd); try get(.scaleAdvantages, &scaleAdvantages); try get(.tisCap, &tisCap)
         try get(.recomputeSelfCertainty, &recomputeSelfCertainty)
         try get(.selfCertaintySource, &selfCertaintySource)
+        try get(.verifyRewards, &verifyRewards); try get(.verifyTolerance, &verifyTolerance)
         try get(.ppoEpochs, &ppoEpochs); try get(.minibatches, &minibatches); try get(.microBatchTokens, &microBatchTokens)
         try get(.activationCheckpointing, &activationCheckpointing)
         lora = try c.decodeIfPresent(LoRAConfig.self, forKey: .lora)
@@ -277,7 +287,8 @@ public struct TrainConfig: Codable, Sendable, Equatable {
             (.minLrRatio, minLrRatio), (.adamBeta1, adamBeta1), (.adamBeta2, adamBeta2), (.adamEpsilon, adamEpsilon),
             (.weightDecay, weightDecay), (.maxGradNorm, maxGradNorm), (.klBeta, klBeta),
             (.clipEpsilonLow, clipEpsilonLow), (.clipEpsilonHigh, clipEpsilonHigh),
-            (.advantageEpsilon, advantageEpsilon), (.tisCap, tisCap),
+            (.advantageEpsilon, advantageEpsilon), (.tisCap, tisCap), (.verifyTolerance, verifyTolerance),
+            (.verifyRewards, Float(verifyRewards)),
         ]
         for (k, v) in floats where !v.isFinite { try check(false, k, "must be a finite number, got \(v)") }
         try check(steps >= 1, .steps, "must be >= 1")
@@ -298,6 +309,8 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try check(weightDecay >= 0, .weightDecay, "must be >= 0")
         try check(advantageEpsilon >= 0, .advantageEpsilon, "must be >= 0")
         try check(tisCap >= 0, .tisCap, "must be >= 0 (0 disables)")
+        try check(verifyRewards >= 0 && verifyRewards <= 1, .verifyRewards, "must be in [0, 1] (the fraction of groups the learner re-scores)")
+        try check(verifyTolerance > 0, .verifyTolerance, "must be > 0")
         try check(checkpointEvery >= 0, .checkpointEvery, "must be >= 0 (0 = only at the end)")
         try check(evalEvery >= 0, .evalEvery, "must be >= 0 (0 = never)")
         try check(evalLimit >= 1, .evalLimit, "must be >= 1")

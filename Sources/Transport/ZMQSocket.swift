@@ -109,7 +109,7 @@ public final class ZMQSocket {
         handle = nil
     }
 
-    private func live(_ op: String) throws(ZMQError) -> UnsafeMutableRawPointer {
+    func live(_ op: String) throws(ZMQError) -> UnsafeMutableRawPointer {
         guard let h = handle else { throw ZMQError(errno: ENOTSOCK, operation: op, endpoint: "\(label) (closed)") }
         return h
     }
@@ -181,7 +181,7 @@ public final class ZMQSocket {
         }
     }
 
-    private func setBytes(_ opt: Int32, _ name: String, _ value: [UInt8]) throws(ZMQError) {
+    func setBytes(_ opt: Int32, _ name: String, _ value: [UInt8]) throws(ZMQError) {
         let h = try live("setsockopt \(name)")
         let rc = value.withUnsafeBytes { zmq_setsockopt(h, opt, $0.baseAddress, $0.count) }
         guard rc == 0 else { throw .last("setsockopt \(name)", label) }
@@ -358,6 +358,8 @@ public final class ZMQSocket {
                 frames.append(Array(currentFrameBytes))
             }
             n += 1
+            if n == 1 { lastPeer = PeerMetadata() }
+            capturePeerMetadata()
             if zmq_msg_more(message) == 0 { break }
             _ = try receiveFrame(h, dontWait: false)  // the rest of a multipart message is already here
         }
@@ -379,6 +381,20 @@ public final class ZMQSocket {
         let h = try live("receive")
         guard try receiveFirst(h, timeoutMs: timeoutMs) else { return nil }
         return try body(currentFrame, zmq_msg_more(message) != 0)
+    }
+
+    /// Who sent the last message `receive(into:)` returned: the CURVE key ZAP admitted it with (nil without
+    /// CURVE) and the file descriptor of its connection (-1 for inproc or unknown). See `CurveSocket.swift`.
+    public internal(set) var lastPeer = PeerMetadata()
+
+    /// libzmq attaches connection metadata to the frames a peer sent (not to a ROUTER's routing-id frame).
+    private func capturePeerMetadata() {
+        guard lastPeer.fd < 0 else { return }
+        let fd = zmq_msg_get(message, ZMQ_SRCFD)
+        guard fd >= 0 else { return }
+        lastPeer.fd = fd
+        if let uid = zmq_msg_gets(message, "User-Id") { lastPeer.userId = String(cString: uid) }
+        if let addr = zmq_msg_gets(message, "Peer-Address") { lastPeer.address = String(cString: addr) }
     }
 
     /// The raw handle, for `ZMQPoller`.

@@ -25,6 +25,11 @@ struct LearnerCommand: ParsableCommand {
     @Flag(help: "Continue from <output_dir>/latest (an error when there is no checkpoint).") var resume = false
     @Flag(help: "Replace an earlier run in the output directory (its metrics and checkpoints are deleted).")
     var overwrite = false
+    @Option(help: "This learner's CURVE secret key file (rlif keygen); turns on CURVE for every socket.") var curveSecret: String?
+    @Option(help: "The actors' public keys: a file (one Z85 key per line, optional label after it) or a directory of .pub files. Re-read on SIGHUP.")
+    var authorizedKeys: String?
+    @Flag(help: "Serve a non-loopback tcp:// address without CURVE (anyone who reaches it can join or copy the model).")
+    var insecure = false
     @Option(help: "Log level.") var logLevel: String?
     /// Local mode passes the keys its user set (the learner's --config is then the effective config, every key in it).
     @Option(name: .customLong("user-keys"), help: .hidden) var userKeys: String?
@@ -33,6 +38,12 @@ struct LearnerCommand: ParsableCommand {
         LogSetup.bootstrap(level: logLevel)
         let log = Logger(label: "rlif.learner")
         let endpoints = try Endpoints(base: bind)
+        // Before any model is loaded: keys readable and valid, and no open port without them.
+        let curve = try CurveOptions.learner(secret: curveSecret, authorized: authorizedKeys)
+        try BindPolicy.check(endpoints, curve: curve != nil, insecure: insecure)
+        if curve == nil && !BindPolicy.isLocal(endpoints.work) {
+            log.warning("--insecure: serving \(endpoints.work) without authentication or encryption")
+        }
         let requested = try RunSetup.config(path: config, sets: sets, outputDir: outputDir)
         let output = URL(fileURLWithPath: requested.outputDir)
         // Before any model is loaded: never overwrite a run silently, never "resume" from nothing.
@@ -77,11 +88,18 @@ struct LearnerCommand: ParsableCommand {
         opts.weightDType = c.weightDType == "bf16" ? .bf16 : .f32
         opts.chunkBytes = c.chunkBytes
         opts.checkpointEvery = c.checkpointEvery
+        opts.curve = curve
         let dataset = o.dataset, formatter = o.formatter, perStep = c.promptsPerStep
         let server = try LearnerServer(options: opts, compute: compute, promptsForStep: { s in
             dataset.prompts(step: s, perStep: perStep).map { ($0.id, formatter.encode($0.text)) }
         }, logger: log)
         server.checkpointState = { done in ["cursor": dataset.cursor(afterPrompts: done * perStep)] }
+        if let path = authorizedKeys { server.reloadKeys = { try AuthorizedKeys.load(path) } }
+        let reload = server.reloadFlag
+        signal(SIGHUP, SIG_IGN)
+        let hup = DispatchSource.makeSignalSource(signal: SIGHUP, queue: .global())
+        hup.setEventHandler { reload.raise() }
+        hup.resume()
         if startStep == 0 && c.evalEvery > 0 && !evalRecords.isEmpty {
             var e = try runEval()
             e["step"] = 0
@@ -98,7 +116,10 @@ struct LearnerCommand: ParsableCommand {
         let sources = onTerminationSignals { sig in flag.set(signal: sig) }
         log.info("\(o.policy.parameterCount) parameters, \(o.dataset.count) prompts, \(c.steps) steps × \(c.promptsPerStep) prompts × G=\(c.groupSize)")
         // withExtendedLifetime: an optimised build may otherwise release the signal sources right away.
-        let summary = try withExtendedLifetime(sources) { try server.run() }
+        let summary = try withExtendedLifetime((sources, hup)) { try server.run() }
+        if curve != nil || summary.droppedMessages + summary.invalidGroups.count > 0 {
+            log.info("peers: \(summary.deniedConnections) connections denied, \(summary.droppedMessages) messages dropped, invalid groups \(summary.invalidGroups), banned \(summary.bannedActors)")
+        }
         log.info("learner done: \(summary.completedSteps) steps, weights v\(summary.weightVersion); groups accepted \(summary.accepted), duplicate \(summary.duplicates), stale \(summary.stale), rejected \(summary.rejected), re-issued \(summary.reissued), malformed messages \(summary.malformed), actors \(summary.actorsSeen) (declared dead \(summary.actorsDeclaredDead))")
         let twice = summary.trainedPrompts.filter { $0.value != 1 }
         if !twice.isEmpty { log.error("prompts trained more than once: \(twice)") }
@@ -109,7 +130,10 @@ struct LearnerCommand: ParsableCommand {
                                      "rejected": summary.rejected, "reissued": summary.reissued, "malformed": summary.malformed,
                                      "actors_seen": summary.actorsSeen, "actors_declared_dead": summary.actorsDeclaredDead,
                                      "prompts_trained": summary.trainedPrompts.count,
-                                     "prompts_trained_more_than_once": twice.count]
+                                     "prompts_trained_more_than_once": twice.count,
+                                     "denied_connections": summary.deniedConnections, "dropped_messages": summary.droppedMessages,
+                                     "invalid_groups": summary.invalidGroups.values.reduce(0, +),
+                                     "banned_actors": summary.bannedActors.count]
         try AtomicFile.write(enc.encode(report), to: output.appendingPathComponent("learner_summary.json"))
         if summary.completedSteps < c.steps {
             // Stopped early (SIGINT/SIGTERM): the checkpoint is written; exit 128 + signal, not 0.
@@ -134,6 +158,9 @@ struct ActorCommand: ParsableCommand {
     @Option(help: "Sequences decoded together (default 16, lowered by the memory plan if it does not fit).") var batchSequences: Int?
     @Option(help: "Exit with an error after this many seconds without reaching the learner (0 = retry forever).")
     var giveUpAfter: Int = 0
+    @Option(help: "This actor's CURVE secret key file (rlif keygen); its public key must be in the learner's authorized keys.")
+    var curveSecret: String?
+    @Option(help: "The learner's public key file (its .pub), needed with --curve-secret.") var learnerKey: String?
     @Option(help: "Log level.") var logLevel: String?
     /// Local mode: --batch-sequences comes from the config, not the user, so the memory plan may lower it.
     @Flag(name: .customLong("batch-sequences-adjustable"), help: .hidden) var batchAdjustable = false
@@ -147,6 +174,7 @@ struct ActorCommand: ParsableCommand {
         let batch = batchSequences ?? 16
         opts.batchSequences = batch
         opts.giveUpAfterMs = giveUpAfter * 1000
+        opts.curve = try CurveOptions.actor(secret: curveSecret, learnerKey: learnerKey)
         let engine = TransformerRolloutEngine(batchSequences: batch)
         // The memory plan, once the learner's model config and the first task's lengths are known (before the KV
         // cache is allocated): printed, the decode batch lowered to fit unless --batch-sequences fixed it, or the

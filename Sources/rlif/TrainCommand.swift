@@ -87,8 +87,9 @@ struct LocalMode {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(enc.encode(config), to: cfgFile)
-        let sock = FileManager.default.temporaryDirectory.appendingPathComponent("rlif-\(getpid())")
-        try FileManager.default.createDirectory(at: sock, withIntermediateDirectories: true)
+        // Local mode stays on ipc:// without CURVE: the sockets live in a fresh directory only this user can enter
+        // (mkdtemp: 0700, never an existing directory someone else made), so no other user can connect.
+        let sock = try LocalSocketDirectory.make()
         defer { try? FileManager.default.removeItem(at: sock) }
         let base = "ipc://\(sock.path)/learner"
         let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath()
@@ -214,5 +215,18 @@ final class Child: @unchecked Sendable {  // the pipes' handlers are the only co
     /// Waits (at most 2 s) until both pipes reached end of file, so no output line of the child is lost.
     func drain() {
         _ = open.wait(timeout: .now() + 2)
+    }
+}
+
+/// The private directory of local mode's ipc:// sockets.
+enum LocalSocketDirectory {
+    /// A new directory `$TMPDIR/rlif-XXXXXX` with mode 0700 (mkdtemp(3)).
+    static func make() throws -> URL {
+        let pattern = FileManager.default.temporaryDirectory.appendingPathComponent("rlif-XXXXXX").path
+        var template = Array(pattern.utf8CString)
+        guard let path = template.withUnsafeMutableBufferPointer({ b in mkdtemp(b.baseAddress!).map { String(cString: $0) } }) else {
+            throw FileSystemError(operation: "create the socket directory", path: pattern, errno: errno)
+        }
+        return URL(fileURLWithPath: path)
     }
 }

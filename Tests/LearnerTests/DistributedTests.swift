@@ -28,7 +28,7 @@ import Wire
         let trainer: GRPOTrainer
 
         init(steps: Int = 3, perStep: Int = 2, groupSize: Int = 4, maxLag: Int = 1, heartbeatTimeoutMs: Int = 3000,
-             lora: LoRAConfig? = nil) throws {
+             lora: LoRAConfig? = nil, tweak: ((inout TrainConfig, inout LearnerOptions) -> Void)? = nil) throws {
             dir = try Fixtures.temporaryDirectory("rlif-dist")
             endpoints = try Endpoints(base: "ipc://\(dir.path)/l")
             self.steps = steps
@@ -38,13 +38,14 @@ import Wire
             c.steps = steps; c.promptsPerStep = perStep; c.groupSize = groupSize; c.klBeta = 0
             c.learningRate = 1e-3; c.maxNewTokens = 6; c.temperature = 1
             c.lora = lora
+            var o = LearnerOptions(bind: endpoints, runId: "test", steps: steps, promptsPerStep: perStep, groupSize: groupSize,
+                                   sampling: SamplingParams(temperature: 1, topP: 1, topK: 0, maxNewTokens: 6, stopTokenIds: [2]),
+                                   seed: 7)
+            tweak?(&c, &o)
             let trainer = try GRPOTrainer(policy: policy, reference: nil, config: c)
             self.trainer = trainer
             let compute = try GRPOLearnerCompute(trainer: trainer, scorer: RewardScorer(name: "self_certainty", tokenizer: nil),
                                                  output: dir, answers: [:])
-            var o = LearnerOptions(bind: endpoints, runId: "test", steps: steps, promptsPerStep: perStep, groupSize: groupSize,
-                                   sampling: SamplingParams(temperature: 1, topP: 1, topK: 0, maxNewTokens: 6, stopTokenIds: [2]),
-                                   seed: 7)
             o.maxLag = maxLag
             o.heartbeatIntervalMs = 200
             o.heartbeatTimeoutMs = heartbeatTimeoutMs
@@ -73,10 +74,12 @@ import Wire
         var error: Error?
         let done = DispatchSemaphore(value: 0)
         let engine = TransformerRolloutEngine(batchSequences: 8)
-        init(_ endpoints: Endpoints, id: String) {
-            let t = Thread { [self] in
+        init(_ endpoints: Endpoints, id: String, tweak: ((inout ActorOptions) -> Void)? = nil) {
+            var options = ActorOptions(learner: endpoints, actorId: id)
+            tweak?(&options)
+            let t = Thread { [self, options] in
                 do {
-                    let client = try ActorClient(options: ActorOptions(learner: endpoints, actorId: id),
+                    let client = try ActorClient(options: options,
                                                  engine: engine,
                                                  logger: Logger(label: "test.\(id)"))
                     summary = try client.run()

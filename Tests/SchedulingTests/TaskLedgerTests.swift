@@ -256,3 +256,43 @@ import Wire
     }
 }
 
+
+/// The ledger's memory is bounded by the open work, not by the run, and its content check rejects by name.
+@Suite struct TaskLedgerBoundsTests {
+    @Test func completedTasksAreForgottenBelowAWatermarkAndStillDeduped() {
+        var l = TaskLedger(config: TaskLedgerTests.config)
+        l.hello(actorId: "A", now: 0)
+        var peak = 0
+        var accepted: [UInt64] = []
+        for step in 0..<200 {
+            let ids = (0..<4).map { l.submit(TaskLedgerTests.prompt(step * 4 + $0)) }
+            l.addCredits(actorId: "A", credits: 4, now: UInt64(step))
+            _ = l.dispatch(now: UInt64(step), weightVersion: 5)
+            for id in ids.reversed() {  // out of order within the step
+                #expect(l.accept(TaskLedgerTests.group(id, actor: "A"), now: UInt64(step), weightVersion: 5).status == .accepted)
+                peak = max(peak, l.retainedTaskCount)
+            }
+            accepted += ids
+        }
+        #expect(l.retainedTaskCount == 0, "every task below the watermark is forgotten")
+        #expect(peak <= 4, "at most one step's tasks are held (peak \(peak))")
+        #expect(l.isDone(accepted[0]) && l.isDone(accepted.last!))
+        // A resend of a long-forgotten task is still a duplicate, never trained twice.
+        #expect(l.accept(TaskLedgerTests.group(accepted[3], actor: "A"), now: 999, weightVersion: 5).status == .duplicate)
+        #expect(l.accept(TaskLedgerTests.group(100_000, actor: "A"), now: 999, weightVersion: 5).status == .rejected)
+        #expect(l.counts.accepted == 800 && l.counts.duplicate == 1)
+    }
+
+    @Test func aContentProblemRejectsTheGroupAndReissuesTheTask() {
+        var (l, ids) = TaskLedgerTests.ledger(tasks: 1)
+        l.hello(actorId: "A", now: 0)
+        l.addCredits(actorId: "A", credits: 1, now: 0)
+        _ = l.dispatch(now: 0, weightVersion: 5)
+        let ack = l.accept(TaskLedgerTests.group(ids[0], actor: "A"), now: 1, weightVersion: 5, check: { g, item in
+            g.promptId == item.promptId ? nil : "prompt_id '\(g.promptId)' is not the task's '\(item.promptId)'"
+        })
+        #expect(ack.status == .rejected && ack.detail.contains("prompt_id '' is not the task's 'p0'"), "\(ack.detail)")
+        #expect(l.counts.invalid == 1 && l.counts.rejected == 1 && l.pendingCount == 1, "the task goes back to the queue")
+        #expect(l.item(ids[0])?.promptId == "p0")
+    }
+}
