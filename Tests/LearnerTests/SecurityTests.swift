@@ -150,18 +150,19 @@ import Wire
         let forger = try FakeActor(ctx, h, id: "forger"), liar = try FakeActor(ctx, h, id: "liar")
         let t1 = try #require(try forger.takeTask(), "the forger got no task")
         let t2 = try #require(try liar.takeTask(), "the liar got no task")
-        func group(_ item: WorkItem, sc: Float, tokens: UInt32) -> RolloutGroup {
+        func group(_ item: WorkItem, sc: Float, token: UInt32) -> RolloutGroup {
             let n = Int(item.sampling.maxNewTokens)
-            let c = Completion(tokens: Array(repeating: tokens, count: n), logprobs: Array(repeating: -1, count: n),
+            let c = Completion(tokens: Array(repeating: token, count: n), logprobs: Array(repeating: -1, count: n),
                                selfCertainty: Array(repeating: sc, count: n), reward: sc, finishReason: .length)
             return RolloutGroup(taskId: item.taskId, actorId: "x", weightVersion: item.minWeightVersion, promptId: item.promptId,
                                 completions: Array(repeating: c, count: Int(item.groupSize)))
         }
-        // The forgery: self-certainty and reward 50 (log V of the tiny model is ~4.6).
-        let a1 = try #require(try forger.answer(group(t1, sc: 50, tokens: 7)))
-        #expect(a1.status == .rejected && a1.detail.contains("self_certainty[0] = 50.0 is outside [0, log V"), "\(a1.detail)")
+        // Impossible for this model: a token id past its vocabulary (the tiny model has V = 97).
+        let a1 = try #require(try forger.answer(group(t1, sc: 1, token: 100_000)))
+        #expect(a1.status == .rejected && a1.detail.contains("tokens[0] = 100000 is not below the vocabulary size"), "\(a1.detail)")
         // In range and self-consistent, but not what the model gives: only recomputation can tell.
-        let a2 = try #require(try liar.answer(group(t2, sc: 0.3, tokens: 3)))
+        // The forgery (self-certainty and reward 50): in range, since KL(U‖p) has no upper bound.
+        let a2 = try #require(try liar.answer(group(t2, sc: 50, token: 7)))
         #expect(a2.status == .accepted, "\(a2.detail)")
         let honest = ActorThread(h.endpoints, id: "honest")
         // Once step 0 is trained the liar is banned: its hello is dropped without a word (checked while the
