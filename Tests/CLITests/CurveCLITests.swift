@@ -34,4 +34,34 @@ struct CurveCLITests {
                               "--authorized-keys", prefix + ".pub", "--output-dir", dir.appendingPathComponent("out").path])
         #expect(r2.status != 0 && r2.err.contains(prefix + ".secret") && r2.err.contains("chmod 600"), "\(r2.err)")
     }
+
+    /// Local mode stays on ipc:// without CURVE: its sockets are in a fresh directory only this user can enter.
+    @Test func localModeSocketsLiveInAPrivateDirectory() throws {
+        let d = try Fixtures.temporaryDirectory("rlif-localmode")
+        defer { try? FileManager.default.removeItem(at: d) }
+        let tmp = d.appendingPathComponent("tmp")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+        let p = Process()
+        p.executableURL = CLI.binary!
+        p.arguments = ["train", "--actors", "1", "--output-dir", d.appendingPathComponent("out").path, "--set", "steps=3",
+                       "--set", "prompts_per_step=2", "--set", "group_size=2", "--set", "max_new_tokens=8", "--set", "eval_every=0"]
+        var env = ProcessInfo.processInfo.environment
+        env["TMPDIR"] = tmp.path  // where the supervisor makes its socket directory
+        env["OPENBLAS_NUM_THREADS"] = "1"
+        p.environment = env
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        var seen: [String: Int] = [:]
+        while p.isRunning {
+            for name in (try? FileManager.default.contentsOfDirectory(atPath: tmp.path)) ?? [] where name.hasPrefix("rlif-") {
+                let attrs = try? FileManager.default.attributesOfItem(atPath: tmp.appendingPathComponent(name).path)
+                if let mode = attrs?[.posixPermissions] as? Int { seen[name] = mode }
+            }
+            Thread.sleep(forTimeInterval: 0.01)
+        }
+        #expect(p.terminationStatus == 0)
+        #expect(!seen.isEmpty, "never saw the socket directory")
+        #expect(seen.values.allSatisfy { $0 == 0o700 }, "socket directory modes: \(seen)")
+    }
 }
