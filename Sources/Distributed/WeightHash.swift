@@ -22,6 +22,6 @@ public enum WeightHash {
         guard !bad.isEmpty else { return nil }
         let hex = { (h: UInt64) in String(h, radix: 16) }
         let list = bad.map { "rank \($0) \(hex(hashes[$0]))" }.joined(separator: ", ")
-        return MPIError("weights differ between learner ranks after \(steps) steps: rank 0 \(hex(first)), \(list) — the ranks no longer train the same model (different model files or checkpoints, or a non-deterministic reduction); stopping")
+        return MPIError("weights differ between learner ranks after \(steps) steps: rank 0 \(hex(first)), \(list) — the ranks do not train the same model (different model files or checkpoints, or a non-deterministic reduction); stopping")
     }
 }

@@ -350,7 +350,7 @@ extension Bench {
         guard world.rank == 0 else { return }
         print("rlif bench: MPI_Allreduce (sum, in place, \(Int.gradientBucketMiB) MiB buckets) over \(world.size) ranks; \(world.libraryVersion)")
         for r in rows {
-            let mib = r.floats * 4 >> 20
+            let mib = (r.floats * 4) >> 20
             print(String(format: "allreduce %4d MiB  %8.2f ms  algbw %6.2f GB/s  busbw %6.2f GB/s", mib, r.seconds * 1000,
                          r.algorithmBandwidth / 1e9, r.busBandwidth(ranks: world.size) / 1e9))
             print("BENCH impl=mpi name=allreduce mib=\(mib) ranks=\(world.size) seconds=\(fmt(r.seconds)) algbw_gbs=\(fmt(r.algorithmBandwidth / 1e9)) busbw_gbs=\(fmt(r.busBandwidth(ranks: world.size) / 1e9))")
@@ -359,5 +359,5 @@ extension Bench {
 }
 
 private extension Int {
-    static var gradientBucketMiB: Int { MPIWorld.gradientBucket * 4 >> 20 }
+    static var gradientBucketMiB: Int { (MPIWorld.gradientBucket * 4) >> 20 }
 }

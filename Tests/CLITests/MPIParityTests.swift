@@ -109,3 +109,37 @@ struct MPIParityTests {
         #expect(distance(b2, b1) <= 1e-3 * update, "‖B₂ − B₁‖ = \(distance(b2, b1)), ‖B₁‖ = \(update)")
     }
 }
+
+/// Ranks that do not hold the same weights stop before training, naming the ranks (the weight-hash check).
+@Suite(.serialized,
+       .enabled(if: CLI.binary != nil, "needs the release rlif binary (swift build -c release, or RLIF_BIN)"),
+       .enabled(if: MPITools.mpirun != nil, "SKIP: mpirun not found (scripts/bootstrap installs openmpi-bin)"))
+struct MPIWeightCheckTests {
+    /// Two ranks started (MPMD) with different seeds, so their LoRA adapters start different: both stop at the
+    /// check before the first step with the mismatch named, and mpirun exits nonzero.
+    @Test func ranksWithDifferentWeightsStopBeforeTraining() throws {
+        let dir = try Fixtures.temporaryDirectory("rlif-mpi-hash")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        func rank(seed: Int) -> [String] {
+            ["-np", "1", CLI.binary!.path, "learner", "--bind", "ipc://\(dir.path)/l", "--output-dir", dir.appendingPathComponent("run").path,
+             "--set", "lora.rank=4", "--set", "seed=\(seed)", "--set", "eval_every=0"]
+        }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: MPITools.mpirun!)
+        p.arguments = ["--oversubscribe", "--bind-to", "none"] + (getuid() == 0 ? ["--allow-run-as-root"] : [])
+            + rank(seed: 1) + [":"] + rank(seed: 2)
+        var env = ProcessInfo.processInfo.environment
+        env["OPENBLAS_NUM_THREADS"] = "1"
+        p.environment = env
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus != 0)
+        #expect(text.contains("weights differ between learner ranks after 0 steps"), "\(text.suffix(2000))")
+        let metrics = try? String(contentsOf: dir.appendingPathComponent("run/metrics.jsonl"), encoding: .utf8)
+        #expect(metrics?.isEmpty ?? true, "no step may have been trained")
+    }
+}
