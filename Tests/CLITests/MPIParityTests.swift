@@ -143,3 +143,30 @@ struct MPIWeightCheckTests {
         #expect(metrics?.isEmpty ?? true, "no step may have been trained")
     }
 }
+
+/// Without a usable Open MPI, a learner that an MPI launcher started says so before touching anything (no mpirun
+/// needed: the launcher's environment variable is enough to make it try).
+@Suite(.enabled(if: CLI.binary != nil, "needs the release rlif binary (swift build -c release, or RLIF_BIN)"))
+struct MPIMissingTests {
+    @Test func learnerUnderALauncherWithoutMPINamesTheLibrary() throws {
+        let dir = try Fixtures.temporaryDirectory("rlif-nompi")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let p = Process()
+        p.executableURL = CLI.binary!
+        p.arguments = ["learner", "--bind", "ipc://\(dir.path)/l", "--output-dir", dir.appendingPathComponent("run").path]
+        var env = ProcessInfo.processInfo.environment
+        env["OMPI_COMM_WORLD_SIZE"] = "2"
+        env["RLIF_MPI_LIBRARY"] = dir.appendingPathComponent("no-libmpi.so").path
+        p.environment = env
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        #expect(p.terminationStatus != 0)
+        #expect(text.contains("started by mpirun with 2 ranks, but MPI is not usable: cannot load Open MPI"), "\(text)")
+        #expect(text.contains("no-libmpi.so"))
+        #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("run").path), "nothing may be written")
+    }
+}
