@@ -112,8 +112,14 @@ struct LocalMode {
             // The ranks share the host's cores (and the actors'): BLAS threads split between them.
             let mpirun = MPIRun.find()!  // validate() checked
             let args = MPIRun.arguments(ranks: learnerRanks, executable: exe.path, arguments: learnerArgs, isRoot: getuid() == 0)
-            learner = try Child.spawn(mpirun, args, name: "learner",
-                                      env: ["OPENBLAS_NUM_THREADS": "\(max(1, cores / learnerRanks))", Self.childMarker: "1"])
+            var env = ["OPENBLAS_NUM_THREADS": "\(max(1, cores / learnerRanks))", Self.childMarker: "1"]
+            // Each rank holds the whole model: its memory plan gets 1/N of this host's budget (the ranks start
+            // together, so each would otherwise plan for all of it), unless the user set RLIF_MEMORY_BUDGET.
+            if ProcessInfo.processInfo.environment["RLIF_MEMORY_BUDGET"] == nil, let b = SystemMemory.budget() {
+                env["RLIF_MEMORY_BUDGET"] = "\(b.bytes / learnerRanks)"
+                log.info("each of the \(learnerRanks) learner ranks plans for 1/\(learnerRanks) of \(b.source)'s \(String(format: "%.2f", Double(b.bytes) / Double(1 << 30))) GiB")
+            }
+            learner = try Child.spawn(mpirun, args, name: "learner", env: env)
         } else {
             learner = try Child.spawn(exe, learnerArgs, name: "learner", env: ["OPENBLAS_NUM_THREADS": "\(cores)", Self.childMarker: "1"])
         }
