@@ -197,11 +197,8 @@ public final class GRPOTrainer {
         // Minibatches are whole groups' worth of sequences, split evenly.
         let mbCount = min(config.minibatches, max(1, seqs.count))
         let per = (seqs.count + mbCount - 1) / mbCount
-        // With TIS the PPO ratio is against the trainer's own view of the sampling policy. When the step makes
-        // several updates (epochs or minibatches), that view is the weights before the first one, taken once here:
-        // taking it from the current weights at each minibatch made the ratio exactly 1 and clipping never acted.
         // Data parallel: which rank trains each sequence, balanced by tokens within each minibatch (every rank
-        // computes the same split); `mine` = this rank's sequence indices in order.
+        // computes the same split); each rank then trains the sequences it owns, in their order.
         let rank = dataParallel?.rank ?? 0
         var owner = [Int](repeating: 0, count: seqs.count)
         if let dp = dataParallel, dp.size > 1 {
@@ -212,6 +209,9 @@ public final class GRPOTrainer {
                 for (k, i) in r.enumerated() { owner[i] = split[k] }
             }
         }
+        // With TIS the PPO ratio is against the trainer's own view of the sampling policy. When the step makes
+        // several updates (epochs or minibatches), that view is the weights before the first one, taken once here:
+        // taking it from the current weights at each minibatch made the ratio exactly 1 and clipping never acted.
         if config.tisCap > 0 && (config.ppoEpochs > 1 || mbCount > 1) {
             let mine = seqs.indices.filter { owner[$0] == rank }
             let sizes = mine.map { seqs[$0].prompt.count + seqs[$0].completion.count }
