@@ -44,10 +44,11 @@ public enum MPIRun {
 
     /// Arguments after `mpirun`: N ranks of `executable arguments…` on this host. `--oversubscribe`: more ranks
     /// than cores is allowed (local mode shares the host with the actors); `--bind-to none`: a rank's compute
-    /// threads may use every core instead of the one Open MPI would pin it to; `--allow-run-as-root` only when
-    /// running as root (Open MPI refuses root without it).
+    /// threads may use every core instead of the one Open MPI would pin it to; no single-copy (CMA) transfers in
+    /// shared memory, which containers without CAP_SYS_PTRACE refuse ("Operation not permitted" from vader; plain
+    /// copies instead); `--allow-run-as-root` only when running as root (Open MPI refuses root without it).
     public static func arguments(ranks: Int, executable: String, arguments: [String], isRoot: Bool) -> [String] {
-        var a = ["-np", "\(ranks)", "--oversubscribe", "--bind-to", "none"]
+        var a = ["-np", "\(ranks)", "--oversubscribe", "--bind-to", "none", "--mca", "btl_vader_single_copy_mechanism", "none"]
         if isRoot { a.append("--allow-run-as-root") }
         return a + [executable] + arguments
     }

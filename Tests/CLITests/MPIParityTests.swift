@@ -126,7 +126,8 @@ struct MPIWeightCheckTests {
         }
         let p = Process()
         p.executableURL = URL(fileURLWithPath: MPITools.mpirun!)
-        p.arguments = ["--oversubscribe", "--bind-to", "none"] + (getuid() == 0 ? ["--allow-run-as-root"] : [])
+        p.arguments = ["--oversubscribe", "--bind-to", "none", "--mca", "btl_vader_single_copy_mechanism", "none"]
+            + (getuid() == 0 ? ["--allow-run-as-root"] : [])
             + rank(seed: 1) + [":"] + rank(seed: 2)
         var env = ProcessInfo.processInfo.environment
         env["OPENBLAS_NUM_THREADS"] = "1"

@@ -110,7 +110,8 @@ import Wire
 
     @Test func mpirunArguments() {
         #expect(MPIRun.arguments(ranks: 2, executable: "/x/rlif", arguments: ["learner", "--bind", "ipc:///t"], isRoot: false)
-                == ["-np", "2", "--oversubscribe", "--bind-to", "none", "/x/rlif", "learner", "--bind", "ipc:///t"])
+                == ["-np", "2", "--oversubscribe", "--bind-to", "none", "--mca", "btl_vader_single_copy_mechanism", "none",
+                    "/x/rlif", "learner", "--bind", "ipc:///t"])
         #expect(MPIRun.arguments(ranks: 3, executable: "r", arguments: [], isRoot: true).contains("--allow-run-as-root"))
     }
 }
