@@ -27,6 +27,15 @@ struct MPIParityTests {
         #expect(r.status == 0, "rlif \(args.joined(separator: " ")) exited \(r.status):\n\(r.err.suffix(3000))")
     }
 
+    /// The training records of metrics.jsonl.
+    func records(_ out: URL) throws -> [[String: Any]] {
+        let text = try String(contentsOf: out.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
+        return try text.split(separator: "\n").compactMap { line in
+            let d = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
+            return d["kind"] == nil ? d : nil
+        }
+    }
+
     /// (loss, grad_norm) of each training record of metrics.jsonl.
     func lossAndNorm(_ out: URL) throws -> [(loss: Double, norm: Double, ranks: Int)] {
         let text = try String(contentsOf: out.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
@@ -90,15 +99,23 @@ struct MPIParityTests {
     }
 
     /// LoRA: only the adapters' gradients are reduced; the same per-step numbers and adapter updates (lora_B starts
-    /// at 0, so ‖B₁‖ is its update).
+    /// at 0, so ‖B₁‖ is its update). With `recompute_self_certainty: always` every group is re-scored each step,
+    /// split over the ranks and shared (`GRPOTrainer.rescore(groups:)`): the rewards must be the one-process ones.
     @Test func loraTwoRanksTrainLikeOne() throws {
         let dir = try Fixtures.temporaryDirectory("rlif-mpi")
         defer { try? FileManager.default.removeItem(at: dir) }
         let one = dir.appendingPathComponent("one"), two = dir.appendingPathComponent("two")
-        let lora = ["--set", "lora.rank=4", "--set", "lora.alpha=8", "--set", "learning_rate=1e-3"]
+        let lora = ["--set", "lora.rank=4", "--set", "lora.alpha=8", "--set", "learning_rate=1e-3",
+                    "--set", "recompute_self_certainty=always"]
         try train(one, ranks: 1, lora)
         try train(two, ranks: 2, lora)
         expectSameSteps(try lossAndNorm(one), try lossAndNorm(two))
+        let r1 = try records(one), r2 = try records(two)
+        #expect(r1.map { $0["rescored_groups"] as? Int } == [4, 4, 4] && r2.map { $0["rescored_groups"] as? Int } == [4, 4, 4])
+        for (s, (a, b)) in zip(r1, r2).enumerated() {
+            let x = a["reward_mean"] as! Double, y = b["reward_mean"] as! Double
+            #expect(abs(x - y) <= 1e-6 * abs(x), "step \(s + 1) re-scored reward mean: 1 rank \(x), 2 ranks \(y)")
+        }
         let f1 = try SafeTensorsFile(contentsOf: one.appendingPathComponent("checkpoint-000003/adapter_model.safetensors"))
         let f2 = try SafeTensorsFile(contentsOf: two.appendingPathComponent("checkpoint-000003/adapter_model.safetensors"))
         let names = f1.tensorNames.filter { $0.contains("lora_B") }
