@@ -26,6 +26,9 @@ let package = Package(
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ", providers: [.apt(["libzmq3-dev"])]),
         .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
+        // Open MPI, resolved at run time with dlopen (no link-time dependency: only `rlif learner` under
+        // mpirun/srun loads it; see Sources/CMPI/include/rlif_mpi.h).
+        .target(name: "CMPI", path: "Sources/CMPI", linkerSettings: [.linkedLibrary("dl")]),
         // protobuf-c code generated from Protos/ by scripts/gen-protos (committed; CI checks it is current).
         .target(name: "CRlifProto", path: "Sources/CRlifProto",
                 linkerSettings: [.linkedLibrary("protobuf-c")]),
@@ -67,12 +70,16 @@ let package = Package(
                                               .product(name: "Logging", package: "swift-log")], swiftSettings: native),
         .target(name: "Learner", dependencies: ["Wire", "Transport", "Scheduling", "Training", "Model", "GRPO", "Sampling",
                                                 .product(name: "Logging", package: "swift-log")], swiftSettings: native),
+        // The data-parallel learner over MPI: ranks, step broadcast, weight-hash checks (the split and the
+        // gradient sums are in Training's DataParallel.swift).
+        .target(name: "Distributed", dependencies: ["CMPI", "Learner", "Training", "Model", "Wire",
+                                                    .product(name: "Logging", package: "swift-log")]),
 
         .executableTarget(name: "rlif", dependencies: [
             "Kernels", "CBLAS", "Wire", "Transport",
             "Model", "SafeTensors", "GGUF", "GRPO",
             "Tokenizer",
-            "Sampling", "Training", "Answers", "Actor", "Learner", "TensorBoard",
+            "Sampling", "Training", "Answers", "Actor", "Learner", "Distributed", "TensorBoard",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ],
@@ -97,8 +104,9 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire", "TestSupport"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "Wire", "TestSupport"]),
         // The built executable as a user runs it (exit codes, signals, command-line errors).
-        .testTarget(name: "CLITests", dependencies: ["TestSupport", "TensorBoard"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport", "TensorBoard", "SafeTensors"]),
         .testTarget(name: "TensorBoardTests", dependencies: ["TensorBoard", "TestSupport"]),
+        .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Learner", "Training", "Wire", "TestSupport"]),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Wire", "TestSupport"]),
     ]
 )

@@ -50,18 +50,22 @@ public final class GRPOLearnerCompute: LearnerCompute {
     public func train(step: Int, groups: [AcceptedGroup]) throws -> [String: Any] {
         var tgroups: [TrainingGroup] = []
         var staleness = 0.0, rescored = 0
-        for a in groups {
-            var completions = a.group.completions.map { c in
+        var sampled = groups.map { a in
+            a.group.completions.map { c in
                 SampledCompletion(tokens: c.tokens.map { Int32(bitPattern: $0) }, logprobs: c.logprobs,
                                   selfCertainty: c.selfCertainty, entropy: c.entropy,
                                   finishReason: c.finishReason == .length ? .length : .stop)
             }
-            // The reward is the current policy's self-certainty: a group sampled with older weights is re-scored.
-            if trainer.config.recomputeSelfCertainty.applies(sampled: a.group.weightVersion, current: UInt64(step + 1)) {
-                completions = try trainer.rescore(prompt: a.promptTokens, completions: completions)
-                rescored += 1
-            }
-            completions = try trainer.rewardFeatures(prompt: a.promptTokens, completions: completions)
+        }
+        // The reward is the current policy's self-certainty: a group sampled with older weights is re-scored
+        // (split over the ranks of a data-parallel learner).
+        let old = groups.indices.filter {
+            trainer.config.recomputeSelfCertainty.applies(sampled: groups[$0].group.weightVersion, current: UInt64(step + 1))
+        }
+        for (i, c) in zip(old, try trainer.rescore(groups: old.map { (groups[$0].promptTokens, sampled[$0]) })) { sampled[i] = c }
+        rescored = old.count
+        for (a, sampledCompletions) in zip(groups, sampled) {
+            let completions = try trainer.rewardFeatures(prompt: a.promptTokens, completions: sampledCompletions)
             let rewards = try scorer.score(completions, reference: answers[a.group.promptId])
             var tg = TrainingGroup(promptId: a.group.promptId, promptTokens: a.promptTokens,
                                    completions: completions, rewards: rewards, weightVersion: a.group.weightVersion)

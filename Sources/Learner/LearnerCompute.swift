@@ -1,12 +1,17 @@
 import Wire
 
 /// One accepted rollout group with the task it answered.
-public struct AcceptedGroup: Sendable {
+public struct AcceptedGroup: Sendable, Equatable {
     public var taskId: UInt64
     public var step: Int
     public var promptIndex: Int
     public var promptTokens: [Int32]
     public var group: RolloutGroup
+
+    public init(taskId: UInt64, step: Int, promptIndex: Int, promptTokens: [Int32], group: RolloutGroup) {
+        self.taskId = taskId; self.step = step; self.promptIndex = promptIndex
+        self.promptTokens = promptTokens; self.group = group
+    }
 }
 
 /// The compute half of the learner: owns the policy and the optimizer. Called on the learner's training

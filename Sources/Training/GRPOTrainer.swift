@@ -69,6 +69,9 @@ public final class GRPOTrainer {
     /// Optimizer steps taken so far (the schedule position).
     public private(set) var optimizerSteps: Int = 0
     public private(set) var guardrail = UpdateGuard()
+    /// Set by a data-parallel learner: this rank trains only its token-balanced share of each minibatch and
+    /// gradients, losses and statistics are summed over the ranks (`DataParallel.swift`). nil = one process.
+    public var dataParallel: DataParallelGroup?
 
     private let temperature: Float
 
@@ -194,16 +197,29 @@ public final class GRPOTrainer {
         // Minibatches are whole groups' worth of sequences, split evenly.
         let mbCount = min(config.minibatches, max(1, seqs.count))
         let per = (seqs.count + mbCount - 1) / mbCount
+        // Data parallel: which rank trains each sequence, balanced by tokens within each minibatch (every rank
+        // computes the same split); each rank then trains the sequences it owns, in their order.
+        let rank = dataParallel?.rank ?? 0
+        var owner = [Int](repeating: 0, count: seqs.count)
+        if let dp = dataParallel, dp.size > 1 {
+            for mb in 0..<mbCount {
+                let r = min(seqs.count, mb * per)..<min(seqs.count, (mb + 1) * per)
+                let split = TokenBalancedSplit.owners(tokenCounts: seqs[r].map { $0.prompt.count + $0.completion.count },
+                                                      ranks: dp.size)
+                for (k, i) in r.enumerated() { owner[i] = split[k] }
+            }
+        }
         // With TIS the PPO ratio is against the trainer's own view of the sampling policy. When the step makes
         // several updates (epochs or minibatches), that view is the weights before the first one, taken once here:
         // taking it from the current weights at each minibatch made the ratio exactly 1 and clipping never acted.
         if config.tisCap > 0 && (config.ppoEpochs > 1 || mbCount > 1) {
-            let sizes = seqs.map { $0.prompt.count + $0.completion.count }
+            let mine = seqs.indices.filter { owner[$0] == rank }
+            let sizes = mine.map { seqs[$0].prompt.count + seqs[$0].completion.count }
             for range in PackedCompletions.microBatches(tokenCounts: sizes, budget: config.microBatchTokens) {
-                let packed = PackedCompletions(seqs[range].map { ($0.prompt, $0.completion) })
+                let packed = PackedCompletions(mine[range].map { (seqs[$0].prompt, seqs[$0].completion) })
                 let lp = try policy.forwardHead(packed.batch, logitRows: packed.rows, targets: packed.targets,
                                                 temperature: temperature, forBackward: false).logp
-                for (k, i) in range.enumerated() {
+                for (k, i) in mine[range].enumerated() {
                     seqs[i].old = Array(lp[packed.offsets[k]..<packed.offsets[k] + packed.lengths[k]])
                 }
             }
@@ -212,7 +228,8 @@ public final class GRPOTrainer {
         var stats = PolicyLossStats()
         for _ in 0..<config.ppoEpochs {
             for mb in 0..<mbCount {
-                let slice = Array(seqs[min(seqs.count, mb * per)..<min(seqs.count, (mb + 1) * per)])
+                let sliceRange = min(seqs.count, mb * per)..<min(seqs.count, (mb + 1) * per)
+                let slice = Array(seqs[sliceRange])
                 if slice.isEmpty { continue }
                 let normalizer: Double
                 switch lossConfig.aggregation {
@@ -221,17 +238,26 @@ public final class GRPOTrainer {
                 case let .constantNormalizer(d): normalizer = d
                 }
                 policy.zeroGradients()
-                var mbLoss = 0.0, mbPg = 0.0, mbKl = 0.0
-                // Token-bounded micro-batches (at least one sequence each).
-                let sizes = slice.map { $0.prompt.count + $0.completion.count }
+                var mbLoss = 0.0, mbPg = 0.0, mbKl = 0.0, mbTokens = 0
+                var mbStats = PolicyLossStats()
+                // Token-bounded micro-batches (at least one sequence each) of this rank's share (all of it alone).
+                let mine = slice.indices.filter { owner[sliceRange.lowerBound + $0] == rank }.map { slice[$0] }
+                let sizes = mine.map { $0.prompt.count + $0.completion.count }
                 for range in PackedCompletions.microBatches(tokenCounts: sizes, budget: config.microBatchTokens) {
-                    let r = try accumulate(slice[range].map { ($0.prompt, $0.completion, $0.behaviour, $0.advantage, $0.old) },
+                    let r = try accumulate(mine[range].map { ($0.prompt, $0.completion, $0.behaviour, $0.advantage, $0.old) },
                                            normalizer: normalizer)
                     mbLoss += r.loss; mbPg += r.pgLoss; mbKl += r.klLoss
-                    stats.merge(r.stats)
-                    metrics.trainedTokens += sizes[range].reduce(0, +)
+                    mbStats.merge(r.stats)
+                    mbTokens += sizes[range].reduce(0, +)
                 }
                 let g = policy.trainableGradients
+                if let dp = dataParallel, dp.size > 1 {
+                    // Σ over ranks: gradients (only the trainable ones: the adapters with LoRA), losses, statistics.
+                    try dp.allreduceGradients(g.pointer, count: g.count)
+                    try DataParallelSums.reduce(loss: &mbLoss, pg: &mbPg, kl: &mbKl, tokens: &mbTokens, stats: &mbStats, over: dp)
+                }
+                stats.merge(mbStats)
+                metrics.trainedTokens += mbTokens
                 // max_grad_norm 0 disables clipping (the norm is still measured for the update guard).
                 let norm = clipGradNorm(g.pointer, count: g.count,
                                         maxNorm: config.maxGradNorm > 0 ? Double(config.maxGradNorm) : .infinity)

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Distributed
 import CBLAS
 import Foundation
 import Kernels
@@ -29,7 +30,7 @@ struct Bench: ParsableCommand {
     var activationCheckpointing = false
     @Option(help: "Fused LM head: keep the training forward's logits for the backward up to this many MiB (0 = always recompute; default: the model's, 128).")
     var headKeepMib: Int?
-    @Option(help: "Which parts to run: all, forward, train, decode, gemm (decode-shape products: skinny kernel vs OpenBLAS), checkpoint (resident memory of a streamed checkpoint save; not part of all).")
+    @Option(help: "Which parts to run: all, forward, train, decode, gemm (decode-shape products: skinny kernel vs OpenBLAS), checkpoint (resident memory of a streamed checkpoint save; not part of all), allreduce (MPI_Allreduce of 1-256 MiB gradient buffers; under mpirun with 2+ ranks; not part of all).")
     var only = "all"
     /// The same run's sgemm rate (GFLOP/s), set before any workload is timed.
     nonisolated(unsafe) static var roof = 0.0
@@ -118,6 +119,7 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
+        if only == "allreduce" { return try allreduce() }
         Gemm.threads = threads
         Parallel.maxWorkers = threads
         let cfg = try Self.config(shape)
@@ -334,4 +336,28 @@ struct Bench: ParsableCommand {
         print(human + "  (\(extra), \(fmt(seconds)) s, cpu util \(String(format: "%.2f", util)))")
         print(machine + " " + extra.replacingOccurrences(of: " ", with: "_"))
     }
+}
+
+extension Bench {
+    /// `--only allreduce` under mpirun: the gradient reduction of a data-parallel learner, buffer by buffer.
+    func allreduce() throws {
+        guard let world = try DataParallelLaunch.world(), world.size > 1 else {
+            throw ValidationError("--only allreduce needs 2+ MPI ranks: mpirun -np 2 rlif bench --only allreduce")
+        }
+        defer { world.finalize() }
+        let sizes = [1, 4, 16, 64, 256].map { $0 << 18 }  // 1, 4, 16, 64, 256 MiB of floats
+        let rows = try AllreduceBench.run(world: world, floats: sizes, iterations: iterations)
+        guard world.rank == 0 else { return }
+        print("rlif bench: MPI_Allreduce (sum, in place, \(Int.gradientBucketMiB) MiB buckets) over \(world.size) ranks; \(world.libraryVersion)")
+        for r in rows {
+            let mib = (r.floats * 4) >> 20
+            print(String(format: "allreduce %4d MiB  %8.2f ms  algbw %6.2f GB/s  busbw %6.2f GB/s", mib, r.seconds * 1000,
+                         r.algorithmBandwidth / 1e9, r.busBandwidth(ranks: world.size) / 1e9))
+            print("BENCH impl=mpi name=allreduce mib=\(mib) ranks=\(world.size) seconds=\(fmt(r.seconds)) algbw_gbs=\(fmt(r.algorithmBandwidth / 1e9)) busbw_gbs=\(fmt(r.busBandwidth(ranks: world.size) / 1e9))")
+        }
+    }
+}
+
+private extension Int {
+    static var gradientBucketMiB: Int { (MPIWorld.gradientBucket * 4) >> 20 }
 }

@@ -74,5 +74,6 @@ extension LearnerCommand {
     func validate() throws {
         try LogSetup.validate(logLevel)
         if resume && overwrite { throw ValidationError("--resume and --overwrite contradict each other: pick one") }
+        try OptionCheck.nonNegative(weightCheckEvery, "--weight-check-every")
     }
 }

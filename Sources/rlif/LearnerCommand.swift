@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Actor
+import Distributed
 import Kernels
 import Learner
 import Logging
@@ -29,20 +30,43 @@ struct LearnerCommand: ParsableCommand {
     /// Local mode passes the keys its user set (the learner's --config is then the effective config, every key in it).
     @Option(name: .customLong("user-keys"), help: .hidden) var userKeys: String?
 
+    @Option(help: "Under mpirun/srun: compare the ranks' weight hashes every N steps (and before the first and after the last); 0 = only those two.")
+    var weightCheckEvery: Int = 10
+
     func run() throws {
         LogSetup.bootstrap(level: logLevel)
-        let log = Logger(label: "rlif.learner")
+        // Under mpirun/srun: one learner over N ranks (rank 0 serves actors and writes files); a failure on any
+        // rank ends them all instead of leaving the others waiting in a collective.
+        let world = try DataParallelLaunch.world()
+        do { try run(world: world) } catch {
+            if error is ExitCode { world?.finalize() }  // a stop after the other ranks were told to finish
+            else if let w = world, w.size > 1 {
+                Logger(label: "rlif.learner").critical("rank \(w.rank) of \(w.size): \(error); aborting every rank")
+                w.abort(code: 1)
+            }
+            throw error
+        }
+        world?.finalize()
+    }
+
+    func run(world: MPIWorld?) throws {
+        let rank = world?.rank ?? 0
+        let log = Logger(label: rank == 0 ? "rlif.learner" : "rlif.learner.rank\(rank)")
         let endpoints = try Endpoints(base: bind)
         let requested = try RunSetup.config(path: config, sets: sets, outputDir: outputDir)
         let output = URL(fileURLWithPath: requested.outputDir)
-        // Before any model is loaded: never overwrite a run silently, never "resume" from nothing.
-        let start = try RunDirectory.prepare(output: output, resume: resume, overwrite: overwrite)
+        // Before any model is loaded: never overwrite a run silently, never "resume" from nothing. Only rank 0
+        // touches the directory; the others learn from it which checkpoint to resume from.
+        let start = try DataParallelLaunch.shared(rank == 0 ? try RunDirectory.prepare(output: output, resume: resume, overwrite: overwrite) : nil,
+                                                  world: world)
         let o = try RunSetup.objects(requested, role: .learner,
                                      fixedKeys: userKeys.map { Set($0.split(separator: ",").map(String.init)) }
                                         ?? RunSetup.userKeys(path: config, sets: sets))
         let c = o.config
-        for name in try Checkpointing.prepare(output: output) {
-            log.notice("removed \(name) in \(output.path): left by an interrupted checkpoint save")
+        if rank == 0 {
+            for name in try Checkpointing.prepare(output: output) {
+                log.notice("removed \(name) in \(output.path): left by an interrupted checkpoint save")
+            }
         }
         var startStep = 0
         if case let .resume(dir) = start {
@@ -50,9 +74,24 @@ struct LearnerCommand: ParsableCommand {
             log.info("resumed from \(dir.lastPathComponent) at step \(startStep)")
         }
         let answers = Dictionary(o.dataset.records.compactMap { r in r.answer.map { (r.id, $0) } }, uniquingKeysWith: { a, _ in a })
-        let compute = try GRPOLearnerCompute(trainer: o.trainer, scorer: o.scorer, output: output, answers: answers)
+        let grpo = try GRPOLearnerCompute(trainer: o.trainer, scorer: o.scorer, output: output, answers: answers)
+        let checks = WeightCheckSchedule(every: weightCheckEvery, steps: c.steps)
+        if let w = world, w.size > 1 {
+            try checkWeights(w, o.trainer, completedSteps: startStep)
+            if rank > 0 {
+                // No sockets, no files: train each step's share that rank 0 broadcasts, until it says finish.
+                signal(SIGINT, SIG_IGN)   // mpirun forwards Ctrl-C; rank 0 decides when to stop
+                signal(SIGTERM, SIG_IGN)
+                let n = try DataParallelWorker(world: w, compute: grpo, checks: checks, logger: log).run()
+                log.info("rank \(rank) done: \(n) steps trained")
+                return
+            }
+            log.info("data-parallel learner: \(w.size) ranks (\(w.libraryVersion)); weights compared every \(weightCheckEvery) steps")
+        }
+        let dp = world.flatMap { $0.size > 1 ? DataParallelCompute(inner: grpo, world: $0, checks: checks) : nil }
+        let compute: LearnerCompute = dp ?? grpo
         let records = try RunRecords(output: output, config: c, tokenizer: o.tokenizer, resumingAfter: startStep)
-        compute.samples = records.samples
+        grpo.samples = records.samples
         let evalRecords = Array(o.evalSet.prefix(c.evalLimit))
         func runEval() throws -> [String: Any] {
             try Evaluator.run(model: o.policy, formatter: o.formatter, records: evalRecords, format: .math,
@@ -60,7 +99,7 @@ struct LearnerCommand: ParsableCommand {
         }
         if c.evalEvery > 0 && !evalRecords.isEmpty {
             let every = c.evalEvery, last = c.steps
-            compute.evaluate = { done in (done % every == 0 || done == last) ? try runEval() : nil }
+            grpo.evaluate = { done in (done % every == 0 || done == last) ? try runEval() : nil }
         }
         let stop = o.formatter.stopTokens(modelEOS: o.policy.config.eosTokenIds)
         var opts = LearnerOptions(bind: endpoints, runId: "\(output.lastPathComponent)-\(UUID().uuidString.prefix(8))",
@@ -99,6 +138,7 @@ struct LearnerCommand: ParsableCommand {
         log.info("\(o.policy.parameterCount) parameters, \(o.dataset.count) prompts, \(c.steps) steps × \(c.promptsPerStep) prompts × G=\(c.groupSize)")
         // withExtendedLifetime: an optimised build may otherwise release the signal sources right away.
         let summary = try withExtendedLifetime(sources) { try server.run() }
+        try dp?.finish()
         log.info("learner done: \(summary.completedSteps) steps, weights v\(summary.weightVersion); groups accepted \(summary.accepted), duplicate \(summary.duplicates), stale \(summary.stale), rejected \(summary.rejected), re-issued \(summary.reissued), malformed messages \(summary.malformed), actors \(summary.actorsSeen) (declared dead \(summary.actorsDeclaredDead))")
         let twice = summary.trainedPrompts.filter { $0.value != 1 }
         if !twice.isEmpty { log.error("prompts trained more than once: \(twice)") }

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Distributed
 import Foundation
 import Kernels
 import Logging
@@ -18,6 +19,7 @@ struct Train: ParsableCommand {
     @Option(help: "Output directory for metrics.jsonl and checkpoints (overrides output_dir).") var outputDir: String?
     @Flag(help: "Sample and train in this one process instead of spawning a learner and actors.") var singleProcess = false
     @Option(help: "Actor processes to spawn (overrides the config's actors).") var actors: Int?
+    @Option(help: "Run the local-mode learner as N data-parallel MPI ranks under mpirun (Open MPI).") var learnerRanks: Int = 1
     @Flag(help: "Continue from <output_dir>/latest (an error when there is no checkpoint).") var resume = false
     @Flag(help: "Replace an earlier run in the output directory (its metrics and checkpoints are deleted).")
     var overwrite = false
@@ -26,6 +28,11 @@ struct Train: ParsableCommand {
     func validate() throws {
         try LogSetup.validate(logLevel)
         if let a = actors, a < 1 { throw ValidationError("--actors must be >= 1, got \(a)") }
+        if learnerRanks < 1 { throw ValidationError("--learner-ranks must be >= 1, got \(learnerRanks)") }
+        if learnerRanks > 1 && singleProcess { throw ValidationError("--learner-ranks needs local mode (a separate learner): drop --single-process") }
+        if learnerRanks > 1 && MPIRun.find() == nil {
+            throw ValidationError("--learner-ranks \(learnerRanks) needs mpirun on PATH (Debian: apt-get install openmpi-bin libopenmpi-dev)")
+        }
         if resume && overwrite { throw ValidationError("--resume and --overwrite contradict each other: pick one") }
     }
 
@@ -40,7 +47,7 @@ struct Train: ParsableCommand {
         if singleProcess {
             try runSingle(c, start: start, fixedKeys: fixed)
         } else {
-            try LocalMode(config: c, resume: resume, logLevel: logLevel, userKeys: fixed).run()
+            try LocalMode(config: c, resume: resume, logLevel: logLevel, userKeys: fixed, learnerRanks: learnerRanks).run()
         }
     }
 
@@ -77,6 +84,8 @@ struct LocalMode {
     var logLevel: String?
     /// Keys the user set: the learner's and actors' memory plans may lower only the others.
     var userKeys: Set<String> = []
+    /// > 1: the learner runs as that many MPI ranks under mpirun.
+    var learnerRanks = 1
 
     func run() throws {
         let log = Logger(label: "rlif.train")
@@ -98,7 +107,22 @@ struct LocalMode {
         var learnerArgs = ["learner", "--config", cfgFile.path, "--bind", base, "--user-keys", userKeys.sorted().joined(separator: ",")]
         if resume { learnerArgs.append("--resume") }
         if let l = logLevel { learnerArgs += ["--log-level", l] }
-        let learner = try Child.spawn(exe, learnerArgs, name: "learner", env: ["OPENBLAS_NUM_THREADS": "\(cores)", Self.childMarker: "1"])
+        let learner: Child
+        if learnerRanks > 1 {
+            // The ranks share the host's cores (and the actors'): BLAS threads split between them.
+            let mpirun = MPIRun.find()!  // validate() checked
+            let args = MPIRun.arguments(ranks: learnerRanks, executable: exe.path, arguments: learnerArgs, isRoot: getuid() == 0)
+            var env = ["OPENBLAS_NUM_THREADS": "\(max(1, cores / learnerRanks))", Self.childMarker: "1"]
+            // Each rank holds the whole model: its memory plan gets 1/N of this host's budget (the ranks start
+            // together, so each would otherwise plan for all of it), unless the user set RLIF_MEMORY_BUDGET.
+            if ProcessInfo.processInfo.environment["RLIF_MEMORY_BUDGET"] == nil, let b = SystemMemory.budget() {
+                env["RLIF_MEMORY_BUDGET"] = "\(b.bytes / learnerRanks)"
+                log.info("each of the \(learnerRanks) learner ranks plans for 1/\(learnerRanks) of \(b.source)'s \(String(format: "%.2f", Double(b.bytes) / Double(1 << 30))) GiB")
+            }
+            learner = try Child.spawn(mpirun, args, name: "learner", env: env)
+        } else {
+            learner = try Child.spawn(exe, learnerArgs, name: "learner", env: ["OPENBLAS_NUM_THREADS": "\(cores)", Self.childMarker: "1"])
+        }
         var actors: [Child] = []
         for i in 0..<config.actors {
             var a = ["actor", "--learner", base, "--id", "actor-\(i + 1)", "--batch-sequences", "\(config.actorBatchSequences)"]
@@ -106,7 +130,7 @@ struct LocalMode {
             if let l = logLevel { a += ["--log-level", l] }
             actors.append(try Child.spawn(exe, a, name: "actor-\(i + 1)", env: ["OPENBLAS_NUM_THREADS": "\(per)", Self.childMarker: "1"]))
         }
-        log.info("local mode: learner + \(config.actors) actors (\(base)); output \(output.path)")
+        log.info("local mode: learner\(learnerRanks > 1 ? " (\(learnerRanks) MPI ranks)" : "") + \(config.actors) actors (\(base)); output \(output.path)")
         // Ctrl-C reaches the whole process group; the learner finishes its step and checkpoints, actors exit.
         let pids = [learner.process.processIdentifier] + actors.map(\.process.processIdentifier)
         let stop = StopFlag()
