@@ -73,10 +73,12 @@ import Wire
         var error: Error?
         let done = DispatchSemaphore(value: 0)
         let engine = TransformerRolloutEngine(batchSequences: 8)
-        init(_ endpoints: Endpoints, id: String) {
+        init(_ endpoints: Endpoints, id: String, failPromptIds: Set<String> = []) {
             let t = Thread { [self] in
                 do {
-                    let client = try ActorClient(options: ActorOptions(learner: endpoints, actorId: id),
+                    var o = ActorOptions(learner: endpoints, actorId: id)
+                    o.failPromptIds = failPromptIds
+                    let client = try ActorClient(options: o,
                                                  engine: engine,
                                                  logger: Logger(label: "test.\(id)"))
                     summary = try client.run()
@@ -237,5 +239,25 @@ import Wire
         let s = try #require(h.summary)
         expectEveryPromptTrainedOnce(s, steps: 1, perStep: 2)
         #expect(s.malformed >= 8, "\(s.refusedMessages)")
+    }
+
+    /// Issue 15: a prompt whose sampling fails on every actor was re-issued forever (0 steps in 2 min). Both actors
+    /// fail "s1p0" (the fault hook); it is quarantined after failing on both, its step trains on the other prompt,
+    /// and the run finishes.
+    @Test func promptFailingOnBothActorsIsQuarantinedAndTheRunFinishes() throws {
+        let h = try Harness(steps: 3, perStep: 2)
+        h.start()
+        let a = ActorThread(h.endpoints, id: "a1", failPromptIds: ["s1p0"])
+        let b = ActorThread(h.endpoints, id: "a2", failPromptIds: ["s1p0"])
+        #expect(h.wait(), "learner did not finish")
+        #expect(a.wait() && b.wait(), "actors did not finish")
+        if let e = h.error ?? a.error ?? b.error { Issue.record("failed: \(e)"); return }
+        let s = try #require(h.summary)
+        #expect(s.completedSteps == 3 && s.weightVersion == 4)
+        #expect(s.ledger.quarantined == 1 && s.ledger.failures >= 2, "\(s.ledger)")
+        #expect(s.quarantinedPrompts.count == 1 && s.quarantinedPrompts[0].contains("s1p0"), "\(s.quarantinedPrompts)")
+        #expect(Set(s.trainedPrompts.keys) == [0, 1, 3, 4, 5], "schedule index 2 (step 1, prompt 0) is never trained")
+        #expect(s.trainedPrompts.values.allSatisfy { $0 == 1 })
+        #expect((a.summary?.tasksFailed ?? 0) + (b.summary?.tasksFailed ?? 0) >= 2)
     }
 }
