@@ -395,10 +395,12 @@ public final class LearnerServer {
         // resumed or chaotic run can be checked for prompts trained twice or never (scripts/chaos).
         let indices = groups.map(\.promptIndex)
         let quarantined = pipeline.quarantined.filter { $0.step == s }.map(\.promptIndex)
+        let quarantinedSoFar = pipeline.quarantined.count
         trainer.submit {
             var metrics = try compute.train(step: s, groups: groups)
             metrics["prompt_indices"] = indices
             if !quarantined.isEmpty { metrics["quarantined_prompt_indices"] = quarantined }
+            metrics["quarantined_prompts"] = quarantinedSoFar  // cumulative, a scalar for TensorBoard
             let snap = try compute.snapshot(version: nextVersion, dtype: dtype, chunkBytes: chunk)
             if doCheckpoint { try compute.checkpoint(completedSteps: s + 1, state: state) }
             return (metrics, snap)

@@ -63,6 +63,13 @@ public final class ChildProcess: @unchecked Sendable {  // pipe handlers own the
         var e = ProcessInfo.processInfo.environment
         for (k, v) in env where e[k] == nil { e[k] = v }
         c.process.environment = e
+        // Close-on-exec for the pipes' own descriptors (Foundation's are not): another child spawned meanwhile (a
+        // sibling, or any process the host program starts) must not inherit a write end and hold off our EOF. The
+        // child gets its ends through dup2 onto 1 and 2, which clears the flag there.
+        for h in [c.errPipe.fileHandleForReading, c.errPipe.fileHandleForWriting,
+                  c.outPipe.fileHandleForReading, c.outPipe.fileHandleForWriting] {
+            _ = fcntl(h.fileDescriptor, F_SETFD, FD_CLOEXEC)
+        }
         c.process.standardError = c.errPipe
         c.process.standardOutput = c.outPipe
         c.forward(c.errPipe, prefix: "[\(name)] ", to: stderr)
