@@ -90,6 +90,9 @@ public final class ActorClient {
     /// The learner incarnation this actor talks to (0 = none yet); `generation` counts the ones seen.
     private var incarnation: UInt64 = 0
     private var generation = 0
+    /// Incarnations the actor has moved on from: a message of one still queued on another socket is dropped, not
+    /// taken for yet another restart.
+    private var retired: Set<UInt64> = []
 
     // Weights (pure state machine) and the version the worker stamps groups with.
     private var weightSync: WeightSync
@@ -213,8 +216,8 @@ public final class ActorClient {
                             log.error("dropped a 2-frame weights message that is not a chunk header + data")
                             continue
                         }
+                        guard observe(incarnation: env.learnerIncarnation) else { continue }
                         lastHeard = now
-                        observe(incarnation: env.learnerIncarnation)
                         frames[1].withUnsafeBytes { accept(chunk: c, data: $0) }
                     } catch {
                         log.error("dropped a malformed chunk header from the learner: \(error)")
@@ -230,8 +233,8 @@ public final class ActorClient {
                     log.error("dropped a malformed message from the learner: \(error)")
                     continue
                 }
+                guard observe(incarnation: env.learnerIncarnation) else { continue }
                 lastHeard = now
-                observe(incarnation: env.learnerIncarnation)
                 try handle(env)
             }
         }
@@ -239,10 +242,13 @@ public final class ActorClient {
 
     /// Every learner message carries its incarnation: a new one is a restarted learner (crash + `--resume`, or
     /// a new run on the same endpoint). Everything tied to the old one is dropped before the message is handled.
-    private func observe(incarnation inc: UInt64) {
-        guard inc != 0, inc != incarnation else { return }
+    /// Returns false for a late message of an incarnation already left behind (to be dropped).
+    private func observe(incarnation inc: UInt64) -> Bool {
+        guard inc != 0, inc != incarnation else { return true }
+        if retired.contains(inc) { return false }
         defer { incarnation = inc }
-        guard incarnation != 0 else { return }
+        guard incarnation != 0 else { return true }
+        retired.insert(incarnation)
         generation += 1
         let dropped = mailbox.dropQueued() + waiting.map(\.taskId)
         summary.learnerRestarts += 1
@@ -257,6 +263,7 @@ public final class ActorClient {
         lastHelloSent = Self.never
         weightSync.learnerRestarted()
         held.value = 0
+        return true
     }
 
     private func handle(_ env: Envelope) throws {
