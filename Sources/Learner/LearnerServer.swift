@@ -130,7 +130,8 @@ public final class LearnerServer {
         pipeline = StepPipeline(config: .init(steps: options.steps, startStep: options.startStep,
                                               promptsPerStep: options.promptsPerStep, maxLag: options.maxLag))
         stall = StallWatch(intervalMs: UInt64(max(1, options.stallReportMs)), now: 0)
-        // Task ids are unique across resumes: step-major, so a restarted learner never reuses an old id.
+        // Task ids start at startStep << 32 (readable in logs). Two incarnations resumed from the same checkpoint
+        // issue the same ids: the incarnation on every envelope keeps their groups apart.
         ledger = TaskLedger(config: .init(groupSize: UInt32(options.groupSize),
                                           heartbeatTimeoutMs: UInt64(options.heartbeatTimeoutMs),
                                           taskTimeoutMs: UInt64(options.taskTimeoutMs), maxLag: UInt64(options.maxLag)),
