@@ -88,11 +88,9 @@ public final class ActorClient {
     private var backoffMs = 250
     private var firstContact: UInt64?
     /// The learner incarnation this actor talks to (0 = none yet); `generation` counts the ones seen.
-    private var incarnation: UInt64 = 0
+    private var incarnations = IncarnationTracker()
+    private var incarnation: UInt64 { incarnations.current }
     private var generation = 0
-    /// Incarnations the actor has moved on from: a message of one still queued on another socket is dropped, not
-    /// taken for yet another restart.
-    private var retired: Set<UInt64> = []
 
     // Weights (pure state machine) and the version the worker stamps groups with.
     private var weightSync: WeightSync
@@ -244,17 +242,18 @@ public final class ActorClient {
     /// a new run on the same endpoint). Everything tied to the old one is dropped before the message is handled.
     /// Returns false for a late message of an incarnation already left behind (to be dropped).
     private func observe(incarnation inc: UInt64) -> Bool {
-        guard inc != 0, inc != incarnation else { return true }
-        if retired.contains(inc) { return false }
-        defer { incarnation = inc }
-        guard incarnation != 0 else { return true }
-        retired.insert(incarnation)
+        let old: UInt64
+        switch incarnations.observe(inc) {
+        case .current: return true
+        case .late: return false
+        case .restarted(let from): old = from
+        }
         generation += 1
         let dropped = mailbox.dropQueued() + waiting.map(\.taskId)
         summary.learnerRestarts += 1
         summary.groupsDroppedOnRestart += unacked.count
         summary.tasksDroppedOnRestart += dropped.count
-        log.warning("learner restarted (incarnation \(String(incarnation, radix: 16)) → \(String(inc, radix: 16))): dropped \(unacked.count) unacknowledged groups and \(dropped.count) queued tasks of the old one; saying hello again and fetching its weights")
+        log.warning("learner restarted (incarnation \(String(old, radix: 16)) → \(String(inc, radix: 16))): dropped \(unacked.count) unacknowledged groups and \(dropped.count) queued tasks of the old one; saying hello again and fetching its weights")
         unacked.removeAll()
         waiting.removeAll()
         creditsOutstanding = 0

@@ -160,3 +160,32 @@ public struct WeightSync: Sendable {
         fetch = nil
     }
 }
+
+/// Which learner incarnation an actor talks to, as pure logic: the first one seen, a new one (the learner
+/// restarted), or a late message of one already left behind (still queued on another socket after the switch),
+/// which must be dropped rather than taken for yet another restart.
+public struct IncarnationTracker: Sendable, Equatable {
+    public enum Verdict: Sendable, Equatable {
+        /// Carry on: the current incarnation, the first one seen, or a message without one (0).
+        case current
+        /// A new incarnation: drop everything tied to `from`, then handle the message.
+        case restarted(from: UInt64)
+        /// A message of an incarnation already left behind: drop it.
+        case late
+    }
+
+    public private(set) var current: UInt64 = 0
+    private var retired: Set<UInt64> = []
+
+    public init() {}
+
+    public mutating func observe(_ incarnation: UInt64) -> Verdict {
+        guard incarnation != 0, incarnation != current else { return .current }
+        if retired.contains(incarnation) { return .late }
+        let old = current
+        current = incarnation
+        guard old != 0 else { return .current }
+        retired.insert(old)
+        return .restarted(from: old)
+    }
+}

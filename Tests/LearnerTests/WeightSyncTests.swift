@@ -108,3 +108,23 @@ import Wire
         #expect(s.held == 6 && s.isCurrent)
     }
 }
+
+/// The actor's view of learner incarnations, with the race of issue 15's restart replayed: after the new learner's
+/// first message (an UNKNOWN_PEER error on the work socket), a weight notice of the dead one that was still queued
+/// on the SUB socket arrives; it must be dropped, not taken for a second restart (which would drop the new
+/// incarnation's work).
+@Suite struct IncarnationTrackerTests {
+    @Test func restartIsSeenOnceAndLateMessagesOfTheOldOneAreDropped() {
+        var t = IncarnationTracker()
+        #expect(t.observe(0) == .current, "no incarnation on the message: nothing to say")
+        #expect(t.observe(0xA) == .current, "the first learner")
+        #expect(t.observe(0xA) == .current)
+        #expect(t.observe(0xB) == .restarted(from: 0xA))
+        #expect(t.current == 0xB)
+        #expect(t.observe(0xA) == .late, "queued notice of the dead learner")
+        #expect(t.current == 0xB, "still talking to the new one")
+        #expect(t.observe(0xB) == .current)
+        #expect(t.observe(0xC) == .restarted(from: 0xB), "a second crash")
+        #expect(t.observe(0xB) == .late && t.observe(0xA) == .late)
+    }
+}
