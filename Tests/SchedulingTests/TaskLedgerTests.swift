@@ -339,4 +339,47 @@ import Wire
             #expect(l.dispatch(now: 3, weightVersion: 5).isEmpty && l.pendingCount == 0 && l.isDrained)
         }
     }
+
+    /// The randomized chaos with failure reports mixed in (some from actors that no longer hold the task): every task
+    /// ends accepted exactly once or quarantined, never both, and the ledger drains.
+    @Test func randomizedChaosWithFailuresEndsEveryTaskAcceptedOrQuarantined() {
+        var rng = SeededGenerator(seed: 1515)
+        var cfg = Self.config
+        cfg.taskTimeoutMs = 4000
+        var (l, ids) = Self.ledger(tasks: 200, config: cfg)
+        var trained: [UInt64: Int] = [:]
+        var quarantined: Set<UInt64> = []
+        var holding: [String: [UInt64]] = [:]
+        let names = (0..<4).map { "actor-\($0)" }
+        for n in names { l.hello(actorId: n, now: 0); holding[n] = [] }
+        var now: UInt64 = 0
+        for _ in 0..<40_000 where !l.isDrained {
+            now += UInt64.random(in: 1...20, using: &rng)
+            let who = names[Int.random(in: 0..<names.count, using: &rng)]
+            switch Int.random(in: 0..<100, using: &rng) {
+            case 0..<20: l.addCredits(actorId: who, credits: UInt32.random(in: 1...2, using: &rng), now: now)
+            case 20..<50: l.heartbeat(actorId: who, now: now)
+            case 50..<60:  // sampling failed here (the task may have been taken away meanwhile)
+                guard var h = holding[who], !h.isEmpty else { break }
+                let t = h.remove(at: Int.random(in: 0..<h.count, using: &rng))
+                holding[who] = h
+                if case .quarantined = l.fail(taskId: t, actorId: who, now: now) {
+                    #expect(quarantined.insert(t).inserted, "quarantined twice")
+                }
+            default:
+                guard var h = holding[who], !h.isEmpty else { break }
+                let t = h.remove(at: Int.random(in: 0..<h.count, using: &rng))
+                holding[who] = h
+                if l.accept(Self.group(t, actor: who), now: now, weightVersion: 5).status == .accepted { trained[t, default: 0] += 1 }
+            }
+            for a in l.dispatch(now: now, weightVersion: 5) { holding[a.actorId, default: []].append(a.item.taskId) }
+            for n in names { l.heartbeat(actorId: n, now: now) }
+            _ = l.expire(now: now)
+        }
+        #expect(l.isDrained, "not drained: \(l.pendingCount) pending, \(l.inFlightCount) in flight")
+        #expect(trained.values.allSatisfy { $0 == 1 }, "a task was accepted twice")
+        #expect(Set(trained.keys).isDisjoint(with: quarantined), "a task both trained and quarantined")
+        #expect(Set(trained.keys).union(quarantined) == Set(ids), "a task neither trained nor quarantined")
+        #expect(l.counts.quarantined == quarantined.count && !quarantined.isEmpty && l.counts.failures > quarantined.count)
+    }
 }
