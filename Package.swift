@@ -66,7 +66,7 @@ let package = Package(
         // The learner's task/actor bookkeeping (credits, deadlines, re-issue, dedupe) as pure logic over Wire types.
         .target(name: "Scheduling", dependencies: ["Wire"]),
         // The two processes: an actor (sampling worker) and the learner (dispatcher + GRPO trainer).
-        .target(name: "Actor", dependencies: ["Wire", "Transport", "Model", "Sampling", "Kernels",
+        .target(name: "Actor", dependencies: ["Wire", "Transport", "Scheduling", "Model", "Sampling", "Kernels",
                                               .product(name: "Logging", package: "swift-log")], swiftSettings: native),
         .target(name: "Learner", dependencies: ["Wire", "Transport", "Scheduling", "Training", "Model", "GRPO", "Sampling",
                                                 .product(name: "Logging", package: "swift-log")], swiftSettings: native),
@@ -75,11 +75,14 @@ let package = Package(
         .target(name: "Distributed", dependencies: ["CMPI", "Learner", "Training", "Model", "Wire",
                                                     .product(name: "Logging", package: "swift-log")]),
 
+        // Child processes with named, prefixed output and how they ended; local mode's supervisor (Foundation only).
+        .target(name: "Supervision"),
+
         .executableTarget(name: "rlif", dependencies: [
             "Kernels", "CBLAS", "Wire", "Transport",
             "Model", "SafeTensors", "GGUF", "GRPO",
             "Tokenizer",
-            "Sampling", "Training", "Answers", "Actor", "Learner", "Distributed", "TensorBoard",
+            "Sampling", "Training", "Answers", "Actor", "Learner", "Distributed", "TensorBoard", "Supervision",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ],
@@ -108,5 +111,6 @@ let package = Package(
         .testTarget(name: "TensorBoardTests", dependencies: ["TensorBoard", "TestSupport"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Learner", "Training", "Wire", "TestSupport"]),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Wire", "TestSupport"]),
+        .testTarget(name: "SupervisionTests", dependencies: ["Supervision", "TestSupport"]),
     ]
 )

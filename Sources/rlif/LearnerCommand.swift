@@ -138,6 +138,9 @@ struct LearnerCommand: ParsableCommand {
         log.info("\(o.policy.parameterCount) parameters, \(o.dataset.count) prompts, \(c.steps) steps × \(c.promptsPerStep) prompts × G=\(c.groupSize)")
         // withExtendedLifetime: an optimised build may otherwise release the signal sources right away.
         let summary = try withExtendedLifetime(sources) { try server.run() }
+        if !summary.quarantinedPrompts.isEmpty {
+            log.warning("\(summary.quarantinedPrompts.count) prompts quarantined (failed on two actors, not trained): \(summary.quarantinedPrompts.joined(separator: "; "))")
+        }
         try dp?.finish()
         log.info("learner done: \(summary.completedSteps) steps, weights v\(summary.weightVersion); groups accepted \(summary.accepted), duplicate \(summary.duplicates), stale \(summary.stale), rejected \(summary.rejected), re-issued \(summary.reissued), malformed messages \(summary.malformed), actors \(summary.actorsSeen) (declared dead \(summary.actorsDeclaredDead))")
         let twice = summary.trainedPrompts.filter { $0.value != 1 }
@@ -149,7 +152,9 @@ struct LearnerCommand: ParsableCommand {
                                      "rejected": summary.rejected, "reissued": summary.reissued, "malformed": summary.malformed,
                                      "actors_seen": summary.actorsSeen, "actors_declared_dead": summary.actorsDeclaredDead,
                                      "prompts_trained": summary.trainedPrompts.count,
-                                     "prompts_trained_more_than_once": twice.count]
+                                     "prompts_trained_more_than_once": twice.count,
+                                     "task_failures": summary.ledger.failures, "quarantined": summary.ledger.quarantined,
+                                     "other_incarnation": summary.otherIncarnation, "stall_reports": summary.stallReports]
         try AtomicFile.write(enc.encode(report), to: output.appendingPathComponent("learner_summary.json"))
         if summary.completedSteps < c.steps {
             // Stopped early (SIGINT/SIGTERM): the checkpoint is written; exit 128 + signal, not 0.
@@ -187,6 +192,11 @@ struct ActorCommand: ParsableCommand {
         let batch = batchSequences ?? 16
         opts.batchSequences = batch
         opts.giveUpAfterMs = giveUpAfter * 1000
+        // Debug fault hook (tests, scripts/chaos): sampling these prompt ids fails on purpose, as a model error would.
+        if let ids = ProcessInfo.processInfo.environment["RLIF_DEBUG_FAIL_PROMPTS"], !ids.isEmpty {
+            opts.failPromptIds = Set(ids.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) })
+            log.warning("RLIF_DEBUG_FAIL_PROMPTS: sampling fails on purpose for prompts \(opts.failPromptIds.sorted())")
+        }
         let engine = TransformerRolloutEngine(batchSequences: batch)
         // The memory plan, once the learner's model config and the first task's lengths are known (before the KV
         // cache is allocated): printed, the decode batch lowered to fit unless --batch-sequences fixed it, or the
@@ -209,6 +219,6 @@ struct ActorCommand: ParsableCommand {
         }
         let client = try ActorClient(options: opts, engine: engine, logger: log)
         let s = try client.run()
-        log.info("actor done: \(s.groupsSent) groups sent, \(s.groupsAcked) acknowledged, \(s.resends) resends, \(s.reconnects) reconnects, weights v\(s.finalVersion)")
+        log.info("actor done: \(s.groupsSent) groups sent, \(s.groupsAcked) acknowledged, \(s.resends) resends, \(s.reconnects) reconnects, \(s.learnerRestarts) learner restarts (\(s.groupsDroppedOnRestart) groups, \(s.tasksDroppedOnRestart) tasks dropped), \(s.tasksFailed) tasks failed, weights v\(s.finalVersion)")
     }
 }
