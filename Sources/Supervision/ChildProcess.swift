@@ -1,4 +1,7 @@
 import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// How a child process ended.
 public enum ChildExit: Sendable, Equatable, CustomStringConvertible {
@@ -37,8 +40,8 @@ public enum ChildExit: Sendable, Equatable, CustomStringConvertible {
 public final class ChildProcess: @unchecked Sendable {  // pipe handlers own their buffers; `exitLock` guards `ended`
     public let name: String
     public let process = Process()
-    private let errPipe = Pipe()
-    private let outPipe = Pipe()
+    private let errPipe: CloexecPipe
+    private let outPipe: CloexecPipe
     private let lock = NSLock()
     /// Entered once per pipe, left at its end of file: `drain()` waits for the last output lines.
     private let open = DispatchGroup()
@@ -51,30 +54,35 @@ public final class ChildProcess: @unchecked Sendable {  // pipe handlers own the
     public static let standardError: Sink = { FileHandle.standardError.write($0) }
     public static let standardOutput: Sink = { FileHandle.standardOutput.write($0) }
 
-    private init(name: String) { self.name = name }
+    private init(name: String) throws {
+        self.name = name
+        errPipe = try CloexecPipe(name: name)
+        outPipe = try CloexecPipe(name: name)
+    }
 
     /// Starts `executable args`; `env` is added to this process's environment (existing keys win, so a user's
     /// OPENBLAS_NUM_THREADS is kept).
     public static func spawn(_ executable: URL, _ args: [String], name: String, env: [String: String] = [:],
                              stdout: @escaping Sink = standardOutput, stderr: @escaping Sink = standardError) throws -> ChildProcess {
-        let c = ChildProcess(name: name)
+        let c = try ChildProcess(name: name)
         c.process.executableURL = executable
         c.process.arguments = args
         var e = ProcessInfo.processInfo.environment
         for (k, v) in env where e[k] == nil { e[k] = v }
         c.process.environment = e
-        // Close-on-exec for the pipes' own descriptors (Foundation's are not): another child spawned meanwhile (a
-        // sibling, or any process the host program starts) must not inherit a write end and hold off our EOF. The
-        // child gets its ends through dup2 onto 1 and 2, which clears the flag there.
-        for h in [c.errPipe.fileHandleForReading, c.errPipe.fileHandleForWriting,
-                  c.outPipe.fileHandleForReading, c.outPipe.fileHandleForWriting] {
-            _ = fcntl(h.fileDescriptor, F_SETFD, FD_CLOEXEC)
-        }
-        c.process.standardError = c.errPipe
-        c.process.standardOutput = c.outPipe
-        c.forward(c.errPipe, prefix: "[\(name)] ", to: stderr)
-        c.forward(c.outPipe, prefix: "", to: stdout)
+        // The pipes are close-on-exec from birth (CloexecPipe): another child spawned meanwhile (a sibling, or any
+        // process the host program starts) must not inherit a write end and hold off our EOF. The child gets its
+        // ends through dup2 onto 1 and 2, which clears the flag there.
+        c.process.standardError = c.errPipe.write
+        c.process.standardOutput = c.outPipe.write
+        c.forward(c.errPipe.read, prefix: "[\(name)] ", to: stderr)
+        c.forward(c.outPipe.read, prefix: "", to: stdout)
         c.process.terminationHandler = { [c] _ in c.recordExit() }
+        defer {
+            // Our copies of the write ends: the child holds its own, and EOF comes when it (and its children) exit.
+            try? c.errPipe.write.close()
+            try? c.outPipe.write.close()
+        }
         do { try c.process.run() } catch {
             throw SupervisorError(message: "cannot start \(name) (\(executable.path)): \(error.localizedDescription)")
         }
@@ -131,26 +139,54 @@ public final class ChildProcess: @unchecked Sendable {  // pipe handlers own the
         _ = open.wait(timeout: .now() + seconds)
     }
 
-    private func forward(_ pipe: Pipe, prefix: String, to sink: @escaping Sink) {
-        nonisolated(unsafe) var pending = Data()
+    /// Reads one pipe on its own thread until end of file. A thread rather than `readabilityHandler`: Dispatch's
+    /// default queue has about one worker per core, and when its workers are blocked (a test host running other
+    /// tests, a command waiting on a child) a readability handler waits with them — seen as a last line arriving a
+    /// minute late on 2 cores.
+    private func forward(_ handle: FileHandle, prefix: String, to sink: @escaping Sink) {
         let lock = self.lock, open = self.open
         open.enter()
-        pipe.fileHandleForReading.readabilityHandler = { h in
-            let chunk = h.availableData
-            lock.lock(); defer { lock.unlock() }
-            if chunk.isEmpty {
-                h.readabilityHandler = nil
-                if !pending.isEmpty { sink(Data(prefix.utf8) + pending + Data("\n".utf8)) }
-                pending.removeAll()
-                open.leave()
-                return
-            }
-            pending.append(chunk)
-            while let nl = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                sink(Data(prefix.utf8) + pending[pending.startIndex...nl])
-                pending.removeSubrange(pending.startIndex...nl)
+        let reader = Thread {
+            var pending = Data()
+            while true {
+                let chunk = handle.availableData  // blocks until data or end of file
+                lock.lock()
+                if chunk.isEmpty {
+                    if !pending.isEmpty { sink(Data(prefix.utf8) + pending + Data("\n".utf8)) }
+                    lock.unlock()
+                    open.leave()
+                    return
+                }
+                pending.append(chunk)
+                while let nl = pending.firstIndex(of: UInt8(ascii: "\n")) {
+                    sink(Data(prefix.utf8) + pending[pending.startIndex...nl])
+                    pending.removeSubrange(pending.startIndex...nl)
+                }
+                lock.unlock()
             }
         }
+        reader.name = "rlif.child.\(name)"
+        reader.start()
+    }
+}
+
+/// glibc's pipe2(2): its header declares it only under _GNU_SOURCE, which Swift's Glibc module does not set.
+@_silgen_name("pipe2")
+private func systemPipe2(_ fds: UnsafeMutablePointer<Int32>, _ flags: Int32) -> Int32
+
+/// A pipe created with O_CLOEXEC on both ends (pipe2), so no process forked in between can inherit it; Foundation's
+/// `Pipe` sets no such flag and a later fcntl leaves a window in which a concurrently spawned process inherits the
+/// write end (seen: a child's last stderr line arrived only when an unrelated test's process exited, 60 s later).
+struct CloexecPipe {
+    let read: FileHandle
+    let write: FileHandle
+    init(name: String) throws {
+        var fds: [Int32] = [0, 0]
+        guard systemPipe2(&fds, O_CLOEXEC) == 0 else {
+            throw SupervisorError(message: "cannot make a pipe for \(name): \(String(cString: strerror(errno)))")
+        }
+        read = FileHandle(fileDescriptor: fds[0], closeOnDealloc: true)
+        write = FileHandle(fileDescriptor: fds[1], closeOnDealloc: true)
     }
 }
 
