@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Scheduling
+import Shared
 import Training
 import Transport
 import Wire
@@ -102,7 +103,7 @@ public final class LearnerServer {
     private let epoch = ContinuousClock.now
     private var nowMs: UInt64 {
         let d = ContinuousClock.now - epoch
-        return UInt64(d.components.seconds) * 1000 + UInt64(d.components.attoseconds / 1_000_000_000_000_000)
+        return UInt64(d.wholeMilliseconds)
     }
 
     // Weights and training.
@@ -219,13 +220,7 @@ public final class LearnerServer {
                 let peer = String(decoding: identity, as: UTF8.self)
                 let env: Envelope
                 do { env = try WireCodec.decode(frames[1], maxBytes: options.maxMessageBytes) } catch {
-                    let code: ErrorCode
-                    switch error {
-                    case .protocolVersion: code = .protocolVersion
-                    case .tooLarge: code = .tooLarge
-                    default: code = .malformed
-                    }
-                    refuse(identity, socket, "\(sockName) message from '\(peer)': \(error)", code, field: "\(error)")
+                    refuse(identity, socket, "\(sockName) message from '\(peer)': \(error)", error.code, field: error.field)
                     continue
                 }
                 if i == 0 { handleWork(env, identity: identity, peer: peer) } else { handleWeights(env, identity: identity, peer: peer) }

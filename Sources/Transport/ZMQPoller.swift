@@ -1,4 +1,5 @@
 import CZeroMQ
+import Shared
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -39,7 +40,7 @@ public final class ZMQPoller {
             var wait = -1
             if let deadline {
                 let left = clock.now.duration(to: deadline)
-                wait = max(0, Int(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
+                wait = max(0, Int(left.wholeMilliseconds))
             }
             let rc = items.withUnsafeMutableBufferPointer { zmq_poll($0.baseAddress, Int32($0.count), wait) }
             if rc >= 0 { break }

@@ -1,4 +1,5 @@
 import CZeroMQ
+import Shared
 #if canImport(Glibc)
 import Glibc
 #elseif canImport(Darwin)
@@ -299,7 +300,7 @@ public final class ZMQSocket {
             var wait = -1
             if let deadline {
                 let left = clock.now.duration(to: deadline)
-                wait = max(0, Int(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
+                wait = max(0, Int(left.wholeMilliseconds))
             }
             let rc = zmq_poll(&item, 1, wait)
             if rc > 0 { return true }
@@ -338,7 +339,7 @@ public final class ZMQSocket {
         while true {
             if try receiveFrame(h, dontWait: true) != nil { return true }
             let left = clock.now.duration(to: deadline)
-            let ms = Int(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)
+            let ms = Int(left.wholeMilliseconds)
             if ms <= 0 { return false }
             if try !waitReadable(timeoutMs: ms) { return false }
         }

@@ -1,5 +1,4 @@
 import ArgumentParser
-import CBLAS
 import Foundation
 import Kernels
 import GRPO
@@ -225,7 +224,7 @@ struct Bench: ParsableCommand {
     }
 
     /// The decode step's products at M = decode batch: `Gemm.skinnyTransB` (what decode uses) against
-    /// `cblas_sgemm` on the same operands, both with `threads` threads.
+    /// OpenBLAS sgemm (`Gemm.blasSgemm`) on the same operands, both with `threads` threads.
     func gemmBench(_ cfg: ModelConfig, peak: Double) throws {
         let m = decodeBatch, c = cfg.hiddenSize, f = cfg.intermediateSize
         let shapes: [(String, Int, Int)] = [("qkv", cfg.qDim + 2 * cfg.kvDim, c), ("o_proj", c, cfg.qDim),
@@ -244,8 +243,7 @@ struct Bench: ParsableCommand {
             }
             let blas = median {
                 for _ in 0..<reps {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1,
-                                a.pointer, Int32(k), w.pointer, Int32(k), 0, ref.pointer, Int32(n))
+                    Gemm.blasSgemm(ref.pointer, a.pointer, w.pointer, m: m, n: n, k: k, transB: true)
                 }
             }
             var maxDiff: Float = 0
@@ -302,8 +300,7 @@ struct Bench: ParsableCommand {
             var best = 0.0
             for r in 0...reps {
                 let t0 = DispatchTime.now().uptimeNanoseconds
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1,
-                            a.pointer, Int32(n), b.pointer, Int32(n), 0, c.pointer, Int32(n))
+                Gemm.blasSgemm(c.pointer, a.pointer, b.pointer, m: n, n: n, k: n)
                 let s = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
                 if r > 0 { best = max(best, 2 * Double(n * n * n) / s / 1e9) }  // r = 0 warms up
             }
