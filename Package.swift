@@ -41,7 +41,7 @@ let package = Package(
         .target(name: "CKernelSupport", path: "Sources/CKernelSupport"),
 
         // Small helpers every layer uses, one copy each: bfloat16 conversion, SplitMix64, the seeded shuffle,
-        // Duration in milliseconds, the JSON string escaper.
+        // Duration in milliseconds, the JSON string escaper, a coding key for any string.
         .target(name: "Shared", swiftSettings: native),
 
         // Numeric core.

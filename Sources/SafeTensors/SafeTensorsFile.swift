@@ -269,12 +269,7 @@ private struct RawHeader: Decodable {
         var data_offsets: [Int]
     }
     struct EntryError: Error { var tensor: String; var detail: String }
-    struct Key: CodingKey {
-        var stringValue: String
-        var intValue: Int? { nil }
-        init(stringValue: String) { self.stringValue = stringValue }
-        init?(intValue: Int) { nil }
-    }
+    typealias Key = AnyCodingKey
     var metadata: [String: String] = [:]
     var entries: [String: Entry] = [:]
 

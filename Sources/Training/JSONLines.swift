@@ -1,4 +1,5 @@
 import Foundation
+import Shared
 
 /// The one reader of JSON Lines input files (prompts, SFT examples, the tokenizer benchmark's texts): every
 /// non-blank line is decoded as a typed record, and every error names the file and line.
@@ -49,13 +50,7 @@ public enum JSONLines {
 }
 
 /// A JSON object's keys by name (for records whose fields have alternatives).
-struct AnyKey: CodingKey {
-    var stringValue: String
-    var intValue: Int? { nil }
-    init(_ s: String) { stringValue = s }
-    init?(stringValue: String) { self.stringValue = stringValue }
-    init?(intValue: Int) { nil }
-}
+typealias AnyKey = AnyCodingKey
 
 extension KeyedDecodingContainer where Key == AnyKey {
     /// A string or a number (as written: 42, 3.5) under `key`, nil when absent or null; anything else is an error
