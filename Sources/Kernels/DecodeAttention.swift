@@ -22,6 +22,10 @@ public func decodeAttentionForward(
     scores: UnsafeMutablePointer<Float>,       // (G, L) scratch
     nHeads: Int, nKVHeads: Int, headDim: Int
 ) {
+    precondition(nKVHeads > 0 && nHeads % nKVHeads == 0 && headDim > 0,
+                 "decodeAttentionForward: nHeads \(nHeads) must be a multiple of nKVHeads \(nKVHeads), headDim \(headDim) > 0")
+    precondition(prefixLength >= 0 && prefixLength < length && (prefixLength == 0 || (prefixKeys != nil && prefixValues != nil)),
+                 "decodeAttentionForward: prefix \(prefixLength) of \(length) rows (the new token is always the slot's own; a prefix needs its keys and values)")
     let hd = headDim, kvd = nKVHeads * hd, group = nHeads / nKVHeads
     let len = length, pre = prefixLength
     let scale = Float(1 / Double(hd).squareRoot())
@@ -29,7 +33,7 @@ public func decodeAttentionForward(
         let qg = q + g * group * hd
         let og = out + g * group * hd
         // S (G, L) = scale · Q_g (G, HD) · K (L, HD)ᵀ over the prefix (columns 0..<P) and the own rows (P..<L).
-        if pre > 0, let pk = prefixKeys {
+        if pre > 0, let pk = prefixKeys {   // (checked non-nil above)
             Gemm.skinnyTransB(scores, ldc: len, qg, lda: hd, pk + g * hd, ldw: kvd,
                               m: group, n: pre, k: hd, alpha: scale, workers: 1)
         }
