@@ -21,7 +21,9 @@ let package = Package(
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
     ],
     targets: [
-        // C shims: one per native library, nothing else touches these headers.
+        // C shims: one per native library, each imported by one module only (CBLAS: Kernels, CZeroMQ: Transport,
+        // CZlib and CRlifProto: Wire, CTensorBoardProto: TensorBoard) and by ShimTests; checked by
+        // ShimTests.cShimsAreImportedOnlyByTheirModule.
         .systemLibrary(name: "CBLAS", path: "Sources/CBLAS", pkgConfig: "openblas",
                        providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CZeroMQ", path: "Sources/CZeroMQ", providers: [.apt(["libzmq3-dev"])]),
@@ -41,34 +43,38 @@ let package = Package(
         // Prefetch and spin-wait hints for the kernels (static inline, header only).
         .target(name: "CKernelSupport", path: "Sources/CKernelSupport"),
 
+        // Small helpers every layer uses, one copy each: bfloat16 conversion, SplitMix64, the seeded shuffle,
+        // Duration in milliseconds, the JSON string escaper, a coding key for any string.
+        .target(name: "Shared", swiftSettings: native),
+
         // Numeric core.
         .target(name: "Kernels", dependencies: ["CBLAS", "CKernelSupport"], swiftSettings: native),
         // Grouped sampling with per-token log-probs and self-certainty (the INTUITOR reward).
-        .target(name: "Sampling", dependencies: ["Kernels", "Model"], swiftSettings: native),
+        .target(name: "Sampling", dependencies: ["Kernels", "Model", "Shared"], swiftSettings: native),
         // Training-run plumbing: config (YAML), prompt data, checkpoints, metrics, the GRPO step.
-        .target(name: "Training", dependencies: ["Sampling", "Model", "SafeTensors", "GRPO", "Kernels", "Tokenizer", "Answers", "TensorBoard", .product(name: "Yams", package: "Yams"),
+        .target(name: "Training", dependencies: ["Sampling", "Model", "SafeTensors", "GRPO", "Kernels", "Tokenizer", "Answers", "TensorBoard", "Shared", .product(name: "Yams", package: "Yams"),
                                                 .product(name: "Logging", package: "swift-log")],
                 swiftSettings: native),
-        .target(name: "SafeTensors", swiftSettings: native),
+        .target(name: "SafeTensors", dependencies: ["Shared"], swiftSettings: native),
         // GGUF (ggml's model container): header, metadata, tensor infos, memory-mapped data, dequantization.
-        .target(name: "GGUF", swiftSettings: native),
-        .target(name: "Model", dependencies: ["Kernels", "SafeTensors", "GGUF"], swiftSettings: native),
+        .target(name: "GGUF", dependencies: ["Shared"], swiftSettings: native),
+        .target(name: "Model", dependencies: ["Kernels", "SafeTensors", "GGUF", "Shared"], swiftSettings: native),
         // GRPO math on flat per-token arrays: advantages, policy loss + dL/dlogp, AdamW, schedules, rewards.
         .target(name: "GRPO", swiftSettings: native),
         // Hugging Face tokenizer.json BPE (byte-level and SentencePiece-style), tokenizers from GGUF metadata, chat templates.
-        .target(name: "Tokenizer", dependencies: ["GGUF"]),
+        .target(name: "Tokenizer", dependencies: ["GGUF", "Shared"]),
         // Answer extraction / normalisation / matching for GSM8K and MATH (eval, verifiable rewards).
         .target(name: "Answers"),
 
         // Distributed plumbing.
-        .target(name: "Wire", dependencies: ["CRlifProto", "CZlib"]),
-        .target(name: "Transport", dependencies: ["CZeroMQ"]),
+        .target(name: "Wire", dependencies: ["CRlifProto", "CZlib", "Shared"]),
+        .target(name: "Transport", dependencies: ["CZeroMQ", "Shared"]),
         // The learner's task/actor bookkeeping (credits, deadlines, re-issue, dedupe) as pure logic over Wire types.
         .target(name: "Scheduling", dependencies: ["Wire"]),
         // The two processes: an actor (sampling worker) and the learner (dispatcher + GRPO trainer).
         .target(name: "Actor", dependencies: ["Wire", "Transport", "Scheduling", "Model", "Sampling", "Kernels",
                                               .product(name: "Logging", package: "swift-log")], swiftSettings: native),
-        .target(name: "Learner", dependencies: ["Wire", "Transport", "Scheduling", "Training", "Model", "GRPO", "Sampling",
+        .target(name: "Learner", dependencies: ["Wire", "Transport", "Scheduling", "Training", "Model", "GRPO", "Sampling", "Shared",
                                                 .product(name: "Logging", package: "swift-log")], swiftSettings: native),
         // The data-parallel learner over MPI: ranks, step broadcast, weight-hash checks (the split and the
         // gradient sums are in Training's DataParallel.swift).
@@ -79,7 +85,7 @@ let package = Package(
         .target(name: "Supervision"),
 
         .executableTarget(name: "rlif", dependencies: [
-            "Kernels", "CBLAS", "Wire", "Transport",
+            "Kernels", "Wire", "Transport",
             "Model", "SafeTensors", "GGUF", "GRPO",
             "Tokenizer",
             "Sampling", "Training", "Answers", "Actor", "Learner", "Distributed", "TensorBoard", "Supervision",
@@ -96,15 +102,15 @@ let package = Package(
         .testTarget(name: "LearnerTests", dependencies: ["Learner", "Actor", "Training", "Model", "Wire", "Transport", "TestSupport",
                                                      .product(name: "Logging", package: "swift-log")], swiftSettings: native),
         // Assertion helpers shared by the tests (max abs diff, first bad index, file:line) and fixture paths.
-        .target(name: "TestSupport", path: "Tests/TestSupport"),
+        .target(name: "TestSupport", dependencies: ["Shared"], path: "Tests/TestSupport"),
         .testTarget(name: "TokenizerTests", dependencies: ["Tokenizer", "GGUF", "TestSupport"]),
         .testTarget(name: "AnswersTests", dependencies: ["Answers", "TestSupport"]),
         .testTarget(name: "GGUFTests", dependencies: ["GGUF", "TestSupport"], swiftSettings: native),
-        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "TestSupport"], swiftSettings: native),
-        .testTarget(name: "ModelTests", dependencies: ["Model", "Kernels", "SafeTensors", "GGUF", "TestSupport"], swiftSettings: native),
-        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "TestSupport", "SafeTensors"], swiftSettings: native),
+        .testTarget(name: "SafeTensorsTests", dependencies: ["SafeTensors", "Shared", "TestSupport"], swiftSettings: native),
+        .testTarget(name: "ModelTests", dependencies: ["Model", "Kernels", "SafeTensors", "GGUF", "Shared", "TestSupport"], swiftSettings: native),
+        .testTarget(name: "KernelsTests", dependencies: ["Kernels", "Shared", "TestSupport", "SafeTensors"], swiftSettings: native),
         .testTarget(name: "GRPOTests", dependencies: ["GRPO", "TestSupport"], swiftSettings: native),
-        .testTarget(name: "WireTests", dependencies: ["Wire", "TestSupport"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "Shared", "TestSupport"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "Wire", "TestSupport"]),
         // The built executable as a user runs it (exit codes, signals, command-line errors).
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "TensorBoard", "SafeTensors"]),

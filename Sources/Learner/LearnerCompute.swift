@@ -14,8 +14,10 @@ public struct AcceptedGroup: Sendable, Equatable {
     }
 }
 
-/// The compute half of the learner: owns the policy and the optimizer. Called on the learner's training
-/// thread, never concurrently with itself.
+/// The compute half of the learner: owns the policy and the optimizer. Each step (`train`, its snapshot and
+/// checkpoint) runs on the learner's training thread; the first snapshot and the checkpoint of a stopped run are
+/// called from its network thread while no step is running, so the methods never run concurrently with each other.
+/// `modelConfigJSON` is read by the network thread at any time (for each Welcome): it must not change.
 public protocol LearnerCompute: AnyObject {
     /// The policy's HF `config.json`, sent to actors in Welcome.
     var modelConfigJSON: String { get }

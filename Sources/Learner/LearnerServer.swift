@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Scheduling
+import Shared
 import Training
 import Transport
 import Wire
@@ -227,13 +228,7 @@ public final class LearnerServer {
                 let peer = String(decoding: identity, as: UTF8.self)
                 let env: Envelope
                 do { env = try WireCodec.decode(frames[1], maxBytes: options.maxMessageBytes) } catch {
-                    let code: ErrorCode
-                    switch error {
-                    case .protocolVersion: code = .protocolVersion
-                    case .tooLarge: code = .tooLarge
-                    default: code = .malformed
-                    }
-                    refuse(identity, socket, "\(sockName) message from '\(peer)': \(error)", code, field: "\(error)")
+                    refuse(identity, socket, "\(sockName) message from '\(peer)': \(error)", error.code, field: error.field)
                     continue
                 }
                 if i == 0 { handleWork(env, identity: identity, peer: peer) } else { handleWeights(env, identity: identity, peer: peer) }

@@ -2,6 +2,7 @@ import Answers
 import Foundation
 import Model
 import Sampling
+import Shared
 
 /// Greedy evaluation on labelled prompts: accuracy with its 95% interval, self-certainty of correct vs incorrect
 /// answers (means and how well it separates them), length and truncation, speed. Labels are used only to report,
@@ -68,12 +69,7 @@ public struct EvalReport: Sendable, Codable {
         try extra.encode(accuracy, forKey: ExtraKey(stringValue: "accuracy"))
     }
 
-    struct ExtraKey: CodingKey {
-        var stringValue: String
-        var intValue: Int? { nil }
-        init(stringValue: String) { self.stringValue = stringValue }
-        init?(intValue: Int) { nil }
-    }
+    typealias ExtraKey = AnyCodingKey
 
     /// The summary of `items` (in order).
     public init(items: [Item], tokensPerSecond: Double = 0) {

@@ -1,6 +1,5 @@
 import ArgumentParser
 import Distributed
-import CBLAS
 import Foundation
 import Kernels
 import GRPO
@@ -227,7 +226,7 @@ struct Bench: ParsableCommand {
     }
 
     /// The decode step's products at M = decode batch: `Gemm.skinnyTransB` (what decode uses) against
-    /// `cblas_sgemm` on the same operands, both with `threads` threads.
+    /// OpenBLAS sgemm (`Gemm.blasSgemm`) on the same operands, both with `threads` threads.
     func gemmBench(_ cfg: ModelConfig, peak: Double) throws {
         let m = decodeBatch, c = cfg.hiddenSize, f = cfg.intermediateSize
         let shapes: [(String, Int, Int)] = [("qkv", cfg.qDim + 2 * cfg.kvDim, c), ("o_proj", c, cfg.qDim),
@@ -246,8 +245,7 @@ struct Bench: ParsableCommand {
             }
             let blas = median {
                 for _ in 0..<reps {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1,
-                                a.pointer, Int32(k), w.pointer, Int32(k), 0, ref.pointer, Int32(n))
+                    Gemm.blasSgemm(ref.pointer, a.pointer, w.pointer, m: m, n: n, k: k, transB: true)
                 }
             }
             var maxDiff: Float = 0
@@ -304,8 +302,7 @@ struct Bench: ParsableCommand {
             var best = 0.0
             for r in 0...reps {
                 let t0 = DispatchTime.now().uptimeNanoseconds
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1,
-                            a.pointer, Int32(n), b.pointer, Int32(n), 0, c.pointer, Int32(n))
+                Gemm.blasSgemm(c.pointer, a.pointer, b.pointer, m: n, n: n, k: n)
                 let s = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
                 if r > 0 { best = max(best, 2 * Double(n * n * n) / s / 1e9) }  // r = 0 warms up
             }

@@ -113,7 +113,7 @@ struct LearnerCommand: ParsableCommand {
         opts.maxLag = c.maxLag
         opts.heartbeatIntervalMs = c.heartbeatIntervalMs
         opts.heartbeatTimeoutMs = c.heartbeatTimeoutMs
-        opts.weightDType = c.weightDType == "bf16" ? .bf16 : .f32
+        opts.weightDType = c.weightDType == .bf16 ? .bf16 : .f32
         opts.chunkBytes = c.chunkBytes
         opts.checkpointEvery = c.checkpointEvery
         let dataset = o.dataset, formatter = o.formatter, perStep = c.promptsPerStep

@@ -202,7 +202,7 @@ import Wire
         h.start()
         let ctx = try ZMQContext()
         defer { ctx.shutdown() }
-        var replies: [String] = []
+        var replies: [String] = [], fields: [String] = []
         for (endpoint, name) in [(h.endpoints.work, "work"), (h.endpoints.weights, "weights")] {
             let s = try ZMQSocket(ctx, .dealer)
             defer { s.close() }
@@ -224,6 +224,7 @@ import Wire
                 guard let f = try s.receiveFrames(timeoutMs: 200) else { continue }
                 guard let env = try? WireCodec.decode(f[0]), case .error(let e) = env.body else { continue }
                 replies.append("\(name): \(e.code) \(e.message)")
+                fields.append("\(e.code) \(e.field)")
                 got += 1
             }
             #expect(got == 4, "\(name): \(replies)")
@@ -231,6 +232,9 @@ import Wire
             _ = try s.send(frames: [oversized])
         }
         #expect(replies.contains { $0.contains("protocolVersion") })
+        // The reply's field is the proto path WireError names (it used to be the whole description).
+        #expect(fields.filter { $0 == "protocolVersion envelope.protocol_version" }.count == 2, "\(fields)")
+        #expect(fields.filter { $0.hasPrefix("malformed envelope") }.count == 4, "\(fields)")
         #expect(replies.allSatisfy { $0.contains("mallory") }, "errors must name the peer: \(replies)")
         // Still serving: a real actor completes the run.
         let a = ActorThread(h.endpoints, id: "honest")

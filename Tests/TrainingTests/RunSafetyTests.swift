@@ -232,7 +232,7 @@ import TestSupport
         c.ppoEpochs = 2
         c.learningRate = 5e-2
         c.warmupRatio = 0
-        c.lrSchedule = "constant"
+        c.lrSchedule = .constant
         c.maxGradNorm = 0
         let run = try ResumeTests.makeRun(c)
         var step: [String: Any] = [:]
@@ -365,7 +365,7 @@ import TestSupport
                                      source: "run.yaml")
         #expect(c.preset == .intuitor)
         #expect(c.systemPrompt == "intuitor-recipe" && c.template == .auto)
-        #expect(c.learningRate == 3e-6 && c.lrSchedule == "cosine" && c.warmupRatio == 0.1)
+        #expect(c.learningRate == 3e-6 && c.lrSchedule == .cosine && c.warmupRatio == 0.1)
         #expect(c.klBeta == 0.005 && c.clipEpsilonLow == 0.2 && c.clipEpsilonHigh == 0.2 && c.maxGradNorm == 1)
         #expect(c.temperature == 0.9 && c.groupSize == 8 && c.maxPromptTokens == 512)
         // The file's keys win over the preset's.
@@ -392,7 +392,7 @@ import TestSupport
         c.klBeta = 0
         c.learningRate = 5e-2
         c.warmupRatio = 0
-        c.lrSchedule = "constant"
+        c.lrSchedule = .constant
         let run = try ResumeTests.makeRun(c)  // makes a reference copy of the initial weights
         let trainer = run.trainer
         #expect(trainer.reference == nil && trainer.frozenRewardModel != nil)
