@@ -39,6 +39,9 @@ public struct ActorSummary: Sendable {
     public var weightVersionsInstalled: [UInt64] = []
     /// When each version finished installing (for weight-propagation measurements).
     public var installedAt: [UInt64: Date] = [:]
+    /// Snapshot bytes received, and generated tokens per second of the last group sent (for /metrics).
+    public var weightBytesReceived = 0
+    public var tokensPerSecond = 0.0
     public var reconnects = 0
     public var finalVersion: UInt64 = 0
 }
@@ -98,7 +101,9 @@ public final class ActorClient {
     private var unacked: [UInt64: (bytes: [UInt8], sent: Date)] = [:]
     private var retryAfter = Date.distantPast
     private var finished = false
-    public private(set) var summary = ActorSummary()
+    public private(set) var summary = ActorSummary() { didSet { onSummary?(summary) } }
+    /// Called on the actor's thread whenever `summary` changes (e.g. to update Prometheus gauges).
+    public var onSummary: ((ActorSummary) -> Void)?
 
     public init(options: ActorOptions, engine: RolloutEngine, logger: Logger) throws {
         self.options = options
@@ -333,7 +338,8 @@ public final class ActorClient {
                 installing = snap.version
                 mailbox.install(snap)
                 let secs = Date().timeIntervalSince(started)
-                log.info("weights v\(snap.version) received: \(c.totalBytes) bytes in \(String(format: "%.3f", secs)) s (\(String(format: "%.0f", Double(c.totalBytes) / secs / 1e6)) MB/s); installing")
+                summary.weightBytesReceived += Int(c.totalBytes)
+                log.debug("weights v\(snap.version) received: \(c.totalBytes) bytes in \(String(format: "%.3f", secs)) s (\(String(format: "%.0f", Double(c.totalBytes) / secs / 1e6)) MB/s); installing")
                 return
             }
         } catch {
@@ -358,6 +364,8 @@ public final class ActorClient {
                 }
                 let bytes = WireCodec.encode(.stamped(sender: options.actorId, .rolloutGroup(g)))
                 unacked[g.taskId] = (bytes, Date())
+                let ms = Double(g.timings.decodeMs + g.timings.prefillMs)
+                if ms > 0 { summary.tokensPerSecond = Double(g.timings.generatedTokens) / (ms / 1000) }
                 summary.groupsSent += 1
                 sendRaw(work, bytes)
             case .failed(let task, let error):
@@ -367,7 +375,7 @@ public final class ActorClient {
                 installing = nil
                 summary.weightVersionsInstalled.append(v)
                 summary.installedAt[v] = Date()
-                log.info("weights v\(v) installed")
+                log.debug("weights v\(v) installed")
                 let ready = waiting.filter { $0.minWeightVersion <= v }
                 waiting.removeAll { $0.minWeightVersion <= v }
                 for item in ready { mailbox.enqueue(item) }

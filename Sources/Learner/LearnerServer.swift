@@ -74,12 +74,14 @@ public final class LearnerServer {
     let compute: LearnerCompute
     let promptsForStep: (Int) -> [(id: String, tokens: [Int32])]
     let log: Logger
-    /// Called with each step's metrics (after training, before the notice goes out).
-    public var onStep: (([String: Any]) -> Void)?
+    /// Called with each step's records (after training, before the notice goes out).
+    public var onStep: ((StepResult) -> Void)?
     /// Called with (task id, actor id) whenever a task is handed out (logs, tests).
     public var onAssign: ((UInt64, String) -> Void)?
-    /// Returns the resumable state (data cursor etc.) to store in a checkpoint after `completedSteps`.
-    public var checkpointState: ((Int) -> [String: Any])?
+    /// Called about once a second with the learner's status (e.g. to update Prometheus gauges).
+    public var onStatus: ((LearnerStatus) -> Void)?
+    /// Returns the data cursor to store in a checkpoint after `completedSteps`.
+    public var checkpointCursor: ((Int) -> DataCursor)?
 
     private let context: ZMQContext
     private var work: ZMQSocket!
@@ -94,22 +96,26 @@ public final class LearnerServer {
     private var peers: [String: Peer] = [:]
 
     // Tasks.
-    private var ledger: TaskLedger
+    var ledger: TaskLedger
     private struct TaskInfo { var step: Int; var promptIndex: Int; var tokens: [Int32] }
     private var taskInfo: [UInt64: TaskInfo] = [:]
-    private var stepGroups: [Int: [AcceptedGroup]] = [:]
+    var stepGroups: [Int: [AcceptedGroup]] = [:]
     private var openedSteps: Int                 // steps whose tasks exist
     private let epoch = ContinuousClock.now
-    private var nowMs: UInt64 {
+    var nowMs: UInt64 {
         let d = ContinuousClock.now - epoch
         return UInt64(d.components.seconds) * 1000 + UInt64(d.components.attoseconds / 1_000_000_000_000_000)
     }
 
     // Weights and training.
-    private var version: UInt64 = 0
+    var version: UInt64 = 0
+    // Status (LearnerServer+Status.swift).
+    var actorBoard = ActorBoard()
+    var stepBoard = StepBoard()
+    var lastStatusPublished = Date.distantPast
     private var snapshots: [UInt64: WeightSnapshot] = [:]
     private var lastNoticeSent = Date.distantPast
-    private var completedSteps: Int
+    var completedSteps: Int
     private let trainer = TrainerThread()
     private var training = false
     public private(set) var summary = LearnerSummary()
@@ -151,7 +157,7 @@ public final class LearnerServer {
                 finishedAt = Date()
                 if completedSteps < options.steps {
                     // Stopped early (SIGINT/SIGTERM): keep what was trained.
-                    try compute.checkpoint(completedSteps: completedSteps, state: checkpointState?(completedSteps) ?? [:])
+                    try compute.checkpoint(completedSteps: completedSteps, cursor: checkpointCursor?(completedSteps) ?? DataCursor())
                     log.info("stopped at step \(completedSteps); checkpoint written; telling actors")
                 } else {
                     log.info("training finished at step \(completedSteps); telling actors")
@@ -247,12 +253,14 @@ public final class LearnerServer {
             let requeued = ledger.hello(actorId: peer, now: now)
             if !requeued.isEmpty { log.info("actor \(peer) restarted: tasks \(requeued) re-issued") }
             peers[peer] = Peer(identity: identity)
+            actorBoard.hello(id: peer, host: h.hostname, pid: h.pid, version: h.weightVersion, now: now)
             log.info("actor \(peer) joined (host \(h.hostname), pid \(h.pid), batch \(h.maxBatchSequences), weights v\(h.weightVersion))")
             send(work, to: identity, .welcome(Welcome(
                 runId: options.runId, currentWeightVersion: version, modelConfigJson: compute.modelConfigJSON,
                 heartbeatIntervalMs: UInt32(options.heartbeatIntervalMs), heartbeatTimeoutMs: UInt32(options.heartbeatTimeoutMs))))
             return
         }
+        if case .statusRequest = env.body { return send(work, to: identity, statusReply()) }
         guard ledger.heartbeat(actorId: peer, now: now) else {
             // Not (or no longer) known: declared dead, or this learner restarted. It must say hello again; a
             // group it sent is resent by the actor after its new welcome.
@@ -262,6 +270,7 @@ public final class LearnerServer {
         peers[peer]?.identity = identity
         switch env.body {
         case .heartbeat(let h):
+            actorBoard.heard(id: peer, version: h.weightVersion, now: now)
             // Tasks the actor no longer holds (failed there, or their work item was lost) go back to the queue
             // now rather than at the task timeout.
             let lost = ledger.reconcile(actorId: peer, holding: h.tasksInProgress, now: now,
@@ -278,6 +287,7 @@ public final class LearnerServer {
             accept(g, identity: identity)
         case .goodbye(let b):
             log.info("actor \(peer) left: \(b.reason)")
+            actorBoard.left(id: peer)
             let requeued = ledger.goodbye(actorId: peer)
             if !requeued.isEmpty { log.info("tasks \(requeued) of \(peer) re-issued") }
             peers.removeValue(forKey: peer)
@@ -331,6 +341,8 @@ public final class LearnerServer {
         send(work, to: identity, .ack(ack))
         switch ack.status {
         case .accepted:
+            actorBoard.accepted(id: g.actorId, version: g.weightVersion, tokens: Int(g.timings.generatedTokens),
+                                decodeMs: Double(g.timings.decodeMs + g.timings.prefillMs), now: nowMs)
             guard let info = taskInfo[g.taskId] else { return }
             stepGroups[info.step, default: []].append(AcceptedGroup(taskId: g.taskId, step: info.step, promptIndex: info.promptIndex,
                                                                     promptTokens: info.tokens, group: g))
@@ -351,14 +363,14 @@ public final class LearnerServer {
         stepGroups[s] = nil
         training = true
         let compute = self.compute
-        let state = checkpointState?(s + 1) ?? [:]
+        let cursor = checkpointCursor?(s + 1) ?? DataCursor()
         let doCheckpoint = options.checkpointEvery > 0 && (s + 1) % options.checkpointEvery == 0 || s + 1 == options.steps
         let dtype = options.weightDType, chunk = options.chunkBytes
         let nextVersion = UInt64(s) + 2
         trainer.submit {
             let metrics = try compute.train(step: s, groups: groups.sorted { $0.promptIndex < $1.promptIndex })
             let snap = try compute.snapshot(version: nextVersion, dtype: dtype, chunkBytes: chunk)
-            if doCheckpoint { try compute.checkpoint(completedSteps: s + 1, state: state) }
+            if doCheckpoint { try compute.checkpoint(completedSteps: s + 1, cursor: cursor) }
             return (metrics, snap)
         }
         for g in groups { summary.trainedPrompts[g.promptIndex, default: 0] += 1 }
@@ -370,6 +382,7 @@ public final class LearnerServer {
         switch result {
         case .success(let (metrics, snap)):
             completedSteps += 1
+            stepBoard.add(metrics)
             onStep?(metrics)
             install(snap)
         case .failure(let e):
@@ -390,7 +403,7 @@ public final class LearnerServer {
         version = snap.version
         summary.publishedAt[snap.version] = Date()
         sendNotice()
-        log.info("weights v\(snap.version) published (\(snap.totalBytes) bytes in \(snap.nChunks) chunks)")
+        log.debug("weights v\(snap.version) published (\(snap.totalBytes) bytes in \(snap.nChunks) chunks)")
     }
 
     private func sendNotice() {
@@ -425,6 +438,7 @@ public final class LearnerServer {
                 _ = try weights.send(identity, more: true)
                 _ = try weights.send(WireCodec.encode(env), more: true)
                 _ = try weights.sendZeroCopy(snap.chunkData(i))
+                actorBoard.sent(id: peer, bytes: snap.chunkData(i).count)
             } catch {
                 log.warning("chunk \(i) of v\(v) to \(peer) not sent: \(error)")
             }
@@ -439,6 +453,7 @@ public final class LearnerServer {
         let expiry = ledger.expire(now: nowMs)
         for name in expiry.deadActors {
             log.warning("actor \(name) missed its heartbeats: declared dead")
+            actorBoard.left(id: name)
             peers.removeValue(forKey: name)
         }
         if !expiry.reissued.isEmpty {
@@ -452,12 +467,13 @@ public final class LearnerServer {
         }
         // Late subscribers miss a notice sent before they joined (PUB drops): repeat the current one.
         if now.timeIntervalSince(lastNoticeSent) > 1 { sendNotice() }
+        publishStatusIfDue()
     }
 }
 
 /// Runs submitted jobs one at a time on a dedicated thread; the network loop polls for the result.
 final class TrainerThread: @unchecked Sendable {  // all state behind `cond`
-    typealias Output = ([String: Any], WeightSnapshot)
+    typealias Output = (StepResult, WeightSnapshot)
     private let cond = NSCondition()
     private var job: (() throws -> Output)?
     private var result: Result<Output, Error>?

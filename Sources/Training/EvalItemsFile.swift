@@ -69,10 +69,7 @@ public final class EvalItemsFile {
     }
 
     private func write<T: Encodable>(_ value: T) throws {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let obj = try JSONSerialization.jsonObject(with: enc.encode(value)) as! [String: Any]
-        try log.append(obj)
+        try log.append(value)
     }
 
     public func append(_ items: [EvalReport.Item]) throws {
@@ -82,8 +79,7 @@ public final class EvalItemsFile {
     /// Replaces the file with `settings` and `items` (atomically): after a resumed evaluation, so that items scored
     /// again from their completions are stored with their current scores.
     public static func rewrite(_ url: URL, settings: Settings, items: [EvalReport.Item]) throws {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let enc = MetricsLog.encoder()
         var data = try enc.encode(settings)
         data.append(UInt8(ascii: "\n"))
         for it in items {

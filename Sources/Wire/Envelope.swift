@@ -39,6 +39,8 @@ public enum Message: Sendable, Equatable {
     case snapshotChunk(SnapshotChunk)
     case error(ErrorMessage)
     case goodbye(Goodbye)
+    case statusRequest(StatusRequest)
+    case statusReply(StatusReply)
 
     /// The proto field name of the case ("rollout_group"), used in error messages and logs.
     public var fieldName: String {
@@ -56,6 +58,8 @@ public enum Message: Sendable, Equatable {
         case .snapshotChunk: "snapshot_chunk"
         case .error: "error"
         case .goodbye: "goodbye"
+        case .statusRequest: "status_request"
+        case .statusReply: "status_reply"
         }
     }
 }

@@ -312,3 +312,14 @@ public struct Goodbye: Sendable, Equatable {
     public var reason: String
     public init(reason: String = "") { self.reason = reason }
 }
+
+/// Anyone -> learner (work socket): asks for the run's status (`rlif status`).
+public struct StatusRequest: Sendable, Equatable {
+    public init() {}
+}
+
+/// Learner -> the requester: the status as JSON (the learner's `LearnerStatus`).
+public struct StatusReply: Sendable, Equatable {
+    public var statusJson: String
+    public init(statusJson: String) { self.statusJson = statusJson }
+}

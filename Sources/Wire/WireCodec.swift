@@ -223,6 +223,15 @@ public enum WireCodec {
             c.pointee.reason = a.string(m.reason)
             env.pointee.body_case = RLIF__V1__ENVELOPE__BODY_GOODBYE
             env.pointee.goodbye = c
+        case .statusRequest:
+            let c = a.make(Rlif__V1__StatusRequest.self, rlif__v1__status_request__init)
+            env.pointee.body_case = RLIF__V1__ENVELOPE__BODY_STATUS_REQUEST
+            env.pointee.status_request = c
+        case .statusReply(let m):
+            let c = a.make(Rlif__V1__StatusReply.self, rlif__v1__status_reply__init)
+            c.pointee.status_json = a.string(m.statusJson)
+            env.pointee.body_case = RLIF__V1__ENVELOPE__BODY_STATUS_REPLY
+            env.pointee.status_reply = c
         }
         return body(env)
     }
@@ -342,6 +351,12 @@ public enum WireCodec {
         case RLIF__V1__ENVELOPE__BODY_GOODBYE:
             let c = try need(e.goodbye, "goodbye")
             return .goodbye(Goodbye(reason: str(c.reason)))
+        case RLIF__V1__ENVELOPE__BODY_STATUS_REQUEST:
+            _ = try need(e.status_request, "status_request")
+            return .statusRequest(StatusRequest())
+        case RLIF__V1__ENVELOPE__BODY_STATUS_REPLY:
+            let c = try need(e.status_reply, "status_reply")
+            return .statusReply(StatusReply(statusJson: str(c.status_json)))
         default:
             throw .missingBody
         }

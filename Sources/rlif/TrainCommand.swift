@@ -3,6 +3,7 @@ import Foundation
 import Kernels
 import Logging
 import SafeTensors
+import Telemetry
 import Training
 
 /// `rlif train`: INTUITOR on one host. By default the real distributed system in local mode — one learner and N
@@ -22,6 +23,7 @@ struct Train: ParsableCommand {
     @Flag(help: "Replace an earlier run in the output directory (its metrics and checkpoints are deleted).")
     var overwrite = false
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: String?
+    @Flag(help: "End with a JSON summary on stdout (step lines go to stderr).") var json = false
 
     func validate() throws {
         try LogSetup.validate(logLevel)
@@ -40,7 +42,7 @@ struct Train: ParsableCommand {
         if singleProcess {
             try runSingle(c, start: start, fixedKeys: fixed)
         } else {
-            try LocalMode(config: c, resume: resume, logLevel: logLevel, userKeys: fixed).run()
+            try LocalMode(config: c, resume: resume, logLevel: logLevel, userKeys: fixed, json: json).run()
         }
     }
 
@@ -56,8 +58,13 @@ struct Train: ParsableCommand {
         let flag = run.stopFlag
         let sources = onTerminationSignals { sig in flag.set(signal: sig) }
         // withExtendedLifetime: an optimised build may otherwise release the signal sources right away.
+        let console = RecordConsole(totalSteps: c.steps, live: true, out: json ? .standardError : .standardOutput)
         let outcome = try withExtendedLifetime(sources) {
-            try run.run { m in Terminal.line(RunSetup.progressLine(m, steps: c.steps)) }
+            defer { console.finish() }
+            return try run.run { console.show($0) }
+        }
+        if json, let p = console.console?.progress {
+            TrainSummary(output: output.path, progress: p, stopped: outcome != .finished).print()
         }
         if case let .stopped(done) = outcome {
             log.notice("\(ResumeHint.line(stoppedAfter: done, of: c.steps, signal: flag.signal))")
@@ -77,6 +84,8 @@ struct LocalMode {
     var logLevel: String?
     /// Keys the user set: the learner's and actors' memory plans may lower only the others.
     var userKeys: Set<String> = []
+    /// `--json`: step lines to stderr, a summary on stdout at the end.
+    var json = false
 
     func run() throws {
         let log = Logger(label: "rlif.train")
@@ -98,18 +107,26 @@ struct LocalMode {
         var learnerArgs = ["learner", "--config", cfgFile.path, "--bind", base, "--user-keys", userKeys.sorted().joined(separator: ",")]
         if resume { learnerArgs.append("--resume") }
         if let l = logLevel { learnerArgs += ["--log-level", l] }
-        let learner = try Child.spawn(exe, learnerArgs, name: "learner", env: ["OPENBLAS_NUM_THREADS": "\(cores)", Self.childMarker: "1"])
+        // One console owns the terminal: the learner's records (`rlif-record` lines) become step lines and the
+        // progress line; the children's log lines scroll above it.
+        let console = Console(totalSteps: config.steps, out: json ? .standardError : .standardOutput)
+        if console.isLive { LogSink.shared.console = console }
+        defer { console.finish(); LogSink.shared.console = nil }
+        let learner = try Child.spawn(exe, learnerArgs, name: "learner", env: ["OPENBLAS_NUM_THREADS": "\(cores)", Self.childMarker: "1"],
+                                      console: console)
         var actors: [Child] = []
         for i in 0..<config.actors {
             var a = ["actor", "--learner", base, "--id", "actor-\(i + 1)", "--batch-sequences", "\(config.actorBatchSequences)"]
             if !userKeys.contains("actor_batch_sequences") { a.append("--batch-sequences-adjustable") }
             if let l = logLevel { a += ["--log-level", l] }
-            actors.append(try Child.spawn(exe, a, name: "actor-\(i + 1)", env: ["OPENBLAS_NUM_THREADS": "\(per)", Self.childMarker: "1"]))
+            actors.append(try Child.spawn(exe, a, name: "actor-\(i + 1)", env: ["OPENBLAS_NUM_THREADS": "\(per)", Self.childMarker: "1"],
+                                          console: console))
         }
         log.info("local mode: learner + \(config.actors) actors (\(base)); output \(output.path)")
         // Ctrl-C reaches the whole process group; the learner finishes its step and checkpoints, actors exit.
         let pids = [learner.process.processIdentifier] + actors.map(\.process.processIdentifier)
         let stop = StopFlag()
+        defer { if json { TrainSummary(output: output.path, progress: console.progress, stopped: stop.isSet).print() } }
         let sources = onTerminationSignals { sig in stop.set(signal: sig); for p in pids { kill(p, SIGTERM) } }
         // A child that dies while the run goes on is named with how it died (the learner re-issues an actor's
         // tasks; a learner that dies ends the run).
@@ -163,7 +180,9 @@ final class Child: @unchecked Sendable {  // the pipes' handlers are the only co
 
     init(name: String) { self.name = name }
 
-    static func spawn(_ exe: URL, _ args: [String], name: String, env: [String: String]) throws -> Child {
+    /// Starts `exe`; its stdout lines go to `console` (`rlif-record` lines as records, others as they are), its
+    /// stderr lines to the console's log with the child's name in front.
+    static func spawn(_ exe: URL, _ args: [String], name: String, env: [String: String], console: Console) throws -> Child {
         let c = Child(name: name)
         c.process.executableURL = exe
         c.process.arguments = args
@@ -172,13 +191,21 @@ final class Child: @unchecked Sendable {  // the pipes' handlers are the only co
         c.process.environment = e
         c.process.standardError = c.errPipe
         c.process.standardOutput = c.outPipe
-        c.forward(c.errPipe, prefix: "[\(name)] ", to: FileHandle.standardError)
-        c.forward(c.outPipe, prefix: "", to: FileHandle.standardOutput)
+        let tag = Data("[\(name)] ".utf8), record = Data(RecordConsole.prefix.utf8)
+        c.forward(c.errPipe) { line in console.log(tag + line) }
+        c.forward(c.outPipe) { line in
+            if line.starts(with: record) {
+                console.record(Data(line.dropFirst(record.count)))
+            } else {
+                console.print(String(decoding: line.last == UInt8(ascii: "\n") ? line.dropLast() : line[...], as: UTF8.self))
+            }
+        }
         try c.process.run()
         return c
     }
 
-    private func forward(_ pipe: Pipe, prefix: String, to sink: FileHandle) {
+    /// Hands each whole line (with its newline; the last one without, at end of file) to `sink`.
+    private func forward(_ pipe: Pipe, to sink: @escaping @Sendable (Data) -> Void) {
         nonisolated(unsafe) var pending = Data()
         let lock = self.lock, open = self.open
         open.enter()
@@ -187,14 +214,13 @@ final class Child: @unchecked Sendable {  // the pipes' handlers are the only co
             lock.lock(); defer { lock.unlock() }
             if chunk.isEmpty {
                 h.readabilityHandler = nil
-                if !pending.isEmpty { sink.write(Data(prefix.utf8) + pending + Data("\n".utf8)) }
+                if !pending.isEmpty { sink(pending + Data("\n".utf8)) }
                 open.leave()
                 return
             }
             pending.append(chunk)
             while let nl = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = pending[pending.startIndex...nl]
-                sink.write(Data(prefix.utf8) + line)
+                sink(Data(pending[pending.startIndex...nl]))
                 pending.removeSubrange(pending.startIndex...nl)
             }
         }

@@ -4,7 +4,7 @@ import Testing
 import TestSupport
 
 /// `rlif train --single-process` on the embedded default writes `<output_dir>/tb/events.out.tfevents.*` whose
-/// scalars are metrics.jsonl's rows: training rows at "step" + 1, eval rows at "step".
+/// scalars are metrics.jsonl's rows, each at its "step" (steps done).
 @Suite(.serialized, .enabled(if: CLI.binary != nil, "needs the release rlif binary (swift build -c release, or RLIF_BIN)"))
 struct TensorBoardRunTests {
     struct Point: Hashable, Comparable, CustomStringConvertible {
@@ -19,7 +19,8 @@ struct TensorBoardRunTests {
         for line in try String(contentsOf: metrics, encoding: .utf8).split(separator: "\n") {
             let row = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
             let step = try #require(row["step"] as? Int)
-            let x = Int64((row["kind"] as? String) == "eval" ? step : step + 1)
+            // Records with a kind count steps done; rows of the schema before (no kind) were 0-based.
+            let x = Int64(row["kind"] is String ? step : step + 1)
             for (k, v) in row where k != "step" {
                 // JSONSerialization gives NSNumber (on Linux a 0 or 1 even passes `is Bool`, so that test is useless
                 // here; the rows hold no booleans — the writer's skipping of Swift Bools is `recordsMapToScalars`).
