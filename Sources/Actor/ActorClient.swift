@@ -234,12 +234,14 @@ public final class ActorClient {
     private func handle(_ env: Envelope) throws {
         switch env.body {
         case .welcome(let w):
+            // Hellos queued while the learner was not yet bound all get a Welcome: say it once per session.
+            let again = welcomed
             welcomed = true
             backoffMs = 250
             firstContact = firstContact ?? Date()
             heartbeatInterval = Double(max(100, w.heartbeatIntervalMs)) / 1000
             heartbeatTimeout = Double(max(w.heartbeatIntervalMs * 2, w.heartbeatTimeoutMs)) / 1000
-            log.info("welcomed by run \(w.runId); learner at weight version \(w.currentWeightVersion)")
+            log.log(level: again ? .debug : .info, "welcomed by run \(w.runId); learner at weight version \(w.currentWeightVersion)")
             if configuredJSON != w.modelConfigJson {
                 configuredJSON = w.modelConfigJson
                 mailbox.configure(w.modelConfigJson)

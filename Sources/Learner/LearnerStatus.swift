@@ -115,6 +115,9 @@ public struct ActorBoard: Sendable {
 
     public mutating func left(id: String) { entries[id] = nil }
 
+    /// The process id its last Hello named (nil when unknown).
+    public func pid(of id: String) -> UInt32? { entries[id]?.pid }
+
     /// Rows for the actors in `ids` (the ledger's live actors), in that order.
     public func rows(ids: [String], tasksHeld: (String) -> Int, now: UInt64) -> [ActorStatus] {
         ids.map { id in

@@ -89,3 +89,28 @@ public final class EvalItemsFile {
         try AtomicFile.write(data, to: url)
     }
 }
+
+extension EvalItemsFile {
+    /// Where a training run keeps the items of its evaluation after `step` steps: `<output>/eval/step-NNNNNN.jsonl`
+    /// (an items file like `rlif eval --items` writes), so `rlif report` can draw right vs wrong answers.
+    public static func trainingURL(output: URL, step: Int) -> URL {
+        output.appendingPathComponent("eval").appendingPathComponent(String(format: "step-%06d.jsonl", step))
+    }
+
+    /// Writes the items of a training run's evaluation after `step` steps (replacing a file of the same step, as a
+    /// resumed run evaluates that step again).
+    public static func saveTraining(output: URL, step: Int, config c: TrainConfig, items: [EvalReport.Item]) throws {
+        let url = trainingURL(output: output, step: step)
+        try FileSystemError.makeDirectory(url.deletingLastPathComponent())
+        let settings = Settings(model: c.model, data: c.evalPrompts ?? "", format: "math", limit: c.evalLimit,
+                                maxNewTokens: c.maxNewTokens, template: c.template.rawValue, systemPrompt: c.systemPrompt)
+        try rewrite(url, settings: settings, items: items)
+    }
+
+    /// The newest training-eval items file of a run directory (highest step), if any.
+    public static func latestTraining(output: URL) -> URL? {
+        let dir = output.appendingPathComponent("eval")
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+        return names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".jsonl") }.sorted().last.map { dir.appendingPathComponent($0) }
+    }
+}

@@ -10,7 +10,7 @@ public struct RunReport {
     public var rows: [[String: Any]]
     /// The run's configuration as pretty JSON, if found.
     public var configJSON: String?
-    /// Items of an evaluation (`rlif eval --items`), for the right-vs-wrong histogram.
+    /// Items of an evaluation (`rlif eval --items`, or the run's last evaluation), for the right-vs-wrong histogram.
     public var evalItems: [EvalReport.Item]
     public var title: String
 
@@ -32,7 +32,8 @@ public struct RunReport {
             if let d = FileManager.default.contents(atPath: c.path) { config = String(decoding: d, as: UTF8.self); break }
         }
         var items: [EvalReport.Item] = []
-        if let e = evalItems {
+        // Without --eval-items: the items of the run's own last evaluation (`<dir>/eval/step-N.jsonl`).
+        if let e = evalItems ?? EvalItemsFile.latestTraining(output: dir) {
             guard let file = try EvalItemsFile.read(e) else {
                 throw DatasetError(file: e.path, line: nil, message: "cannot read (missing or empty)")
             }

@@ -140,6 +140,7 @@ public final class SingleProcessRun {
                                        records: Array(evalSet.prefix(config.evalLimit)), format: .math,
                                        maxNewTokens: config.maxNewTokens, batchSequences: max(config.actorBatchSequences, 1))
         let rec = EvalRecord(step: step, report: report, seconds: Date().timeIntervalSince(t0))
+        try EvalItemsFile.saveTraining(output: output, step: step, config: config, items: report.items)
         try records.append(rec)
         onStep?(.eval(rec))
     }

@@ -60,6 +60,7 @@ struct LearnerCommand: ParsableCommand {
             let t0 = Date()
             let r = try Evaluator.run(model: o.policy, formatter: o.formatter, records: evalRecords, format: .math,
                                       maxNewTokens: c.maxNewTokens, batchSequences: max(1, c.actorBatchSequences))
+            try EvalItemsFile.saveTraining(output: output, step: step, config: c, items: r.items)
             return EvalRecord(step: step, report: r, seconds: Date().timeIntervalSince(t0))
         }
         if c.evalEvery > 0 && !evalRecords.isEmpty {
@@ -167,6 +168,8 @@ struct ActorCommand: ParsableCommand {
         // cache is allocated): printed, the decode batch lowered to fit unless --batch-sequences fixed it, or the
         // actor ends with the plan's error (a task error would only be re-issued to another actor).
         let fixed: Set<String> = batchSequences == nil || batchAdjustable ? [] : ["actor_batch_sequences"]
+        // The first plan at info level; the plans for later (longer) tasks at debug (they differ only in lengths).
+        let planned = PlannedOnce()
         engine.planDecoding = { model, sequence, maxNew, group, batch in
             var c = TrainConfig()
             c.maxNewTokens = maxNew
@@ -176,7 +179,8 @@ struct ActorCommand: ParsableCommand {
                 // The weights are already allocated (the engine built the model from the learner's config).
                 return try RunSetup.planMemory(c, role: .actor, model: model, longestPrompt: max(0, sequence - maxNew),
                                                fixedKeys: fixed, log: log,
-                                               alreadyPlanned: ParameterLayout(config: model).totalCount * 4).actorBatchSequences
+                                               alreadyPlanned: ParameterLayout(config: model).totalCount * 4,
+                                               reportLevel: planned.next() ? .info : .debug).actorBatchSequences
             } catch {
                 log.critical("\(error)")
                 Foundation.exit(3)
@@ -192,5 +196,16 @@ struct ActorCommand: ParsableCommand {
         }
         let s = try withExtendedLifetime(metricsEndpoint) { try client.run() }
         log.info("actor done: \(s.groupsSent) groups sent, \(s.groupsAcked) acknowledged, \(s.resends) resends, \(s.reconnects) reconnects, weights v\(s.finalVersion)")
+    }
+}
+
+/// True the first time `next()` is called, false after (the actor's planDecoding runs on its engine's thread).
+final class PlannedOnce: @unchecked Sendable {  // behind `lock`
+    private let lock = NSLock()
+    private var done = false
+    func next() -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        defer { done = true }
+        return !done
     }
 }

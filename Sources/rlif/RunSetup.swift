@@ -120,11 +120,12 @@ enum RunSetup {
     /// actor_batch_sequences, unless in `fixedKeys`); throws `MemoryPlanError` if the run cannot fit.
     /// `alreadyPlanned`: bytes of planned items the process already holds (an actor's weights), not counted twice.
     static func planMemory(_ c: TrainConfig, role: MemoryPlan.Role, model: ModelConfig, longestPrompt: Int,
-                           fixedKeys: Set<String>, log: Logger, alreadyPlanned: Int = 0) throws -> TrainConfig {
+                           fixedKeys: Set<String>, log: Logger, alreadyPlanned: Int = 0,
+                           reportLevel: Logger.Level = .info) throws -> TrainConfig {
         let budget = try memoryBudget()
         let resident = max(0, (SystemMemory.resident()?.current ?? 0) - alreadyPlanned)
         let plan = MemoryPlan(role: role, model: model, config: c, longestPrompt: longestPrompt, processBytes: resident)
-        log.info("\(plan.report(budget: budget))")
+        log.log(level: reportLevel, "\(plan.report(budget: budget))")
         guard let budget else { return c }
         let (fitted, notes) = try MemoryPlan.fit(role: role, model: model, config: c, longestPrompt: longestPrompt,
                                                  budget: budget.bytes, fixedKeys: fixedKeys, processBytes: resident)
@@ -265,8 +266,9 @@ struct TrainSummary: Encodable {
         trainedTokensPerSecond = p.tokensPerSecond
     }
 
+    /// On stdout itself (after the console has let go of the terminal).
     func print() {
-        if let d = try? MetricsLog.encoder().encode(self) { Terminal.line(String(decoding: d, as: UTF8.self)) }
+        if let d = try? MetricsLog.encoder().encode(self) { FileHandle.standardOutput.write(d + Data([UInt8(ascii: "\n")])) }
     }
 }
 

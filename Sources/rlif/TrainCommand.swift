@@ -111,7 +111,12 @@ struct LocalMode {
         // progress line; the children's log lines scroll above it.
         let console = Console(totalSteps: config.steps, out: json ? .standardError : .standardOutput)
         if console.isLive { LogSink.shared.console = console }
-        defer { console.finish(); LogSink.shared.console = nil }
+        let stop = StopFlag()
+        defer {
+            console.finish()
+            LogSink.shared.console = nil
+            if json { TrainSummary(output: output.path, progress: console.progress, stopped: stop.isSet).print() }
+        }
         let learner = try Child.spawn(exe, learnerArgs, name: "learner", env: ["OPENBLAS_NUM_THREADS": "\(cores)", Self.childMarker: "1"],
                                       console: console)
         var actors: [Child] = []
@@ -125,8 +130,6 @@ struct LocalMode {
         log.info("local mode: learner + \(config.actors) actors (\(base)); output \(output.path)")
         // Ctrl-C reaches the whole process group; the learner finishes its step and checkpoints, actors exit.
         let pids = [learner.process.processIdentifier] + actors.map(\.process.processIdentifier)
-        let stop = StopFlag()
-        defer { if json { TrainSummary(output: output.path, progress: console.progress, stopped: stop.isSet).print() } }
         let sources = onTerminationSignals { sig in stop.set(signal: sig); for p in pids { kill(p, SIGTERM) } }
         // A child that dies while the run goes on is named with how it died (the learner re-issues an actor's
         // tasks; a learner that dies ends the run).

@@ -67,6 +67,25 @@ import TestSupport
         #expect(rows.filter { $0["kind"] as? String == "eval" }.map { $0["step"] as! Int } == [0, 10])
     }
 
+    /// A training run keeps each evaluation's items; the report draws the last one's right vs wrong histogram.
+    @Test func reportUsesTheRunsLastEvalItems() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        try Data(#"{"kind":"train","step":1,"reward_mean":1}"#.utf8 + [10]).write(to: d.appendingPathComponent("metrics.jsonl"))
+        func item(_ id: String, _ ok: Bool) -> EvalReport.Item {
+            EvalReport.Item(id: id, completion: "c", extracted: nil, reference: "1", correct: ok, selfCertainty: ok ? 2 : 1, tokens: 3, truncated: false)
+        }
+        var c = TrainConfig()
+        c.model = "m"
+        try EvalItemsFile.saveTraining(output: d, step: 0, config: c, items: [item("a", false)])
+        try EvalItemsFile.saveTraining(output: d, step: 12, config: c, items: [item("a", true), item("b", false)])
+        #expect(EvalItemsFile.latestTraining(output: d)?.lastPathComponent == "step-000012.jsonl")
+        let r = try RunReport.load(runDirectory: d)
+        #expect(r.evalItems.map(\.id) == ["a", "b"])
+        #expect(r.html.contains("Self-certainty of right (1) vs wrong (1) answers"))
+        #expect(RunDirectory.runArtifacts(in: d).contains("eval"))
+    }
+
     @Test func baselineItemsFilesStillRead() throws {
         // Items files committed before this change (results/baselines) decode with the current reader.
         let root = Fixtures.repoRoot
