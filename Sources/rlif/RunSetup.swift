@@ -14,15 +14,17 @@ enum EmbeddedDefault {
     static var intuitorConfig: URL? { directory?.appendingPathComponent("intuitor.yaml") }
 
     /// After a run on the embedded model: what it does and does not show (issue 12 — the demo must tell the truth).
-    static func sayWhatTheDemoShows(model: String) {
+    /// `json`: stdout holds the JSON summary only, so the note goes to stderr.
+    static func sayWhatTheDemoShows(model: String, json: Bool = false) {
         guard let d = directory?.appendingPathComponent("model").standardizedFileURL.path,
               URL(fileURLWithPath: model).standardizedFileURL.path == d else { return }
-        Terminal.line("""
+        let note = """
             note: this run exercised the whole pipeline on the tiny embedded model. That model is more certain when it \
             is wrong (docs/RESULTS.md), so maximising its self-certainty is not expected to raise its accuracy; \
             INTUITOR needs a model whose certainty tracks correctness, as real instruct models' can: see README \
             "Use a real model" and scripts/reproduce-intuitor.
-            """)
+            """
+        if json { LogSink.shared.write(note + "\n") } else { Terminal.line(note) }
     }
 }
 

@@ -71,7 +71,7 @@ struct Train: ParsableCommand {
             throw ExitCode(flag.exitStatus)
         }
         log.info("done: metrics in \(output.appendingPathComponent("metrics.jsonl").path)")
-        EmbeddedDefault.sayWhatTheDemoShows(model: c.model)
+        EmbeddedDefault.sayWhatTheDemoShows(model: c.model, json: json)
     }
 }
 
@@ -167,7 +167,7 @@ struct LocalMode {
             throw ExitCode(learner.process.terminationReason == .uncaughtSignal ? 128 + status : status)
         }
         log.info("done: metrics in \(output.appendingPathComponent("metrics.jsonl").path)")
-        EmbeddedDefault.sayWhatTheDemoShows(model: config.model)
+        EmbeddedDefault.sayWhatTheDemoShows(model: config.model, json: json)
     }
 }
 

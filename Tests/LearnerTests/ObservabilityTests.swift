@@ -11,40 +11,6 @@ import Wire
 /// `/metrics` and `rlif status` against a real running learner: real ZeroMQ sockets (ipc://), a real actor, a
 /// real HTTP server on loopback read with a plain TCP socket.
 @Suite(.serialized) struct ObservabilityTests {
-    /// GET `path` from 127.0.0.1:`port` over a plain socket; returns the body.
-    static func httpGet(port: UInt16, path: String) throws -> (status: String, body: String) {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw POSIXError(.EIO) }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = port.bigEndian
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let rc = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard rc == 0 else { throw POSIXError(.ECONNREFUSED) }
-        let req = "GET \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n"
-        _ = req.withCString { send(fd, $0, strlen($0), 0) }
-        var out = [UInt8]()
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = recv(fd, &buf, buf.count, 0)
-            if n <= 0 { break }
-            out += buf[0..<n]
-        }
-        let text = String(decoding: out, as: UTF8.self)
-        guard let split = text.range(of: "\r\n\r\n") else { return (text, "") }
-        return (String(text[..<split.lowerBound].prefix { $0 != "\r" }), String(text[split.upperBound...]))
-    }
-
-    /// The value of an unlabelled (or exactly labelled) sample line `name` in a scrape.
-    static func sample(_ body: String, _ name: String) -> Double? {
-        for line in body.split(separator: "\n") where !line.hasPrefix("#") {
-            let parts = line.split(separator: " ")
-            if parts.count == 2, parts[0] == name { return Double(parts[1]) }
-        }
-        return nil
-    }
-
     @Test func metricsAndStatusOfARunningLearner() throws {
         let h = try DistributedTests.Harness(steps: 200, perStep: 2)
         let metrics = LearnerMetrics()
@@ -73,21 +39,21 @@ import Wire
         var scraped = ""
         let deadline = Date().addingTimeInterval(10)
         while Date() < deadline {
-            let (status, body) = try Self.httpGet(port: endpoint.port, path: "/metrics")
+            let (status, body) = try LoopbackHTTP.get(port: endpoint.port, path: "/metrics")
             #expect(status.hasPrefix("HTTP/1.1 200"))
             scraped = body
-            if (Self.sample(body, "rlif_step") ?? 0) >= 2 { break }
+            if (LoopbackHTTP.sample(body, "rlif_step") ?? 0) >= 2 { break }
             Thread.sleep(forTimeInterval: 0.2)
         }
-        #expect((Self.sample(scraped, "rlif_step") ?? 0) >= 2, "\(scraped)")
-        #expect(Self.sample(scraped, "rlif_total_steps") == 200)
-        #expect(Self.sample(scraped, "rlif_live_actors") == 1)
-        #expect((Self.sample(scraped, #"rlif_groups_total{status="accepted"}"#) ?? 0) >= 4)
-        #expect(Self.sample(scraped, "rlif_weight_bytes_sent_total").map { $0 > 0 } == true)
-        #expect(Self.sample(scraped, "rlif_resident_memory_bytes").map { $0 > 1e6 } == true)
+        #expect((LoopbackHTTP.sample(scraped, "rlif_step") ?? 0) >= 2, "\(scraped)")
+        #expect(LoopbackHTTP.sample(scraped, "rlif_total_steps") == 200)
+        #expect(LoopbackHTTP.sample(scraped, "rlif_live_actors") == 1)
+        #expect((LoopbackHTTP.sample(scraped, #"rlif_groups_total{status="accepted"}"#) ?? 0) >= 4)
+        #expect(LoopbackHTTP.sample(scraped, "rlif_weight_bytes_sent_total").map { $0 > 0 } == true)
+        #expect(LoopbackHTTP.sample(scraped, "rlif_resident_memory_bytes").map { $0 > 1e6 } == true)
         #expect(scraped.contains(#"rlif_actor_weight_version{actor="obs-actor"}"#))
         #expect(scraped.contains("# TYPE rlif_groups_total counter"))
-        #expect(try Self.httpGet(port: endpoint.port, path: "/nothing").status.hasPrefix("HTTP/1.1 404"))
+        #expect(try LoopbackHTTP.get(port: endpoint.port, path: "/nothing").status.hasPrefix("HTTP/1.1 404"))
 
         h.server.stopFlag.set(signal: SIGTERM)
         #expect(h.wait(), "learner did not stop")
