@@ -1,6 +1,7 @@
 import Actor
 import Foundation
 import Learner
+import Logging
 import Telemetry
 import Testing
 import TestSupport
@@ -26,7 +27,11 @@ import Wire
         let before = try StatusClient.fetch(h.endpoints, timeoutMs: 10_000)
         #expect(before.runId == "test" && before.completedSteps == 0 && before.totalSteps == 200 && before.actors.isEmpty)
 
-        let a = DistributedTests.ActorThread(h.endpoints, id: "obs-actor")
+        // The actor serves its own /metrics, fed from its summary as `rlif actor --metrics-addr` does.
+        let actorMetrics = ActorMetrics(actorId: "obs-actor")
+        let actorEndpoint = try MetricsEndpoint(address: "127.0.0.1:0", registry: actorMetrics.registry)
+        defer { actorEndpoint.stop() }
+        let a = ActorRun(h.endpoints, id: "obs-actor") { $0.onSummary = { actorMetrics.update($0) } }
         #expect(stepped.wait(timeout: .now() + 60) == .success, "no second step")
         let s = try StatusClient.fetch(h.endpoints, timeoutMs: 10_000)
         #expect(s.completedSteps >= 2 && s.groupsAccepted >= 4)
@@ -55,6 +60,12 @@ import Wire
         #expect(scraped.contains("# TYPE rlif_groups_total counter"))
         #expect(try LoopbackHTTP.get(port: endpoint.port, path: "/nothing").status.hasPrefix("HTTP/1.1 404"))
 
+        let actorScrape = try LoopbackHTTP.get(port: actorEndpoint.port, path: "/metrics").body
+        #expect((LoopbackHTTP.sample(actorScrape, #"rlif_actor_groups_acked_total{actor="obs-actor"}"#) ?? 0) >= 1, "\(actorScrape)")
+        #expect((LoopbackHTTP.sample(actorScrape, #"rlif_actor_weight_version{actor="obs-actor"}"#) ?? 0) >= 1)
+        #expect((LoopbackHTTP.sample(actorScrape, #"rlif_actor_weight_bytes_received_total{actor="obs-actor"}"#) ?? 0) > 0)
+        #expect((LoopbackHTTP.sample(actorScrape, #"rlif_actor_tokens_per_second{actor="obs-actor"}"#) ?? 0) > 0)
+
         h.server.stopFlag.set(signal: SIGTERM)
         #expect(h.wait(), "learner did not stop")
         #expect(a.wait(), "actor did not finish")
@@ -76,4 +87,25 @@ import Wire
         #expect(throws: MetricsEndpoint.AddressError.self) { try MetricsEndpoint.parse("example.com:80") }
         #expect(throws: MetricsEndpoint.AddressError.self) { try MetricsEndpoint.parse("1.2.3.4:99999") }
     }
+}
+
+/// An actor on its own thread, with a hook to configure its client before it runs (e.g. `onSummary`).
+final class ActorRun: @unchecked Sendable {  // `error` written by the thread before `done` is signalled
+    var error: Error?
+    let done = DispatchSemaphore(value: 0)
+    init(_ endpoints: Endpoints, id: String, configure: @escaping @Sendable (ActorClient) -> Void) {
+        let t = Thread { [self] in
+            do {
+                let client = try ActorClient(options: ActorOptions(learner: endpoints, actorId: id),
+                                             engine: TransformerRolloutEngine(batchSequences: 8),
+                                             logger: Logger(label: "test.\(id)"))
+                configure(client)
+                _ = try client.run()
+            } catch { self.error = error }
+            done.signal()
+        }
+        t.stackSize = 8 << 20
+        t.start()
+    }
+    func wait(seconds: Double = 60) -> Bool { done.wait(timeout: .now() + seconds) == .success }
 }
