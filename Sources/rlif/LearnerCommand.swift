@@ -209,3 +209,11 @@ final class PlannedOnce: @unchecked Sendable {  // behind `lock`
         return !done
     }
 }
+
+/// `--metrics-addr` checked before any work (a typo fails at once, not after the model has loaded).
+enum MetricsAddress {
+    static func validate(_ address: String?) throws {
+        guard let address else { return }
+        do { _ = try MetricsEndpoint.parse(address) } catch { throw ValidationError("\(error)") }
+    }
+}

@@ -24,11 +24,16 @@ struct Train: ParsableCommand {
     var overwrite = false
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: String?
     @Flag(help: "End with a JSON summary on stdout (step lines go to stderr).") var json = false
+    @Option(help: "Local mode: the learner serves Prometheus metrics at http://HOST:PORT/metrics.") var metricsAddr: String?
 
     func validate() throws {
         try LogSetup.validate(logLevel)
         if let a = actors, a < 1 { throw ValidationError("--actors must be >= 1, got \(a)") }
         if resume && overwrite { throw ValidationError("--resume and --overwrite contradict each other: pick one") }
+        try MetricsAddress.validate(metricsAddr)
+        if singleProcess && metricsAddr != nil {
+            throw ValidationError("--metrics-addr serves the learner's /metrics in local mode; a --single-process run has no learner (read metrics.jsonl or TensorBoard)")
+        }
     }
 
     func run() throws {
@@ -42,7 +47,7 @@ struct Train: ParsableCommand {
         if singleProcess {
             try runSingle(c, start: start, fixedKeys: fixed)
         } else {
-            try LocalMode(config: c, resume: resume, logLevel: logLevel, userKeys: fixed, json: json).run()
+            try LocalMode(config: c, resume: resume, logLevel: logLevel, userKeys: fixed, json: json, metricsAddr: metricsAddr).run()
         }
     }
 
@@ -86,6 +91,8 @@ struct LocalMode {
     var userKeys: Set<String> = []
     /// `--json`: step lines to stderr, a summary on stdout at the end.
     var json = false
+    /// `--metrics-addr`, passed to the learner.
+    var metricsAddr: String? = nil
 
     func run() throws {
         let log = Logger(label: "rlif.train")
@@ -107,6 +114,7 @@ struct LocalMode {
         var learnerArgs = ["learner", "--config", cfgFile.path, "--bind", base, "--user-keys", userKeys.sorted().joined(separator: ",")]
         if resume { learnerArgs.append("--resume") }
         if let l = logLevel { learnerArgs += ["--log-level", l] }
+        if let m = metricsAddr { learnerArgs += ["--metrics-addr", m] }
         // One console owns the terminal: the learner's records (`rlif-record` lines) become step lines and the
         // progress line; the children's log lines scroll above it.
         let console = Console(totalSteps: config.steps, out: json ? .standardError : .standardOutput)

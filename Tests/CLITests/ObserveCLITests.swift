@@ -79,6 +79,15 @@ struct ObserveCLITests {
         #expect(p.terminationStatus == 143)
     }
 
+    @Test func badMetricsAddressFailsBeforeAnyWork() throws {
+        for cmd in [["learner"], ["actor", "--learner", "ipc:///tmp/x"], ["train"]] {
+            let r = try CLI.run(cmd + ["--metrics-addr", "localhost"])
+            #expect(r.status == 64 && r.err.contains("--metrics-addr localhost: expected HOST:PORT"), "\(cmd): \(r.err)")
+        }
+        let single = try CLI.run(["train", "--single-process", "--metrics-addr", "127.0.0.1:9464"])
+        #expect(single.status == 64 && single.err.contains("no learner"))
+    }
+
     @Test func statusWithoutALearnerFailsNamingTheEndpoint() throws {
         let r = try CLI.run(["status", "--learner", "ipc:///tmp/rlif-no-learner-\(getpid())", "--timeout", "0.3"])
         #expect(r.status != 0)
