@@ -19,6 +19,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/jpsim/Yams", from: "6.2.2"),
+        // Prometheus text exposition (the registry and metric types).
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        // The /metrics HTTP endpoint: FlyingFox has no dependencies (Hummingbird brings SwiftNIO, minutes of build).
+        .package(url: "https://github.com/swhitty/FlyingFox", from: "0.27.1"),
     ],
     targets: [
         // C shims: one per native library, each imported by one module only (CBLAS: Kernels, CZeroMQ: Transport,
@@ -83,12 +87,18 @@ let package = Package(
 
         // Child processes with named, prefixed output and how they ended; local mode's supervisor (Foundation only).
         .target(name: "Supervision"),
+        // What a running process shows about itself: Prometheus /metrics over a small HTTP server, the learner's
+        // status table, the terminal's live progress line.
+        .target(name: "Telemetry", dependencies: ["Wire", "Transport", "Training", "Learner", "Actor",
+                                                  .product(name: "Prometheus", package: "swift-prometheus"),
+                                                  .product(name: "FlyingFox", package: "FlyingFox"),
+                                                  .product(name: "FlyingSocks", package: "FlyingFox")]),
 
         .executableTarget(name: "rlif", dependencies: [
             "Kernels", "Wire", "Transport",
             "Model", "SafeTensors", "GGUF", "GRPO",
             "Tokenizer",
-            "Sampling", "Training", "Answers", "Actor", "Learner", "Distributed", "TensorBoard", "Supervision",
+            "Sampling", "Training", "Answers", "Actor", "Learner", "Distributed", "TensorBoard", "Supervision", "Telemetry",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ],
@@ -99,7 +109,7 @@ let package = Package(
         .testTarget(name: "ShimTests", dependencies: ["CBLAS", "CZeroMQ", "CRlifProto"]),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling", "Model", "Kernels", "TestSupport"], swiftSettings: native),
         .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "GRPO", "Kernels", "Sampling", "Tokenizer", "SafeTensors", "TestSupport", .product(name: "Logging", package: "swift-log")], swiftSettings: native),
-        .testTarget(name: "LearnerTests", dependencies: ["Learner", "Actor", "Training", "Model", "Wire", "Transport", "TestSupport",
+        .testTarget(name: "LearnerTests", dependencies: ["Learner", "Actor", "Training", "Model", "Wire", "Transport", "TestSupport", "Telemetry",
                                                      .product(name: "Logging", package: "swift-log")], swiftSettings: native),
         // Assertion helpers shared by the tests (max abs diff, first bad index, file:line) and fixture paths.
         .target(name: "TestSupport", dependencies: ["Shared"], path: "Tests/TestSupport"),
@@ -118,5 +128,6 @@ let package = Package(
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Learner", "Training", "Wire", "TestSupport"]),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Wire", "TestSupport"]),
         .testTarget(name: "SupervisionTests", dependencies: ["Supervision", "TestSupport"]),
+        .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "Learner", "Training", "TestSupport"]),
     ]
 )

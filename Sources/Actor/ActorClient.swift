@@ -43,6 +43,9 @@ public struct ActorSummary: Sendable {
     public var weightVersionsInstalled: [UInt64] = []
     /// When each version finished installing (for weight-propagation measurements).
     public var installedAt: [UInt64: Date] = [:]
+    /// Snapshot bytes received, and generated tokens per second of the last group sent (for /metrics).
+    public var weightBytesReceived = 0
+    public var tokensPerSecond = 0.0
     public var reconnects = 0
     public var finalVersion: UInt64 = 0
     /// Learner restarts noticed (a new incarnation), and what was dropped with the old one.
@@ -103,7 +106,9 @@ public final class ActorClient {
     private var unacked: [UInt64: (bytes: [UInt8], sent: UInt64)] = [:]
     private var retryAfter: UInt64 = 0
     private var finished = false
-    public private(set) var summary = ActorSummary()
+    public private(set) var summary = ActorSummary() { didSet { onSummary?(summary) } }
+    /// Called on the actor's thread whenever `summary` changes (e.g. to update Prometheus gauges).
+    public var onSummary: ((ActorSummary) -> Void)?
 
     public init(options: ActorOptions, engine: RolloutEngine, logger: Logger) throws {
         self.options = options
@@ -268,12 +273,14 @@ public final class ActorClient {
     private func handle(_ env: Envelope) throws {
         switch env.body {
         case .welcome(let w):
+            // Hellos queued while the learner was not yet bound all get a Welcome: say it once per session.
+            let again = welcomed
             welcomed = true
             backoffMs = 250
             firstContact = firstContact ?? now
             heartbeatIntervalMs = UInt64(max(100, w.heartbeatIntervalMs))
             heartbeatTimeoutMs = UInt64(max(w.heartbeatIntervalMs * 2, w.heartbeatTimeoutMs))
-            log.info("welcomed by run \(w.runId) (learner incarnation \(String(env.learnerIncarnation, radix: 16))); learner at weight version \(w.currentWeightVersion)")
+            log.log(level: again ? .debug : .info, "welcomed by run \(w.runId) (learner incarnation \(String(env.learnerIncarnation, radix: 16))); learner at weight version \(w.currentWeightVersion)")
             if configuredJSON != w.modelConfigJson {
                 configuredJSON = w.modelConfigJson
                 mailbox.configure(w.modelConfigJson)
@@ -341,8 +348,9 @@ public final class ActorClient {
         case .requests(let r): send(r)
         case .assembled(let snap, let ms):
             mailbox.install(snap)
+            summary.weightBytesReceived += Int(c.totalBytes)
             let secs = max(1e-3, Double(ms) / 1000)
-            log.info("weights v\(snap.version) received: \(c.totalBytes) bytes in \(String(format: "%.3f", secs)) s (\(String(format: "%.0f", Double(c.totalBytes) / secs / 1e6)) MB/s); installing")
+            log.debug("weights v\(snap.version) received: \(c.totalBytes) bytes in \(String(format: "%.3f", secs)) s (\(String(format: "%.0f", Double(c.totalBytes) / secs / 1e6)) MB/s); installing")
         case .refused(let why, let r):
             log.error("\(why); restarting the fetch")
             send(r)
@@ -365,6 +373,8 @@ public final class ActorClient {
                 }
                 let bytes = WireCodec.encode(.stamped(sender: options.actorId, .rolloutGroup(g), incarnation: incarnation))
                 unacked[g.taskId] = (bytes, now)
+                let ms = Double(g.timings.decodeMs + g.timings.prefillMs)
+                if ms > 0 { summary.tokensPerSecond = Double(g.timings.generatedTokens) / (ms / 1000) }
                 summary.groupsSent += 1
                 sendRaw(work, bytes)
             case .failed(let task, let error, let gen):
@@ -381,7 +391,7 @@ public final class ActorClient {
                 }
                 summary.weightVersionsInstalled.append(v)
                 summary.installedAt[v] = Date()
-                log.info("weights v\(v) installed")
+                log.debug("weights v\(v) installed")
                 let ready = waiting.filter { $0.minWeightVersion <= v }
                 waiting.removeAll { $0.minWeightVersion <= v }
                 for item in ready { mailbox.enqueue(item, generation: generation) }

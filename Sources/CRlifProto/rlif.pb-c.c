@@ -907,7 +907,97 @@ void   rlif__v1__task_failure__free_unpacked
   assert(message->base.descriptor == &rlif__v1__task_failure__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor rlif__v1__envelope__field_descriptors[18] =
+void   rlif__v1__status_request__init
+                     (Rlif__V1__StatusRequest         *message)
+{
+  static const Rlif__V1__StatusRequest init_value = RLIF__V1__STATUS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t rlif__v1__status_request__get_packed_size
+                     (const Rlif__V1__StatusRequest *message)
+{
+  assert(message->base.descriptor == &rlif__v1__status_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rlif__v1__status_request__pack
+                     (const Rlif__V1__StatusRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rlif__v1__status_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rlif__v1__status_request__pack_to_buffer
+                     (const Rlif__V1__StatusRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rlif__v1__status_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rlif__V1__StatusRequest *
+       rlif__v1__status_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rlif__V1__StatusRequest *)
+     protobuf_c_message_unpack (&rlif__v1__status_request__descriptor,
+                                allocator, len, data);
+}
+void   rlif__v1__status_request__free_unpacked
+                     (Rlif__V1__StatusRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rlif__v1__status_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   rlif__v1__status_reply__init
+                     (Rlif__V1__StatusReply         *message)
+{
+  static const Rlif__V1__StatusReply init_value = RLIF__V1__STATUS_REPLY__INIT;
+  *message = init_value;
+}
+size_t rlif__v1__status_reply__get_packed_size
+                     (const Rlif__V1__StatusReply *message)
+{
+  assert(message->base.descriptor == &rlif__v1__status_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rlif__v1__status_reply__pack
+                     (const Rlif__V1__StatusReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rlif__v1__status_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rlif__v1__status_reply__pack_to_buffer
+                     (const Rlif__V1__StatusReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rlif__v1__status_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rlif__V1__StatusReply *
+       rlif__v1__status_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rlif__V1__StatusReply *)
+     protobuf_c_message_unpack (&rlif__v1__status_reply__descriptor,
+                                allocator, len, data);
+}
+void   rlif__v1__status_reply__free_unpacked
+                     (Rlif__V1__StatusReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rlif__v1__status_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+static const ProtobufCFieldDescriptor rlif__v1__envelope__field_descriptors[20] =
 {
   {
     "protocol_version",
@@ -1125,6 +1215,30 @@ static const ProtobufCFieldDescriptor rlif__v1__envelope__field_descriptors[18] 
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "status_request",
+    50,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Rlif__V1__Envelope, body_case),
+    offsetof(Rlif__V1__Envelope, status_request),
+    &rlif__v1__status_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status_reply",
+    51,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Rlif__V1__Envelope, body_case),
+    offsetof(Rlif__V1__Envelope, status_reply),
+    &rlif__v1__status_reply__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rlif__v1__envelope__field_indices_by_name[] = {
   10,   /* field[10] = ack */
@@ -1140,18 +1254,21 @@ static const unsigned rlif__v1__envelope__field_indices_by_name[] = {
   2,   /* field[2] = sent_unix_ms */
   13,   /* field[13] = snapshot_chunk */
   12,   /* field[12] = snapshot_request */
+  19,   /* field[19] = status_reply */
+  18,   /* field[18] = status_request */
   17,   /* field[17] = task_failure */
   11,   /* field[11] = weight_notice */
   4,   /* field[4] = welcome */
   7,   /* field[7] = work_item */
   6,   /* field[6] = work_request */
 };
-static const ProtobufCIntRange rlif__v1__envelope__number_ranges[3 + 1] =
+static const ProtobufCIntRange rlif__v1__envelope__number_ranges[4 + 1] =
 {
   { 1, 0 },
   { 10, 3 },
   { 40, 16 },
-  { 0, 18 }
+  { 50, 18 },
+  { 0, 20 }
 };
 const ProtobufCMessageDescriptor rlif__v1__envelope__descriptor =
 {
@@ -1161,10 +1278,10 @@ const ProtobufCMessageDescriptor rlif__v1__envelope__descriptor =
   "Rlif__V1__Envelope",
   "rlif.v1",
   sizeof(Rlif__V1__Envelope),
-  18,
+  20,
   rlif__v1__envelope__field_descriptors,
   rlif__v1__envelope__field_indices_by_name,
-  3,  rlif__v1__envelope__number_ranges,
+  4,  rlif__v1__envelope__number_ranges,
   (ProtobufCMessageInit) rlif__v1__envelope__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
@@ -2681,6 +2798,62 @@ const ProtobufCMessageDescriptor rlif__v1__task_failure__descriptor =
   rlif__v1__task_failure__field_indices_by_name,
   1,  rlif__v1__task_failure__number_ranges,
   (ProtobufCMessageInit) rlif__v1__task_failure__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define rlif__v1__status_request__field_descriptors NULL
+#define rlif__v1__status_request__field_indices_by_name NULL
+#define rlif__v1__status_request__number_ranges NULL
+const ProtobufCMessageDescriptor rlif__v1__status_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rlif.v1.StatusRequest",
+  "StatusRequest",
+  "Rlif__V1__StatusRequest",
+  "rlif.v1",
+  sizeof(Rlif__V1__StatusRequest),
+  0,
+  rlif__v1__status_request__field_descriptors,
+  rlif__v1__status_request__field_indices_by_name,
+  0,  rlif__v1__status_request__number_ranges,
+  (ProtobufCMessageInit) rlif__v1__status_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor rlif__v1__status_reply__field_descriptors[1] =
+{
+  {
+    "status_json",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rlif__V1__StatusReply, status_json),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned rlif__v1__status_reply__field_indices_by_name[] = {
+  0,   /* field[0] = status_json */
+};
+static const ProtobufCIntRange rlif__v1__status_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor rlif__v1__status_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rlif.v1.StatusReply",
+  "StatusReply",
+  "Rlif__V1__StatusReply",
+  "rlif.v1",
+  sizeof(Rlif__V1__StatusReply),
+  1,
+  rlif__v1__status_reply__field_descriptors,
+  rlif__v1__status_reply__field_indices_by_name,
+  1,  rlif__v1__status_reply__number_ranges,
+  (ProtobufCMessageInit) rlif__v1__status_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCEnumValue rlif__v1__protocol_version__enum_values_by_number[2] =

@@ -26,16 +26,18 @@ public final class DataParallelCompute: LearnerCompute {
         try inner.snapshot(version: version, dtype: dtype, chunkBytes: chunkBytes)
     }
 
-    public func train(step: Int, groups: [AcceptedGroup]) throws -> [String: Any] {
+    public func train(step: Int, groups: [AcceptedGroup]) throws -> StepResult {
         _ = try world.broadcast(StepCommand.train(step: step, groups: groups).encoded())
         var m = try inner.train(step: step, groups: groups)
         if checks.due(afterStep: step) { try checkWeights(world, inner.trainer, completedSteps: step + 1) }
-        m["learner_ranks"] = world.size
+        var stats = m.record.learner ?? LearnerStepStats()
+        stats.learnerRanks = world.size
+        m.record.learner = stats
         return m
     }
 
-    public func checkpoint(completedSteps: Int, state: [String: Any]) throws {
-        try inner.checkpoint(completedSteps: completedSteps, state: state)
+    public func checkpoint(completedSteps: Int, cursor: DataCursor) throws {
+        try inner.checkpoint(completedSteps: completedSteps, cursor: cursor)
     }
 
     /// Tells the other ranks the run is over (after the last step, or after a stop).
@@ -85,7 +87,7 @@ public struct DataParallelWorker {
                 let m = try compute.train(step: step, groups: groups)
                 if checks.due(afterStep: step) { try checkWeights(world, compute.trainer, completedSteps: step + 1) }
                 trained += 1
-                log.debug("rank \(world.rank): step \(step + 1) trained (\(m["trained_tokens"] ?? 0) tokens over all ranks)")
+                log.debug("rank \(world.rank): step \(step + 1) trained (\(m.record.metrics.trainedTokens) tokens over all ranks)")
             }
         }
     }

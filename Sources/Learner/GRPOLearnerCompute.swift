@@ -15,8 +15,11 @@ public final class GRPOLearnerCompute: LearnerCompute {
     public let modelConfigJSON: String
     private let manifest: [TensorEntry]
     /// Held-out evaluation after a step (on the training thread, which owns the policy): given the number of
-    /// completed steps, returns eval fields to add to that step's metrics, or nil when none is due.
-    public var evaluate: ((Int) throws -> [String: Any]?)?
+    /// completed steps, returns its record, or nil when none is due.
+    public var evaluate: ((Int) throws -> EvalRecord?)?
+    /// When the learner started waiting for the next step's groups: the end of the previous step (set it when
+    /// the learner starts serving). A step's sample_seconds is the wait from here to its training.
+    public var waitingSince = Date()
     /// A few completion texts every N steps into samples.jsonl (nil = none).
     public var samples: SampleLog?
 
@@ -47,7 +50,9 @@ public final class GRPOLearnerCompute: LearnerCompute {
         }
     }
 
-    public func train(step: Int, groups: [AcceptedGroup]) throws -> [String: Any] {
+    public func train(step: Int, groups: [AcceptedGroup]) throws -> StepResult {
+        let waited = Date().timeIntervalSince(waitingSince)
+        defer { waitingSince = Date() }
         var tgroups: [TrainingGroup] = []
         var staleness = 0.0, rescored = 0
         var sampled = groups.map { a in
@@ -73,21 +78,20 @@ public final class GRPOLearnerCompute: LearnerCompute {
             tgroups.append(tg)
             staleness += Double(UInt64(step + 1) - min(UInt64(step + 1), a.group.weightVersion))
         }
-        try samples?.append(step: step, groups: tgroups)
+        try samples?.append(step: step + 1, groups: tgroups)
         let m = try trainer.train(tgroups, step: step)
-        var d = m.dictionary
-        d["staleness_mean"] = staleness / Double(max(1, groups.count))
-        d["rescored_groups"] = rescored
-        d["actors"] = Set(groups.map(\.group.actorId)).count
+        var stats = LearnerStepStats()
+        stats.stalenessMean = staleness / Double(max(1, groups.count))
+        stats.rescoredGroups = rescored
+        stats.actors = Set(groups.map(\.group.actorId)).count
         let gen = groups.reduce(0) { $0 + $1.group.completions.reduce(0) { $0 + $1.tokens.count } }
         let decodeMs = groups.reduce(0.0) { $0 + Double($1.group.timings.decodeMs + $1.group.timings.prefillMs) }
-        d["actor_tokens_per_second"] = decodeMs > 0 ? Double(gen) / (decodeMs / 1000) : 0
-        if let e = try evaluate?(step + 1) { d.merge(e) { a, _ in a } }
-        return d
+        stats.actorTokensPerSecond = decodeMs > 0 ? Double(gen) / (decodeMs / 1000) : 0
+        let record = StepRecord(step: step + 1, metrics: m, sampleSeconds: waited, learner: stats)
+        return StepResult(record: record, eval: try evaluate?(step + 1))
     }
 
-    public func checkpoint(completedSteps: Int, state: [String: Any]) throws {
-        let cursor = state["cursor"] as? DataCursor ?? DataCursor()
+    public func checkpoint(completedSteps: Int, cursor: DataCursor) throws {
         try trainer.checkpoint(completedSteps: completedSteps, cursor: cursor, output: output)
     }
 }

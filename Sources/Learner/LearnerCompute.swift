@@ -1,3 +1,4 @@
+import Training
 import Wire
 
 /// One accepted rollout group with the task it answered.
@@ -23,9 +24,23 @@ public protocol LearnerCompute: AnyObject {
     var modelConfigJSON: String { get }
     /// Serialises the current parameters as version `version` (immutable: training may continue meanwhile).
     func snapshot(version: UInt64, dtype: DType, chunkBytes: Int) throws -> WeightSnapshot
-    /// One GRPO step on the groups of `step`; returns the metrics record for metrics.jsonl.
-    func train(step: Int, groups: [AcceptedGroup]) throws -> [String: Any]
-    /// Writes a resumable checkpoint after `completedSteps` steps; `state` is the learner's own resumable
-    /// state (data cursor, task counter) to store beside the model and optimizer.
-    func checkpoint(completedSteps: Int, state: [String: Any]) throws
+    /// One GRPO step on the groups of `step` (0-based); returns its record for metrics.jsonl (step + 1 steps
+    /// done) and the evaluation run after it, if one was due.
+    func train(step: Int, groups: [AcceptedGroup]) throws -> StepResult
+    /// Writes a resumable checkpoint after `completedSteps` steps, with the data cursor the run continues from.
+    func checkpoint(completedSteps: Int, cursor: DataCursor) throws
+}
+
+/// What one learner step produced: its record and the held-out evaluation after it (when due).
+public struct StepResult: Sendable {
+    public var record: StepRecord
+    public var eval: EvalRecord?
+
+    public init(record: StepRecord, eval: EvalRecord? = nil) {
+        self.record = record
+        self.eval = eval
+    }
+
+    /// The records in the order they happened.
+    public var events: [RunEvent] { [.train(record)] + (eval.map { [.eval($0)] } ?? []) }
 }

@@ -86,12 +86,14 @@ public final class LearnerServer {
     let compute: LearnerCompute
     let promptsForStep: (Int) -> [(id: String, tokens: [Int32])]
     let log: Logger
-    /// Called with each step's metrics (after training, before the notice goes out).
-    public var onStep: (([String: Any]) -> Void)?
+    /// Called with each step's records (after training, before the notice goes out).
+    public var onStep: ((StepResult) -> Void)?
     /// Called with (task id, actor id) whenever a task is handed out (logs, tests).
     public var onAssign: ((UInt64, String) -> Void)?
-    /// Returns the resumable state (data cursor etc.) to store in a checkpoint after `completedSteps`.
-    public var checkpointState: ((Int) -> [String: Any])?
+    /// Called about once a second with the learner's status (e.g. to update Prometheus gauges).
+    public var onStatus: ((LearnerStatus) -> Void)?
+    /// Returns the data cursor to store in a checkpoint after `completedSteps`.
+    public var checkpointCursor: ((Int) -> DataCursor)?
 
     private let context: ZMQContext
     private var work: ZMQSocket!
@@ -106,17 +108,21 @@ public final class LearnerServer {
     private var peers: [String: Peer] = [:]
 
     // Tasks (TaskLedger) and their steps (StepPipeline): pure logic, this class only feeds them events.
-    private var ledger: TaskLedger
-    private var pipeline: StepPipeline
+    var ledger: TaskLedger
+    var pipeline: StepPipeline
     private var stall: StallWatch
     private let clock = MonotonicClock()
-    private var nowMs: UInt64 { clock.nowMs }
+    var nowMs: UInt64 { clock.nowMs }
 
     // Weights and training.
-    private var version: UInt64 = 0
+    var version: UInt64 = 0
+    // Status (LearnerServer+Status.swift).
+    var actorBoard = ActorBoard()
+    var stepBoard = StepBoard()
+    var lastStatusPublished = Date.distantPast
     private var snapshots: [UInt64: WeightSnapshot] = [:]
     private var lastNoticeSent: UInt64?
-    private var completedSteps: Int { pipeline.completedSteps }
+    var completedSteps: Int { pipeline.completedSteps }
     private let trainer = TrainerThread()
     private var training: Bool { pipeline.training != nil }
     public private(set) var summary = LearnerSummary()
@@ -160,7 +166,7 @@ public final class LearnerServer {
                 finishedAt = nowMs
                 if completedSteps < options.steps {
                     // Stopped early (SIGINT/SIGTERM): keep what was trained.
-                    try compute.checkpoint(completedSteps: completedSteps, state: checkpointState?(completedSteps) ?? [:])
+                    try compute.checkpoint(completedSteps: completedSteps, cursor: checkpointCursor?(completedSteps) ?? DataCursor())
                     log.info("stopped at step \(completedSteps); checkpoint written; telling actors")
                 } else {
                     log.info("training finished at step \(completedSteps); telling actors")
@@ -249,13 +255,17 @@ public final class LearnerServer {
             if peers[peer] == nil && !ledger.actorIds.contains(peer) { summary.actorsSeen += 1 }
             let requeued = ledger.hello(actorId: peer, now: now)
             if !requeued.isEmpty { log.info("actor \(peer) restarted: tasks \(requeued) re-issued") }
+            // A repeated Hello of the same process (queued while this learner was not yet bound) is said once.
+            let again = peers[peer] != nil && actorBoard.pid(of: peer) == h.pid
             peers[peer] = Peer(identity: identity)
-            log.info("actor \(peer) joined (host \(h.hostname), pid \(h.pid), batch \(h.maxBatchSequences), weights v\(h.weightVersion))")
+            actorBoard.hello(id: peer, host: h.hostname, pid: h.pid, version: h.weightVersion, now: now)
+            log.log(level: again ? .debug : .info, "actor \(peer) joined (host \(h.hostname), pid \(h.pid), batch \(h.maxBatchSequences), weights v\(h.weightVersion))")
             send(work, to: identity, .welcome(Welcome(
                 runId: options.runId, currentWeightVersion: version, modelConfigJson: compute.modelConfigJSON,
                 heartbeatIntervalMs: UInt32(options.heartbeatIntervalMs), heartbeatTimeoutMs: UInt32(options.heartbeatTimeoutMs))))
             return
         }
+        if case .statusRequest = env.body { return send(work, to: identity, statusReply()) }
         guard ledger.heartbeat(actorId: peer, now: now) else {
             // Not (or no longer) known: declared dead, or this learner restarted. It must say hello again; a
             // group it sent is resent by the actor after its new welcome.
@@ -280,6 +290,7 @@ public final class LearnerServer {
         }
         switch env.body {
         case .heartbeat(let h):
+            actorBoard.heard(id: peer, version: h.weightVersion, now: now)
             // Tasks the actor no longer holds (failed there, or their work item was lost) go back to the queue
             // now rather than at the task timeout.
             let lost = ledger.reconcile(actorId: peer, holding: h.tasksInProgress, now: now,
@@ -298,6 +309,7 @@ public final class LearnerServer {
             taskFailed(f, actor: peer)
         case .goodbye(let b):
             log.info("actor \(peer) left: \(b.reason)")
+            actorBoard.left(id: peer)
             let requeued = ledger.goodbye(actorId: peer)
             if !requeued.isEmpty { log.info("tasks \(requeued) of \(peer) re-issued") }
             peers.removeValue(forKey: peer)
@@ -349,6 +361,8 @@ public final class LearnerServer {
         stall.progress(now: nowMs)
         switch ack.status {
         case .accepted:
+            actorBoard.accepted(id: g.actorId, version: g.weightVersion, tokens: Int(g.timings.generatedTokens),
+                                decodeMs: Double(g.timings.decodeMs + g.timings.prefillMs), now: nowMs)
             pipeline.accepted(g)
         case .duplicate:
             log.info("\(g.actorId): \(ack.detail); dropped")
@@ -383,7 +397,7 @@ public final class LearnerServer {
         guard !training, !stopRequested, let next = try pipeline.nextToTrain() else { return }
         let s = next.step, groups = next.groups
         let compute = self.compute
-        let state = checkpointState?(s + 1) ?? [:]
+        let cursor = checkpointCursor?(s + 1) ?? DataCursor()
         let doCheckpoint = options.checkpointEvery > 0 && (s + 1) % options.checkpointEvery == 0 || s + 1 == options.steps
         let dtype = options.weightDType, chunk = options.chunkBytes
         let nextVersion = UInt64(s) + 2
@@ -394,11 +408,13 @@ public final class LearnerServer {
         let quarantinedSoFar = pipeline.quarantined.count
         trainer.submit {
             var metrics = try compute.train(step: s, groups: groups)
-            metrics["prompt_indices"] = indices
-            if !quarantined.isEmpty { metrics["quarantined_prompt_indices"] = quarantined }
-            metrics["quarantined_prompts"] = quarantinedSoFar  // cumulative, a scalar for TensorBoard
+            var stats = metrics.record.learner ?? LearnerStepStats()
+            stats.promptIndices = indices
+            if !quarantined.isEmpty { stats.quarantinedPromptIndices = quarantined }
+            stats.quarantinedPrompts = quarantinedSoFar  // cumulative
+            metrics.record.learner = stats
             let snap = try compute.snapshot(version: nextVersion, dtype: dtype, chunkBytes: chunk)
-            if doCheckpoint { try compute.checkpoint(completedSteps: s + 1, state: state) }
+            if doCheckpoint { try compute.checkpoint(completedSteps: s + 1, cursor: cursor) }
             return (metrics, snap)
         }
         summary.trainedPrompts = pipeline.trainedPrompts
@@ -410,6 +426,7 @@ public final class LearnerServer {
         case .success(let (metrics, snap)):
             pipeline.finishedTraining()
             stall.progress(now: nowMs)
+            stepBoard.add(metrics)
             onStep?(metrics)
             install(snap)
         case .failure(let e):
@@ -430,7 +447,7 @@ public final class LearnerServer {
         version = snap.version
         summary.publishedAt[snap.version] = Date()
         sendNotice()
-        log.info("weights v\(snap.version) published (\(snap.totalBytes) bytes in \(snap.nChunks) chunks)")
+        log.debug("weights v\(snap.version) published (\(snap.totalBytes) bytes in \(snap.nChunks) chunks)")
     }
 
     private func sendNotice() {
@@ -465,6 +482,7 @@ public final class LearnerServer {
                 _ = try weights.send(identity, more: true)
                 _ = try weights.send(WireCodec.encode(env), more: true)
                 _ = try weights.sendZeroCopy(snap.chunkData(i))
+                actorBoard.sent(id: peer, bytes: snap.chunkData(i).count)
             } catch {
                 log.warning("chunk \(i) of v\(v) to \(peer) not sent: \(error)")
             }
@@ -479,6 +497,7 @@ public final class LearnerServer {
         let expiry = ledger.expire(now: now)
         for name in expiry.deadActors {
             log.warning("actor \(name) missed its heartbeats: declared dead")
+            actorBoard.left(id: name)
             peers.removeValue(forKey: name)
         }
         if !expiry.reissued.isEmpty {
@@ -493,6 +512,7 @@ public final class LearnerServer {
         // Late subscribers miss a notice sent before they joined (PUB drops): repeat the current one.
         if lastNoticeSent.map({ now >= $0 && now - $0 > 1000 }) ?? true { sendNotice() }
         reportStall()
+        publishStatusIfDue()
     }
 
     /// Never a silent stall: with tasks outstanding, no step training and no group arriving, say so every
@@ -509,7 +529,7 @@ public final class LearnerServer {
 
 /// Runs submitted jobs one at a time on a dedicated thread; the network loop polls for the result.
 final class TrainerThread: @unchecked Sendable {  // all state behind `cond`
-    typealias Output = ([String: Any], WeightSnapshot)
+    typealias Output = (StepResult, WeightSnapshot)
     private let cond = NSCondition()
     private var job: (() throws -> Output)?
     private var result: Result<Output, Error>?

@@ -60,6 +60,8 @@ public struct StepPipeline: Sendable {
 
     /// True once every step is trained.
     public var isComplete: Bool { completedSteps >= config.steps }
+    /// Accepted groups not yet handed to training (for `rlif status`).
+    public var groupsWaiting: Int { groups.values.reduce(0) { $0 + $1.count } }
 
     /// The steps whose tasks should be created now (possibly empty); they count as opened from here on.
     public mutating func stepsToOpen() -> Range<Int> {

@@ -138,6 +138,8 @@ public struct TaskLedger: Sendable {
 
     public var pendingCount: Int { pendingTotal }
     public var inFlightCount: Int { actors.values.reduce(0) { $0 + $1.tasks.count } }
+    /// Tasks `actorId` holds now (0 when unknown).
+    public func tasksHeld(by actorId: String) -> Int { actors[actorId]?.tasks.count ?? 0 }
     public var doneCount: Int { counts.accepted }
     /// True when every submitted task has been accepted or quarantined.
     public var isDrained: Bool { counts.accepted + counts.quarantined == counts.submitted }

@@ -123,17 +123,6 @@ public struct EvalReport: Sendable, Codable {
         let z = sigma > 0 ? (u - mu) / sigma : 0
         return (u / (n1 * n2), z / (n1 + n2).squareRoot())
     }
-
-    public var dictionary: [String: Any] {
-        var d: [String: Any] = ["eval_count": count, "eval_accuracy": accuracy, "eval_accuracy_low": accuracyLow,
-                                "eval_accuracy_high": accuracyHigh, "eval_self_certainty": meanSelfCertainty,
-                                "eval_length": meanLength, "eval_truncated_fraction": truncatedFraction]
-        if let c = meanSelfCertaintyCorrect { d["eval_self_certainty_correct"] = c }
-        if let c = meanSelfCertaintyIncorrect { d["eval_self_certainty_incorrect"] = c }
-        if let c = selfCertaintyAUC { d["eval_self_certainty_auc"] = c }
-        if let c = selfCertaintyEffectR { d["eval_self_certainty_effect_r"] = c }
-        return d
-    }
 }
 
 public enum Evaluator {

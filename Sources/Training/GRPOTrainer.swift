@@ -31,20 +31,36 @@ public struct StepMetrics: Sendable {
     /// Entropy, truncation, lengths, within-group self-certainty spread, training accuracy (reported only).
     public var rollout = RolloutStats()
 
-    public var dictionary: [String: Any] {
-        var d: [String: Any] = [
-            "step": step, "loss": loss, "pg_loss": pgLoss, "kl_loss": klLoss, "clip_fraction": clipFraction,
-            "approx_kl": approxKL, "kl": meanKL, "ratio_mean": meanRatio, "grad_norm": gradNorm, "lr": lr,
-            "reward_mean": rewardMean, "reward_std": rewardStd, "self_certainty": selfCertaintyMean,
-            "response_length": responseLengthMean, "trained_tokens": trainedTokens, "step_seconds": seconds,
-            "train_tokens_per_second": seconds > 0 ? Double(trainedTokens) / seconds : 0,
-            "refused_updates": refusedUpdates,
-        ]
-        if let r = refusalReason { d["refusal_reason"] = r }
-        d["clip_fraction_low"] = clipFractionLow
-        d["clip_fraction_high"] = clipFractionHigh
-        d.merge(rollout.dictionary) { a, _ in a }
-        return d
+    enum CodingKeys: String, CodingKey {
+        case loss, pgLoss = "pg_loss", klLoss = "kl_loss", clipFraction = "clip_fraction", approxKL = "approx_kl"
+        case meanKL = "kl", meanRatio = "ratio_mean", gradNorm = "grad_norm", lr, rewardMean = "reward_mean"
+        case rewardStd = "reward_std", selfCertaintyMean = "self_certainty", responseLengthMean = "response_length"
+        case trainedTokens = "trained_tokens", seconds = "step_seconds", trainTokensPerSecond = "train_tokens_per_second"
+        case refusedUpdates = "refused_updates", refusalReason = "refusal_reason"
+        case clipFractionLow = "clip_fraction_low", clipFractionHigh = "clip_fraction_high"
+    }
+
+    /// Trained tokens per second of the update.
+    public var trainTokensPerSecond: Double { seconds > 0 ? Double(trainedTokens) / seconds : 0 }
+}
+
+/// The metrics.jsonl keys of a step's update (snake_case; `step` is the caller's, see `StepRecord`).
+extension StepMetrics: Encodable {
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(loss, forKey: .loss); try c.encode(pgLoss, forKey: .pgLoss); try c.encode(klLoss, forKey: .klLoss)
+        try c.encode(clipFraction, forKey: .clipFraction); try c.encode(approxKL, forKey: .approxKL)
+        try c.encode(meanKL, forKey: .meanKL); try c.encode(meanRatio, forKey: .meanRatio)
+        try c.encode(gradNorm, forKey: .gradNorm); try c.encode(lr, forKey: .lr)
+        try c.encode(rewardMean, forKey: .rewardMean); try c.encode(rewardStd, forKey: .rewardStd)
+        try c.encode(selfCertaintyMean, forKey: .selfCertaintyMean)
+        try c.encode(responseLengthMean, forKey: .responseLengthMean)
+        try c.encode(trainedTokens, forKey: .trainedTokens); try c.encode(seconds, forKey: .seconds)
+        try c.encode(trainTokensPerSecond, forKey: .trainTokensPerSecond)
+        try c.encode(refusedUpdates, forKey: .refusedUpdates)
+        try c.encodeIfPresent(refusalReason, forKey: .refusalReason)
+        try c.encode(clipFractionLow, forKey: .clipFractionLow); try c.encode(clipFractionHigh, forKey: .clipFractionHigh)
+        try rollout.encode(to: encoder)
     }
 }
 

@@ -46,6 +46,8 @@ public enum Message: Sendable, Equatable {
     case error(ErrorMessage)
     case goodbye(Goodbye)
     case taskFailure(TaskFailure)
+    case statusRequest(StatusRequest)
+    case statusReply(StatusReply)
 
     /// The proto field name of the case ("rollout_group"), used in error messages and logs.
     public var fieldName: String {
@@ -64,6 +66,8 @@ public enum Message: Sendable, Equatable {
         case .error: "error"
         case .goodbye: "goodbye"
         case .taskFailure: "task_failure"
+        case .statusRequest: "status_request"
+        case .statusReply: "status_reply"
         }
     }
 }

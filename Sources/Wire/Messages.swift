@@ -321,3 +321,14 @@ public struct TaskFailure: Sendable, Equatable {
     public var error: String
     public init(taskId: UInt64, error: String) { self.taskId = taskId; self.error = error }
 }
+
+/// Anyone -> learner (work socket): asks for the run's status (`rlif status`).
+public struct StatusRequest: Sendable, Equatable {
+    public init() {}
+}
+
+/// Learner -> the requester: the status as JSON (the learner's `LearnerStatus`).
+public struct StatusReply: Sendable, Equatable {
+    public var statusJson: String
+    public init(statusJson: String) { self.statusJson = statusJson }
+}

@@ -230,6 +230,15 @@ public enum WireCodec {
             c.pointee.error = a.string(m.error)
             env.pointee.body_case = RLIF__V1__ENVELOPE__BODY_TASK_FAILURE
             env.pointee.task_failure = c
+        case .statusRequest:
+            let c = a.make(Rlif__V1__StatusRequest.self, rlif__v1__status_request__init)
+            env.pointee.body_case = RLIF__V1__ENVELOPE__BODY_STATUS_REQUEST
+            env.pointee.status_request = c
+        case .statusReply(let m):
+            let c = a.make(Rlif__V1__StatusReply.self, rlif__v1__status_reply__init)
+            c.pointee.status_json = a.string(m.statusJson)
+            env.pointee.body_case = RLIF__V1__ENVELOPE__BODY_STATUS_REPLY
+            env.pointee.status_reply = c
         }
         return body(env)
     }
@@ -353,6 +362,12 @@ public enum WireCodec {
         case RLIF__V1__ENVELOPE__BODY_TASK_FAILURE:
             let c = try need(e.task_failure, "task_failure")
             return .taskFailure(TaskFailure(taskId: c.task_id, error: str(c.error)))
+        case RLIF__V1__ENVELOPE__BODY_STATUS_REQUEST:
+            _ = try need(e.status_request, "status_request")
+            return .statusRequest(StatusRequest())
+        case RLIF__V1__ENVELOPE__BODY_STATUS_REPLY:
+            let c = try need(e.status_reply, "status_reply")
+            return .statusReply(StatusReply(statusJson: str(c.status_json)))
         default:
             throw .missingBody
         }

@@ -10,6 +10,7 @@ import SafeTensors
 import TensorBoard
 import Training
 import Transport
+import Telemetry
 import Wire
 
 /// `rlif learner`: the one stateful process of a distributed run.
@@ -27,6 +28,7 @@ struct LearnerCommand: ParsableCommand {
     @Flag(help: "Replace an earlier run in the output directory (its metrics and checkpoints are deleted).")
     var overwrite = false
     @Option(help: "Log level.") var logLevel: String?
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 0.0.0.0:9464).") var metricsAddr: String?
     /// Local mode passes the keys its user set (the learner's --config is then the effective config, every key in it).
     @Option(name: .customLong("user-keys"), help: .hidden) var userKeys: String?
 
@@ -93,13 +95,16 @@ struct LearnerCommand: ParsableCommand {
         let records = try RunRecords(output: output, config: c, tokenizer: o.tokenizer, resumingAfter: startStep)
         grpo.samples = records.samples
         let evalRecords = Array(o.evalSet.prefix(c.evalLimit))
-        func runEval() throws -> [String: Any] {
-            try Evaluator.run(model: o.policy, formatter: o.formatter, records: evalRecords, format: .math,
-                              maxNewTokens: c.maxNewTokens, batchSequences: max(1, c.actorBatchSequences)).dictionary
+        func runEval(step: Int) throws -> EvalRecord {
+            let t0 = Date()
+            let r = try Evaluator.run(model: o.policy, formatter: o.formatter, records: evalRecords, format: .math,
+                                      maxNewTokens: c.maxNewTokens, batchSequences: max(1, c.actorBatchSequences))
+            try EvalItemsFile.saveTraining(output: output, step: step, config: c, items: r.items)
+            return EvalRecord(step: step, report: r, seconds: Date().timeIntervalSince(t0))
         }
         if c.evalEvery > 0 && !evalRecords.isEmpty {
             let every = c.evalEvery, last = c.steps
-            grpo.evaluate = { done in (done % every == 0 || done == last) ? try runEval() : nil }
+            grpo.evaluate = { done in (done % every == 0 || done == last) ? try runEval(step: done) : nil }
         }
         let stop = o.formatter.stopTokens(modelEOS: o.policy.config.eosTokenIds)
         var opts = LearnerOptions(bind: endpoints, runId: "\(output.lastPathComponent)-\(UUID().uuidString.prefix(8))",
@@ -120,24 +125,34 @@ struct LearnerCommand: ParsableCommand {
         let server = try LearnerServer(options: opts, compute: compute, promptsForStep: { s in
             dataset.prompts(step: s, perStep: perStep).map { ($0.id, formatter.encode($0.text)) }
         }, logger: log)
-        server.checkpointState = { done in ["cursor": dataset.cursor(afterPrompts: done * perStep)] }
+        server.checkpointCursor = { done in dataset.cursor(afterPrompts: done * perStep) }
+        let console = RecordConsole(totalSteps: c.steps, live: false)
         if startStep == 0 && c.evalEvery > 0 && !evalRecords.isEmpty {
-            var e = try runEval()
-            e["step"] = 0
-            e["kind"] = "eval"
+            let e = try runEval(step: 0)
             try records.append(e)
-            Terminal.line(RunSetup.progressLine(e, steps: c.steps))
+            console.show(.eval(e))
         }
-        let steps = c.steps
-        server.onStep = { m in
-            do { try records.append(m) } catch { log.error("run records: \(error)") }
-            Terminal.line(RunSetup.progressLine(m, steps: steps))
+        server.onStep = { [unowned server] result in
+            for e in result.events {
+                do { try records.append(e) } catch { log.error("run records: \(error)") }
+                console.show(e)
+            }
+            // One line per step about the actors (the per-version weight messages are at debug level).
+            log.info("\(server.status().actorsLine)")
         }
+        var metricsEndpoint: MetricsEndpoint? = nil
+        if let addr = metricsAddr {
+            let m = LearnerMetrics()
+            metricsEndpoint = try MetricsEndpoint(address: addr, registry: m.registry)
+            server.onStatus = { m.update($0) }
+            log.info("Prometheus metrics on http://\(metricsEndpoint!.host):\(metricsEndpoint!.port)/metrics")
+        }
+        grpo.waitingSince = Date()
         let flag = server.stopFlag
         let sources = onTerminationSignals { sig in flag.set(signal: sig) }
         log.info("\(o.policy.parameterCount) parameters, \(o.dataset.count) prompts, \(c.steps) steps × \(c.promptsPerStep) prompts × G=\(c.groupSize)")
         // withExtendedLifetime: an optimised build may otherwise release the signal sources right away.
-        let summary = try withExtendedLifetime(sources) { try server.run() }
+        let summary = try withExtendedLifetime((sources, metricsEndpoint)) { try server.run() }
         if !summary.quarantinedPrompts.isEmpty {
             log.warning("\(summary.quarantinedPrompts.count) prompts quarantined (failed on two actors, not trained): \(summary.quarantinedPrompts.joined(separator: "; "))")
         }
@@ -180,6 +195,7 @@ struct ActorCommand: ParsableCommand {
     @Option(help: "Exit with an error after this many seconds without reaching the learner (0 = retry forever).")
     var giveUpAfter: Int = 0
     @Option(help: "Log level.") var logLevel: String?
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 0.0.0.0:9465).") var metricsAddr: String?
     /// Local mode: --batch-sequences comes from the config, not the user, so the memory plan may lower it.
     @Flag(name: .customLong("batch-sequences-adjustable"), help: .hidden) var batchAdjustable = false
 
@@ -202,6 +218,8 @@ struct ActorCommand: ParsableCommand {
         // cache is allocated): printed, the decode batch lowered to fit unless --batch-sequences fixed it, or the
         // actor ends with the plan's error (a task error would only be re-issued to another actor).
         let fixed: Set<String> = batchSequences == nil || batchAdjustable ? [] : ["actor_batch_sequences"]
+        // The first plan at info level; the plans for later (longer) tasks at debug (they differ only in lengths).
+        let planned = PlannedOnce()
         engine.planDecoding = { model, sequence, maxNew, group, batch in
             var c = TrainConfig()
             c.maxNewTokens = maxNew
@@ -211,14 +229,41 @@ struct ActorCommand: ParsableCommand {
                 // The weights are already allocated (the engine built the model from the learner's config).
                 return try RunSetup.planMemory(c, role: .actor, model: model, longestPrompt: max(0, sequence - maxNew),
                                                fixedKeys: fixed, log: log,
-                                               alreadyPlanned: ParameterLayout(config: model).totalCount * 4).actorBatchSequences
+                                               alreadyPlanned: ParameterLayout(config: model).totalCount * 4,
+                                               reportLevel: planned.next() ? .info : .debug).actorBatchSequences
             } catch {
                 log.critical("\(error)")
                 Foundation.exit(3)
             }
         }
         let client = try ActorClient(options: opts, engine: engine, logger: log)
-        let s = try client.run()
+        var metricsEndpoint: MetricsEndpoint? = nil
+        if let addr = metricsAddr {
+            let m = ActorMetrics(actorId: name)
+            metricsEndpoint = try MetricsEndpoint(address: addr, registry: m.registry)
+            client.onSummary = { m.update($0) }
+            log.info("Prometheus metrics on http://\(metricsEndpoint!.host):\(metricsEndpoint!.port)/metrics")
+        }
+        let s = try withExtendedLifetime(metricsEndpoint) { try client.run() }
         log.info("actor done: \(s.groupsSent) groups sent, \(s.groupsAcked) acknowledged, \(s.resends) resends, \(s.reconnects) reconnects, \(s.learnerRestarts) learner restarts (\(s.groupsDroppedOnRestart) groups, \(s.tasksDroppedOnRestart) tasks dropped), \(s.tasksFailed) tasks failed, weights v\(s.finalVersion)")
+    }
+}
+
+/// True the first time `next()` is called, false after (the actor's planDecoding runs on its engine's thread).
+final class PlannedOnce: @unchecked Sendable {  // behind `lock`
+    private let lock = NSLock()
+    private var done = false
+    func next() -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        defer { done = true }
+        return !done
+    }
+}
+
+/// `--metrics-addr` checked before any work (a typo fails at once, not after the model has loaded).
+enum MetricsAddress {
+    static func validate(_ address: String?) throws {
+        guard let address else { return }
+        do { _ = try MetricsEndpoint.parse(address) } catch { throw ValidationError("\(error)") }
     }
 }

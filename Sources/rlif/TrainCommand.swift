@@ -5,6 +5,7 @@ import Kernels
 import Logging
 import SafeTensors
 import Supervision
+import Telemetry
 import Training
 
 /// `rlif train`: INTUITOR on one host. By default the real distributed system in local mode — one learner and N
@@ -25,6 +26,8 @@ struct Train: ParsableCommand {
     @Flag(help: "Replace an earlier run in the output directory (its metrics and checkpoints are deleted).")
     var overwrite = false
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: String?
+    @Flag(help: "End with a JSON summary on stdout (step lines go to stderr).") var json = false
+    @Option(help: "Local mode: the learner serves Prometheus metrics at http://HOST:PORT/metrics.") var metricsAddr: String?
 
     func validate() throws {
         try LogSetup.validate(logLevel)
@@ -35,6 +38,10 @@ struct Train: ParsableCommand {
             throw ValidationError("--learner-ranks \(learnerRanks) needs mpirun on PATH (Debian: apt-get install openmpi-bin libopenmpi-dev)")
         }
         if resume && overwrite { throw ValidationError("--resume and --overwrite contradict each other: pick one") }
+        try MetricsAddress.validate(metricsAddr)
+        if singleProcess && metricsAddr != nil {
+            throw ValidationError("--metrics-addr serves the learner's /metrics in local mode; a --single-process run has no learner (read metrics.jsonl or TensorBoard)")
+        }
     }
 
     func run() throws {
@@ -48,7 +55,7 @@ struct Train: ParsableCommand {
         if singleProcess {
             try runSingle(c, start: start, fixedKeys: fixed)
         } else {
-            try LocalMode(config: c, resume: resume, logLevel: logLevel, userKeys: fixed, learnerRanks: learnerRanks).run()
+            try LocalMode(config: c, resume: resume, logLevel: logLevel, userKeys: fixed, learnerRanks: learnerRanks, json: json, metricsAddr: metricsAddr).run()
         }
     }
 
@@ -64,15 +71,20 @@ struct Train: ParsableCommand {
         let flag = run.stopFlag
         let sources = onTerminationSignals { sig in flag.set(signal: sig) }
         // withExtendedLifetime: an optimised build may otherwise release the signal sources right away.
+        let console = RecordConsole(totalSteps: c.steps, live: true, out: json ? .standardError : .standardOutput)
         let outcome = try withExtendedLifetime(sources) {
-            try run.run { m in Terminal.line(RunSetup.progressLine(m, steps: c.steps)) }
+            defer { console.finish() }
+            return try run.run { console.show($0) }
+        }
+        if json, let p = console.console?.progress {
+            TrainSummary(output: output.path, progress: p, stopped: outcome != .finished).print()
         }
         if case let .stopped(done) = outcome {
             log.notice("\(ResumeHint.line(stoppedAfter: done, of: c.steps, signal: flag.signal))")
             throw ExitCode(flag.exitStatus)
         }
         log.info("done: metrics in \(output.appendingPathComponent("metrics.jsonl").path)")
-        EmbeddedDefault.sayWhatTheDemoShows(model: c.model)
+        EmbeddedDefault.sayWhatTheDemoShows(model: c.model, json: json)
     }
 }
 
@@ -87,6 +99,10 @@ struct LocalMode {
     var userKeys: Set<String> = []
     /// > 1: the learner runs as that many MPI ranks under mpirun.
     var learnerRanks = 1
+    /// `--json`: step lines to stderr, a summary on stdout at the end.
+    var json = false
+    /// `--metrics-addr`, passed to the learner.
+    var metricsAddr: String? = nil
 
     func run() throws {
         let log = Logger(label: "rlif.train")
@@ -108,6 +124,28 @@ struct LocalMode {
         var learnerArgs = ["learner", "--config", cfgFile.path, "--bind", base, "--user-keys", userKeys.sorted().joined(separator: ",")]
         if resume { learnerArgs.append("--resume") }
         if let l = logLevel { learnerArgs += ["--log-level", l] }
+        if let m = metricsAddr { learnerArgs += ["--metrics-addr", m] }
+        // One console owns the terminal: the learner's records (`rlif-record` lines) become step lines and the
+        // progress line; the children's log lines scroll above it.
+        let console = Console(totalSteps: config.steps, out: json ? .standardError : .standardOutput)
+        if console.isLive { LogSink.shared.console = console }
+        let stop = StopFlag()
+        defer {
+            console.finish()
+            LogSink.shared.console = nil
+            if json { TrainSummary(output: output.path, progress: console.progress, stopped: stop.isSet).print() }
+        }
+        // The children's stdout: `rlif-record` lines are records for the console, others are printed as they are;
+        // their stderr lines (already prefixed with the child's name) scroll above the progress line.
+        let record = Data(RecordConsole.prefix.utf8)
+        let toConsole: ChildProcess.Sink = { line in
+            if line.starts(with: record) {
+                console.record(Data(line.dropFirst(record.count)))
+            } else {
+                console.print(String(decoding: line.last == UInt8(ascii: "\n") ? line.dropLast() : line[...], as: UTF8.self))
+            }
+        }
+        let logLine: ChildProcess.Sink = { console.log($0) }
         let learner: ChildProcess
         if learnerRanks > 1 {
             // The ranks share the host's cores (and the actors'): BLAS threads split between them.
@@ -120,16 +158,18 @@ struct LocalMode {
                 env["RLIF_MEMORY_BUDGET"] = "\(b.bytes / learnerRanks)"
                 log.info("each of the \(learnerRanks) learner ranks plans for 1/\(learnerRanks) of \(b.source)'s \(String(format: "%.2f", Double(b.bytes) / Double(1 << 30))) GiB")
             }
-            learner = try ChildProcess.spawn(mpirun, args, name: "learner", env: env)
+            learner = try ChildProcess.spawn(mpirun, args, name: "learner", env: env, stdout: toConsole, stderr: logLine)
         } else {
-            learner = try ChildProcess.spawn(exe, learnerArgs, name: "learner", env: ["OPENBLAS_NUM_THREADS": "\(cores)", Self.childMarker: "1"])
+            learner = try ChildProcess.spawn(exe, learnerArgs, name: "learner", env: ["OPENBLAS_NUM_THREADS": "\(cores)", Self.childMarker: "1"],
+                                             stdout: toConsole, stderr: logLine)
         }
         var actors: [ChildProcess] = []
         for i in 0..<config.actors {
             var a = ["actor", "--learner", base, "--id", "actor-\(i + 1)", "--batch-sequences", "\(config.actorBatchSequences)"]
             if !userKeys.contains("actor_batch_sequences") { a.append("--batch-sequences-adjustable") }
             if let l = logLevel { a += ["--log-level", l] }
-            actors.append(try ChildProcess.spawn(exe, a, name: "actor-\(i + 1)", env: ["OPENBLAS_NUM_THREADS": "\(per)", Self.childMarker: "1"]))
+            actors.append(try ChildProcess.spawn(exe, a, name: "actor-\(i + 1)", env: ["OPENBLAS_NUM_THREADS": "\(per)", Self.childMarker: "1"],
+                                                 stdout: toConsole, stderr: logLine))
         }
         log.info("local mode: learner\(learnerRanks > 1 ? " (\(learnerRanks) MPI ranks)" : "") + \(config.actors) actors (\(base)); output \(output.path)")
         // A child that dies while the run goes on is named with how it died (the learner re-issues an actor's
@@ -138,7 +178,7 @@ struct LocalMode {
             log.warning("\(name) \(how) while the run went on; the learner re-issues its tasks")
         }
         // Ctrl-C reaches the whole process group; the learner finishes its step and checkpoints, actors exit.
-        let sources = onTerminationSignals { sig in supervisor.stop(signal: sig) }
+        let sources = onTerminationSignals { sig in stop.set(signal: sig); supervisor.stop(signal: sig) }
         // withExtendedLifetime: an optimised build may otherwise release the signal sources right away.
         // Actors leave when the learner says the run is over; give them a moment, then make sure.
         let outcome = withExtendedLifetime(sources) {
@@ -157,6 +197,6 @@ struct LocalMode {
             throw ExitCode(outcome.learner.shellStatus)
         }
         log.info("done: metrics in \(output.appendingPathComponent("metrics.jsonl").path)")
-        EmbeddedDefault.sayWhatTheDemoShows(model: config.model)
+        EmbeddedDefault.sayWhatTheDemoShows(model: config.model, json: json)
     }
 }

@@ -4,7 +4,7 @@ import Testing
 import TestSupport
 
 /// `rlif train --single-process` on the embedded default writes `<output_dir>/tb/events.out.tfevents.*` whose
-/// scalars are metrics.jsonl's rows: training rows at "step" + 1, eval rows at "step".
+/// scalars are metrics.jsonl's rows, each at its "step" (steps done).
 @Suite(.serialized, .enabled(if: CLI.binary != nil, "needs the release rlif binary (swift build -c release, or RLIF_BIN)"))
 struct TensorBoardRunTests {
     struct Point: Hashable, Comparable, CustomStringConvertible {
@@ -32,9 +32,10 @@ struct TensorBoardRunTests {
             let row = try JSONDecoder().decode([String: Value].self, from: Data(line.utf8))
             guard case .number(let s)? = row["step"] else { Issue.record("no step in \(line)"); continue }
             let step = Int(s)
-            var isEval = false
-            if case .text(let k)? = row["kind"] { isEval = k == "eval" }
-            let x = Int64(isEval ? step : step + 1)
+            // Records with a kind count steps done; rows of the schema before (no kind) were 0-based.
+            var hasKind = false
+            if case .text? = row["kind"] { hasKind = true }
+            let x = Int64(hasKind ? step : step + 1)
             for (k, v) in row where k != "step" {
                 if case .number(let n) = v, n.isFinite { out.append(Point(step: x, tag: k, value: Float(n))) }
             }

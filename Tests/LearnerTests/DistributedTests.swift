@@ -140,7 +140,7 @@ import Wire
         let h = try Harness(steps: 4, perStep: 2)
         let late = LateStart()
         h.server.onStep = { m in
-            if (m["step"] as? Int) == 1 { late.fire(h.endpoints) }  // after the second step: weights v3 exist
+            if m.record.step == 2 { late.fire(h.endpoints) }  // after the second step: weights v3 exist
         }
         h.start()
         let a = ActorThread(h.endpoints, id: "early")
