@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Scheduling
 import Transport
 import Wire
 
@@ -22,6 +23,9 @@ public struct ActorOptions: Sendable {
     /// CURVE: the learner's public key and this actor's key pair (its public key must be in the learner's
     /// authorized keys). nil = plain, which a CURVE learner refuses at the handshake.
     public var curve: (learnerKey: CurveKey, keyPair: CurveKeyPair)?
+    /// Fault hook for tests and scripts/chaos: sampling a task whose prompt id is listed fails on purpose
+    /// (`rlif actor` reads it from `RLIF_DEBUG_FAIL_PROMPTS`, comma-separated ids such as `train:17`).
+    public var failPromptIds: Set<String> = []
 
     public init(learner: Endpoints, actorId: String) {
         self.learner = learner
@@ -42,8 +46,17 @@ public struct ActorSummary: Sendable {
     public var weightVersionsInstalled: [UInt64] = []
     /// When each version finished installing (for weight-propagation measurements).
     public var installedAt: [UInt64: Date] = [:]
+    /// Snapshot bytes received, and generated tokens per second of the last group sent (for /metrics).
+    public var weightBytesReceived = 0
+    public var tokensPerSecond = 0.0
     public var reconnects = 0
     public var finalVersion: UInt64 = 0
+    /// Learner restarts noticed (a new incarnation), and what was dropped with the old one.
+    public var learnerRestarts = 0
+    public var groupsDroppedOnRestart = 0
+    public var tasksDroppedOnRestart = 0
+    /// Tasks whose sampling failed here (reported to the learner with TaskFailure).
+    public var tasksFailed = 0
 }
 
 /// An actor's network side (zguide Paranoid Pirate worker + Clone client), on the calling thread, with the
@@ -51,8 +64,11 @@ public struct ActorSummary: Sendable {
 ///
 /// Sockets: DEALER → learner work ROUTER (hello, heartbeats, work requests, groups; welcome, items, acks),
 /// SUB ← learner PUB (weight notices), DEALER → learner weights ROUTER (snapshot requests; chunks).
-/// Finished groups are kept until acknowledged and resent after `ackTimeoutMs` and after a reconnect, so a
-/// learner restart or a lost message never loses a group (the learner dedupes by task id).
+/// Finished groups are kept until acknowledged and resent after `ackTimeoutMs` and after a reconnect, so a lost
+/// message never loses a group (the learner dedupes by task id). Every learner message carries the learner's
+/// incarnation: a new one means the learner restarted (e.g. `--resume` after a crash), and the actor drops what
+/// belonged to the old one (unacknowledged groups, queued tasks, its weights' version), says Hello again and
+/// fetches the new incarnation's weights before it samples again. Liveness uses the monotonic clock only.
 public final class ActorClient {
     public let options: ActorOptions
     let engine: RolloutEngine
@@ -64,49 +80,45 @@ public final class ActorClient {
     private var notices: ZMQSocket!
     private var weights: ZMQSocket!
 
-    // Connection state.
+    // Connection state. Times are monotonic milliseconds (`clock`); `never` = not yet.
+    private let clock = MonotonicClock()
+    private var now: UInt64 { clock.nowMs }
+    private static let never = UInt64.max
     private var welcomed = false
     private var configuredJSON: String?
-    private var lastHeard = Date()
-    private var lastHelloSent = Date.distantPast
-    private var heartbeatInterval = 1.0
-    private var heartbeatTimeout = 10.0
-    private var lastHeartbeatSent = Date.distantPast
+    private var lastHeard: UInt64 = 0
+    private var lastHelloSent = never
+    private var heartbeatIntervalMs: UInt64 = 1000
+    private var heartbeatTimeoutMs: UInt64 = 10_000
+    private var lastHeartbeatSent = never
     private var backoffMs = 250
-    private var firstContact: Date?
-    private let started = Date()
+    private var firstContact: UInt64?
+    /// The learner incarnation this actor talks to (0 = none yet); `generation` counts the ones seen.
+    private var incarnations = IncarnationTracker()
+    private var incarnation: UInt64 { incarnations.current }
+    private var generation = 0
 
-    // Weights.
-    /// Version of the weights the worker has installed (read by the worker when it stamps a group).
+    // Weights (pure state machine) and the version the worker stamps groups with.
+    private var weightSync: WeightSync
     private let held = VersionCell()
-    var heldVersion: UInt64 {
-        get { held.value }
-        set { held.value = newValue }
-    }
-    private var installing: UInt64?
-    private var newestKnown: UInt64 = 0
-    private struct Fetch {
-        var version: UInt64
-        var assembler: SnapshotAssembler
-        var nextChunk: UInt32 = 0
-        var inFlight = 0
-        var lastActivity = Date()
-        let started = Date()
-    }
-    private var fetch: Fetch?
+    var heldVersion: UInt64 { held.value }
 
     // Work.
     private var creditsOutstanding = 0
     private var waiting: [WorkItem] = []          // received, need newer weights first
-    private var unacked: [UInt64: (bytes: [UInt8], sent: Date)] = [:]
-    private var retryAfter = Date.distantPast
+    private var unacked: [UInt64: (bytes: [UInt8], sent: UInt64)] = [:]
+    private var retryAfter: UInt64 = 0
     private var finished = false
-    public private(set) var summary = ActorSummary()
+    public private(set) var summary = ActorSummary() { didSet { onSummary?(summary) } }
+    /// Called on the actor's thread whenever `summary` changes (e.g. to update Prometheus gauges).
+    public var onSummary: ((ActorSummary) -> Void)?
 
     public init(options: ActorOptions, engine: RolloutEngine, logger: Logger) throws {
         self.options = options
         self.engine = engine
         log = logger
+        weightSync = WeightSync(config: .init(chunkCredits: options.chunkCredits))
+        mailbox.failPromptIds = options.failPromptIds
         context = try ZMQContext()
     }
 
@@ -128,8 +140,7 @@ public final class ActorClient {
             try handleWorkerOutputs()
             try periodic()
             // Leave only with every group acknowledged and the learner's final weights installed.
-            if finished && unacked.isEmpty && mailbox.isIdle && waiting.isEmpty && fetch == nil && installing == nil
-                && heldVersion >= newestKnown {
+            if finished && unacked.isEmpty && mailbox.isIdle && waiting.isEmpty && weightSync.isCurrent {
                 send(work, .goodbye(Goodbye(reason: "run finished")))
                 log.info("run finished; \(summary.groupsAcked) groups acknowledged, weights v\(heldVersion)")
                 summary.finalVersion = heldVersion
@@ -158,10 +169,10 @@ public final class ActorClient {
         try notices.connect(options.learner.notices)
         try weights.connect(options.learner.weights)
         welcomed = false
-        lastHeard = Date()
-        lastHelloSent = .distantPast
+        lastHeard = now
+        lastHelloSent = Self.never
         creditsOutstanding = 0
-        fetch = nil
+        weightSync.connectionReset()
         log.info("connecting to learner (\(options.learner))")
     }
 
@@ -178,8 +189,12 @@ public final class ActorClient {
         try connect()
     }
 
-    private func send(_ socket: ZMQSocket, _ body: Message) {
-        sendRaw(socket, WireCodec.encode(.stamped(sender: options.actorId, body)))
+    private func send(_ socket: ZMQSocket, _ body: Message, incarnation inc: UInt64? = nil) {
+        sendRaw(socket, WireCodec.encode(.stamped(sender: options.actorId, body, incarnation: inc ?? incarnation)))
+    }
+
+    private func send(_ requests: [SnapshotRequest]) {
+        for r in requests { send(weights, .snapshotRequest(r)) }
     }
 
     private func sendRaw(_ socket: ZMQSocket, _ bytes: [UInt8]) {
@@ -208,10 +223,11 @@ public final class ActorClient {
                             log.error("dropped a 2-frame weights message that is not a chunk header + data")
                             continue
                         }
-                        lastHeard = Date()
-                        try frames[1].withUnsafeBytes { try accept(chunk: c, data: $0) }
-                    } catch let e as WireError {
-                        log.error("dropped a malformed chunk header from the learner: \(e)")
+                        guard observe(incarnation: env.learnerIncarnation) else { continue }
+                        lastHeard = now
+                        frames[1].withUnsafeBytes { accept(chunk: c, data: $0) }
+                    } catch {
+                        log.error("dropped a malformed chunk header from the learner: \(error)")
                     }
                     continue
                 }
@@ -224,36 +240,67 @@ public final class ActorClient {
                     log.error("dropped a malformed message from the learner: \(error)")
                     continue
                 }
-                lastHeard = Date()
+                guard observe(incarnation: env.learnerIncarnation) else { continue }
+                lastHeard = now
                 try handle(env)
             }
         }
     }
 
+    /// Every learner message carries its incarnation: a new one is a restarted learner (crash + `--resume`, or
+    /// a new run on the same endpoint). Everything tied to the old one is dropped before the message is handled.
+    /// Returns false for a late message of an incarnation already left behind (to be dropped).
+    private func observe(incarnation inc: UInt64) -> Bool {
+        let old: UInt64
+        switch incarnations.observe(inc) {
+        case .current: return true
+        case .late: return false
+        case .restarted(let from): old = from
+        }
+        generation += 1
+        let dropped = mailbox.dropQueued() + waiting.map(\.taskId)
+        summary.learnerRestarts += 1
+        summary.groupsDroppedOnRestart += unacked.count
+        summary.tasksDroppedOnRestart += dropped.count
+        log.warning("learner restarted (incarnation \(String(old, radix: 16)) → \(String(inc, radix: 16))): dropped \(unacked.count) unacknowledged groups and \(dropped.count) queued tasks of the old one; saying hello again and fetching its weights")
+        unacked.removeAll()
+        waiting.removeAll()
+        creditsOutstanding = 0
+        finished = false
+        welcomed = false
+        lastHelloSent = Self.never
+        weightSync.learnerRestarted()
+        held.value = 0
+        return true
+    }
+
     private func handle(_ env: Envelope) throws {
         switch env.body {
         case .welcome(let w):
+            // Hellos queued while the learner was not yet bound all get a Welcome: say it once per session.
+            let again = welcomed
             welcomed = true
             backoffMs = 250
-            firstContact = firstContact ?? Date()
-            heartbeatInterval = Double(max(100, w.heartbeatIntervalMs)) / 1000
-            heartbeatTimeout = Double(max(w.heartbeatIntervalMs * 2, w.heartbeatTimeoutMs)) / 1000
-            log.info("welcomed by run \(w.runId); learner at weight version \(w.currentWeightVersion)")
+            firstContact = firstContact ?? now
+            heartbeatIntervalMs = UInt64(max(100, w.heartbeatIntervalMs))
+            heartbeatTimeoutMs = UInt64(max(w.heartbeatIntervalMs * 2, w.heartbeatTimeoutMs))
+            log.log(level: again ? .debug : .info, "welcomed by run \(w.runId) (learner incarnation \(String(env.learnerIncarnation, radix: 16))); learner at weight version \(w.currentWeightVersion)")
             if configuredJSON != w.modelConfigJson {
                 configuredJSON = w.modelConfigJson
                 mailbox.configure(w.modelConfigJson)
-                heldVersion = 0
+                held.value = 0
+                send(weightSync.configure(now: now))
             }
             noteVersion(w.currentWeightVersion)
-            // Groups finished while disconnected go out again now.
-            for (id, u) in unacked { sendRaw(work, u.bytes); unacked[id] = (u.bytes, Date()) }
+            // Groups finished while disconnected go out again now (same incarnation: a restart dropped them).
+            for (id, u) in unacked { sendRaw(work, u.bytes); unacked[id] = (u.bytes, now) }
         case .workItem(let item):
             creditsOutstanding = max(0, creditsOutstanding - 1)
-            if item.minWeightVersion > heldVersion {
+            if item.minWeightVersion > heldVersion || heldVersion == 0 {
                 waiting.append(item)
                 noteVersion(item.minWeightVersion)
             } else {
-                mailbox.enqueue(item)
+                mailbox.enqueue(item, generation: generation)
             }
         case .noWork(let n):
             creditsOutstanding = 0
@@ -261,7 +308,7 @@ public final class ActorClient {
                 if !finished { log.info("learner: run finished (\(n.reason))") }
                 finished = true
             }
-            retryAfter = Date().addingTimeInterval(Double(max(50, n.retryAfterMs)) / 1000)
+            retryAfter = now + UInt64(max(50, n.retryAfterMs))
         case .ack(let a):
             if unacked.removeValue(forKey: a.taskId) != nil {
                 summary.groupsAcked += 1
@@ -274,80 +321,44 @@ public final class ActorClient {
         case .weightNotice(let n):
             noteVersion(n.version)
         case .snapshotChunk(let c):
-            try accept(chunk: c, data: nil)
+            accept(chunk: c, data: nil)
         case .error(let e):
             log.error("learner refused our message: \(e.code) \(e.message) [\(e.field)]")
             if e.code == .protocolVersion {
                 throw ActorError(message: "learner speaks another protocol version: \(e.message)")
             }
-            if e.code == .unknownPeer { welcomed = false; lastHelloSent = .distantPast }
-            if e.code == .unknownVersion, let f = fetch {
+            if e.code == .unknownPeer {
+                // The learner does not know this actor (declared dead, or restarted): hello again. Credits granted
+                // to the old session are gone with it.
+                welcomed = false; lastHelloSent = Self.never; creditsOutstanding = 0
+            }
+            if e.code == .unknownVersion, let v = weightSync.fetchingVersion {
                 // The learner moved on: fetch whatever is current.
-                log.info("snapshot v\(f.version) no longer served; fetching the current version")
-                fetch = nil
-                startFetch(version: 0)
+                log.info("snapshot v\(v) no longer served; fetching the current version")
+                send(weightSync.versionNotServed(now: now))
             }
         default:
             log.warning("unexpected \(env.body.fieldName) from the learner; ignored")
         }
     }
 
-    // MARK: Weights (Clone pattern client)
+    // MARK: Weights (Clone pattern client; the logic is WeightSync)
 
-    private func noteVersion(_ v: UInt64) {
-        newestKnown = max(newestKnown, v)
-        // A notice can arrive (SUB) before the welcome with the model config: fetch only once configured.
-        guard configuredJSON != nil, newestKnown > heldVersion, installing.map({ $0 < newestKnown }) ?? true else { return }
-        if let f = fetch, f.version >= newestKnown { return }
-        startFetch(version: newestKnown)
-    }
+    private func noteVersion(_ v: UInt64) { send(weightSync.note(version: v, now: now)) }
 
-    private func startFetch(version: UInt64) {
-        fetch = Fetch(version: version, assembler: SnapshotAssembler(version: version == 0 ? nil : version))
-        requestChunks()
-    }
-
-    private func requestChunks() {
-        guard let f = fetch else { return }
-        let want = options.chunkCredits - f.inFlight
-        guard want > 0 else { return }
-        // Before the first chunk the count is unknown: ask for `credits` from 0; afterwards only missing ones.
-        let total = f.assembler.nChunks.map(UInt32.init) ?? UInt32.max
-        guard f.nextChunk < total else { return }
-        let n = UInt32(min(want, Int(min(total - f.nextChunk, UInt32(want)))))
-        send(weights, .snapshotRequest(SnapshotRequest(version: f.version, firstChunk: f.nextChunk, credits: n)))
-        fetch!.nextChunk += n
-        fetch!.inFlight += Int(n)
-        fetch!.lastActivity = Date()
-    }
-
-    private func accept(chunk c: SnapshotChunk, data: UnsafeRawBufferPointer?) throws {
-        guard let f0 = fetch else { return }  // a late chunk of an abandoned fetch
-        guard c.version == f0.version || f0.version == 0 else { return }
-        // Mutate the assembler in place through `fetch!`: a local copy of the struct would share the assembler's
-        // (whole-snapshot) buffer and every chunk would then copy all of it (copy-on-write).
-        if f0.version == 0 { fetch!.version = c.version }
-        fetch!.inFlight = max(0, f0.inFlight - 1)
-        fetch!.lastActivity = Date()
-        do {
-            if try fetch!.assembler.accept(c, data: data) {
-                let snap = try fetch!.assembler.finish()
-                let started = fetch!.started
-                fetch = nil
-                installing = snap.version
-                mailbox.install(snap)
-                let secs = Date().timeIntervalSince(started)
-                log.info("weights v\(snap.version) received: \(c.totalBytes) bytes in \(String(format: "%.3f", secs)) s (\(String(format: "%.0f", Double(c.totalBytes) / secs / 1e6)) MB/s); installing")
-                return
-            }
-        } catch {
-            let v = fetch?.version ?? c.version
-            log.error("weights v\(v): \(error); restarting the fetch")
-            fetch = nil
-            startFetch(version: v)
-            return
+    private func accept(chunk c: SnapshotChunk, data: UnsafeRawBufferPointer?) {
+        switch weightSync.accept(chunk: c, data: data, now: now) {
+        case .ignored: break
+        case .requests(let r): send(r)
+        case .assembled(let snap, let ms):
+            mailbox.install(snap)
+            summary.weightBytesReceived += Int(c.totalBytes)
+            let secs = max(1e-3, Double(ms) / 1000)
+            log.debug("weights v\(snap.version) received: \(c.totalBytes) bytes in \(String(format: "%.3f", secs)) s (\(String(format: "%.0f", Double(c.totalBytes) / secs / 1e6)) MB/s); installing")
+        case .refused(let why, let r):
+            log.error("\(why); restarting the fetch")
+            send(r)
         }
-        requestChunks()
     }
 
     // MARK: Worker results and timers
@@ -355,29 +366,40 @@ public final class ActorClient {
     private func handleWorkerOutputs() throws {
         for out in mailbox.drainOutputs() {
             switch out {
-            case .group(let g):
+            case .group(let g, let gen):
+                guard gen == generation else {
+                    log.info("task \(g.taskId) of the learner's earlier incarnation finished: dropped")
+                    continue
+                }
                 // The engine's reward is the mean self-certainty; a NaN would be refused by the learner's decoder.
                 for i in g.completions.indices where !g.completions[i].reward.isFinite {
                     log.error("task \(g.taskId): completion \(i) has a non-finite reward; the learner will reject it")
                 }
-                let bytes = WireCodec.encode(.stamped(sender: options.actorId, .rolloutGroup(g)))
-                unacked[g.taskId] = (bytes, Date())
+                let bytes = WireCodec.encode(.stamped(sender: options.actorId, .rolloutGroup(g), incarnation: incarnation))
+                unacked[g.taskId] = (bytes, now)
+                let ms = Double(g.timings.decodeMs + g.timings.prefillMs)
+                if ms > 0 { summary.tokensPerSecond = Double(g.timings.generatedTokens) / (ms / 1000) }
                 summary.groupsSent += 1
                 sendRaw(work, bytes)
-            case .failed(let task, let error):
-                log.error("task \(task) failed locally: \(error); it is no longer in this actor's heartbeats, so the learner re-issues it")
+            case .failed(let task, let error, let gen):
+                guard gen == generation else { continue }
+                summary.tasksFailed += 1
+                log.error("task \(task) failed here: \(error); reported to the learner (re-issued elsewhere, quarantined once it failed on two actors)")
+                send(work, .taskFailure(TaskFailure(taskId: task, error: error)))
             case .installed(let v):
-                heldVersion = v
-                installing = nil
+                send(weightSync.installed(version: v, now: now))
+                held.value = weightSync.held
+                guard weightSync.held == v else {
+                    log.info("weights v\(v) of the learner's earlier incarnation installed; not used")
+                    continue
+                }
                 summary.weightVersionsInstalled.append(v)
                 summary.installedAt[v] = Date()
-                log.info("weights v\(v) installed")
+                log.debug("weights v\(v) installed")
                 let ready = waiting.filter { $0.minWeightVersion <= v }
                 waiting.removeAll { $0.minWeightVersion <= v }
-                for item in ready { mailbox.enqueue(item) }
-                noteVersion(newestKnown)
+                for item in ready { mailbox.enqueue(item, generation: generation) }
             case .installFailed(let v, let e):
-                installing = nil
                 throw ActorError(message: "cannot install weights v\(v): \(e)")
             case .configured:
                 log.info("model configured from the learner's config")
@@ -387,10 +409,13 @@ public final class ActorClient {
         }
     }
 
+    /// Milliseconds since `t` (`never` counts as long ago).
+    private func since(_ t: UInt64) -> UInt64 { t == Self.never ? .max : now &- t }
+
     private func periodic() throws {
-        let now = Date()
+        let now = self.now
         if !welcomed {
-            if now.timeIntervalSince(lastHelloSent) > Double(backoffMs) / 1000 {
+            if since(lastHelloSent) > UInt64(backoffMs) {
                 let host = ProcessInfo.processInfo.hostName
                 send(work, .hello(Hello(actorId: options.actorId, hostname: host,
                                         pid: UInt32(ProcessInfo.processInfo.processIdentifier),
@@ -398,7 +423,7 @@ public final class ActorClient {
                 lastHelloSent = now
                 backoffMs = min(options.maxBackoffMs, backoffMs * 2)
             }
-            if options.giveUpAfterMs > 0, now.timeIntervalSince(firstContact ?? started) * 1000 > Double(options.giveUpAfterMs) {
+            if options.giveUpAfterMs > 0, now - (firstContact ?? 0) > UInt64(options.giveUpAfterMs) {
                 // A CURVE learner drops a handshake it does not accept without a word: say what to check.
                 let hint = options.curve == nil
                     ? " (if the learner uses CURVE, pass --curve-secret and --learner-key)"
@@ -407,29 +432,24 @@ public final class ActorClient {
             }
             return
         }
-        if now.timeIntervalSince(lastHeard) > heartbeatTimeout {
-            try reconnect(reason: "silent for \(Int(now.timeIntervalSince(lastHeard) * 1000)) ms")
+        if since(lastHeard) > heartbeatTimeoutMs {
+            try reconnect(reason: "silent for \(since(lastHeard)) ms")
             return
         }
-        if now.timeIntervalSince(lastHeartbeatSent) >= heartbeatInterval {
+        if since(lastHeartbeatSent) >= heartbeatIntervalMs {
             // Everything this actor still answers for: queued / sampling / drained-not-sent, waiting for weights,
             // and sent but not acknowledged (the learner re-issues in-flight tasks missing from this list).
             send(work, .heartbeat(Heartbeat(weightVersion: heldVersion,
                                             tasksInProgress: mailbox.tasksInProgress + waiting.map(\.taskId) + unacked.keys.sorted())))
             lastHeartbeatSent = now
         }
-        for (id, u) in unacked where now.timeIntervalSince(u.sent) * 1000 > Double(options.ackTimeoutMs) {
+        for (id, u) in unacked where since(u.sent) > UInt64(options.ackTimeoutMs) {
             sendRaw(work, u.bytes)
             unacked[id] = (u.bytes, now)
             summary.resends += 1
         }
-        if let f = fetch, now.timeIntervalSince(f.lastActivity) > 5 {
-            // Chunks lost (learner restarted or HWM): ask again from the first missing one.
-            let first = f.assembler.missingChunks.first ?? 0
-            fetch!.inFlight = 0
-            fetch!.nextChunk = first
-            requestChunks()
-        }
+        // Chunks lost (connection broken, or past a high-water mark): ask again from the first missing one.
+        send(weightSync.tick(now: now))
         // Ask for work when everything local is done (one task at a time keeps staleness minimal).
         if !finished, heldVersion > 0, creditsOutstanding == 0, waiting.isEmpty, mailbox.isIdle, now >= retryAfter {
             send(work, .workRequest(WorkRequest(credits: 1)))

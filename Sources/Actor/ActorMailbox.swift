@@ -5,8 +5,9 @@ import Wire
 /// the class is @unchecked Sendable because every access goes through `withLock`/`wait`.
 final class ActorMailbox: @unchecked Sendable {
     enum Output {
-        case group(RolloutGroup)
-        case failed(taskId: UInt64, error: String)
+        /// `generation`: the value passed to `enqueue` with the task (the learner incarnation it came from).
+        case group(RolloutGroup, generation: Int)
+        case failed(taskId: UInt64, error: String, generation: Int)
         case installed(version: UInt64)
         case installFailed(version: UInt64, error: String)
         case configured
@@ -14,7 +15,10 @@ final class ActorMailbox: @unchecked Sendable {
     }
 
     private let cond = NSCondition()
-    private var items: [WorkItem] = []
+    private var items: [(item: WorkItem, generation: Int)] = []
+    /// Prompt ids whose sampling fails on purpose (`RLIF_DEBUG_FAIL_PROMPTS`, a fault hook for tests and
+    /// scripts/chaos): the worker raises `InjectedFault` for them instead of sampling.
+    var failPromptIds: Set<String> = []
     private var snapshot: AssembledSnapshot?
     private var configJSON: String?
     private var outputs: [Output] = []
@@ -24,7 +28,10 @@ final class ActorMailbox: @unchecked Sendable {
     func withLock<R>(_ body: () -> R) -> R { cond.lock(); defer { cond.unlock() }; return body() }
 
     // Network thread → worker.
-    func enqueue(_ item: WorkItem) { withLock { items.append(item) }; cond.broadcast() }
+    func enqueue(_ item: WorkItem, generation: Int) { withLock { items.append((item, generation)) }; cond.broadcast() }
+    /// Drops the queued tasks (the learner that issued them restarted); returns their ids. A task being sampled
+    /// finishes and comes out with its old generation.
+    func dropQueued() -> [UInt64] { withLock { let ids = items.map(\.item.taskId); items.removeAll(); return ids } }
     func install(_ s: AssembledSnapshot) { withLock { snapshot = s }; cond.broadcast() }
     func configure(_ json: String) { withLock { configJSON = json }; cond.broadcast() }
     func stop() { withLock { stopping = true }; cond.broadcast() }
@@ -33,8 +40,8 @@ final class ActorMailbox: @unchecked Sendable {
     /// Tasks queued, being sampled, or answered but not yet drained by the network thread.
     var tasksInProgress: [UInt64] {
         withLock {
-            var ids = items.map(\.taskId) + (busyTask.map { [$0] } ?? [])
-            for case .group(let g) in outputs { ids.append(g.taskId) }
+            var ids = items.map(\.item.taskId) + (busyTask.map { [$0] } ?? [])
+            for case .group(let g, _) in outputs { ids.append(g.taskId) }
             return ids
         }
     }
@@ -70,19 +77,28 @@ final class ActorMailbox: @unchecked Sendable {
                 withLock { outputs.append(out) }
                 continue
             }
-            let item = items.removeFirst()
+            let (item, generation) = items.removeFirst()
             busyTask = item.taskId
+            let fail = failPromptIds.contains(item.promptId)
             cond.unlock()
             let v = version()
             let out: Output
             do {
+                if fail { throw InjectedFault(promptId: item.promptId) }
                 let (completions, timings) = try engine.sample(item)
                 out = .group(RolloutGroup(taskId: item.taskId, actorId: actorId, weightVersion: v,
-                                          promptId: item.promptId, completions: completions, timings: timings))
+                                          promptId: item.promptId, completions: completions, timings: timings),
+                             generation: generation)
             } catch {
-                out = .failed(taskId: item.taskId, error: "\(error)")
+                out = .failed(taskId: item.taskId, error: "\(error)", generation: generation)
             }
             withLock { outputs.append(out); busyTask = nil }
         }
     }
+}
+
+/// The failure `RLIF_DEBUG_FAIL_PROMPTS` injects (a debug fault hook, not a model error).
+struct InjectedFault: Error, CustomStringConvertible {
+    var promptId: String
+    var description: String { "injected fault: RLIF_DEBUG_FAIL_PROMPTS names prompt \(promptId)" }
 }

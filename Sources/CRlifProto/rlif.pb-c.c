@@ -862,7 +862,142 @@ void   rlif__v1__goodbye__free_unpacked
   assert(message->base.descriptor == &rlif__v1__goodbye__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
-static const ProtobufCFieldDescriptor rlif__v1__envelope__field_descriptors[16] =
+void   rlif__v1__task_failure__init
+                     (Rlif__V1__TaskFailure         *message)
+{
+  static const Rlif__V1__TaskFailure init_value = RLIF__V1__TASK_FAILURE__INIT;
+  *message = init_value;
+}
+size_t rlif__v1__task_failure__get_packed_size
+                     (const Rlif__V1__TaskFailure *message)
+{
+  assert(message->base.descriptor == &rlif__v1__task_failure__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rlif__v1__task_failure__pack
+                     (const Rlif__V1__TaskFailure *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rlif__v1__task_failure__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rlif__v1__task_failure__pack_to_buffer
+                     (const Rlif__V1__TaskFailure *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rlif__v1__task_failure__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rlif__V1__TaskFailure *
+       rlif__v1__task_failure__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rlif__V1__TaskFailure *)
+     protobuf_c_message_unpack (&rlif__v1__task_failure__descriptor,
+                                allocator, len, data);
+}
+void   rlif__v1__task_failure__free_unpacked
+                     (Rlif__V1__TaskFailure *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rlif__v1__task_failure__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   rlif__v1__status_request__init
+                     (Rlif__V1__StatusRequest         *message)
+{
+  static const Rlif__V1__StatusRequest init_value = RLIF__V1__STATUS_REQUEST__INIT;
+  *message = init_value;
+}
+size_t rlif__v1__status_request__get_packed_size
+                     (const Rlif__V1__StatusRequest *message)
+{
+  assert(message->base.descriptor == &rlif__v1__status_request__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rlif__v1__status_request__pack
+                     (const Rlif__V1__StatusRequest *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rlif__v1__status_request__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rlif__v1__status_request__pack_to_buffer
+                     (const Rlif__V1__StatusRequest *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rlif__v1__status_request__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rlif__V1__StatusRequest *
+       rlif__v1__status_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rlif__V1__StatusRequest *)
+     protobuf_c_message_unpack (&rlif__v1__status_request__descriptor,
+                                allocator, len, data);
+}
+void   rlif__v1__status_request__free_unpacked
+                     (Rlif__V1__StatusRequest *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rlif__v1__status_request__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+void   rlif__v1__status_reply__init
+                     (Rlif__V1__StatusReply         *message)
+{
+  static const Rlif__V1__StatusReply init_value = RLIF__V1__STATUS_REPLY__INIT;
+  *message = init_value;
+}
+size_t rlif__v1__status_reply__get_packed_size
+                     (const Rlif__V1__StatusReply *message)
+{
+  assert(message->base.descriptor == &rlif__v1__status_reply__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rlif__v1__status_reply__pack
+                     (const Rlif__V1__StatusReply *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rlif__v1__status_reply__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rlif__v1__status_reply__pack_to_buffer
+                     (const Rlif__V1__StatusReply *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rlif__v1__status_reply__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rlif__V1__StatusReply *
+       rlif__v1__status_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rlif__V1__StatusReply *)
+     protobuf_c_message_unpack (&rlif__v1__status_reply__descriptor,
+                                allocator, len, data);
+}
+void   rlif__v1__status_reply__free_unpacked
+                     (Rlif__V1__StatusReply *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rlif__v1__status_reply__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
+static const ProtobufCFieldDescriptor rlif__v1__envelope__field_descriptors[20] =
 {
   {
     "protocol_version",
@@ -1056,6 +1191,54 @@ static const ProtobufCFieldDescriptor rlif__v1__envelope__field_descriptors[16] 
     0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "learner_incarnation",
+    40,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Rlif__V1__Envelope, learner_incarnation),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "task_failure",
+    41,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Rlif__V1__Envelope, body_case),
+    offsetof(Rlif__V1__Envelope, task_failure),
+    &rlif__v1__task_failure__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status_request",
+    50,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Rlif__V1__Envelope, body_case),
+    offsetof(Rlif__V1__Envelope, status_request),
+    &rlif__v1__status_request__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "status_reply",
+    51,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    offsetof(Rlif__V1__Envelope, body_case),
+    offsetof(Rlif__V1__Envelope, status_reply),
+    &rlif__v1__status_reply__descriptor,
+    NULL,
+    0 | PROTOBUF_C_FIELD_FLAG_ONEOF,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rlif__v1__envelope__field_indices_by_name[] = {
   10,   /* field[10] = ack */
@@ -1063,6 +1246,7 @@ static const unsigned rlif__v1__envelope__field_indices_by_name[] = {
   15,   /* field[15] = goodbye */
   5,   /* field[5] = heartbeat */
   3,   /* field[3] = hello */
+  16,   /* field[16] = learner_incarnation */
   8,   /* field[8] = no_work */
   0,   /* field[0] = protocol_version */
   9,   /* field[9] = rollout_group */
@@ -1070,16 +1254,21 @@ static const unsigned rlif__v1__envelope__field_indices_by_name[] = {
   2,   /* field[2] = sent_unix_ms */
   13,   /* field[13] = snapshot_chunk */
   12,   /* field[12] = snapshot_request */
+  19,   /* field[19] = status_reply */
+  18,   /* field[18] = status_request */
+  17,   /* field[17] = task_failure */
   11,   /* field[11] = weight_notice */
   4,   /* field[4] = welcome */
   7,   /* field[7] = work_item */
   6,   /* field[6] = work_request */
 };
-static const ProtobufCIntRange rlif__v1__envelope__number_ranges[2 + 1] =
+static const ProtobufCIntRange rlif__v1__envelope__number_ranges[4 + 1] =
 {
   { 1, 0 },
   { 10, 3 },
-  { 0, 16 }
+  { 40, 16 },
+  { 50, 18 },
+  { 0, 20 }
 };
 const ProtobufCMessageDescriptor rlif__v1__envelope__descriptor =
 {
@@ -1089,10 +1278,10 @@ const ProtobufCMessageDescriptor rlif__v1__envelope__descriptor =
   "Rlif__V1__Envelope",
   "rlif.v1",
   sizeof(Rlif__V1__Envelope),
-  16,
+  20,
   rlif__v1__envelope__field_descriptors,
   rlif__v1__envelope__field_indices_by_name,
-  2,  rlif__v1__envelope__number_ranges,
+  4,  rlif__v1__envelope__number_ranges,
   (ProtobufCMessageInit) rlif__v1__envelope__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
@@ -2558,6 +2747,113 @@ const ProtobufCMessageDescriptor rlif__v1__goodbye__descriptor =
   rlif__v1__goodbye__field_indices_by_name,
   1,  rlif__v1__goodbye__number_ranges,
   (ProtobufCMessageInit) rlif__v1__goodbye__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor rlif__v1__task_failure__field_descriptors[2] =
+{
+  {
+    "task_id",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT64,
+    0,   /* quantifier_offset */
+    offsetof(Rlif__V1__TaskFailure, task_id),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "error",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rlif__V1__TaskFailure, error),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned rlif__v1__task_failure__field_indices_by_name[] = {
+  1,   /* field[1] = error */
+  0,   /* field[0] = task_id */
+};
+static const ProtobufCIntRange rlif__v1__task_failure__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 2 }
+};
+const ProtobufCMessageDescriptor rlif__v1__task_failure__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rlif.v1.TaskFailure",
+  "TaskFailure",
+  "Rlif__V1__TaskFailure",
+  "rlif.v1",
+  sizeof(Rlif__V1__TaskFailure),
+  2,
+  rlif__v1__task_failure__field_descriptors,
+  rlif__v1__task_failure__field_indices_by_name,
+  1,  rlif__v1__task_failure__number_ranges,
+  (ProtobufCMessageInit) rlif__v1__task_failure__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+#define rlif__v1__status_request__field_descriptors NULL
+#define rlif__v1__status_request__field_indices_by_name NULL
+#define rlif__v1__status_request__number_ranges NULL
+const ProtobufCMessageDescriptor rlif__v1__status_request__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rlif.v1.StatusRequest",
+  "StatusRequest",
+  "Rlif__V1__StatusRequest",
+  "rlif.v1",
+  sizeof(Rlif__V1__StatusRequest),
+  0,
+  rlif__v1__status_request__field_descriptors,
+  rlif__v1__status_request__field_indices_by_name,
+  0,  rlif__v1__status_request__number_ranges,
+  (ProtobufCMessageInit) rlif__v1__status_request__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor rlif__v1__status_reply__field_descriptors[1] =
+{
+  {
+    "status_json",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_STRING,
+    0,   /* quantifier_offset */
+    offsetof(Rlif__V1__StatusReply, status_json),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned rlif__v1__status_reply__field_indices_by_name[] = {
+  0,   /* field[0] = status_json */
+};
+static const ProtobufCIntRange rlif__v1__status_reply__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 1 }
+};
+const ProtobufCMessageDescriptor rlif__v1__status_reply__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rlif.v1.StatusReply",
+  "StatusReply",
+  "Rlif__V1__StatusReply",
+  "rlif.v1",
+  sizeof(Rlif__V1__StatusReply),
+  1,
+  rlif__v1__status_reply__field_descriptors,
+  rlif__v1__status_reply__field_indices_by_name,
+  1,  rlif__v1__status_reply__number_ranges,
+  (ProtobufCMessageInit) rlif__v1__status_reply__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCEnumValue rlif__v1__protocol_version__enum_values_by_number[2] =

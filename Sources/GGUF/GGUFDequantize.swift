@@ -1,3 +1,5 @@
+import Shared
+
 /// Dequantization of ggml block formats to Float, one function per format, each bit-exact against gguf-py's
 /// `gguf.quants.dequantize` (numpy float32 arithmetic: every product and sum rounded separately, no FMA; Swift
 /// never contracts `a * b + c` by itself). Layouts are those of the `block_*` structs in ggml's ggml-common.h and
@@ -48,7 +50,7 @@ public enum GGUFDequantize {
     /// BF16 (ggml_bf16_t): the top 16 bits of a binary32; exact widening (`ggml_bf16_to_fp32`).
     static func bf16(_ src: UnsafeRawPointer, _ dst: UnsafeMutablePointer<Float>, _ n: Int) {
         for i in 0..<n {
-            dst[i] = Float(bitPattern: UInt32(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self)) << 16)
+            dst[i] = BFloat16.toFloat(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
         }
     }
 

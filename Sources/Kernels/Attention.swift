@@ -130,9 +130,10 @@ private func gemmChunkedK(
     } while k0 < k
 }
 
-/// row[0..<n] ← softmax(row) in place (max-subtracted); returns logsumexp of the original row.
+/// row[0..<n] ← softmax(row) in place (max-subtracted); returns logsumexp of the original row. The training
+/// attention's rows and the decode step's (`decodeAttentionForward`) both go through it.
 @inline(__always)
-private func softmaxInPlace(_ row: UnsafeMutablePointer<Float>, _ n: Int) -> Float {
+func softmaxInPlace(_ row: UnsafeMutablePointer<Float>, _ n: Int) -> Float {
     let m = maxOf(row, n)
     let mv = SIMD8<Float>(repeating: m)
     var acc = SIMD8<Float>()

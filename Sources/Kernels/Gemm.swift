@@ -37,6 +37,19 @@ public enum Gemm {
         }
     }
 
+    /// C (M, N) = alpha · A (M, K) · op(B) + beta · C straight through OpenBLAS `cblas_sgemm`, row-major, without the
+    /// M = 1 / skinny dispatch of `sgemm`: the reference `rlif bench` measures the kernels and the roof against.
+    /// `transB`: B is stored (N, K).
+    public static func blasSgemm(
+        _ c: UnsafeMutablePointer<Float>,               // (M, N)
+        _ a: UnsafePointer<Float>,                      // (M, K)
+        _ b: UnsafePointer<Float>,                      // (K, N) or (N, K) if transB
+        m: Int, n: Int, k: Int, transB: Bool = false, alpha: Float = 1, beta: Float = 0
+    ) {
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, transB ? CblasTrans : CblasNoTrans, Int32(m), Int32(n), Int32(k),
+                    alpha, a, Int32(k), b, Int32(transB ? k : n), beta, c, Int32(n))
+    }
+
     /// The thread count OpenBLAS is using right now (1 inside `withSingleThreadedBLAS`).
     public static var activeBLASThreads: Int { Int(openblas_get_num_threads()) }
 

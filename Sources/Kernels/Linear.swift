@@ -15,6 +15,23 @@ public func linearForward(
     }
 }
 
+/// out (B, OC) = inp (B, C) · weightᵀ + bias for the decode step: the skinny kernel for B ≤ `Gemm.skinnyMaxRows`
+/// (`workers` nil = its automatic column split), BLAS above.
+public func decodeLinearForward(
+    _ out: UnsafeMutablePointer<Float>,      // (B, OC)
+    _ inp: UnsafePointer<Float>,             // (B, C)
+    _ weight: UnsafePointer<Float>,          // (OC, C)
+    _ bias: UnsafePointer<Float>?,           // (OC) or nil
+    n: Int, c: Int, oc: Int, workers: Int?
+) {
+    guard n >= 2, n <= Gemm.skinnyMaxRows else {
+        linearForward(out, inp, weight, bias, n: n, c: c, oc: oc)
+        return
+    }
+    Gemm.skinnyTransB(out, ldc: oc, inp, lda: c, weight, ldw: c, m: n, n: oc, k: c, workers: workers)
+    if let bias { for i in 0..<n { axpy(out + i * oc, 1, bias, oc) } }
+}
+
 /// Accumulates dInp += dOut·W, dWeight += dOutᵀ·inp, dBias += Σ_rows dOut. Any of the three may be nil (skipped).
 public func linearBackward(
     _ dInp: UnsafeMutablePointer<Float>?,    // (N, C) or nil

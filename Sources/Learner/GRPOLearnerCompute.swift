@@ -1,6 +1,7 @@
 import Foundation
 import Model
 import Sampling
+import Shared
 import Training
 import Wire
 
@@ -16,8 +17,11 @@ public final class GRPOLearnerCompute: LearnerCompute {
     public var vocabSize: Int { trainer.policy.config.vocabSize }
     private let manifest: [TensorEntry]
     /// Held-out evaluation after a step (on the training thread, which owns the policy): given the number of
-    /// completed steps, returns eval fields to add to that step's metrics, or nil when none is due.
-    public var evaluate: ((Int) throws -> [String: Any]?)?
+    /// completed steps, returns its record, or nil when none is due.
+    public var evaluate: ((Int) throws -> EvalRecord?)?
+    /// When the learner started waiting for the next step's groups: the end of the previous step (set it when
+    /// the learner starts serving). A step's sample_seconds is the wait from here to its training.
+    public var waitingSince = Date()
     /// A few completion texts every N steps into samples.jsonl (nil = none).
     public var samples: SampleLog?
 
@@ -53,15 +57,15 @@ public final class GRPOLearnerCompute: LearnerCompute {
     public func takeFlaggedGroups() -> [FlaggedGroup] { defer { flagged = [] }; return flagged }
 
     /// Whether `taskId`'s group is one of the sampled `verify_rewards` fraction: a hash of (seed, task id), so
-    /// the choice is reproducible and an actor cannot tell which of its groups will be checked.
+    /// the choice is reproducible and an actor cannot tell which of its groups will be checked. The hash is
+    /// splitmix64 of taskId + seed·γ (γ = SplitMix64's increment): Shared's generator started one γ before that
+    /// gives the same bits with its first draw.
     static func isSampledForVerification(taskId: UInt64, seed: UInt64, fraction: Double) -> Bool {
         guard fraction > 0 else { return false }
         guard fraction < 1 else { return true }
-        var z = taskId &+ seed &* 0x9E37_79B9_7F4A_7C15  // splitmix64
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        z ^= z >> 31
-        return Double(z >> 11) / Double(1 << 53) < fraction
+        let gamma: UInt64 = 0x9E37_79B9_7F4A_7C15
+        var g = SplitMix64(seed: taskId &+ (seed &- 1) &* gamma)
+        return g.nextUniform() < fraction
     }
 
     /// The largest mean absolute per-token difference, over the completions, between the actor's values and
@@ -78,69 +82,78 @@ public final class GRPOLearnerCompute: LearnerCompute {
         return worst
     }
 
-    public func train(step: Int, groups: [AcceptedGroup]) throws -> [String: Any] {
-        var tgroups: [TrainingGroup] = []
-        var staleness = 0.0, rescored = 0, verified = 0
-        var kept: [AcceptedGroup] = []
+    public func train(step: Int, groups received: [AcceptedGroup]) throws -> StepResult {
+        let waited = Date().timeIntervalSince(waitingSince)
+        defer { waitingSince = Date() }
         flagged = []
-        for a in groups {
-            var completions = a.group.completions.map { c in
+        var tgroups: [TrainingGroup] = []
+        var staleness = 0.0
+        var sampled = received.map { a in
+            a.group.completions.map { c in
                 SampledCompletion(tokens: c.tokens.map { Int32(bitPattern: $0) }, logprobs: c.logprobs,
                                   selfCertainty: c.selfCertainty, entropy: c.entropy,
                                   finishReason: c.finishReason == .length ? .length : .stop)
             }
-            // verify_rewards: a sampled fraction of the groups sampled with exactly these weights is recomputed
-            // (groups from older weights cannot be compared; `recompute_self_certainty: auto` re-scores those).
-            let c = trainer.config
-            if a.group.weightVersion == UInt64(step + 1),
-               Self.isSampledForVerification(taskId: a.taskId, seed: c.seed, fraction: c.verifyRewards) {
-                let mine = try trainer.rescore(prompt: a.promptTokens, completions: completions)
-                verified += 1
-                let (off, detail) = Self.disagreement(reported: completions, recomputed: mine)
+        }
+        let current = UInt64(step + 1)
+        let c = trainer.config
+        // verify_rewards: a sampled fraction of the groups sampled with exactly these weights is recomputed (groups
+        // from older weights cannot be compared; `recompute_self_certainty` re-scores those). The reward is the
+        // current policy's self-certainty: a group sampled with older weights is re-scored. Both are one batched
+        // re-scoring (split over the ranks of a data-parallel learner, every rank gets every value back, so every
+        // rank drops the same groups).
+        let verify = Set(received.indices.filter {
+            received[$0].group.weightVersion == current
+                && Self.isSampledForVerification(taskId: received[$0].taskId, seed: c.seed, fraction: c.verifyRewards)
+        })
+        let old = Set(received.indices.filter { c.recomputeSelfCertainty.applies(sampled: received[$0].group.weightVersion, current: current) })
+        let rescore = verify.union(old).sorted()
+        let mine = try trainer.rescore(groups: rescore.map { (received[$0].promptTokens, sampled[$0]) })
+        var dropped: Set<Int> = []
+        for (i, recomputed) in zip(rescore, mine) {
+            if verify.contains(i) {
+                let (off, detail) = Self.disagreement(reported: sampled[i], recomputed: recomputed)
                 if !(off <= c.verifyTolerance) {
+                    let a = received[i]
                     flagged.append(FlaggedGroup(actorId: a.group.actorId, taskId: a.taskId, promptIndex: a.promptIndex,
                                                 detail: "\(detail) (verify_tolerance \(c.verifyTolerance))"))
+                    dropped.insert(i)
                     continue
                 }
-                completions = mine
             }
-            kept.append(a)
-            // The reward is the current policy's self-certainty: a group sampled with older weights is re-scored.
-            if trainer.config.recomputeSelfCertainty.applies(sampled: a.group.weightVersion, current: UInt64(step + 1)) {
-                completions = try trainer.rescore(prompt: a.promptTokens, completions: completions)
-                rescored += 1
-            }
-            completions = try trainer.rewardFeatures(prompt: a.promptTokens, completions: completions)
+            sampled[i] = recomputed
+        }
+        let kept = received.indices.filter { !dropped.contains($0) }
+        let groups = kept.map { received[$0] }
+        for i in kept {
+            let a = received[i]
+            let completions = try trainer.rewardFeatures(prompt: a.promptTokens, completions: sampled[i])
             let rewards = try scorer.score(completions, reference: answers[a.group.promptId])
             var tg = TrainingGroup(promptId: a.group.promptId, promptTokens: a.promptTokens,
                                    completions: completions, rewards: rewards, weightVersion: a.group.weightVersion)
             tg.correct = scorer.correctness(completions, reference: answers[a.group.promptId])
             tgroups.append(tg)
-            staleness += Double(UInt64(step + 1) - min(UInt64(step + 1), a.group.weightVersion))
+            staleness += Double(current - min(current, a.group.weightVersion))
         }
-        try samples?.append(step: step, groups: tgroups)
-        var d: [String: Any]
-        if tgroups.isEmpty {
-            d = ["step": step, "skipped": "no group passed verification"]  // no update: nothing trustworthy to train on
-        } else {
-            d = try trainer.train(tgroups, step: step).dictionary
-        }
-        d["verified_groups"] = verified
-        d["verify_failed_groups"] = flagged.count
-        if !flagged.isEmpty { d["verify_failed_actors"] = Set(flagged.map(\.actorId)).sorted().joined(separator: ",") }
-        let groups = kept
-        d["staleness_mean"] = staleness / Double(max(1, groups.count))
-        d["rescored_groups"] = rescored
-        d["actors"] = Set(groups.map(\.group.actorId)).count
+        try samples?.append(step: step + 1, groups: tgroups)
+        // No group passed verification: no update (nothing trustworthy to train on); the record says so.
+        let m = tgroups.isEmpty ? StepMetrics.noUpdate(step: step) : try trainer.train(tgroups, step: step)
+        var stats = LearnerStepStats()
+        stats.stalenessMean = staleness / Double(max(1, groups.count))
+        stats.rescoredGroups = old.subtracting(dropped).count
+        stats.actors = Set(groups.map(\.group.actorId)).count
+        stats.verifiedGroups = verify.count
+        stats.verifyFailedGroups = flagged.count
+        stats.verifyFailedActors = flagged.isEmpty ? nil : Set(flagged.map(\.actorId)).sorted()
+        stats.skipped = tgroups.isEmpty ? .noGroupPassedVerification : nil
         let gen = groups.reduce(0) { $0 + $1.group.completions.reduce(0) { $0 + $1.tokens.count } }
         let decodeMs = groups.reduce(0.0) { $0 + Double($1.group.timings.decodeMs + $1.group.timings.prefillMs) }
-        d["actor_tokens_per_second"] = decodeMs > 0 ? Double(gen) / (decodeMs / 1000) : 0
-        if let e = try evaluate?(step + 1) { d.merge(e) { a, _ in a } }
-        return d
+        stats.actorTokensPerSecond = decodeMs > 0 ? Double(gen) / (decodeMs / 1000) : 0
+        let record = StepRecord(step: step + 1, metrics: m, sampleSeconds: waited, learner: stats)
+        return StepResult(record: record, eval: try evaluate?(step + 1))
     }
 
-    public func checkpoint(completedSteps: Int, state: [String: Any]) throws {
-        let cursor = state["cursor"] as? DataCursor ?? DataCursor()
+    public func checkpoint(completedSteps: Int, cursor: DataCursor) throws {
         try trainer.checkpoint(completedSteps: completedSteps, cursor: cursor, output: output)
     }
 }

@@ -1,16 +1,24 @@
+import Training
 import Wire
 
 /// One accepted rollout group with the task it answered.
-public struct AcceptedGroup: Sendable {
+public struct AcceptedGroup: Sendable, Equatable {
     public var taskId: UInt64
     public var step: Int
     public var promptIndex: Int
     public var promptTokens: [Int32]
     public var group: RolloutGroup
+
+    public init(taskId: UInt64, step: Int, promptIndex: Int, promptTokens: [Int32], group: RolloutGroup) {
+        self.taskId = taskId; self.step = step; self.promptIndex = promptIndex
+        self.promptTokens = promptTokens; self.group = group
+    }
 }
 
-/// The compute half of the learner: owns the policy and the optimizer. Called on the learner's training
-/// thread, never concurrently with itself.
+/// The compute half of the learner: owns the policy and the optimizer. Each step (`train`, its snapshot and
+/// checkpoint) runs on the learner's training thread; the first snapshot and the checkpoint of a stopped run are
+/// called from its network thread while no step is running, so the methods never run concurrently with each other.
+/// `modelConfigJSON` is read by the network thread at any time (for each Welcome): it must not change.
 public protocol LearnerCompute: AnyObject {
     /// The policy's HF `config.json`, sent to actors in Welcome.
     var modelConfigJSON: String { get }
@@ -18,13 +26,14 @@ public protocol LearnerCompute: AnyObject {
     var vocabSize: Int { get }
     /// Serialises the current parameters as version `version` (immutable: training may continue meanwhile).
     func snapshot(version: UInt64, dtype: DType, chunkBytes: Int) throws -> WeightSnapshot
-    /// One GRPO step on the groups of `step`; returns the metrics record for metrics.jsonl.
-    func train(step: Int, groups: [AcceptedGroup]) throws -> [String: Any]
-    /// Writes a resumable checkpoint after `completedSteps` steps; `state` is the learner's own resumable
-    /// state (data cursor, task counter) to store beside the model and optimizer.
-    func checkpoint(completedSteps: Int, state: [String: Any]) throws
+    /// One GRPO step on the groups of `step` (0-based); returns its record for metrics.jsonl (step + 1 steps
+    /// done) and the evaluation run after it, if one was due.
+    func train(step: Int, groups: [AcceptedGroup]) throws -> StepResult
+    /// Writes a resumable checkpoint after `completedSteps` steps, with the data cursor the run continues from.
+    func checkpoint(completedSteps: Int, cursor: DataCursor) throws
     /// Groups the last `train` call dropped because the learner's own forward contradicted them
-    /// (`verify_rewards`), taken once by the network thread after the step.
+    /// (`verify_rewards`), taken once by the network thread after the step. No default: a wrapper (the
+    /// data-parallel learner) must forward it, or flagged actors would silently go unpunished.
     func takeFlaggedGroups() -> [FlaggedGroup]
 }
 
@@ -40,7 +49,16 @@ public struct FlaggedGroup: Sendable, Equatable {
     }
 }
 
-extension LearnerCompute {
-    /// No verification: nothing is ever flagged.
-    public func takeFlaggedGroups() -> [FlaggedGroup] { [] }
+/// What one learner step produced: its record and the held-out evaluation after it (when due).
+public struct StepResult: Sendable {
+    public var record: StepRecord
+    public var eval: EvalRecord?
+
+    public init(record: StepRecord, eval: EvalRecord? = nil) {
+        self.record = record
+        self.eval = eval
+    }
+
+    /// The records in the order they happened.
+    public var events: [RunEvent] { [.train(record)] + (eval.map { [.eval($0)] } ?? []) }
 }

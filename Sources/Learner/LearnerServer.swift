@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import Scheduling
+import Shared
 import Training
 import Transport
 import Wire
@@ -35,6 +36,11 @@ public struct LearnerOptions: Sendable {
     public var limits = AbuseLimits()
     /// After the last step, how long to wait for actors to say goodbye.
     public var shutdownGraceMs: Int = 5000
+    /// This run of the process (random, non-zero, new at every start): on every message the learner sends, so
+    /// actors notice a restarted learner at its first message (docs/PROTOCOL.md, "Learner restarts").
+    public var incarnation: UInt64 = UInt64.random(in: 1...UInt64.max)
+    /// With tasks outstanding and no group arriving (and no step training), log what is outstanding this often.
+    public var stallReportMs: Int = 30_000
 
     public init(bind: Endpoints, runId: String, steps: Int, promptsPerStep: Int, groupSize: Int,
                 sampling: SamplingParams, seed: UInt64) {
@@ -77,6 +83,12 @@ public struct LearnerSummary: Sendable {
     /// Error replies and log lines not sent because of the rate limits.
     public var errorRepliesSuppressed = 0
     public var logLinesSuppressed = 0
+    /// Prompts given up on (failed on two actors), as "id (schedule index i, step s)".
+    public var quarantinedPrompts: [String] = []
+    /// Groups and failure reports refused because their task came from an earlier learner incarnation.
+    public var otherIncarnation = 0
+    /// Times the learner logged that work was outstanding and nothing arrived.
+    public var stallReports = 0
     /// When each weight version was published (for weight-propagation measurements).
     public var publishedAt: [UInt64: Date] = [:]
 }
@@ -92,12 +104,14 @@ public final class LearnerServer {
     let compute: LearnerCompute
     let promptsForStep: (Int) -> [(id: String, tokens: [Int32])]
     let log: Logger
-    /// Called with each step's metrics (after training, before the notice goes out).
-    public var onStep: (([String: Any]) -> Void)?
+    /// Called with each step's records (after training, before the notice goes out).
+    public var onStep: ((StepResult) -> Void)?
     /// Called with (task id, actor id) whenever a task is handed out (logs, tests).
     public var onAssign: ((UInt64, String) -> Void)?
-    /// Returns the resumable state (data cursor etc.) to store in a checkpoint after `completedSteps`.
-    public var checkpointState: ((Int) -> [String: Any])?
+    /// Called about once a second with the learner's status (e.g. to update Prometheus gauges).
+    public var onStatus: ((LearnerStatus) -> Void)?
+    /// Returns the data cursor to store in a checkpoint after `completedSteps`.
+    public var checkpointCursor: ((Int) -> DataCursor)?
 
     private let context: ZMQContext
     private var work: ZMQSocket!
@@ -108,37 +122,37 @@ public final class LearnerServer {
     private let groupCheck: GroupCheck
     /// Set from any thread (a SIGHUP handler): reload the authorized keys with `reloadKeys` at the next tick.
     public let reloadFlag = RequestFlag()
-    /// When the notice PUB is to be bound again after a revocation (closed, so revoked subscribers drop off).
-    private var noticesRebindAt: Date?
+    /// When (monotonic ms) the notice PUB is to be bound again after a revocation (closed, so revoked subscribers
+    /// drop off).
+    private var noticesRebindAt: UInt64?
     /// Reads the authorized keys again (the same file or directory as at start).
     public var reloadKeys: (() throws -> AuthorizedKeys)?
 
     // Actors: identities for sending; liveness, credits and tasks live in the ledger.
     private struct Peer {
         var identity: [UInt8]
-        var lastHeartbeatSent = Date.distantPast
+        var lastHeartbeatSent: UInt64?  // monotonic ms (`clock`)
     }
     private var peers: [String: Peer] = [:]
 
-    // Tasks.
-    private var ledger: TaskLedger
-    private struct TaskInfo { var step: Int; var promptIndex: Int; var tokens: [Int32] }
-    private var taskInfo: [UInt64: TaskInfo] = [:]
-    private var stepGroups: [Int: [AcceptedGroup]] = [:]
-    private var openedSteps: Int                 // steps whose tasks exist
-    private let epoch = ContinuousClock.now
-    private var nowMs: UInt64 {
-        let d = ContinuousClock.now - epoch
-        return UInt64(d.components.seconds) * 1000 + UInt64(d.components.attoseconds / 1_000_000_000_000_000)
-    }
+    // Tasks (TaskLedger) and their steps (StepPipeline): pure logic, this class only feeds them events.
+    var ledger: TaskLedger
+    var pipeline: StepPipeline
+    private var stall: StallWatch
+    private let clock = MonotonicClock()
+    var nowMs: UInt64 { clock.nowMs }
 
     // Weights and training.
-    private var version: UInt64 = 0
+    var version: UInt64 = 0
+    // Status (LearnerServer+Status.swift).
+    var actorBoard = ActorBoard()
+    var stepBoard = StepBoard()
+    var lastStatusPublished = Date.distantPast
     private var snapshots: [UInt64: WeightSnapshot] = [:]
-    private var lastNoticeSent = Date.distantPast
-    private var completedSteps: Int
+    private var lastNoticeSent: UInt64?
+    var completedSteps: Int { pipeline.completedSteps }
     private let trainer = TrainerThread()
-    private var training = false
+    private var training: Bool { pipeline.training != nil }
     public private(set) var summary = LearnerSummary()
     private var stopRequested: Bool { stopFlag.isSet }
 
@@ -148,9 +162,11 @@ public final class LearnerServer {
         self.compute = compute
         self.promptsForStep = promptsForStep
         log = logger
-        completedSteps = options.startStep
-        openedSteps = options.startStep
-        // Task ids are unique across resumes: step-major, so a restarted learner never reuses an old id.
+        pipeline = StepPipeline(config: .init(steps: options.steps, startStep: options.startStep,
+                                              promptsPerStep: options.promptsPerStep, maxLag: options.maxLag))
+        stall = StallWatch(intervalMs: UInt64(max(1, options.stallReportMs)), now: 0)
+        // Task ids start at startStep << 32 (readable in logs). Two incarnations resumed from the same checkpoint
+        // issue the same ids: the incarnation on every envelope keeps their groups apart.
         ledger = TaskLedger(config: .init(groupSize: UInt32(options.groupSize),
                                           heartbeatTimeoutMs: UInt64(options.heartbeatTimeoutMs),
                                           taskTimeoutMs: UInt64(options.taskTimeoutMs), maxLag: UInt64(options.maxLag)),
@@ -168,19 +184,19 @@ public final class LearnerServer {
         try bindSockets()
         defer { trainer.stop(); for s in [work, notices, weights] { s?.close() }; context.shutdown(); zap?.stop() }
         try publish(version: UInt64(options.startStep) + 1)
-        log.info("learner \(options.runId) serving on \(options.bind); \(options.steps - options.startStep) steps to go")
-        var finishedAt: Date?
+        log.info("learner \(options.runId) (incarnation \(String(options.incarnation, radix: 16))) serving on \(options.bind); \(options.steps - options.startStep) steps to go")
+        var finishedAt: UInt64?
         while true {
             openSteps()
             try pump(timeoutMs: 20)
             try collectTraining()
-            maybeStartTraining()
+            try maybeStartTraining()
             housekeeping()
             if isFinished && finishedAt == nil {
-                finishedAt = Date()
+                finishedAt = nowMs
                 if completedSteps < options.steps {
                     // Stopped early (SIGINT/SIGTERM): keep what was trained.
-                    try compute.checkpoint(completedSteps: completedSteps, state: checkpointState?(completedSteps) ?? [:])
+                    try compute.checkpoint(completedSteps: completedSteps, cursor: checkpointCursor?(completedSteps) ?? DataCursor())
                     log.info("stopped at step \(completedSteps); checkpoint written; telling actors")
                 } else {
                     log.info("training finished at step \(completedSteps); telling actors")
@@ -188,7 +204,7 @@ public final class LearnerServer {
             }
             if let t = finishedAt {
                 // Actors leave the peer table when they say goodbye (or are declared dead).
-                if peers.isEmpty || Date().timeIntervalSince(t) * 1000 > Double(options.shutdownGraceMs) {
+                if peers.isEmpty || nowMs - t > UInt64(options.shutdownGraceMs) {
                     summary.ledger = ledger.counts
                     finishSecuritySummary()
                     summary.completedSteps = completedSteps
@@ -209,7 +225,7 @@ public final class LearnerServer {
         } else if reloadFlag.take() {
             log.notice("SIGHUP: nothing to reload (no CURVE keys)")
         }
-        if let at = noticesRebindAt, Date() >= at {
+        if let at = noticesRebindAt, nowMs >= at {
             do {
                 let s = try makeNoticeSocket()
                 try s.bind(options.bind.notices)
@@ -217,7 +233,7 @@ public final class LearnerServer {
                 noticesRebindAt = nil
                 sendNotice()
             } catch {
-                noticesRebindAt = Date().addingTimeInterval(0.5)
+                noticesRebindAt = nowMs + 500
                 log.warning("notice socket not bound again yet (\(error)); retrying")
             }
         }
@@ -238,6 +254,7 @@ public final class LearnerServer {
             for actor in peerGuard.actors(of: key.z85) {
                 let requeued = ledger.goodbye(actorId: actor)
                 peers.removeValue(forKey: actor)
+                actorBoard.left(id: actor)
                 peerGuard.forget(actor: actor)
                 log.warning("actor \(actor) cut off: its key \(before.label(key) ?? "?") \(key.short) was revoked; tasks \(requeued) re-issued")
             }
@@ -248,7 +265,7 @@ public final class LearnerServer {
         // The PUB's subscribers cannot be told apart: close it (every subscriber drops off and reconnects, the
         // revoked ones fail the handshake) and bind it again once libzmq has released the address.
         notices.close()
-        noticesRebindAt = Date().addingTimeInterval(0.2)
+        noticesRebindAt = nowMs + 200
         dispatchAll()
     }
 
@@ -257,7 +274,8 @@ public final class LearnerServer {
     private func banFlagged(_ flagged: [FlaggedGroup]) {
         for f in flagged {
             summary.invalidGroups[f.actorId, default: 0] += 1
-            if let n = summary.trainedPrompts[f.promptIndex] { summary.trainedPrompts[f.promptIndex] = n > 1 ? n - 1 : nil }
+            pipeline.untrained(promptIndex: f.promptIndex)
+            summary.trainedPrompts = pipeline.trainedPrompts
             log.error("misbehaving actor \(f.actorId)\(keyNote(peerGuard.key(of: f.actorId))): its group for task \(f.taskId) failed verification: \(f.detail); group dropped, actor banned")
             let key = peerGuard.key(of: f.actorId)
             peerGuard.ban(actor: f.actorId)
@@ -265,6 +283,7 @@ public final class LearnerServer {
             for a in Set(victims + [f.actorId]) {
                 ledger.goodbye(actorId: a)
                 peers.removeValue(forKey: a)
+                actorBoard.left(id: a)
             }
             if let key { for fd in peerGuard.connections(of: key) { ZMQSocket.cutConnection(fd: fd) } }
         }
@@ -321,7 +340,7 @@ public final class LearnerServer {
     }
 
     private func send(_ socket: ZMQSocket, to identity: [UInt8], _ body: Message) {
-        let bytes = WireCodec.encode(.stamped(sender: "learner", body))
+        let bytes = WireCodec.encode(.stamped(sender: "learner", body, incarnation: options.incarnation))
         do { _ = try socket.send(frames: [identity, bytes], dontWait: true) } catch {
             log.warning("send to \(String(decoding: identity, as: UTF8.self)) failed: \(error)")
         }
@@ -355,13 +374,7 @@ public final class LearnerServer {
                 peerGuard.saw(key: meta.userId, fd: meta.fd)
                 let env: Envelope
                 do { env = try WireCodec.decode(frames[1], maxBytes: options.maxMessageBytes) } catch {
-                    let code: ErrorCode
-                    switch error {
-                    case .protocolVersion: code = .protocolVersion
-                    case .tooLarge: code = .tooLarge
-                    default: code = .malformed
-                    }
-                    refuse(identity, socket, "\(sockName) message from '\(peer)': \(error)", code, field: "\(error)")
+                    refuse(identity, socket, "\(sockName) message from '\(peer)': \(error)", error.code, field: error.field)
                     continue
                 }
                 if i == 0 { handleWork(env, identity: identity, peer: peer, key: meta.userId) } else { handleWeights(env, identity: identity, peer: peer) }
@@ -402,13 +415,17 @@ public final class LearnerServer {
             if peers[peer] == nil && !known { summary.actorsSeen += 1 }
             let requeued = ledger.hello(actorId: peer, now: now)
             if !requeued.isEmpty { log.info("actor \(peer) restarted: tasks \(requeued) re-issued") }
+            // A repeated Hello of the same process (queued while this learner was not yet bound) is said once.
+            let again = peers[peer] != nil && actorBoard.pid(of: peer) == h.pid
             peers[peer] = Peer(identity: identity)
-            log.info("actor \(peer) joined (host \(h.hostname), pid \(h.pid), batch \(h.maxBatchSequences), weights v\(h.weightVersion)\(keyNote(key)))")
+            actorBoard.hello(id: peer, host: h.hostname, pid: h.pid, version: h.weightVersion, now: now)
+            log.log(level: again ? .debug : .info, "actor \(peer) joined (host \(h.hostname), pid \(h.pid), batch \(h.maxBatchSequences), weights v\(h.weightVersion)\(keyNote(key)))")
             send(work, to: identity, .welcome(Welcome(
                 runId: options.runId, currentWeightVersion: version, modelConfigJson: compute.modelConfigJSON,
                 heartbeatIntervalMs: UInt32(options.heartbeatIntervalMs), heartbeatTimeoutMs: UInt32(options.heartbeatTimeoutMs))))
             return
         }
+        if case .statusRequest = env.body { return send(work, to: identity, statusReply()) }
         guard ledger.heartbeat(actorId: peer, now: now) else {
             // Not (or no longer) known: declared dead, or this learner restarted. It must say hello again; a
             // group it sent is resent by the actor after its new welcome.
@@ -416,8 +433,24 @@ public final class LearnerServer {
             return
         }
         peers[peer]?.identity = identity
+        // A group or failure report for a task of an earlier incarnation of this learner (the actor did not notice
+        // the restart yet): its task id means nothing here (ids restart with the resumed step), so it is refused.
+        if env.learnerIncarnation != 0 && env.learnerIncarnation != options.incarnation {
+            switch env.body {
+            case .rolloutGroup(let g):
+                summary.otherIncarnation += 1
+                send(work, to: identity, .ack(Ack(taskId: g.taskId, status: .rejected,
+                    detail: "task \(g.taskId) was issued by an earlier learner incarnation (\(String(env.learnerIncarnation, radix: 16))); this one is \(String(options.incarnation, radix: 16))")))
+                return
+            case .taskFailure:
+                summary.otherIncarnation += 1
+                return
+            default: break
+            }
+        }
         switch env.body {
         case .heartbeat(let h):
+            actorBoard.heard(id: peer, version: h.weightVersion, now: now)
             // Tasks the actor no longer holds (failed there, or their work item was lost) go back to the queue
             // now rather than at the task timeout.
             let lost = ledger.reconcile(actorId: peer, holding: h.tasksInProgress, now: now,
@@ -432,8 +465,11 @@ public final class LearnerServer {
         case .rolloutGroup(var g):
             g.actorId = peer  // the socket identity is authoritative
             accept(g, identity: identity)
+        case .taskFailure(let f):
+            taskFailed(f, actor: peer)
         case .goodbye(let b):
             log.info("actor \(peer) left: \(b.reason)")
+            actorBoard.left(id: peer)
             let requeued = ledger.goodbye(actorId: peer)
             if !requeued.isEmpty { log.info("tasks \(requeued) of \(peer) re-issued") }
             peers.removeValue(forKey: peer)
@@ -458,20 +494,17 @@ public final class LearnerServer {
     /// collected, so with maxLag = 0 every group is sampled by the weights it trains.
     private func openSteps() {
         guard !stopRequested else { return }
-        var opened = false
-        while openedSteps < options.steps && openedSteps <= completedSteps + options.maxLag {
-            let s = openedSteps
+        let steps = pipeline.stepsToOpen()
+        for s in steps {
             for (k, pr) in promptsForStep(s).enumerated() {
                 let seed = SingleProcessRun.taskSeed(runSeed: options.seed, step: s, index: k)
                 let id = ledger.submit(WorkItem(taskId: 0, promptId: pr.id, promptTokens: pr.tokens.map { UInt32(bitPattern: $0) },
                                                 groupSize: UInt32(options.groupSize), sampling: options.sampling, seed: seed,
                                                 minWeightVersion: 0, deadlineMs: UInt32(min(options.taskTimeoutMs, Int(UInt32.max)))))
-                taskInfo[id] = TaskInfo(step: s, promptIndex: s * options.promptsPerStep + k, tokens: pr.tokens)
+                pipeline.register(taskId: id, .init(step: s, promptIndex: s * options.promptsPerStep + k, promptId: pr.id, tokens: pr.tokens))
             }
-            openedSteps += 1
-            opened = true
         }
-        if opened { dispatchAll() }
+        if !steps.isEmpty { dispatchAll() }
     }
 
     /// Hands pending tasks to every actor with credits (round-robin, in the ledger).
@@ -496,11 +529,12 @@ public final class LearnerServer {
             dispatchAll()
             return
         }
+        stall.progress(now: nowMs)
         switch ack.status {
         case .accepted:
-            guard let info = taskInfo.removeValue(forKey: g.taskId) else { return }
-            stepGroups[info.step, default: []].append(AcceptedGroup(taskId: g.taskId, step: info.step, promptIndex: info.promptIndex,
-                                                                    promptTokens: info.tokens, group: g))
+            actorBoard.accepted(id: g.actorId, version: g.weightVersion, tokens: Int(g.timings.generatedTokens),
+                                decodeMs: Double(g.timings.decodeMs + g.timings.prefillMs), now: nowMs)
+            pipeline.accepted(g)
         case .duplicate:
             limitedLog(.info, "\(g.actorId): \(ack.detail); dropped")
         default:
@@ -509,35 +543,64 @@ public final class LearnerServer {
         }
     }
 
+    /// An actor's engine failed on a task: re-issue it, or quarantine it once it failed on two actors.
+    private func taskFailed(_ f: TaskFailure, actor: String) {
+        let outcome = ledger.fail(taskId: f.taskId, actorId: actor, now: nowMs)
+        let what = pipeline.info(f.taskId).map { "prompt \($0.promptId) (schedule index \($0.promptIndex), step \($0.step + 1))" } ?? "task \(f.taskId)"
+        switch outcome {
+        case .reissued:
+            log.warning("\(actor) failed \(what): \(f.error); re-issued to another attempt")
+            if !isFinished { dispatchAll() }
+        case .counted:
+            log.warning("\(actor) failed \(what) after it was re-issued: \(f.error)")
+        case .quarantined(let actors):
+            _ = pipeline.quarantine(taskId: f.taskId)
+            summary.quarantinedPrompts.append(what)
+            log.error("quarantined \(what): sampling failed on \(actors.joined(separator: ", ")) (last error: \(f.error)); it is not issued again and its step trains without it")
+        case .ignored:
+            log.info("\(actor) failed task \(f.taskId), which is no longer open: \(f.error)")
+        }
+    }
+
     // MARK: Training
 
-    private func maybeStartTraining() {
-        guard !training, completedSteps < options.steps, !stopRequested else { return }
-        let s = completedSteps
-        guard let groups = stepGroups[s], groups.count == options.promptsPerStep else { return }
-        stepGroups[s] = nil
-        training = true
+    private func maybeStartTraining() throws {
+        guard !training, !stopRequested, let next = try pipeline.nextToTrain() else { return }
+        let s = next.step, groups = next.groups
         let compute = self.compute
-        let state = checkpointState?(s + 1) ?? [:]
+        let cursor = checkpointCursor?(s + 1) ?? DataCursor()
         let doCheckpoint = options.checkpointEvery > 0 && (s + 1) % options.checkpointEvery == 0 || s + 1 == options.steps
         let dtype = options.weightDType, chunk = options.chunkBytes
         let nextVersion = UInt64(s) + 2
+        // Which prompts of the schedule this step trained (and gave up on): one step of the run's history, so a
+        // resumed or chaotic run can be checked for prompts trained twice or never (scripts/chaos).
+        let indices = groups.map(\.promptIndex)
+        let quarantined = pipeline.quarantined.filter { $0.step == s }.map(\.promptIndex)
+        let quarantinedSoFar = pipeline.quarantined.count
         trainer.submit {
-            let metrics = try compute.train(step: s, groups: groups.sorted { $0.promptIndex < $1.promptIndex })
+            var metrics = try compute.train(step: s, groups: groups)
+            var stats = metrics.record.learner ?? LearnerStepStats()
+            stats.promptIndices = indices
+            if !quarantined.isEmpty { stats.quarantinedPromptIndices = quarantined }
+            stats.quarantinedPrompts = quarantinedSoFar  // cumulative
+            metrics.record.learner = stats
+            // Taken here, on the training thread that wrote them, before the next step can start.
+            let flagged = compute.takeFlaggedGroups()
             let snap = try compute.snapshot(version: nextVersion, dtype: dtype, chunkBytes: chunk)
-            if doCheckpoint { try compute.checkpoint(completedSteps: s + 1, state: state) }
-            return (metrics, snap)
+            if doCheckpoint { try compute.checkpoint(completedSteps: s + 1, cursor: cursor) }
+            return (metrics, snap, flagged)
         }
-        for g in groups { summary.trainedPrompts[g.promptIndex, default: 0] += 1 }
+        summary.trainedPrompts = pipeline.trainedPrompts
     }
 
     private func collectTraining() throws {
         guard training, let result = trainer.poll() else { return }
-        training = false
         switch result {
-        case .success(let (metrics, snap)):
-            completedSteps += 1
-            banFlagged(compute.takeFlaggedGroups())
+        case .success(let (metrics, snap, flagged)):
+            pipeline.finishedTraining()
+            stall.progress(now: nowMs)
+            stepBoard.add(metrics)
+            banFlagged(flagged)
             onStep?(metrics)
             install(snap)
         case .failure(let e):
@@ -558,15 +621,15 @@ public final class LearnerServer {
         version = snap.version
         summary.publishedAt[snap.version] = Date()
         sendNotice()
-        log.info("weights v\(snap.version) published (\(snap.totalBytes) bytes in \(snap.nChunks) chunks)")
+        log.debug("weights v\(snap.version) published (\(snap.totalBytes) bytes in \(snap.nChunks) chunks)")
     }
 
     private func sendNotice() {
         guard let snap = snapshots[version], noticesRebindAt == nil else { return }
-        do { _ = try notices.send(frames: [WireCodec.encode(.stamped(sender: "learner", .weightNotice(snap.notice)))], dontWait: true) } catch {
+        do { _ = try notices.send(frames: [WireCodec.encode(.stamped(sender: "learner", .weightNotice(snap.notice), incarnation: options.incarnation))], dontWait: true) } catch {
             log.warning("notice v\(version) not sent: \(error)")
         }
-        lastNoticeSent = Date()
+        lastNoticeSent = nowMs
     }
 
     private func handleWeights(_ env: Envelope, identity: [UInt8], peer: String) {
@@ -596,11 +659,12 @@ public final class LearnerServer {
         }
         for i in first..<last {
             // Header frame + the chunk's bytes as a second, zero-copy frame straight from the snapshot's storage.
-            let env = Envelope(sender: "learner", sentUnixMs: 0, body: .snapshotChunk(snap.chunkHeader(i)))
+            let env = Envelope(sender: "learner", sentUnixMs: 0, body: .snapshotChunk(snap.chunkHeader(i)), learnerIncarnation: options.incarnation)
             do {
                 _ = try weights.send(identity, more: true)
                 _ = try weights.send(WireCodec.encode(env), more: true)
                 _ = try weights.sendZeroCopy(snap.chunkData(i))
+                actorBoard.sent(id: peer, bytes: snap.chunkData(i).count)
             } catch {
                 log.warning("chunk \(i) of v\(v) to \(peer) not sent: \(error)")
             }
@@ -610,11 +674,12 @@ public final class LearnerServer {
     // MARK: Timers
 
     private func housekeeping() {
-        let now = Date()
+        let now = nowMs
         // Paranoid Pirate: an actor silent for the timeout is dead; its tasks go to others.
-        let expiry = ledger.expire(now: nowMs)
+        let expiry = ledger.expire(now: now)
         for name in expiry.deadActors {
             log.warning("actor \(name) missed its heartbeats: declared dead")
+            actorBoard.left(id: name)
             peers.removeValue(forKey: name)
             peerGuard.forget(actor: name)
         }
@@ -622,14 +687,27 @@ public final class LearnerServer {
             log.info("tasks \(expiry.reissued) re-issued")
             dispatchAll()
         }
-        for (name, p) in peers where now.timeIntervalSince(p.lastHeartbeatSent) * 1000 >= Double(options.heartbeatIntervalMs) {
+        for (name, p) in peers where p.lastHeartbeatSent.map({ now >= $0 && now - $0 >= UInt64(options.heartbeatIntervalMs) }) ?? true {
             // Once finished, the finish notice (which carries its own heartbeat) replaces the plain heartbeat.
             if isFinished { sendFinished(to: p.identity) } else { send(work, to: p.identity, .heartbeat(Heartbeat(weightVersion: version))) }
             peers[name]?.lastHeartbeatSent = now
         }
         // Late subscribers miss a notice sent before they joined (PUB drops): repeat the current one.
-        if now.timeIntervalSince(lastNoticeSent) > 1 { sendNotice() }
+        if lastNoticeSent.map({ now >= $0 && now - $0 > 1000 }) ?? true { sendNotice() }
+        reportStall()
         securityHousekeeping()
+        publishStatusIfDue()
+    }
+
+    /// Never a silent stall: with tasks outstanding, no step training and no group arriving, say so every
+    /// `stallReportMs` with what is outstanding and where.
+    private func reportStall() {
+        let waiting = !isFinished && !training && (ledger.pendingCount > 0 || ledger.inFlightCount > 0)
+        guard let silentMs = stall.check(now: nowMs, waiting: waiting) else { return }
+        summary.stallReports += 1
+        let p = pipeline.progress(step: completedSteps)
+        let held = ledger.actorIds.map { "\($0): \(ledger.tasksInFlight(actorId: $0).count) tasks, \(ledger.credits(actorId: $0) ?? 0) credits" }
+        log.warning("no group for \(silentMs / 1000) s while waiting for step \(completedSteps + 1): \(p.accepted)/\(options.promptsPerStep) groups in, \(ledger.pendingCount) tasks queued, \(ledger.inFlightCount) in flight; actors: \(held.isEmpty ? "none connected" : held.joined(separator: "; "))")
     }
 }
 
@@ -655,7 +733,7 @@ public final class RequestFlag: @unchecked Sendable {  // guarded by `lock`
 
 /// Runs submitted jobs one at a time on a dedicated thread; the network loop polls for the result.
 final class TrainerThread: @unchecked Sendable {  // all state behind `cond`
-    typealias Output = ([String: Any], WeightSnapshot)
+    typealias Output = (StepResult, WeightSnapshot, [FlaggedGroup])
     private let cond = NSCondition()
     private var job: (() throws -> Output)?
     private var result: Result<Output, Error>?

@@ -53,16 +53,16 @@ extension Transformer {
         }
     }
 
-    /// Writes `config.json` and `model.safetensors` (F32 or BF16) into `directory` (created if needed), each
+    /// Writes `config.json` and `model.safetensors` (F32, BF16 or F16) into `directory` (created if needed), each
     /// atomically (temp file, fsync, rename); a stale `model.safetensors.index.json` there is removed so loaders
     /// see the new file. With tied embeddings `lm_head.weight` is omitted, as transformers does.
     ///
     /// Streamed tensor by tensor from `parameters` (`SafeTensorsWriter.stream`): F32 goes to the file as it is,
-    /// BF16 is converted one chunk at a time, so saving costs no copy of the model in memory.
+    /// BF16 and F16 are converted one chunk at a time, so saving costs no copy of the model in memory.
     /// `afterChunk` (tests) may throw to fail the save midway; `directory` then keeps its previous files.
     public func save(to directory: URL, dtype: SafeTensorsDType = .f32, afterChunk: ((Int) throws -> Void)? = nil) throws {
-        guard dtype == .f32 || dtype == .bf16 else {
-            throw ModelError.invalidInput("save: dtype \(dtype.rawValue) not supported (F32, BF16)")
+        guard dtype == .f32 || dtype == .bf16 || dtype == .f16 else {
+            throw ModelError.invalidInput("save: dtype \(dtype.rawValue) not supported (F32, BF16, F16)")
         }
         try FileSystemError.makeDirectory(directory)
         let base = UnsafePointer(parameters.pointer)
@@ -75,7 +75,7 @@ extension Transformer {
                                          metadata: ["format": "pt"], afterChunk: afterChunk)
         }
         var cfg = config
-        cfg.dtype = dtype == .f32 ? "float32" : "bfloat16"
+        cfg.dtype = switch dtype { case .bf16: "bfloat16"; case .f16: "float16"; default: "float32" }
         try SafeTensorsWriter.atomicWrite(cfg.jsonData(), to: directory.appendingPathComponent("config.json"))
         let index = directory.appendingPathComponent(SafeTensorsCheckpoint.indexFileName)
         if FileManager.default.fileExists(atPath: index.path) {

@@ -1,5 +1,6 @@
 import Foundation
 import Kernels
+import Shared
 
 /// The linear layers of a decoder layer LoRA can adapt, by their PEFT / Hugging Face module names.
 public enum LoRATarget: String, Codable, Sendable, CaseIterable, Comparable {

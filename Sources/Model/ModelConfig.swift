@@ -1,4 +1,5 @@
 import Foundation
+import Shared
 
 /// The decoder-only architectures rlif implements (pre-norm RMSNorm, RoPE, GQA attention, SwiGLU MLP).
 public enum ModelArchitecture: String, Codable, Sendable {
@@ -113,13 +114,7 @@ public struct ModelConfig: Codable, Equatable, Sendable {
 
     // MARK: Codable with HF keys
 
-    struct Key: CodingKey {
-        var stringValue: String
-        var intValue: Int? { nil }
-        init(_ s: String) { stringValue = s }
-        init(stringValue: String) { self.stringValue = stringValue }
-        init?(intValue: Int) { nil }
-    }
+    typealias Key = AnyCodingKey
 
     private static func unsupported(_ key: String, _ detail: String) -> ModelError {
         .config(file: "config", key: key, detail: detail)

@@ -1,4 +1,3 @@
-import CBLAS
 import Foundation
 import Kernels
 
@@ -172,7 +171,6 @@ extension Transformer {
         let cfg = config
         let c = cfg.hiddenSize, qd = cfg.qDim, kvd = cfg.kvDim, f = cfg.intermediateSize, hd = cfg.headDim
         let nh = cfg.numAttentionHeads, nkv = cfg.numKeyValueHeads, group = nh / nkv, eps = Float(cfg.rmsNormEps)
-        let scale = Float(1 / Double(hd).squareRoot())
         let w = parameters.pointer
         let cw = decodeColumnWorkers
         func opt(_ o: Int) -> UnsafePointer<Float>? { o < 0 ? nil : UnsafePointer(w + o) }
@@ -202,7 +200,7 @@ extension Transformer {
             if lo.fusedQKV {
                 // One (B, QD + 2·KVD) product (one parallel region instead of three), then split into q, k, v.
                 let qkvd = qd + 2 * kvd
-                decodeLinear(st.qkv, st.ln, w + lo.wq, nil, n: bsz, c: c, oc: qkvd, workers: cw)
+                decodeLinearForward(st.qkv, st.ln, w + lo.wq, nil, n: bsz, c: c, oc: qkvd, workers: cw)
                 for b in 0..<bsz {
                     let row = st.qkv + b * qkvd
                     splitRow(st.q + b * qd, row, opt(lo.bq), qd)
@@ -210,9 +208,9 @@ extension Transformer {
                     splitRow(st.v + b * kvd, row + qd + kvd, opt(lo.bv), kvd)
                 }
             } else {
-                decodeLinear(st.q, st.ln, w + lo.wq, opt(lo.bq), n: bsz, c: c, oc: qd, workers: cw)
-                decodeLinear(st.k, st.ln, w + lo.wk, opt(lo.bk), n: bsz, c: c, oc: kvd, workers: cw)
-                decodeLinear(st.v, st.ln, w + lo.wv, opt(lo.bv), n: bsz, c: c, oc: kvd, workers: cw)
+                decodeLinearForward(st.q, st.ln, w + lo.wq, opt(lo.bq), n: bsz, c: c, oc: qd, workers: cw)
+                decodeLinearForward(st.k, st.ln, w + lo.wk, opt(lo.bk), n: bsz, c: c, oc: kvd, workers: cw)
+                decodeLinearForward(st.v, st.ln, w + lo.wv, opt(lo.bv), n: bsz, c: c, oc: kvd, workers: cw)
             }
             adapt(li, .q, st.q, st.ln); adapt(li, .k, st.k, st.ln); adapt(li, .v, st.v, st.ln)
             ropeForward(st.q, st.positions, rope, n: bsz, nHeads: nh)
@@ -228,65 +226,52 @@ extension Transformer {
                 let sc = ptrs.scores + wi * group * cap
                 // Contiguous sequences per worker (a group's completions are adjacent, so their shared prompt
                 // rows stay in this core's L2), split where the attention work (∝ length) is balanced.
-                let lo = split[wi], hi = split[wi + 1]
-                for b in lo..<hi {
+                for b in split[wi]..<split[wi + 1] {
                     let s = slots[b], len = Int(st.positions[b]) + 1
+                    // The slot's rows: its root's 0..<pre (a forked prompt, by reference), then its own pre..<len.
                     let root = cache.prefixSlot[s], pre = root >= 0 ? cache.prefixLength[s] : 0
-                    for g in 0..<nkv {
-                        let qg = ptrs.q + b * qd + g * group * hd
-                        let out = ptrs.att + b * qd + g * group * hd
-                        // S (group, len) = scale · Q_g (group, hd) · K (len, hd)ᵀ over the shared prefix (the
-                        // root's rows 0..<pre) and the slot's own rows pre..<len.
-                        if pre > 0 {
-                            Gemm.skinnyTransB(sc, ldc: len, qg, lda: hd, cache.kRow(li, root, 0) + g * hd, ldw: kvd,
-                                              m: group, n: pre, k: hd, alpha: scale, workers: 1)
-                        }
-                        Gemm.skinnyTransB(sc + pre, ldc: len, qg, lda: hd, cache.kRow(li, s, pre) + g * hd, ldw: kvd,
-                                          m: group, n: len - pre, k: hd, alpha: scale, workers: 1)
-                        for r in 0..<group { softmaxRow(sc + r * len, len) }
-                        // O_g (group, hd) = P (group, len) · V (len, hd), the same two segments.
-                        if pre > 0 {
-                            Gemm.skinnyNN(out, ldc: hd, sc, lda: len, cache.vRow(li, root, 0) + g * hd, ldb: kvd,
-                                          m: group, n: hd, k: pre)
-                        }
-                        Gemm.skinnyNN(out, ldc: hd, sc + pre, lda: len, cache.vRow(li, s, pre) + g * hd, ldb: kvd,
-                                      m: group, n: hd, k: len - pre, accumulate: pre > 0)
-                    }
+                    decodeAttentionForward(ptrs.att + b * qd, ptrs.q + b * qd,
+                                           prefixKeys: pre > 0 ? cache.kRow(li, root, 0) : nil,
+                                           prefixValues: pre > 0 ? cache.vRow(li, root, 0) : nil, prefixLength: pre,
+                                           keys: cache.kRow(li, s, pre), values: cache.vRow(li, s, pre), length: len,
+                                           scores: sc, nHeads: nh, nKVHeads: nkv, headDim: hd)
                 }
             }
             // (No BLAS inside: the skinny kernels are single-threaded here, so no BLAS thread juggling either.)
             Parallel.run(workers: workers, body)
-            decodeLinear(st.res, st.att, w + lo.wo, opt(lo.bo), n: bsz, c: qd, oc: c, workers: cw)
+            decodeLinearForward(st.res, st.att, w + lo.wo, opt(lo.bo), n: bsz, c: qd, oc: c, workers: cw)
             adapt(li, .o, st.res, st.att)
             addForward(st.res, st.res, st.x, count: bsz * c)
             rmsnormForward(st.ln, st.rstd, st.res, w + lo.postNorm, n: bsz, c: c, eps: eps)
             if lo.fusedGateUp {
                 // gate|up rows (B, 2·F) from one product; SwiGLU per row.
-                decodeLinear(st.gate, st.ln, w + lo.wGate, nil, n: bsz, c: c, oc: 2 * f, workers: cw)
+                decodeLinearForward(st.gate, st.ln, w + lo.wGate, nil, n: bsz, c: c, oc: 2 * f, workers: cw)
                 adapt(li, .gate, st.gate, st.ln, ld: 2 * f)
                 adapt(li, .up, st.gate + f, st.ln, ld: 2 * f)
                 for b in 0..<bsz {
                     swigluForward(st.h + b * f, st.gate + b * 2 * f, st.gate + b * 2 * f + f, count: f)
                 }
             } else {
-                decodeLinear(st.gate, st.ln, w + lo.wGate, nil, n: bsz, c: c, oc: f, workers: cw)
-                decodeLinear(st.up, st.ln, w + lo.wUp, nil, n: bsz, c: c, oc: f, workers: cw)
+                decodeLinearForward(st.gate, st.ln, w + lo.wGate, nil, n: bsz, c: c, oc: f, workers: cw)
+                decodeLinearForward(st.up, st.ln, w + lo.wUp, nil, n: bsz, c: c, oc: f, workers: cw)
                 adapt(li, .gate, st.gate, st.ln); adapt(li, .up, st.up, st.ln)
                 swigluForward(st.h, st.gate, st.up, count: bsz * f)
             }
-            decodeLinear(st.x, st.h, w + lo.wDown, nil, n: bsz, c: f, oc: c, workers: cw)
+            decodeLinearForward(st.x, st.h, w + lo.wDown, nil, n: bsz, c: f, oc: c, workers: cw)
             adapt(li, .down, st.x, st.h)
             addForward(st.x, st.x, st.res, count: bsz * c)
         }
         rmsnormForward(st.ln, st.rstd, st.x, w + layout.finalNorm, n: bsz, c: c, eps: eps)
-        decodeLinear(out, st.ln, w + layout.lmHead, nil, n: bsz, c: c, oc: cfg.vocabSize, workers: cw)
+        decodeLinearForward(out, st.ln, w + layout.lmHead, nil, n: bsz, c: c, oc: cfg.vocabSize, workers: cw)
         for (b, s) in slots.enumerated() { cache.setLength(s, Int(st.positions[b]) + 1) }
     }
 
     /// Greedy decoding of one prompt (argmax, first index on ties) for `maxNewTokens` tokens or until a token in
-    /// `stop`. Uses slot machinery; reserves a one-slot cache when none is reserved.
+    /// `stop`. Uses slot machinery; reserves a one-slot cache when none is reserved, none is free or the reserved
+    /// one is too short for this prompt (it used to keep a shorter cache and fail with "slot is full").
     public func greedy(prompt: [Int32], maxNewTokens: Int, stop: Set<Int32> = []) throws -> [Int32] {
-        if decodeState == nil || decodeState!.cache.freeSlotCount == 0 {
+        let need = min(prompt.count + maxNewTokens, config.maxPositionEmbeddings)
+        if decodeState == nil || decodeState!.cache.freeSlotCount == 0 || decodeState!.cache.capacity < need {
             reserveDecoding(slots: 1, maxSequenceLength: prompt.count + maxNewTokens)
         }
         var logits = [Float](repeating: 0, count: config.vocabSize)
@@ -307,47 +292,9 @@ extension Transformer {
     func invalidateForBackward() { lastForwardInvalidated() }
 }
 
-/// out (B, OC) = inp (B, C) · weightᵀ + bias for the decode step: the skinny kernel for B ≤ `Gemm.skinnyMaxRows`
-/// (`workers` nil = its automatic column split), BLAS above.
-private func decodeLinear(
-    _ out: UnsafeMutablePointer<Float>,      // (B, OC)
-    _ inp: UnsafePointer<Float>,             // (B, C)
-    _ weight: UnsafePointer<Float>,          // (OC, C)
-    _ bias: UnsafePointer<Float>?,           // (OC) or nil
-    n: Int, c: Int, oc: Int, workers: Int?
-) {
-    guard n >= 2, n <= Gemm.skinnyMaxRows else {
-        linearForward(out, inp, weight, bias, n: n, c: c, oc: oc)
-        return
-    }
-    Gemm.skinnyTransB(out, ldc: oc, inp, lda: c, weight, ldw: c, m: n, n: oc, k: c, workers: workers)
-    if let bias { for i in 0..<n { axpy(out + i * oc, alpha: 1, bias, count: oc) } }
-}
-
 /// dst[0..<n] = src[0..<n] + bias (bias may be nil): one slice of a fused projection row.
 @inline(__always)
 private func splitRow(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?, _ n: Int) {
     dst.update(from: src, count: n)
     if let bias { axpy(dst, alpha: 1, bias, count: n) }
-}
-
-/// row[0..<n] ← softmax(row) in place (max-subtracted).
-@inline(__always)
-private func softmaxRow(_ row: UnsafeMutablePointer<Float>, _ n: Int) {
-    var m = -Float.infinity
-    for j in 0..<n where row[j] > m { m = row[j] }
-    var s: Float = 0
-    var j = 0
-    let mv = SIMD8<Float>(repeating: m)
-    var acc = SIMD8<Float>()
-    while j + 8 <= n {
-        let e = VectorMath.exp(UnsafeRawPointer(row + j).loadUnaligned(as: SIMD8<Float>.self) - mv)
-        UnsafeMutableRawPointer(row + j).storeBytes(of: e, as: SIMD8<Float>.self)
-        acc += e
-        j += 8
-    }
-    s = acc.sum()
-    while j < n { let e = Foundation.exp(row[j] - m); row[j] = e; s += e; j += 1 }
-    let inv = 1 / s
-    for j in 0..<n { row[j] *= inv }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Kernels
+import Shared
 
 /// A Llama / Qwen2 decoder-only causal LM on CPU, composed from `Kernels` ops over one flat parameter buffer.
 ///
@@ -114,9 +115,9 @@ public final class Transformer {
             if e.name.hasSuffix("norm.weight") {
                 p.update(repeating: 1, count: e.count)
             } else if e.name.hasSuffix(".bias") {
-                for i in 0..<e.count { p[i] = biasStd * rng.nextGaussian() }
+                for i in 0..<e.count { p[i] = biasStd * Float(rng.nextGaussian()) }
             } else {
-                for i in 0..<e.count { p[i] = std * rng.nextGaussian() }
+                for i in 0..<e.count { p[i] = std * Float(rng.nextGaussian()) }
             }
         }
     }
@@ -452,22 +453,4 @@ public struct LMHeadOutputs: Sendable {
     public var selfCertainty: [Float]
     /// Entropy of softmax(z), untempered.
     public var entropy: [Float]
-}
-
-/// Small deterministic RNG for parameter init (SplitMix64 + Box–Muller).
-struct SplitMix64 {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-    mutating func nextUniform() -> Double { Double(next() >> 11) * 0x1.0p-53 }
-    mutating func nextGaussian() -> Float {
-        let u1 = max(nextUniform(), 1e-300), u2 = nextUniform()
-        return Float((-2 * Foundation.log(u1)).squareRoot() * Foundation.cos(2 * Double.pi * u2))
-    }
 }

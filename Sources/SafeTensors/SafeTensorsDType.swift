@@ -37,22 +37,3 @@ public enum SafeTensorsDType: String, Sendable, CaseIterable {
         }
     }
 }
-
-/// bfloat16 <-> Float conversions (bfloat16 = the top 16 bits of an IEEE binary32).
-public enum BFloat16Bits {
-    /// Round-to-nearest-even, like `torch.Tensor.to(torch.bfloat16)`. NaN stays a (quiet) NaN; values that round
-    /// past the largest finite bfloat16 become ±inf, as IEEE rounding prescribes.
-    @inlinable
-    public static func from(_ f: Float) -> UInt16 {
-        let bits = f.bitPattern
-        if f.isNaN { return UInt16(truncatingIfNeeded: bits >> 16) | 0x0040 }
-        let roundingBias: UInt32 = 0x7FFF &+ ((bits >> 16) & 1)
-        return UInt16(truncatingIfNeeded: (bits &+ roundingBias) >> 16)
-    }
-
-    /// Exact widening.
-    @inlinable
-    public static func toFloat(_ b: UInt16) -> Float {
-        Float(bitPattern: UInt32(b) << 16)
-    }
-}

@@ -1,4 +1,5 @@
 import Foundation
+import Shared
 
 /// A safetensors file opened for reading: the header is parsed and validated strictly on open (like the
 /// reference Rust implementation), the data section is memory-mapped and converted on access.
@@ -201,7 +202,7 @@ public struct SafeTensorsFile: @unchecked Sendable {  // @unchecked: `Data` (mma
                 UnsafeMutableRawPointer(dst).copyMemory(from: src, byteCount: count * 4)
             case .bf16:
                 for i in 0..<count {
-                    dst[i] = BFloat16Bits.toFloat(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
+                    dst[i] = BFloat16.toFloat(src.loadUnaligned(fromByteOffset: 2 * i, as: UInt16.self))
                 }
             case .f16:
                 for i in 0..<count {
@@ -268,12 +269,7 @@ private struct RawHeader: Decodable {
         var data_offsets: [Int]
     }
     struct EntryError: Error { var tensor: String; var detail: String }
-    struct Key: CodingKey {
-        var stringValue: String
-        var intValue: Int? { nil }
-        init(stringValue: String) { self.stringValue = stringValue }
-        init?(intValue: Int) { nil }
-    }
+    typealias Key = AnyCodingKey
     var metadata: [String: String] = [:]
     var entries: [String: Entry] = [:]
 

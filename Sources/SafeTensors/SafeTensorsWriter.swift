@@ -1,4 +1,5 @@
 import Foundation
+import Shared
 
 /// Builds a safetensors file: tensors are copied (and converted) when added, then `write` lays them out like the
 /// Python/Rust library does — tensors ordered by dtype (the Rust enum order, descending: I64, F64, F32, I32, BF16,
@@ -41,7 +42,7 @@ public struct SafeTensorsWriter: Sendable {
                 dst.copyMemory(from: floats.baseAddress!, byteCount: n * 4)
             case .bf16:
                 let p = dst.assumingMemoryBound(to: UInt16.self)
-                for i in 0..<n { p[i] = BFloat16Bits.from(floats[i]) }
+                for i in 0..<n { p[i] = BFloat16.from(floats[i]) }
             case .f16:
                 let p = dst.assumingMemoryBound(to: UInt16.self)
                 for i in 0..<n { p[i] = Float16(floats[i]).bitPattern }
@@ -106,7 +107,7 @@ public struct SafeTensorsWriter: Sendable {
         var first = true
         if !metadata.isEmpty {
             json += "\"__metadata__\":{"
-            json += metadata.keys.sorted().map { "\(jsonString($0)):\(jsonString(metadata[$0]!))" }.joined(separator: ",")
+            json += metadata.keys.sorted().map { "\(jsonStringLiteral($0)):\(jsonStringLiteral(metadata[$0]!))" }.joined(separator: ",")
             json += "}"
             first = false
         }
@@ -116,7 +117,7 @@ public struct SafeTensorsWriter: Sendable {
             if !first { json += "," }
             first = false
             let end = offset + e.byteCount
-            json += "\(jsonString(e.name)):{\"dtype\":\"\(e.dtype.rawValue)\",\"shape\":[\(e.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(end)]}"
+            json += "\(jsonStringLiteral(e.name)):{\"dtype\":\"\(e.dtype.rawValue)\",\"shape\":[\(e.shape.map(String.init).joined(separator: ","))],\"data_offsets\":[\(offset),\(end)]}"
             offset = end
         }
         json += "}"
@@ -201,7 +202,7 @@ public struct SafeTensorsWriter: Sendable {
                         // Little-endian host: the floats are the bytes.
                         try file.write(UnsafeRawBufferPointer(start: src, count: n * 4))
                     case .bf16:
-                        for j in 0..<n { scratch[j] = BFloat16Bits.from(src[j]) }
+                        for j in 0..<n { scratch[j] = BFloat16.from(src[j]) }
                         try file.write(UnsafeRawBufferPointer(start: scratch, count: n * 2))
                     default:
                         for j in 0..<n { scratch[j] = Float16(src[j]).bitPattern }
@@ -220,21 +221,4 @@ public struct SafeTensorsWriter: Sendable {
             throw error
         }
     }
-}
-
-/// JSON string literal with the escapes JSON requires.
-func jsonString(_ s: String) -> String {
-    var out = "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if u.value < 0x20 { out += String(format: "\\u%04x", u.value) } else { out.unicodeScalars.append(u) }
-        }
-    }
-    return out + "\""
 }

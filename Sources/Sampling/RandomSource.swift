@@ -1,3 +1,5 @@
+import Shared
+
 /// xoshiro256** seeded through SplitMix64: fast, small state, and reproducible across machines.
 ///
 /// Each completion of a group gets its own stream, derived from (task seed, completion index), so a group's
@@ -7,15 +9,8 @@ public struct RandomSource: RandomNumberGenerator, Sendable, Hashable, Codable {
     public var state: (UInt64, UInt64, UInt64, UInt64)
 
     public init(seed: UInt64, stream: UInt64 = 0) {
-        var sm = seed ^ (stream &* 0x9E37_79B9_7F4A_7C15)
-        func splitmix(_ x: inout UInt64) -> UInt64 {
-            x &+= 0x9E37_79B9_7F4A_7C15
-            var z = x
-            z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-            z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-            return z ^ (z >> 31)
-        }
-        state = (splitmix(&sm), splitmix(&sm), splitmix(&sm), splitmix(&sm))
+        var sm = SplitMix64(seed: seed ^ (stream &* 0x9E37_79B9_7F4A_7C15))
+        state = (sm.next(), sm.next(), sm.next(), sm.next())
     }
 
     /// Restores a generator from `state` (checkpoints).

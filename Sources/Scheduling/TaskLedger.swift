@@ -10,6 +10,8 @@ import Wire
 ///   (silent past `heartbeatTimeoutMs`), says goodbye, says hello again (restarted), stops listing the task in
 ///   its heartbeats (`reconcile`), or the task outlives `taskTimeoutMs`, it goes back to the FRONT of the
 ///   pending queue, once;
+/// - a task that fails (`TaskFailure`) on `quarantineActors` different actors, or `quarantineFailures` times in
+///   all, is quarantined: never issued again, never trained, counted (a bad prompt cannot be re-issued forever);
 /// - an actor never holds more tasks than the credits it granted (`WorkRequest.credits`, additive).
 public struct TaskLedger: Sendable {
     public struct Config: Sendable, Equatable {
@@ -21,10 +23,16 @@ public struct TaskLedger: Sendable {
         public var taskTimeoutMs: UInt64
         /// Accept groups sampled with weights at most this many versions old.
         public var maxLag: UInt64
+        /// A task that failed on this many different actors is quarantined.
+        public var quarantineActors: Int
+        /// ... or that failed this many times in all (a run with one actor must not retry a bad prompt forever).
+        public var quarantineFailures: Int
 
-        public init(groupSize: UInt32, heartbeatTimeoutMs: UInt64 = 5000, taskTimeoutMs: UInt64 = 0, maxLag: UInt64 = 1) {
+        public init(groupSize: UInt32, heartbeatTimeoutMs: UInt64 = 5000, taskTimeoutMs: UInt64 = 0, maxLag: UInt64 = 1,
+                    quarantineActors: Int = 2, quarantineFailures: Int = 3) {
             self.groupSize = groupSize; self.heartbeatTimeoutMs = heartbeatTimeoutMs
             self.taskTimeoutMs = taskTimeoutMs; self.maxLag = maxLag
+            self.quarantineActors = max(1, quarantineActors); self.quarantineFailures = max(1, quarantineFailures)
         }
     }
 
@@ -42,6 +50,10 @@ public struct TaskLedger: Sendable {
         /// Of `rejected`: groups refused by the caller's content check (`accept(_:check:)`).
         public var invalid = 0
         public var deadActors = 0
+        /// TaskFailure reports counted against a task.
+        public var failures = 0
+        /// Tasks given up on (failed on too many actors).
+        public var quarantined = 0
         public init() {}
     }
 
@@ -63,12 +75,28 @@ public struct TaskLedger: Sendable {
         case pending
         case inFlight(actor: String, since: UInt64)
         case done
+        case quarantined
     }
 
     private struct Task: Sendable {
         var item: WorkItem  // prompt tokens dropped once done
         var state: State
         var attempts: Int
+        /// Actors that reported a failure of this task, and how many reports counted.
+        var failedOn: Set<String> = []
+        var failures = 0
+    }
+
+    /// What `fail(taskId:actorId:now:)` did with a failure report.
+    public enum FailureOutcome: Sendable, Equatable {
+        /// Back at the front of the queue, for another attempt.
+        case reissued
+        /// Given up: the actors it failed on, sorted. Never issued again; a late group for it is rejected.
+        case quarantined(failedOn: [String])
+        /// Counted, but the task stays where it is (in flight at another actor, or already queued).
+        case counted
+        /// Not counted: unknown task, already done or quarantined.
+        case ignored
     }
 
     private struct Actor: Sendable {
@@ -93,6 +121,10 @@ public struct TaskLedger: Sendable {
     /// whole run. A group for a forgotten task is still a duplicate.
     private let firstTaskId: UInt64
     private var doneBelow: UInt64
+    /// Quarantined tasks below the watermark (id → the actors it failed on): a quarantined task must not hold the
+    /// watermark (everything after it would be kept for the rest of the run), yet a late group for it is refused
+    /// as quarantined, not taken for a duplicate. Few: one per prompt given up on.
+    private var quarantinedBelow: [UInt64: [String]] = [:]
 
     public init(config: Config, firstTaskId: UInt64 = 1) {
         self.config = config
@@ -111,7 +143,8 @@ public struct TaskLedger: Sendable {
     }
 
     private mutating func advanceWatermark() {
-        while doneBelow < nextTaskId, tasks[doneBelow]?.state == .done {
+        while doneBelow < nextTaskId, let t = tasks[doneBelow], t.state == .done || t.state == .quarantined {
+            if t.state == .quarantined { quarantinedBelow[doneBelow] = t.failedOn.sorted() }
             tasks[doneBelow] = nil
             doneBelow += 1
         }
@@ -135,14 +168,17 @@ public struct TaskLedger: Sendable {
 
     public var pendingCount: Int { pendingTotal }
     public var inFlightCount: Int { actors.values.reduce(0) { $0 + $1.tasks.count } }
+    /// Tasks `actorId` holds now (0 when unknown).
+    public func tasksHeld(by actorId: String) -> Int { actors[actorId]?.tasks.count ?? 0 }
     public var doneCount: Int { counts.accepted }
-    /// True when every submitted task has been accepted.
-    public var isDrained: Bool { counts.accepted == counts.submitted }
+    /// True when every submitted task has been accepted or quarantined.
+    public var isDrained: Bool { counts.accepted + counts.quarantined == counts.submitted }
+    public func isQuarantined(_ taskId: UInt64) -> Bool { quarantinedBelow[taskId] != nil || tasks[taskId]?.state == .quarantined }
 
     /// Times the task was handed out (nil for an unknown id).
     public func attempts(_ taskId: UInt64) -> Int? { tasks[taskId]?.attempts }
     public func isDone(_ taskId: UInt64) -> Bool { isForgottenDone(taskId) || tasks[taskId]?.state == .done }
-    private func isForgottenDone(_ id: UInt64) -> Bool { id >= firstTaskId && id < doneBelow }
+    private func isForgottenDone(_ id: UInt64) -> Bool { id >= firstTaskId && id < doneBelow && quarantinedBelow[id] == nil }
     /// The actor holding the task, if it is in flight.
     public func holder(_ taskId: UInt64) -> String? {
         if case .inFlight(let a, _)? = tasks[taskId]?.state { return a }
@@ -172,6 +208,43 @@ public struct TaskLedger: Sendable {
             if tasks[id]?.state == .pending { return id }
         }
         return nil
+    }
+
+    // MARK: Failures
+
+    /// The actor reports that sampling the task failed there (`TaskFailure`). From the holder, the task goes back to
+    /// the front of the queue — unless this failure makes it fail on `quarantineActors` different actors or
+    /// `quarantineFailures` times, which quarantines it. A late report from an earlier holder (the task was
+    /// re-issued meanwhile) counts too, and may quarantine a task that is queued or held elsewhere.
+    public mutating func fail(taskId id: UInt64, actorId: String, now: UInt64) -> FailureOutcome {
+        heartbeat(actorId: actorId, now: now)
+        guard var t = tasks[id] else { return .ignored }
+        switch t.state {
+        case .done, .quarantined: return .ignored
+        case .pending, .inFlight: break
+        }
+        t.failedOn.insert(actorId)
+        t.failures += 1
+        tasks[id] = t
+        counts.failures += 1
+        if t.failedOn.count >= config.quarantineActors || t.failures >= config.quarantineFailures {
+            switch t.state {
+            case .inFlight(let holder, _): actors[holder]?.tasks.remove(id)
+            case .pending: pendingTotal -= 1  // its queue entry is skipped when popped
+            case .done, .quarantined: break
+            }
+            t.state = .quarantined
+            t.item.promptTokens = []
+            tasks[id] = t
+            counts.quarantined += 1
+            advanceWatermark()
+            return .quarantined(failedOn: t.failedOn.sorted())
+        }
+        if case .inFlight(let holder, _) = t.state, holder == actorId {
+            requeue(id)
+            return .reissued
+        }
+        return .counted
     }
 
     // MARK: Actors
@@ -320,6 +393,10 @@ public struct TaskLedger: Sendable {
                                 check: ((RolloutGroup, WorkItem) -> String?)? = nil) -> Ack {
         heartbeat(actorId: group.actorId, now: now)
         let id = group.taskId
+        if let on = quarantinedBelow[id] {
+            counts.rejected += 1
+            return Ack(taskId: id, status: .rejected, detail: "task \(id) is quarantined (it failed on \(on.joined(separator: ", ")))")
+        }
         if isForgottenDone(id) {
             counts.duplicate += 1
             return Ack(taskId: id, status: .duplicate, detail: "task \(id) already has an accepted group")
@@ -331,6 +408,10 @@ public struct TaskLedger: Sendable {
         if t.state == .done {
             counts.duplicate += 1
             return Ack(taskId: id, status: .duplicate, detail: "task \(id) already has an accepted group")
+        }
+        if t.state == .quarantined {
+            counts.rejected += 1
+            return Ack(taskId: id, status: .rejected, detail: "task \(id) is quarantined (it failed on \(t.failedOn.sorted().joined(separator: ", ")))")
         }
         func refuse(_ status: AckStatus, _ detail: String, _ ledger: inout TaskLedger) -> Ack {
             if status == .stale { ledger.counts.stale += 1 } else { ledger.counts.rejected += 1 }
@@ -353,7 +434,7 @@ public struct TaskLedger: Sendable {
         switch t.state {
         case .inFlight(let holder, _): actors[holder]?.tasks.remove(id)
         case .pending: pendingTotal -= 1  // re-queued, then answered by the original actor: its queue entry is skipped
-        case .done: break
+        case .done, .quarantined: break
         }
         t.state = .done
         t.item.promptTokens = []

@@ -66,19 +66,19 @@ public final class TensorBoardWriter {
         return changed
     }
 
-    /// A metrics record (`[String: Any]`, as metrics.jsonl holds it) as scalars: every finite number except
-    /// "step" (strings, booleans, arrays are left out), at x = "step" + 1 for a training record (the console's
-    /// 1-based step: the record of the first step is drawn at 1) and at x = "step" for an eval record
-    /// (`"kind": "eval"`, whose "step" already counts completed steps: the eval after step 20 is at 20, the one
-    /// before training at 0). Nil when the record has no integer "step".
+    /// A metrics record (a metrics.jsonl line as a JSON object) as scalars: every finite number except "step"
+    /// (strings, booleans, arrays are left out), at x = "step" — records with a "kind" count optimizer steps done
+    /// (the first training step is drawn at 1, the eval after step 20 at 20, the one before training at 0) — or at
+    /// "step" + 1 for a row without a kind (training rows of the schema before, 0-based). Nil when the record has
+    /// no integer "step".
     public static func scalars(of record: [String: Any]) -> (step: Int, scalars: [String: Double])? {
         guard let s = number(record["step"]), s == s.rounded() else { return nil }
-        let isEval = (record["kind"] as? String) == "eval"
+        let hasKind = record["kind"] is String
         var out: [String: Double] = [:]
         for (k, v) in record where k != "step" {
             if let x = number(v), x.isFinite { out[k] = x }
         }
-        return (Int(s) + (isEval ? 0 : 1), out)
+        return (Int(s) + (hasKind ? 0 : 1), out)
     }
 
     /// Writes a metrics record (see `scalars(of:)`); records without a step are skipped.

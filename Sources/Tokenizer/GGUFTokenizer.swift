@@ -1,5 +1,6 @@
 import Foundation
 import GGUF
+import Shared
 
 /// The Hugging Face tokenizer files a GGUF's `tokenizer.*` metadata describes: the same `tokenizer.json` that
 /// transformers' GGUF converter builds (transformers/integrations/gguf/gguf_tokenizer_mapping.py, 5.x:
@@ -207,27 +208,6 @@ public struct GGUFTokenizerFiles: Sendable {
     public func tokenizer() throws -> Tokenizer {
         try Tokenizer(json: [UInt8](tokenizerJSON), file: source + " (tokenizer from GGUF metadata)", config: config)
     }
-}
-
-/// Appends `s` as a JSON string literal (quotes, backslash and control characters escaped; the rest as UTF-8).
-func appendJSONString(_ s: String, to out: inout String) {
-    out += "\""
-    for u in s.unicodeScalars {
-        switch u {
-        case "\"": out += "\\\""
-        case "\\": out += "\\\\"
-        case "\n": out += "\\n"
-        case "\r": out += "\\r"
-        case "\t": out += "\\t"
-        default:
-            if u.value < 0x20 {
-                out += "\\u" + String(repeating: "0", count: 4 - String(u.value, radix: 16).count) + String(u.value, radix: 16)
-            } else {
-                out.unicodeScalars.append(u)
-            }
-        }
-    }
-    out += "\""
 }
 
 extension Tokenizer {

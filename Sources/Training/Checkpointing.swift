@@ -11,7 +11,8 @@ public struct TrainerState: Codable, Sendable, Equatable {
     public var optimizerSteps: Int
     public var adamStep: Int
     public var cursor: DataCursor
-    /// The next task id / sampling seed counter, so a resumed run samples what an uninterrupted one would.
+    /// Free-form notes stored with the state (rlif itself writes none: task seeds derive from (run seed, step,
+    /// index), so a resumed run samples what an uninterrupted one would without a stored counter).
     public var extra: [String: String]
 
     public init(completedSteps: Int, optimizerSteps: Int, adamStep: Int, cursor: DataCursor, extra: [String: String] = [:]) {
@@ -30,7 +31,8 @@ public struct TrainerState: Codable, Sendable, Equatable {
 /// `rlif merge` bakes it into a model) and its moments are the adapters' only; the frozen base is not copied.
 ///
 /// A save streams every tensor from the live buffers to its file (`SafeTensorsWriter.stream`: no copy of the
-/// weights or moments is made, so the resident memory of a save is a 1 MiB conversion chunk), into a temporary
+/// weights or moments is made; F32 is written as it is and BF16/F16 go through one 512 KiB conversion buffer of
+/// `streamChunkElements` values), into a temporary
 /// directory `.checkpoint-<step>.tmp-<pid>` whose files are each fsynced; the directory is fsynced and renamed
 /// into place, then `<output>/latest` (the directory name) is replaced atomically. A crash, OOM kill or I/O error
 /// at any point leaves the previous checkpoint intact and `latest` naming it; the partial temporary directory is

@@ -69,10 +69,7 @@ public final class EvalItemsFile {
     }
 
     private func write<T: Encodable>(_ value: T) throws {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        let obj = try JSONSerialization.jsonObject(with: enc.encode(value)) as! [String: Any]
-        try log.append(obj)
+        try log.append(value)
     }
 
     public func append(_ items: [EvalReport.Item]) throws {
@@ -82,8 +79,7 @@ public final class EvalItemsFile {
     /// Replaces the file with `settings` and `items` (atomically): after a resumed evaluation, so that items scored
     /// again from their completions are stored with their current scores.
     public static func rewrite(_ url: URL, settings: Settings, items: [EvalReport.Item]) throws {
-        let enc = JSONEncoder()
-        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        let enc = MetricsLog.encoder()
         var data = try enc.encode(settings)
         data.append(UInt8(ascii: "\n"))
         for it in items {
@@ -91,5 +87,30 @@ public final class EvalItemsFile {
             data.append(UInt8(ascii: "\n"))
         }
         try AtomicFile.write(data, to: url)
+    }
+}
+
+extension EvalItemsFile {
+    /// Where a training run keeps the items of its evaluation after `step` steps: `<output>/eval/step-NNNNNN.jsonl`
+    /// (an items file like `rlif eval --items` writes), so `rlif report` can draw right vs wrong answers.
+    public static func trainingURL(output: URL, step: Int) -> URL {
+        output.appendingPathComponent("eval").appendingPathComponent(String(format: "step-%06d.jsonl", step))
+    }
+
+    /// Writes the items of a training run's evaluation after `step` steps (replacing a file of the same step, as a
+    /// resumed run evaluates that step again).
+    public static func saveTraining(output: URL, step: Int, config c: TrainConfig, items: [EvalReport.Item]) throws {
+        let url = trainingURL(output: output, step: step)
+        try FileSystemError.makeDirectory(url.deletingLastPathComponent())
+        let settings = Settings(model: c.model, data: c.evalPrompts ?? "", format: "math", limit: c.evalLimit,
+                                maxNewTokens: c.maxNewTokens, template: c.template.rawValue, systemPrompt: c.systemPrompt)
+        try rewrite(url, settings: settings, items: items)
+    }
+
+    /// The newest training-eval items file of a run directory (highest step), if any.
+    public static func latestTraining(output: URL) -> URL? {
+        let dir = output.appendingPathComponent("eval")
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: dir.path)) ?? []
+        return names.filter { $0.hasPrefix("step-") && $0.hasSuffix(".jsonl") }.sorted().last.map { dir.appendingPathComponent($0) }
     }
 }

@@ -2,6 +2,7 @@ import Answers
 import Foundation
 import Model
 import Sampling
+import Shared
 
 /// Greedy evaluation on labelled prompts: accuracy with its 95% interval, self-certainty of correct vs incorrect
 /// answers (means and how well it separates them), length and truncation, speed. Labels are used only to report,
@@ -68,12 +69,7 @@ public struct EvalReport: Sendable, Codable {
         try extra.encode(accuracy, forKey: ExtraKey(stringValue: "accuracy"))
     }
 
-    struct ExtraKey: CodingKey {
-        var stringValue: String
-        var intValue: Int? { nil }
-        init(stringValue: String) { self.stringValue = stringValue }
-        init?(intValue: Int) { nil }
-    }
+    typealias ExtraKey = AnyCodingKey
 
     /// The summary of `items` (in order).
     public init(items: [Item], tokensPerSecond: Double = 0) {
@@ -126,17 +122,6 @@ public struct EvalReport: Sendable, Codable {
         let mu = n1 * n2 / 2, sigma = (n1 * n2 * (n1 + n2 + 1) / 12).squareRoot()
         let z = sigma > 0 ? (u - mu) / sigma : 0
         return (u / (n1 * n2), z / (n1 + n2).squareRoot())
-    }
-
-    public var dictionary: [String: Any] {
-        var d: [String: Any] = ["eval_count": count, "eval_accuracy": accuracy, "eval_accuracy_low": accuracyLow,
-                                "eval_accuracy_high": accuracyHigh, "eval_self_certainty": meanSelfCertainty,
-                                "eval_length": meanLength, "eval_truncated_fraction": truncatedFraction]
-        if let c = meanSelfCertaintyCorrect { d["eval_self_certainty_correct"] = c }
-        if let c = meanSelfCertaintyIncorrect { d["eval_self_certainty_incorrect"] = c }
-        if let c = selfCertaintyAUC { d["eval_self_certainty_auc"] = c }
-        if let c = selfCertaintyEffectR { d["eval_self_certainty_effect_r"] = c }
-        return d
     }
 }
 

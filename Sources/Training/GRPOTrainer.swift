@@ -31,20 +31,36 @@ public struct StepMetrics: Sendable {
     /// Entropy, truncation, lengths, within-group self-certainty spread, training accuracy (reported only).
     public var rollout = RolloutStats()
 
-    public var dictionary: [String: Any] {
-        var d: [String: Any] = [
-            "step": step, "loss": loss, "pg_loss": pgLoss, "kl_loss": klLoss, "clip_fraction": clipFraction,
-            "approx_kl": approxKL, "kl": meanKL, "ratio_mean": meanRatio, "grad_norm": gradNorm, "lr": lr,
-            "reward_mean": rewardMean, "reward_std": rewardStd, "self_certainty": selfCertaintyMean,
-            "response_length": responseLengthMean, "trained_tokens": trainedTokens, "step_seconds": seconds,
-            "train_tokens_per_second": seconds > 0 ? Double(trainedTokens) / seconds : 0,
-            "refused_updates": refusedUpdates,
-        ]
-        if let r = refusalReason { d["refusal_reason"] = r }
-        d["clip_fraction_low"] = clipFractionLow
-        d["clip_fraction_high"] = clipFractionHigh
-        d.merge(rollout.dictionary) { a, _ in a }
-        return d
+    enum CodingKeys: String, CodingKey {
+        case loss, pgLoss = "pg_loss", klLoss = "kl_loss", clipFraction = "clip_fraction", approxKL = "approx_kl"
+        case meanKL = "kl", meanRatio = "ratio_mean", gradNorm = "grad_norm", lr, rewardMean = "reward_mean"
+        case rewardStd = "reward_std", selfCertaintyMean = "self_certainty", responseLengthMean = "response_length"
+        case trainedTokens = "trained_tokens", seconds = "step_seconds", trainTokensPerSecond = "train_tokens_per_second"
+        case refusedUpdates = "refused_updates", refusalReason = "refusal_reason"
+        case clipFractionLow = "clip_fraction_low", clipFractionHigh = "clip_fraction_high"
+    }
+
+    /// Trained tokens per second of the update.
+    public var trainTokensPerSecond: Double { seconds > 0 ? Double(trainedTokens) / seconds : 0 }
+}
+
+/// The metrics.jsonl keys of a step's update (snake_case; `step` is the caller's, see `StepRecord`).
+extension StepMetrics: Encodable {
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(loss, forKey: .loss); try c.encode(pgLoss, forKey: .pgLoss); try c.encode(klLoss, forKey: .klLoss)
+        try c.encode(clipFraction, forKey: .clipFraction); try c.encode(approxKL, forKey: .approxKL)
+        try c.encode(meanKL, forKey: .meanKL); try c.encode(meanRatio, forKey: .meanRatio)
+        try c.encode(gradNorm, forKey: .gradNorm); try c.encode(lr, forKey: .lr)
+        try c.encode(rewardMean, forKey: .rewardMean); try c.encode(rewardStd, forKey: .rewardStd)
+        try c.encode(selfCertaintyMean, forKey: .selfCertaintyMean)
+        try c.encode(responseLengthMean, forKey: .responseLengthMean)
+        try c.encode(trainedTokens, forKey: .trainedTokens); try c.encode(seconds, forKey: .seconds)
+        try c.encode(trainTokensPerSecond, forKey: .trainTokensPerSecond)
+        try c.encode(refusedUpdates, forKey: .refusedUpdates)
+        try c.encodeIfPresent(refusalReason, forKey: .refusalReason)
+        try c.encode(clipFractionLow, forKey: .clipFractionLow); try c.encode(clipFractionHigh, forKey: .clipFractionHigh)
+        try rollout.encode(to: encoder)
     }
 }
 
@@ -65,18 +81,26 @@ public final class GRPOTrainer {
     public let optimizer: AdamW
     public let schedule: LRSchedule
     public let lossConfig: PolicyLossConfig
+    /// The run's whole config, written into checkpoints (`train_config.json`); the update reads only `settings`.
     public let config: TrainConfig
+    /// What the update depends on (`GRPOSettings`, taken from `config` once).
+    public let settings: GRPOSettings
     /// Optimizer steps taken so far (the schedule position).
     public private(set) var optimizerSteps: Int = 0
     public private(set) var guardrail = UpdateGuard()
+    /// Set by a data-parallel learner: this rank trains only its token-balanced share of each minibatch and
+    /// gradients, losses and statistics are summed over the ranks (`DataParallel.swift`). nil = one process.
+    public var dataParallel: DataParallelGroup?
 
     private let temperature: Float
 
     public init(policy: Transformer, reference: Transformer?, config: TrainConfig) throws {
         self.policy = policy
         self.config = config
-        policy.activationCheckpointing = config.activationCheckpointing
-        if let lc = config.lora {
+        let settings = GRPOSettings(config)
+        self.settings = settings
+        policy.activationCheckpointing = settings.activationCheckpointing
+        if let lc = settings.lora {
             // LoRA: adapters start as PEFT's (A kaiming-uniform, B = 0) unless the caller attached some (a
             // resumed or loaded adapter); the base is frozen and is also the KL reference.
             if let ad = policy.lora {
@@ -85,7 +109,7 @@ public final class GRPOTrainer {
                 }
             } else {
                 let ad = try LoRAAdapters(config: lc, model: policy.config)
-                ad.initialize(seed: config.seed)
+                ad.initialize(seed: settings.seed)
                 policy.lora = ad
             }
             guard reference == nil else {
@@ -96,42 +120,30 @@ public final class GRPOTrainer {
             guard policy.lora == nil else {
                 throw ConfigError(source: "trainer", key: "lora", message: "the model has LoRA adapters attached but the config has no lora section")
             }
-            self.reference = config.klBeta > 0 ? reference : nil
-            if config.klBeta > 0 && reference == nil {
+            self.reference = settings.klBeta > 0 ? reference : nil
+            if settings.klBeta > 0 && reference == nil {
                 throw ConfigError(source: "trainer", key: "kl_beta", message: "β > 0 needs a reference model")
             }
         }
         // self_certainty_source: reference — the frozen initial model's self-certainty; with LoRA that is the
         // policy's own base with the adapters off (`rewardFeatures` switches them off), no second copy.
-        frozenRewardModel = config.selfCertaintySource == .reference ? (config.lora == nil ? reference : policy) : nil
-        if config.selfCertaintySource == .reference && frozenRewardModel == nil {
+        frozenRewardModel = settings.selfCertaintySource == .reference ? (settings.lora == nil ? reference : policy) : nil
+        if settings.selfCertaintySource == .reference && frozenRewardModel == nil {
             throw ConfigError(source: "trainer", key: "self_certainty_source", message: "reference needs the frozen initial model")
         }
         // Gradients and AdamW moments exist only for what is trained (the adapters with LoRA).
         optimizer = try AdamW(parameterCount: policy.trainableParameters.count, config: AdamWConfig(
-            lr: Double(config.learningRate), beta1: Double(config.adamBeta1), beta2: Double(config.adamBeta2),
-            eps: Double(config.adamEpsilon), weightDecay: Double(config.weightDecay)))
-        let kind: LRSchedule.Kind
-        switch config.lrSchedule {
-        case "constant": kind = .constant
-        case "linear": kind = .linear
-        default: kind = .cosine(numCycles: 0.5, minLRRatio: Double(config.minLrRatio))
-        }
+            lr: Double(settings.learningRate), beta1: Double(settings.adamBeta1), beta2: Double(settings.adamBeta2),
+            eps: Double(settings.adamEpsilon), weightDecay: Double(settings.weightDecay)))
         // One optimizer step per minibatch per PPO epoch per training step.
-        let total = config.steps * config.ppoEpochs * config.minibatches
-        schedule = try LRSchedule(kind: kind, baseLR: Double(config.learningRate), totalSteps: total,
-                                  warmupRatio: Double(config.warmupRatio))
-        let aggregation: LossAggregation
-        switch config.lossAggregation {
-        case "seq_mean_token_mean": aggregation = .seqMeanTokenMean
-        case "seq_mean_token_sum": aggregation = .seqMeanTokenSum
-        case let s where s.hasPrefix("constant:"): aggregation = .constantNormalizer(Double(s.dropFirst(9))!)
-        default: aggregation = .tokenMean
-        }
-        lossConfig = PolicyLossConfig(clipLow: Double(config.clipEpsilonLow), clipHigh: Double(config.clipEpsilonHigh),
-                                      klCoef: Double(config.klBeta), tisCap: Double(max(config.tisCap, 1e-6)),
-                                      aggregation: aggregation)
-        temperature = config.temperature > 0 ? config.temperature : 1
+        let total = settings.steps * settings.ppoEpochs * settings.minibatches
+        schedule = try LRSchedule(kind: settings.lrSchedule.kind(minLRRatio: Double(settings.minLrRatio)),
+                                  baseLR: Double(settings.learningRate), totalSteps: total,
+                                  warmupRatio: Double(settings.warmupRatio))
+        lossConfig = PolicyLossConfig(clipLow: Double(settings.clipEpsilonLow), clipHigh: Double(settings.clipEpsilonHigh),
+                                      klCoef: Double(settings.klBeta), tisCap: Double(max(settings.tisCap, 1e-6)),
+                                      aggregation: settings.lossAggregation)
+        temperature = settings.temperature > 0 ? settings.temperature : 1
     }
 
     /// Loads a checkpoint written by `checkpoint(...)`: weights, AdamW moments and the schedule position.
@@ -162,8 +174,8 @@ public final class GRPOTrainer {
         var scSum = 0.0, scCount = 0, lenSum = 0, seqCount = 0
         for g in groups {
             let a = try groupAdvantages(rewards: g.rewards, groupSize: g.rewards.count,
-                                        epsilon: config.advantageEpsilon, unbiasedStd: config.unbiasedStd,
-                                        scaleByStd: config.scaleAdvantages)
+                                        epsilon: settings.advantageEpsilon, unbiasedStd: settings.unbiasedStd,
+                                        scaleByStd: settings.scaleAdvantages)
             advantages.append(a)
             allRewards += g.rewards.map(Double.init)
             for c in g.completions {
@@ -192,49 +204,69 @@ public final class GRPOTrainer {
             }
         }
         // Minibatches are whole groups' worth of sequences, split evenly.
-        let mbCount = min(config.minibatches, max(1, seqs.count))
+        let mbCount = min(settings.minibatches, max(1, seqs.count))
         let per = (seqs.count + mbCount - 1) / mbCount
+        // Data parallel: which rank trains each sequence, balanced by tokens within each minibatch (every rank
+        // computes the same split); each rank then trains the sequences it owns, in their order.
+        let rank = dataParallel?.rank ?? 0
+        var owner = [Int](repeating: 0, count: seqs.count)
+        if let dp = dataParallel, dp.size > 1 {
+            for mb in 0..<mbCount {
+                let r = min(seqs.count, mb * per)..<min(seqs.count, (mb + 1) * per)
+                let split = TokenBalancedSplit.owners(tokenCounts: seqs[r].map { $0.prompt.count + $0.completion.count },
+                                                      ranks: dp.size)
+                for (k, i) in r.enumerated() { owner[i] = split[k] }
+            }
+        }
         // With TIS the PPO ratio is against the trainer's own view of the sampling policy. When the step makes
         // several updates (epochs or minibatches), that view is the weights before the first one, taken once here:
         // taking it from the current weights at each minibatch made the ratio exactly 1 and clipping never acted.
-        if config.tisCap > 0 && (config.ppoEpochs > 1 || mbCount > 1) {
-            let sizes = seqs.map { $0.prompt.count + $0.completion.count }
-            for range in PackedCompletions.microBatches(tokenCounts: sizes, budget: config.microBatchTokens) {
-                let packed = PackedCompletions(seqs[range].map { ($0.prompt, $0.completion) })
+        if settings.tisCap > 0 && (settings.ppoEpochs > 1 || mbCount > 1) {
+            let mine = seqs.indices.filter { owner[$0] == rank }
+            let sizes = mine.map { seqs[$0].prompt.count + seqs[$0].completion.count }
+            for range in PackedCompletions.microBatches(tokenCounts: sizes, budget: settings.microBatchTokens) {
+                let packed = PackedCompletions(mine[range].map { (seqs[$0].prompt, seqs[$0].completion) })
                 let lp = try policy.forwardHead(packed.batch, logitRows: packed.rows, targets: packed.targets,
                                                 temperature: temperature, forBackward: false).logp
-                for (k, i) in range.enumerated() {
+                for (k, i) in mine[range].enumerated() {
                     seqs[i].old = Array(lp[packed.offsets[k]..<packed.offsets[k] + packed.lengths[k]])
                 }
             }
         }
         var lossSum = 0.0, pgSum = 0.0, klSum = 0.0, normSum = 0.0, updates = 0
         var stats = PolicyLossStats()
-        for _ in 0..<config.ppoEpochs {
+        for _ in 0..<settings.ppoEpochs {
             for mb in 0..<mbCount {
-                let slice = Array(seqs[min(seqs.count, mb * per)..<min(seqs.count, (mb + 1) * per)])
+                let sliceRange = min(seqs.count, mb * per)..<min(seqs.count, (mb + 1) * per)
+                let slice = Array(seqs[sliceRange])
                 if slice.isEmpty { continue }
-                let normalizer: Double
-                switch lossConfig.aggregation {
-                case .tokenMean: normalizer = Double(slice.reduce(0) { $0 + $1.completion.count })
-                case .seqMeanTokenMean, .seqMeanTokenSum: normalizer = Double(slice.count)
-                case let .constantNormalizer(d): normalizer = d
-                }
+                // The minibatch's D, passed to each micro-batch so their losses and gradients sum to the minibatch's.
+                let normalizer = lossConfig.aggregation.normalizer(
+                    totalTokenWeight: Double(slice.reduce(0) { $0 + $1.completion.count }), sequenceCount: slice.count)
                 policy.zeroGradients()
-                var mbLoss = 0.0, mbPg = 0.0, mbKl = 0.0
-                // Token-bounded micro-batches (at least one sequence each).
-                let sizes = slice.map { $0.prompt.count + $0.completion.count }
-                for range in PackedCompletions.microBatches(tokenCounts: sizes, budget: config.microBatchTokens) {
-                    let r = try accumulate(slice[range].map { ($0.prompt, $0.completion, $0.behaviour, $0.advantage, $0.old) },
+                var mbLoss = 0.0, mbPg = 0.0, mbKl = 0.0, mbTokens = 0
+                var mbStats = PolicyLossStats()
+                // Token-bounded micro-batches (at least one sequence each) of this rank's share (all of it alone).
+                let mine = slice.indices.filter { owner[sliceRange.lowerBound + $0] == rank }.map { slice[$0] }
+                let sizes = mine.map { $0.prompt.count + $0.completion.count }
+                for range in PackedCompletions.microBatches(tokenCounts: sizes, budget: settings.microBatchTokens) {
+                    let r = try accumulate(mine[range].map { ($0.prompt, $0.completion, $0.behaviour, $0.advantage, $0.old) },
                                            normalizer: normalizer)
                     mbLoss += r.loss; mbPg += r.pgLoss; mbKl += r.klLoss
-                    stats.merge(r.stats)
-                    metrics.trainedTokens += sizes[range].reduce(0, +)
+                    mbStats.merge(r.stats)
+                    mbTokens += sizes[range].reduce(0, +)
                 }
                 let g = policy.trainableGradients
+                if let dp = dataParallel, dp.size > 1 {
+                    // Σ over ranks: gradients (only the trainable ones: the adapters with LoRA), losses, statistics.
+                    try dp.allreduceGradients(g.pointer, count: g.count)
+                    try DataParallelSums.reduce(loss: &mbLoss, pg: &mbPg, kl: &mbKl, tokens: &mbTokens, stats: &mbStats, over: dp)
+                }
+                stats.merge(mbStats)
+                metrics.trainedTokens += mbTokens
                 // max_grad_norm 0 disables clipping (the norm is still measured for the update guard).
                 let norm = clipGradNorm(g.pointer, count: g.count,
-                                        maxNorm: config.maxGradNorm > 0 ? Double(config.maxGradNorm) : .infinity)
+                                        maxNorm: settings.maxGradNorm > 0 ? Double(settings.maxGradNorm) : .infinity)
                 let lr = schedule.lr(step: optimizerSteps)
                 switch guardrail.check(loss: mbLoss, gradNorm: norm) {
                 case .apply:
@@ -251,7 +283,7 @@ public final class GRPOTrainer {
             }
         }
         policy.zeroGradients()
-        let n = Double(max(1, config.ppoEpochs * mbCount))
+        let n = Double(max(1, settings.ppoEpochs * mbCount))
         metrics.loss = lossSum / n
         metrics.pgLoss = pgSum / n
         metrics.klLoss = klSum / n
@@ -292,7 +324,7 @@ public final class GRPOTrainer {
                            logprobs: Bool) throws -> [SampledCompletion] {
         var out = completions
         let sizes = completions.map { prompt.count + $0.tokens.count }
-        for range in PackedCompletions.microBatches(tokenCounts: sizes, budget: config.microBatchTokens) {
+        for range in PackedCompletions.microBatches(tokenCounts: sizes, budget: settings.microBatchTokens) {
             let packed = PackedCompletions(completions[range].map { (prompt, $0.tokens) })
             let h = try model.forwardHead(packed.batch, logitRows: packed.rows, targets: packed.targets,
                                           temperature: temperature, selfCertainty: true, entropy: true, forBackward: false)
@@ -321,7 +353,7 @@ public final class GRPOTrainer {
         let behaviour = micro.flatMap(\.2), adv = micro.map(\.3)
         // The fused LM head: per-row log-probs at T without (R, V) logits (`lmHeadForward`).
         let refLogp: [Float]?
-        if let ad = policy.lora, config.klBeta > 0 {
+        if let ad = policy.lora, settings.klBeta > 0 {
             // LoRA: the reference is the frozen base, i.e. the policy with its adapters off (before the policy's
             // own forward, which keeps what the backward needs).
             ad.enabled = false
@@ -335,7 +367,7 @@ public final class GRPOTrainer {
         let logp = try policy.forwardHead(batch, logitRows: rows, targets: targets, temperature: temperature,
                                           forBackward: true).logp
         var dLogp = [Float](repeating: 0, count: rows.count)
-        let useTIS = config.tisCap > 0
+        let useTIS = settings.tisCap > 0
         let old = micro.allSatisfy { $0.4 != nil } ? micro.flatMap { $0.4! } : logp
         let result = try dLogp.withUnsafeMutableBufferPointer { d in
             try policyLoss(accumulatingInto: d, logp: logp,
@@ -350,4 +382,54 @@ public final class GRPOTrainer {
         try policy.backwardHead(dLogp: dLogp)
         return result
     }
+}
+
+/// The part of a run's config the GRPO update reads: optimizer and schedule, objective, PPO epochs and minibatches,
+/// micro-batch size, sampling temperature (the log-prob convention), LoRA and the reward source. Data, sampling
+/// limits, distribution and bookkeeping keys are not the trainer's.
+public struct GRPOSettings: Sendable, Equatable {
+    public var steps: Int
+    public var ppoEpochs: Int
+    public var minibatches: Int
+    public var microBatchTokens: Int
+    public var activationCheckpointing: Bool
+    public var lora: LoRAConfig?
+    /// Seeds the LoRA adapters' initialisation.
+    public var seed: UInt64
+    public var temperature: Float
+    public var learningRate: Float
+    public var lrSchedule: LRScheduleChoice
+    public var warmupRatio: Float
+    public var minLrRatio: Float
+    public var adamBeta1: Float
+    public var adamBeta2: Float
+    public var adamEpsilon: Float
+    public var weightDecay: Float
+    public var maxGradNorm: Float
+    public var klBeta: Float
+    public var clipEpsilonLow: Float
+    public var clipEpsilonHigh: Float
+    public var lossAggregation: LossAggregation
+    public var tisCap: Float
+    public var advantageEpsilon: Float
+    public var unbiasedStd: Bool
+    public var scaleAdvantages: Bool
+    public var selfCertaintySource: SelfCertaintySource
+
+    public init(_ c: TrainConfig) {
+        steps = c.steps; ppoEpochs = c.ppoEpochs; minibatches = c.minibatches; microBatchTokens = c.microBatchTokens
+        activationCheckpointing = c.activationCheckpointing; lora = c.lora; seed = c.seed; temperature = c.temperature
+        learningRate = c.learningRate; lrSchedule = c.lrSchedule; warmupRatio = c.warmupRatio; minLrRatio = c.minLrRatio
+        adamBeta1 = c.adamBeta1; adamBeta2 = c.adamBeta2; adamEpsilon = c.adamEpsilon; weightDecay = c.weightDecay
+        maxGradNorm = c.maxGradNorm; klBeta = c.klBeta; clipEpsilonLow = c.clipEpsilonLow
+        clipEpsilonHigh = c.clipEpsilonHigh; lossAggregation = c.lossAggregation; tisCap = c.tisCap
+        advantageEpsilon = c.advantageEpsilon; unbiasedStd = c.unbiasedStd; scaleAdvantages = c.scaleAdvantages
+        selfCertaintySource = c.selfCertaintySource
+    }
+}
+
+extension StepMetrics {
+    /// The metrics of a step that made no update (no group to train on, e.g. none passed `verify_rewards`):
+    /// zeros, the weights as they were.
+    public static func noUpdate(step: Int) -> StepMetrics { StepMetrics(step: step) }
 }

@@ -118,17 +118,17 @@ public struct MemoryPlan: Sendable, Equatable {
             add("decode buffers", slots * (4 * C + 2 * QD + 4 * KVD + 3 * F + V) + b * V, "per-slot activations and [batch × vocabulary] logits")
         }
         if role != .singleProcess {
-            let bf16 = c.weightDType == "bf16"
+            let bf16 = c.weightDType == .bf16
             if role == .learner {
                 // LearnerServer keeps the current and the previous version for actors mid-fetch, and builds the
                 // next one before dropping the oldest.
                 items.append(Item(name: "weight snapshots", bytes: 3 * p * (bf16 ? 2 : 4),
-                                  detail: "3 × the weights as sent to actors (\(c.weightDType)): building, current, previous"))
+                                  detail: "3 × the weights as sent to actors (\(c.weightDType.rawValue)): building, current, previous"))
                 if lora != nil { add("merged weights", p, "base + s·B·A in a temporary F32 copy, built for each published version (LoRA)") }
             } else {
                 // The assembly buffer; BF16 is then widened into a separate F32 array.
                 items.append(Item(name: "weight snapshot", bytes: p * (bf16 ? 6 : 4),
-                                  detail: "the weights being received (\(c.weightDType)\(bf16 ? " + F32 widening" : ""))"))
+                                  detail: "the weights being received (\(c.weightDType.rawValue)\(bf16 ? " + F32 widening" : ""))"))
             }
         }
         items.append(Item(name: "runtime", bytes: processBytes + Self.overheadBytes,

@@ -2,7 +2,8 @@ import Foundation
 import SafeTensors
 
 /// Appends one JSON object per line to `metrics.jsonl` and flushes it, so a crash loses at most the line being
-/// written and `tail -f` shows progress. Keys are sorted for stable diffs.
+/// written and `tail -f` shows progress. Keys are sorted for stable diffs. The records and their keys are listed
+/// in docs/METRICS.md.
 public final class MetricsLog {
     public let url: URL
     private let handle: FileHandle
@@ -28,17 +29,18 @@ public final class MetricsLog {
         try self.init(url: url, truncate: completedSteps == 0)
     }
 
-    /// The lines of `data` a run resumed after `completedSteps` steps keeps: training rows with `step` below it,
-    /// eval rows (`"kind": "eval"`, `step` = steps completed when evaluated) up to it, other lines as they are. A
-    /// final line without its newline (a crash mid-write) is dropped.
+    /// The lines of `data` a run resumed after `completedSteps` steps keeps: records with `step` up to it (steps
+    /// count optimizer steps done, see `RunLogRecord`), rows of the schema before records had a kind (0-based
+    /// training rows) below it, other lines as they are. A final line without its newline (a crash mid-write) is
+    /// dropped.
     static func rows(_ data: Data, keptBefore completedSteps: Int) -> Data {
         var out = Data()
         var lines = data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: true)
         if let last = data.last, last != UInt8(ascii: "\n"), !lines.isEmpty { lines.removeLast() }
         for line in lines {
             if let obj = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any], let step = obj["step"] as? Int {
-                let isEval = (obj["kind"] as? String) == "eval"
-                if isEval ? step > completedSteps : step >= completedSteps { continue }
+                let hasKind = obj["kind"] is String
+                if hasKind ? step > completedSteps : step >= completedSteps { continue }
             }
             out.append(contentsOf: line)
             out.append(UInt8(ascii: "\n"))
@@ -48,17 +50,22 @@ public final class MetricsLog {
 
     deinit { try? handle.close() }
 
-    /// Writes `record` as one line. Non-finite numbers are written as strings ("nan", "inf") rather than
-    /// producing invalid JSON.
-    public func append(_ record: [String: Any]) throws {
-        var clean: [String: Any] = [:]
-        for (k, v) in record {
-            if let d = v as? Double, !d.isFinite { clean[k] = "\(d)" }
-            else if let f = v as? Float, !f.isFinite { clean[k] = "\(f)" }
-            else { clean[k] = v }
+    /// The encoder of every rlif JSONL file: sorted keys, non-finite numbers as strings ("nan", "inf", "-inf")
+    /// rather than invalid JSON.
+    public static func encoder() -> JSONEncoder {
+        let enc = JSONEncoder()
+        enc.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        enc.nonConformingFloatEncodingStrategy = .convertToString(positiveInfinity: "inf", negativeInfinity: "-inf", nan: "nan")
+        return enc
+    }
+
+    /// Writes `record` as one line; returns the line (without its newline).
+    @discardableResult
+    public func append(_ record: some Encodable) throws -> Data {
+        let line = try Self.encoder().encode(record)
+        do { try handle.write(contentsOf: line + Data([UInt8(ascii: "\n")])) } catch {
+            throw FileSystemError(error, operation: "append to", path: url.path)
         }
-        var data = try JSONSerialization.data(withJSONObject: clean, options: [.sortedKeys])
-        data.append(UInt8(ascii: "\n"))
-        do { try handle.write(contentsOf: data) } catch { throw FileSystemError(error, operation: "append to", path: url.path) }
+        return line
     }
 }

@@ -1,5 +1,6 @@
 import Foundation
 import Sampling
+import Shared
 
 /// One training or evaluation prompt.
 public struct PromptRecord: Sendable, Hashable, Codable {
@@ -36,37 +37,13 @@ public struct PromptDataset: Sendable {
         self.source = source
     }
 
-    /// Reads lines of `{"prompt": ...}` or `{"question": ..., "answer": ...}` (GSM8K's format). Blank lines are
-    /// skipped; anything else that is not such an object is an error naming the file and line.
+    /// Reads lines of `{"prompt": ...}` or `{"question": ..., "answer": ...}` (GSM8K's format; `answer` and `id`
+    /// may be strings or numbers). Blank lines are skipped; anything else that is not such an object is an error
+    /// naming the file and line (`JSONLines`).
     public init(contentsOf url: URL, seed: UInt64) throws {
-        let data: Data
-        do { data = try Data(contentsOf: url) } catch {
-            throw DatasetError(file: url.path, line: nil, message: "cannot read: \(error.localizedDescription)")
-        }
         let stem = url.deletingPathExtension().lastPathComponent
-        var out: [PromptRecord] = []
-        var lineNo = 0
-        for raw in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
-            lineNo += 1
-            if raw.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
-            let obj: Any
-            do { obj = try JSONSerialization.jsonObject(with: Data(raw)) } catch {
-                throw DatasetError(file: url.path, line: lineNo, message: "not valid JSON")
-            }
-            guard let dict = obj as? [String: Any] else {
-                throw DatasetError(file: url.path, line: lineNo, message: "expected a JSON object")
-            }
-            guard let text = (dict["prompt"] ?? dict["question"]) as? String else {
-                throw DatasetError(file: url.path, line: lineNo, message: "needs a string field \"prompt\" or \"question\"")
-            }
-            var answer: String? = nil
-            if let a = dict["answer"] {
-                if let s = a as? String { answer = s } else if let n = a as? NSNumber { answer = n.stringValue } else {
-                    throw DatasetError(file: url.path, line: lineNo, message: "\"answer\" must be a string or number")
-                }
-            }
-            let id = (dict["id"] as? String) ?? (dict["id"] as? NSNumber)?.stringValue ?? "\(stem):\(lineNo)"
-            out.append(PromptRecord(id: id, text: text, answer: answer))
+        let out = try JSONLines.read(PromptLine.self, from: url).map { line, p in
+            PromptRecord(id: p.id ?? "\(stem):\(line)", text: p.text, answer: p.answer)
         }
         guard !out.isEmpty else { throw DatasetError(file: url.path, line: nil, message: "no prompts") }
         self.init(records: out, seed: seed, source: url.path)
@@ -97,12 +74,7 @@ public struct PromptDataset: Sendable {
     public func order(epoch: Int) -> [Int] {
         var idx = Array(0..<records.count)
         var rng = RandomSource(seed: seed, stream: 0x5EED_0000 &+ UInt64(epoch))
-        if idx.count > 1 {
-            for i in stride(from: idx.count - 1, to: 0, by: -1) {
-                let j = Int(rng.next() % UInt64(i + 1))
-                idx.swapAt(i, j)
-            }
-        }
+        idx.seededShuffle(using: &rng)
         return idx
     }
 
@@ -145,5 +117,23 @@ public struct DatasetError: Error, CustomStringConvertible, Equatable {
         self.file = file
         self.line = line
         self.message = message
+    }
+}
+
+/// One line of a prompts file: `prompt` (or GSM8K's `question`), optional `answer` and `id` (strings or numbers).
+struct PromptLine: Decodable {
+    var text: String
+    var answer: String?
+    var id: String?
+
+    init(from decoder: Decoder) throws {
+        let c = try decoder.container(keyedBy: AnyKey.self)
+        guard let t = (try? c.decode(String.self, forKey: AnyKey("prompt")))
+                ?? (try? c.decode(String.self, forKey: AnyKey("question"))) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: [], debugDescription: "needs a string field \"prompt\" or \"question\""))
+        }
+        text = t
+        answer = try c.stringOrNumber("answer")
+        id = try c.stringOrNumber("id")
     }
 }

@@ -70,18 +70,6 @@ public struct RolloutStats: Codable, Sendable, Equatable {
         lengthMax = lMax
         trainAccuracy = judged > 0 ? Double(right) / Double(judged) : nil
     }
-
-    /// The metrics.jsonl entries (snake_case keys as above; absent optionals are left out).
-    public var dictionary: [String: Any] {
-        var d: [String: Any] = [
-            "self_certainty_group_std": selfCertaintyGroupStd, "self_certainty_min": selfCertaintyMin,
-            "self_certainty_max": selfCertaintyMax, "truncated_fraction": truncatedFraction,
-            "response_length_min": lengthMin, "response_length_max": lengthMax,
-        ]
-        if let e = entropyMean { d["entropy"] = e }
-        if let a = trainAccuracy { d["train_accuracy"] = a }
-        return d
-    }
 }
 
 /// A few completions of the run as text, every `every` steps, into `samples.jsonl` (one JSON object per
@@ -100,25 +88,21 @@ public struct SampleLog {
         self.tokenizer = tokenizer
     }
 
-    /// The records `step` (0-based) logs: the first completion of each of the first `perStep` groups, when
-    /// `(step + 1)` is a multiple of `every`; none otherwise or when `every` is 0.
-    public func records(step: Int, groups: [TrainingGroup]) -> [[String: Any]] {
-        guard every > 0, (step + 1) % every == 0 else { return [] }
+    /// The records training step `step` (1-based: optimizer steps done after it) logs: the first completion of
+    /// each of the first `perStep` groups, when `step` is a multiple of `every`; none otherwise or when `every` is 0.
+    public func records(step: Int, groups: [TrainingGroup]) -> [SampleRecord] {
+        guard every > 0, step % every == 0 else { return [] }
         return groups.prefix(perStep).compactMap { g in
             guard let c = g.completions.first else { return nil }
-            var r: [String: Any] = [
-                "step": step, "prompt_id": g.promptId,
-                "prompt": tokenizer.decode(g.promptTokens, skipSpecialTokens: false),
-                "completion": tokenizer.decode(c.tokens, skipSpecialTokens: false),
-                "reward": Double(g.rewards.first ?? 0), "self_certainty": Double(c.meanSelfCertainty),
-                "length": c.tokens.count, "finish_reason": c.finishReason.rawValue,
-            ]
-            if let ok = g.correct?.first { r["correct"] = ok }
-            return r
+            return SampleRecord(step: step, promptId: g.promptId,
+                                prompt: tokenizer.decode(g.promptTokens, skipSpecialTokens: false),
+                                completion: tokenizer.decode(c.tokens, skipSpecialTokens: false),
+                                reward: Double(g.rewards.first ?? 0), selfCertainty: Double(c.meanSelfCertainty),
+                                length: c.tokens.count, finishReason: c.finishReason.rawValue, correct: g.correct?.first)
         }
     }
 
-    /// Appends `records(step:groups:)` to samples.jsonl.
+    /// Appends `records(step:groups:)` (step 1-based) to samples.jsonl.
     public func append(step: Int, groups: [TrainingGroup]) throws {
         let recs = records(step: step, groups: groups)
         guard !recs.isEmpty else { return }

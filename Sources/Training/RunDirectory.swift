@@ -18,6 +18,7 @@ public enum RunDirectory {
         let names = (try? FileManager.default.contentsOfDirectory(atPath: output.path)) ?? []
         return names.filter { n in
             n == "metrics.jsonl" || n == "latest" || n == "samples.jsonl" || n == "learner_summary.json" || n == "tb"
+                || n == "eval"
                 || (n.hasPrefix("checkpoint-") && !n.contains(".tmp-"))
         }.sorted()
     }

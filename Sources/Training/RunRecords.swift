@@ -24,9 +24,19 @@ public final class RunRecords {
         _ = try MetricsLog(url: samples.url, resumingAfter: completedSteps)
     }
 
-    /// One step or eval record into metrics.jsonl and, as scalars, the event file.
-    public func append(_ record: [String: Any]) throws {
-        try metrics.append(record)
-        try tensorBoard?.add(record: record)
+    /// One step or eval record into metrics.jsonl and, as scalars at its step, the event file.
+    public func append(_ record: some RunLogRecord) throws {
+        let line = try metrics.append(record)
+        if let tb = tensorBoard, let obj = try JSONSerialization.jsonObject(with: line) as? [String: Any] {
+            try tb.add(record: obj)
+        }
+    }
+
+    /// `append` for a callback's event.
+    public func append(_ event: RunEvent) throws {
+        switch event {
+        case .train(let r): try append(r)
+        case .eval(let r): try append(r)
+        }
     }
 }

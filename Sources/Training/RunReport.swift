@@ -6,16 +6,16 @@ import Foundation
 /// no external files, so it opens anywhere and can be attached to a report. Pure: rows in, text out
 /// (`RunReportTests`); `rlif report` reads the files.
 public struct RunReport {
-    /// metrics.jsonl rows, in file order.
+    /// metrics.jsonl rows, in file order, in the current schema (`MetricsRows.normalized`).
     public var rows: [[String: Any]]
     /// The run's configuration as pretty JSON, if found.
     public var configJSON: String?
-    /// Items of an evaluation (`rlif eval --items`), for the right-vs-wrong histogram.
+    /// Items of an evaluation (`rlif eval --items`, or the run's last evaluation), for the right-vs-wrong histogram.
     public var evalItems: [EvalReport.Item]
     public var title: String
 
     public init(rows: [[String: Any]], configJSON: String? = nil, evalItems: [EvalReport.Item] = [], title: String) {
-        self.rows = rows
+        self.rows = MetricsRows.normalized(rows)
         self.configJSON = configJSON
         self.evalItems = evalItems
         self.title = title
@@ -24,17 +24,7 @@ public struct RunReport {
     /// Reads `<dir>/metrics.jsonl` (required) and the configuration (`train_config.json` in the directory or in
     /// the checkpoint `latest` names).
     public static func load(runDirectory dir: URL, evalItems: URL? = nil) throws -> RunReport {
-        let metricsURL = dir.appendingPathComponent("metrics.jsonl")
-        guard let data = FileManager.default.contents(atPath: metricsURL.path) else {
-            throw DatasetError(file: metricsURL.path, line: nil, message: "missing: is this an rlif run directory?")
-        }
-        var rows: [[String: Any]] = []
-        for (k, line) in data.split(separator: UInt8(ascii: "\n")).enumerated() {
-            guard let obj = try? JSONSerialization.jsonObject(with: Data(line)) as? [String: Any] else {
-                throw DatasetError(file: metricsURL.path, line: k + 1, message: "not a JSON object")
-            }
-            rows.append(obj)
-        }
+        let rows = try MetricsRows.read(dir.appendingPathComponent("metrics.jsonl"))
         var config: String? = nil
         var candidates = [dir.appendingPathComponent("train_config.json")]
         if let latest = try? Checkpointing.latest(in: dir) { candidates.append(latest.appendingPathComponent("train_config.json")) }
@@ -42,7 +32,8 @@ public struct RunReport {
             if let d = FileManager.default.contents(atPath: c.path) { config = String(decoding: d, as: UTF8.self); break }
         }
         var items: [EvalReport.Item] = []
-        if let e = evalItems {
+        // Without --eval-items: the items of the run's own last evaluation (`<dir>/eval/step-N.jsonl`).
+        if let e = evalItems ?? EvalItemsFile.latestTraining(output: dir) {
             guard let file = try EvalItemsFile.read(e) else {
                 throw DatasetError(file: e.path, line: nil, message: "cannot read (missing or empty)")
             }
@@ -58,15 +49,14 @@ public struct RunReport {
         var percent = false
     }
 
-    /// (step, value) of `key` over the training-step records (eval records carry `kind: eval`; distributed runs
-    /// merge eval keys into step records). Steps are shown 1-based for training records, as the console prints them.
+    /// (step, value) of `key` over the training records, or the eval records with `eval` (steps count optimizer
+    /// steps done, as the console prints them).
     func points(_ key: String, eval: Bool = false) -> [(Double, Double)] {
         rows.compactMap { r in
             guard let s = (r["step"] as? NSNumber)?.doubleValue, let v = (r[key] as? NSNumber)?.doubleValue, v.isFinite
             else { return nil }
-            let isEval = (r["kind"] as? String) == "eval"
-            if eval { return (isEval ? s : s + 1, v) }
-            return isEval ? nil : (s + 1, v)
+            let isEval = (r["kind"] as? String) == RecordKind.eval.rawValue
+            return isEval == eval ? (s, v) : nil
         }
     }
 
@@ -211,7 +201,7 @@ public struct RunReport {
 
     /// The page.
     public var html: String {
-        let steps = rows.filter { ($0["kind"] as? String) != "eval" }.count
+        let steps = rows.filter { ($0["kind"] as? String) == RecordKind.train.rawValue }.count
         var h = "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\"><title>rlif run: \(Self.esc(title))</title>"
         h += "<style>body{font-family:system-ui,sans-serif;margin:24px;color:#222}h1{font-size:20px}"
         h += ".grid{display:flex;flex-wrap:wrap;gap:12px}.grid svg{border:1px solid #ddd}"

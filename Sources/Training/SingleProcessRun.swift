@@ -59,10 +59,10 @@ public final class SingleProcessRun {
         runSeed &* 0x9E37_79B9_7F4A_7C15 &+ UInt64(step) &* 1_000_003 &+ UInt64(index)
     }
 
-    /// Runs the remaining steps; `onStep` sees each metrics record (also appended to metrics.jsonl and, with
+    /// Runs the remaining steps; `onStep` sees each record (also appended to metrics.jsonl and, with
     /// `tensorboard: true`, written as scalars to `<output>/tb/events.out.tfevents.*`).
     @discardableResult
-    public func run(onStep: (([String: Any]) -> Void)? = nil) throws -> Outcome {
+    public func run(onStep: ((RunEvent) -> Void)? = nil) throws -> Outcome {
         for name in try Checkpointing.prepare(output: output) {
             log.notice("removed \(name) in \(output.path): left by an interrupted checkpoint save")
         }
@@ -100,18 +100,15 @@ public final class SingleProcessRun {
                 tg.correct = scorer.correctness(completions, reference: r.answer)
                 groups.append(tg)
             }
-            try runRecords.samples.append(step: step, groups: groups)
+            try runRecords.samples.append(step: step + 1, groups: groups)
             let m = try trainer.train(groups, step: step)
             completedSteps += 1
-            var record = m.dictionary
             let generated = sampled.reduce(0) { $0 + $1.generatedTokens }
-            record["sample_seconds"] = sampleSeconds
-            record["sample_tokens_per_second"] = sampleSeconds > 0 ? Double(generated) / sampleSeconds : 0
-            record["total_seconds"] = Date().timeIntervalSince(t0)
-            record["epoch"] = cursor.epoch
-            if let reason = m.refusalReason { log.warning("step \(step): update refused: \(reason)") }
+            let record = StepRecord(step: completedSteps, metrics: m, sampleSeconds: sampleSeconds, epoch: cursor.epoch,
+                                    sampleTokensPerSecond: sampleSeconds > 0 ? Double(generated) / sampleSeconds : 0)
+            if let reason = m.refusalReason { log.warning("step \(completedSteps): update refused: \(reason)") }
             try runRecords.append(record)
-            onStep?(record)
+            onStep?(.train(record))
             if config.checkpointEvery > 0 && completedSteps % config.checkpointEvery == 0 || completedSteps == config.steps {
                 let dir = try trainer.checkpoint(completedSteps: completedSteps, cursor: cursor, output: output)
                 checkpointedSteps = completedSteps
@@ -137,14 +134,14 @@ public final class SingleProcessRun {
         return .stopped(completedSteps: completedSteps)
     }
 
-    func evaluate(step: Int, into records: RunRecords, onStep: (([String: Any]) -> Void)?) throws {
+    func evaluate(step: Int, into records: RunRecords, onStep: ((RunEvent) -> Void)?) throws {
+        let t0 = Date()
         let report = try Evaluator.run(model: trainer.policy, formatter: formatter,
                                        records: Array(evalSet.prefix(config.evalLimit)), format: .math,
                                        maxNewTokens: config.maxNewTokens, batchSequences: max(config.actorBatchSequences, 1))
-        var rec = report.dictionary
-        rec["step"] = step
-        rec["kind"] = "eval"
+        let rec = EvalRecord(step: step, report: report, seconds: Date().timeIntervalSince(t0))
+        try EvalItemsFile.saveTraining(output: output, step: step, config: config, items: report.items)
         try records.append(rec)
-        onStep?(rec)
+        onStep?(.eval(rec))
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import GRPO
 import Model
 import Sampling
 import Tokenizer
@@ -48,8 +49,8 @@ public struct TrainConfig: Codable, Sendable, Equatable {
 
     // Optimizer.
     public var learningRate: Float = 3e-6
-    /// "cosine", "linear" or "constant" (all with linear warmup).
-    public var lrSchedule: String = "cosine"
+    /// `cosine`, `linear` or `constant` (all with linear warmup).
+    public var lrSchedule: LRScheduleChoice = .cosine
     public var warmupRatio: Float = 0.1
     public var minLrRatio: Float = 0
     public var adamBeta1: Float = 0.9
@@ -66,8 +67,9 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var klBeta: Float = 0.005
     public var clipEpsilonLow: Float = 0.2
     public var clipEpsilonHigh: Float = 0.2
-    /// "token_mean", "seq_mean_token_mean", "seq_mean_token_sum" or "constant:<normaliser>" (Dr. GRPO).
-    public var lossAggregation: String = "token_mean"
+    /// `token_mean`, `seq_mean_token_mean`, `seq_mean_token_sum` or `constant:<normaliser>` (Dr. GRPO); see
+    /// `LossAggregation`.
+    public var lossAggregation: LossAggregation = .tokenMean
     public var advantageEpsilon: Float = 1e-6
     /// torch.std's default (Bessel-corrected), as verl and TRL use.
     public var unbiasedStd: Bool = true
@@ -125,8 +127,8 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     public var actorBatchSequences: Int = 16
     public var heartbeatIntervalMs: Int = 1000
     public var heartbeatTimeoutMs: Int = 10_000
-    /// Weights travel as "bf16" (half the bytes) or "f32" (exact).
-    public var weightDType: String = "f32"
+    /// Weights travel as `bf16` (half the bytes) or `f32` (exact).
+    public var weightDType: WeightDType = .f32
     public var chunkBytes: Int = 4 << 20
 
     public init() {}
@@ -320,7 +322,6 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         if let name = SystemPromptName.unknownName(systemPrompt) {
             try check(false, .systemPrompt, name)
         }
-        try check(["cosine", "linear", "constant"].contains(lrSchedule), .lrSchedule, "must be cosine, linear or constant")
         try check(warmupRatio >= 0 && warmupRatio < 1, .warmupRatio, "must be in [0, 1)")
         try check(adamBeta1 >= 0 && adamBeta1 < 1, .adamBeta1, "must be in [0, 1)")
         try check(adamBeta2 >= 0 && adamBeta2 < 1, .adamBeta2, "must be in [0, 1)")
@@ -329,16 +330,12 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try check(klBeta >= 0, .klBeta, "must be >= 0")
         try check(clipEpsilonLow > 0 && clipEpsilonLow < 1, .clipEpsilonLow, "must be in (0, 1)")
         try check(clipEpsilonHigh > 0, .clipEpsilonHigh, "must be > 0")
-        try check(["token_mean", "seq_mean_token_mean", "seq_mean_token_sum"].contains(lossAggregation)
-                  || (lossAggregation.hasPrefix("constant:") && Float(lossAggregation.dropFirst(9)) != nil),
-                  .lossAggregation, "must be token_mean, seq_mean_token_mean, seq_mean_token_sum or constant:<number>")
         try check(ppoEpochs >= 1, .ppoEpochs, "must be >= 1")
         try check(minibatches >= 1 && minibatches <= promptsPerStep, .minibatches, "must be in 1...prompts_per_step")
         try check(microBatchTokens >= 16, .microBatchTokens, "must be >= 16")
         try check(keepCheckpoints >= 0, .keepCheckpoints, "must be >= 0 (0 keeps every checkpoint)")
         try check(actors >= 1, .actors, "must be >= 1")
         try check(maxLag >= 0, .maxLag, "must be >= 0")
-        try check(["f32", "bf16"].contains(weightDType), .weightDType, "must be f32 or bf16")
         try check(chunkBytes >= 4096 && chunkBytes <= 64 << 20, .chunkBytes, "must be in 4 KiB...64 MiB")
         try check(heartbeatTimeoutMs > heartbeatIntervalMs, .heartbeatTimeoutMs, "must exceed heartbeat_interval_ms")
         if let lora {
@@ -377,14 +374,14 @@ public enum TrainPreset: String, Codable, Sendable, CaseIterable {
             c.topP = 1
             c.topK = 0
             c.learningRate = 3e-6
-            c.lrSchedule = "cosine"
+            c.lrSchedule = .cosine
             c.warmupRatio = 0.1
             c.adamBeta1 = 0.9; c.adamBeta2 = 0.999; c.adamEpsilon = 1e-8; c.weightDecay = 0.01
             c.klBeta = 0.005
             c.clipEpsilonLow = 0.2; c.clipEpsilonHigh = 0.2
             c.groupSize = 8
             c.maxGradNorm = 1.0
-            c.lossAggregation = "token_mean"
+            c.lossAggregation = .tokenMean
             c.maxPromptTokens = 512
             c.maxNewTokens = 3072
             c.promptsPerStep = 128
@@ -395,31 +392,17 @@ public enum TrainPreset: String, Codable, Sendable, CaseIterable {
 }
 
 /// `self_certainty_source`.
-public enum SelfCertaintySource: String, Codable, Sendable, CaseIterable {
+public enum SelfCertaintySource: String, ConfigChoice {
     case policy, reference
 
-    public init(from decoder: Decoder) throws {
-        let raw = try decoder.singleValueContainer().decode(String.self)
-        guard let v = SelfCertaintySource(rawValue: raw) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
-                                                    debugDescription: "must be policy or reference, got '\(raw)'"))
-        }
-        self = v
-    }
+    public init(from decoder: Decoder) throws { self = try Self.decodeChoice(decoder) }
 }
 
 /// `recompute_self_certainty`.
-public enum RecomputeMode: String, Codable, Sendable, CaseIterable {
+public enum RecomputeMode: String, ConfigChoice {
     case auto, always, never
 
-    public init(from decoder: Decoder) throws {
-        let raw = try decoder.singleValueContainer().decode(String.self)
-        guard let m = RecomputeMode(rawValue: raw) else {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
-                                                    debugDescription: "must be auto, always or never, got '\(raw)'"))
-        }
-        self = m
-    }
+    public init(from decoder: Decoder) throws { self = try Self.decodeChoice(decoder) }
 
     /// Whether a group sampled with `sampled` is re-scored when the learner's weights are version `current`.
     public func applies(sampled: UInt64, current: UInt64) -> Bool {
@@ -428,6 +411,86 @@ public enum RecomputeMode: String, Codable, Sendable, CaseIterable {
         case .always: return true
         case .never: return false
         }
+    }
+}
+
+/// A setting that is one of a few names (decoded once, when the config is read; a bad value is an error listing
+/// the names).
+public protocol ConfigChoice: RawRepresentable, CaseIterable, Codable, Sendable where RawValue == String {}
+
+extension ConfigChoice {
+    /// The value of a single string, or an error "must be a, b or c, got 'x'".
+    public static func decodeChoice(_ decoder: Decoder) throws -> Self {
+        let raw = try decoder.singleValueContainer().decode(String.self)
+        guard let v = Self(rawValue: raw) else {
+            let names = allCases.map(\.rawValue)
+            let list = names.count > 1 ? names.dropLast().joined(separator: ", ") + " or " + names.last! : names.joined()
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "must be \(list), got '\(raw)'"))
+        }
+        return v
+    }
+}
+
+/// `lr_schedule`: the learning-rate shape after the linear warmup.
+public enum LRScheduleChoice: String, ConfigChoice {
+    case cosine, linear, constant
+
+    public init(from decoder: Decoder) throws { self = try Self.decodeChoice(decoder) }
+
+    /// The schedule (cosine: half a cycle down to `minLRRatio` of the peak).
+    public func kind(minLRRatio: Double) -> LRSchedule.Kind {
+        switch self {
+        case .cosine: .cosine(numCycles: 0.5, minLRRatio: minLRRatio)
+        case .linear: .linear
+        case .constant: .constant
+        }
+    }
+}
+
+/// `weight_dtype`: how weight snapshots travel to actors.
+public enum WeightDType: String, ConfigChoice {
+    case f32, bf16
+
+    public init(from decoder: Decoder) throws { self = try Self.decodeChoice(decoder) }
+}
+
+/// `loss_aggregation` in a config: `token_mean`, `seq_mean_token_mean`, `seq_mean_token_sum` or `constant:<D>`
+/// (D > 0, finite).
+extension LossAggregation: Codable {
+    /// The config spelling (`constant:<D>` with D as Swift prints it).
+    public var configName: String {
+        switch self {
+        case .tokenMean: "token_mean"
+        case .seqMeanTokenMean: "seq_mean_token_mean"
+        case .seqMeanTokenSum: "seq_mean_token_sum"
+        case .constantNormalizer(let d): "constant:\(d)"
+        }
+    }
+
+    /// The aggregation a config spelling names, nil for anything else.
+    public init?(configName s: String) {
+        switch s {
+        case "token_mean": self = .tokenMean
+        case "seq_mean_token_mean": self = .seqMeanTokenMean
+        case "seq_mean_token_sum": self = .seqMeanTokenSum
+        default:
+            guard s.hasPrefix("constant:"), let d = Double(s.dropFirst(9)), d.isFinite, d > 0 else { return nil }
+            self = .constantNormalizer(d)
+        }
+    }
+
+    public init(from decoder: Decoder) throws {
+        let raw = try decoder.singleValueContainer().decode(String.self)
+        guard let v = LossAggregation(configName: raw) else {
+            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath,
+                debugDescription: "must be token_mean, seq_mean_token_mean, seq_mean_token_sum or constant:<number > 0>, got '\(raw)'"))
+        }
+        self = v
+    }
+
+    public func encode(to encoder: Encoder) throws {
+        var c = encoder.singleValueContainer()
+        try c.encode(configName)
     }
 }
 

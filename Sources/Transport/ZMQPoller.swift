@@ -33,14 +33,9 @@ public final class ZMQPoller {
     /// (empty on timeout). EINTR is retried with the remaining time.
     public func poll(timeoutMs: Int?) throws(ZMQError) -> [Int] {
         for (i, s) in sockets.enumerated() { items[i].socket = s.rawHandle; items[i].revents = 0 }
-        let clock = ContinuousClock()
-        let deadline = timeoutMs.map { clock.now.advanced(by: .milliseconds($0)) }
+        let deadline = PollDeadline(timeoutMs: timeoutMs)
         while true {
-            var wait = -1
-            if let deadline {
-                let left = clock.now.duration(to: deadline)
-                wait = max(0, Int(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
-            }
+            let wait = deadline.pollTimeout
             let rc = items.withUnsafeMutableBufferPointer { zmq_poll($0.baseAddress, Int32($0.count), wait) }
             if rc >= 0 { break }
             let e = zmq_errno()

@@ -293,15 +293,9 @@ public final class ZMQSocket {
     public func waitReadable(timeoutMs: Int?) throws(ZMQError) -> Bool {
         let h = try live("poll")
         var item = zmq_pollitem_t(socket: h, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
-        let clock = ContinuousClock()
-        let deadline = timeoutMs.map { clock.now.advanced(by: .milliseconds($0)) }
+        let deadline = PollDeadline(timeoutMs: timeoutMs)
         while true {
-            var wait = -1
-            if let deadline {
-                let left = clock.now.duration(to: deadline)
-                wait = max(0, Int(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000))
-            }
-            let rc = zmq_poll(&item, 1, wait)
+            let rc = zmq_poll(&item, 1, deadline.pollTimeout)
             if rc > 0 { return true }
             if rc == 0 { return false }
             let e = zmq_errno()
@@ -333,12 +327,10 @@ public final class ZMQSocket {
     /// Receives the first frame of the next message, waiting at most `timeoutMs` (nil = forever, 0 = poll).
     private func receiveFirst(_ h: UnsafeMutableRawPointer, timeoutMs: Int?) throws(ZMQError) -> Bool {
         guard let timeoutMs else { _ = try receiveFrame(h, dontWait: false); return true }
-        let clock = ContinuousClock()
-        let deadline = clock.now.advanced(by: .milliseconds(timeoutMs))
+        let deadline = PollDeadline(timeoutMs: timeoutMs)
         while true {
             if try receiveFrame(h, dontWait: true) != nil { return true }
-            let left = clock.now.duration(to: deadline)
-            let ms = Int(left.components.seconds * 1000 + left.components.attoseconds / 1_000_000_000_000_000)
+            let ms = deadline.pollTimeout
             if ms <= 0 { return false }
             if try !waitReadable(timeoutMs: ms) { return false }
         }

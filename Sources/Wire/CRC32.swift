@@ -1,6 +1,7 @@
 import CZlib
+import Foundation
 
-/// zlib CRC-32 (the same polynomial as gzip/PNG), SIMD-accelerated inside zlib.
+/// zlib CRC-32 (the same polynomial as gzip/PNG), from the system zlib (`crc32`, `crc32_combine`).
 public enum CRC32 {
     /// CRC-32 of `bytes`, continuing from `crc` (0 to start).
     public static func checksum(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 {
@@ -17,6 +18,7 @@ public enum CRC32 {
         return UInt32(truncatingIfNeeded: c)
     }
 
+    /// CRC-32 of any contiguous bytes (`[UInt8]`, slices, `Data`), continuing from `crc`.
     public static func checksum(_ bytes: some ContiguousBytes, continuing crc: UInt32 = 0) -> UInt32 {
         bytes.withUnsafeBytes { checksum($0, continuing: crc) }
     }
@@ -26,11 +28,3 @@ public enum CRC32 {
         UInt32(truncatingIfNeeded: crc32_combine(UInt(crcA), UInt(crcB), Int(lengthB)))
     }
 }
-
-/// Minimal stand-in for Foundation's protocol of the same name (Wire does not import Foundation).
-public protocol ContiguousBytes {
-    func withUnsafeBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R
-}
-extension Array: ContiguousBytes where Element == UInt8 {}
-extension ArraySlice: ContiguousBytes where Element == UInt8 {}
-extension ContiguousArray: ContiguousBytes where Element == UInt8 {}

@@ -10,17 +10,23 @@ public struct Envelope: Sendable, Equatable {
     /// Wall clock of the sender when the message was built (ms since the Unix epoch); informational only.
     public var sentUnixMs: UInt64
     public var body: Message
+    /// The learner run the message belongs to: the learner's own incarnation on its messages; on an actor's, the
+    /// incarnation it talks to (0 before its first Welcome), for a group or task failure the one that issued the task.
+    public var learnerIncarnation: UInt64
 
-    public init(sender: String, sentUnixMs: UInt64 = 0, body: Message, protocolVersion: UInt32 = Wire.protocolVersion) {
+    public init(sender: String, sentUnixMs: UInt64 = 0, body: Message, protocolVersion: UInt32 = Wire.protocolVersion,
+                learnerIncarnation: UInt64 = 0) {
         self.protocolVersion = protocolVersion
         self.sender = sender
         self.sentUnixMs = sentUnixMs
         self.body = body
+        self.learnerIncarnation = learnerIncarnation
     }
 
     /// An envelope stamped with the current wall clock, as processes send them.
-    public static func stamped(sender: String, _ body: Message) -> Envelope {
-        Envelope(sender: sender, sentUnixMs: UInt64(Date().timeIntervalSince1970 * 1000), body: body)
+    public static func stamped(sender: String, _ body: Message, incarnation: UInt64 = 0) -> Envelope {
+        Envelope(sender: sender, sentUnixMs: UInt64(Date().timeIntervalSince1970 * 1000), body: body,
+                 learnerIncarnation: incarnation)
     }
 }
 
@@ -39,6 +45,9 @@ public enum Message: Sendable, Equatable {
     case snapshotChunk(SnapshotChunk)
     case error(ErrorMessage)
     case goodbye(Goodbye)
+    case taskFailure(TaskFailure)
+    case statusRequest(StatusRequest)
+    case statusReply(StatusReply)
 
     /// The proto field name of the case ("rollout_group"), used in error messages and logs.
     public var fieldName: String {
@@ -56,6 +65,9 @@ public enum Message: Sendable, Equatable {
         case .snapshotChunk: "snapshot_chunk"
         case .error: "error"
         case .goodbye: "goodbye"
+        case .taskFailure: "task_failure"
+        case .statusRequest: "status_request"
+        case .statusReply: "status_reply"
         }
     }
 }

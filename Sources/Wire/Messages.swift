@@ -312,3 +312,23 @@ public struct Goodbye: Sendable, Equatable {
     public var reason: String
     public init(reason: String = "") { self.reason = reason }
 }
+
+/// Actor -> learner: sampling a task failed on this actor (`rlif.v1.TaskFailure`). The learner re-issues it to
+/// another actor, or quarantines it once it failed on two different actors.
+public struct TaskFailure: Sendable, Equatable {
+    public var taskId: UInt64
+    /// What the actor's engine raised.
+    public var error: String
+    public init(taskId: UInt64, error: String) { self.taskId = taskId; self.error = error }
+}
+
+/// Anyone -> learner (work socket): asks for the run's status (`rlif status`).
+public struct StatusRequest: Sendable, Equatable {
+    public init() {}
+}
+
+/// Learner -> the requester: the status as JSON (the learner's `LearnerStatus`).
+public struct StatusReply: Sendable, Equatable {
+    public var statusJson: String
+    public init(statusJson: String) { self.statusJson = statusJson }
+}

@@ -1,3 +1,5 @@
+import Shared
+
 /// Why a weight snapshot could not be built or assembled. Every case names the chunk/field/tensor.
 public enum SnapshotError: Error, Equatable, CustomStringConvertible, Sendable {
     case invalidChunkSize(Int)
@@ -87,7 +89,7 @@ public struct WeightSnapshot: Sendable {
             switch dtype {
             case .bf16:
                 let out = UnsafeMutableRawPointer(base).bindMemory(to: UInt16.self, capacity: parameters.count)
-                BF16.encode(out, parameters.baseAddress!, count: parameters.count)
+                BFloat16.encode(out, parameters.baseAddress!, count: parameters.count)
             default:
                 UnsafeMutableRawPointer(base).copyMemory(from: parameters.baseAddress!, byteCount: total)
             }
@@ -321,35 +323,10 @@ public struct SnapshotAssembler: Sendable {
         let params = [Float](unsafeUninitializedCapacity: count) { out, n in
             storage.withUnsafeBytes { raw in
                 guard let src = raw.baseAddress, let dst = out.baseAddress else { return }
-                BF16.decode(dst, src.assumingMemoryBound(to: UInt16.self), count: count)
+                BFloat16.decode(dst, src.assumingMemoryBound(to: UInt16.self), count: count)
             }
             n = count
         }
         return AssembledSnapshot(version: version, dtype: h.dtype, manifest: manifest, parameters: params)
-    }
-}
-
-/// bfloat16 conversion: the top 16 bits of an IEEE float, rounded to nearest even. Little-endian on the wire.
-public enum BF16 {
-    /// Float -> bf16 bits, round-to-nearest-even; NaN stays NaN (quiet), infinities stay infinite.
-    @inline(__always)
-    public static func fromFloat(_ x: Float) -> UInt16 {
-        let b = x.bitPattern
-        if x.isNaN { return UInt16(truncatingIfNeeded: b >> 16) | 0x0040 }
-        let rounding: UInt32 = 0x7FFF + ((b >> 16) & 1)
-        return UInt16(truncatingIfNeeded: (b &+ rounding) >> 16)
-    }
-
-    @inline(__always)
-    public static func toFloat(_ h: UInt16) -> Float { Float(bitPattern: UInt32(h) << 16) }
-
-    /// out[i] = fromFloat(x[i])  // out: (count,) x: (count,)
-    public static func encode(_ out: UnsafeMutablePointer<UInt16>, _ x: UnsafePointer<Float>, count: Int) {
-        for i in 0..<count { out[i] = fromFloat(x[i]).littleEndian }
-    }
-
-    /// out[i] = toFloat(h[i])  // out: (count,) h: (count,)
-    public static func decode(_ out: UnsafeMutablePointer<Float>, _ h: UnsafePointer<UInt16>, count: Int) {
-        for i in 0..<count { out[i] = toFloat(UInt16(littleEndian: h[i])) }
     }
 }

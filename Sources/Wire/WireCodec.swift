@@ -66,6 +66,7 @@ public enum WireCodec {
         env.pointee.protocol_version = e.protocolVersion
         env.pointee.sender = a.string(e.sender)
         env.pointee.sent_unix_ms = e.sentUnixMs
+        env.pointee.learner_incarnation = e.learnerIncarnation
         switch e.body {
         case .hello(let m):
             let c = a.make(Rlif__V1__Hello.self, rlif__v1__hello__init)
@@ -223,6 +224,21 @@ public enum WireCodec {
             c.pointee.reason = a.string(m.reason)
             env.pointee.body_case = RLIF__V1__ENVELOPE__BODY_GOODBYE
             env.pointee.goodbye = c
+        case .taskFailure(let m):
+            let c = a.make(Rlif__V1__TaskFailure.self, rlif__v1__task_failure__init)
+            c.pointee.task_id = m.taskId
+            c.pointee.error = a.string(m.error)
+            env.pointee.body_case = RLIF__V1__ENVELOPE__BODY_TASK_FAILURE
+            env.pointee.task_failure = c
+        case .statusRequest:
+            let c = a.make(Rlif__V1__StatusRequest.self, rlif__v1__status_request__init)
+            env.pointee.body_case = RLIF__V1__ENVELOPE__BODY_STATUS_REQUEST
+            env.pointee.status_request = c
+        case .statusReply(let m):
+            let c = a.make(Rlif__V1__StatusReply.self, rlif__v1__status_reply__init)
+            c.pointee.status_json = a.string(m.statusJson)
+            env.pointee.body_case = RLIF__V1__ENVELOPE__BODY_STATUS_REPLY
+            env.pointee.status_reply = c
         }
         return body(env)
     }
@@ -243,7 +259,8 @@ public enum WireCodec {
             throw .protocolVersion(got: e.protocol_version, expected: Wire.protocolVersion)
         }
         let body = try decodeBody(e)
-        return Envelope(sender: str(e.sender), sentUnixMs: e.sent_unix_ms, body: body, protocolVersion: e.protocol_version)
+        return Envelope(sender: str(e.sender), sentUnixMs: e.sent_unix_ms, body: body, protocolVersion: e.protocol_version,
+                        learnerIncarnation: e.learner_incarnation)
     }
 
     /// Decodes and validates one envelope from an array.
@@ -342,6 +359,15 @@ public enum WireCodec {
         case RLIF__V1__ENVELOPE__BODY_GOODBYE:
             let c = try need(e.goodbye, "goodbye")
             return .goodbye(Goodbye(reason: str(c.reason)))
+        case RLIF__V1__ENVELOPE__BODY_TASK_FAILURE:
+            let c = try need(e.task_failure, "task_failure")
+            return .taskFailure(TaskFailure(taskId: c.task_id, error: str(c.error)))
+        case RLIF__V1__ENVELOPE__BODY_STATUS_REQUEST:
+            _ = try need(e.status_request, "status_request")
+            return .statusRequest(StatusRequest())
+        case RLIF__V1__ENVELOPE__BODY_STATUS_REPLY:
+            let c = try need(e.status_reply, "status_reply")
+            return .statusReply(StatusReply(statusJson: str(c.status_json)))
         default:
             throw .missingBody
         }

@@ -1,5 +1,5 @@
 import ArgumentParser
-import CBLAS
+import Distributed
 import Foundation
 import Kernels
 import GRPO
@@ -29,7 +29,7 @@ struct Bench: ParsableCommand {
     var activationCheckpointing = false
     @Option(help: "Fused LM head: keep the training forward's logits for the backward up to this many MiB (0 = always recompute; default: the model's, 128).")
     var headKeepMib: Int?
-    @Option(help: "Which parts to run: all, forward, train, decode, gemm (decode-shape products: skinny kernel vs OpenBLAS), checkpoint (resident memory of a streamed checkpoint save; not part of all).")
+    @Option(help: "Which parts to run: all, forward, train, decode, gemm (decode-shape products: skinny kernel vs OpenBLAS), checkpoint (resident memory of a streamed checkpoint save; not part of all), allreduce (MPI_Allreduce of 1-256 MiB gradient buffers; under mpirun with 2+ ranks; not part of all).")
     var only = "all"
     /// The same run's sgemm rate (GFLOP/s), set before any workload is timed.
     nonisolated(unsafe) static var roof = 0.0
@@ -118,6 +118,7 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
+        if only == "allreduce" { return try allreduce() }
         Gemm.threads = threads
         Parallel.maxWorkers = threads
         let cfg = try Self.config(shape)
@@ -225,7 +226,7 @@ struct Bench: ParsableCommand {
     }
 
     /// The decode step's products at M = decode batch: `Gemm.skinnyTransB` (what decode uses) against
-    /// `cblas_sgemm` on the same operands, both with `threads` threads.
+    /// OpenBLAS sgemm (`Gemm.blasSgemm`) on the same operands, both with `threads` threads.
     func gemmBench(_ cfg: ModelConfig, peak: Double) throws {
         let m = decodeBatch, c = cfg.hiddenSize, f = cfg.intermediateSize
         let shapes: [(String, Int, Int)] = [("qkv", cfg.qDim + 2 * cfg.kvDim, c), ("o_proj", c, cfg.qDim),
@@ -244,8 +245,7 @@ struct Bench: ParsableCommand {
             }
             let blas = median {
                 for _ in 0..<reps {
-                    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(m), Int32(n), Int32(k), 1,
-                                a.pointer, Int32(k), w.pointer, Int32(k), 0, ref.pointer, Int32(n))
+                    Gemm.blasSgemm(ref.pointer, a.pointer, w.pointer, m: m, n: n, k: k, transB: true)
                 }
             }
             var maxDiff: Float = 0
@@ -302,8 +302,7 @@ struct Bench: ParsableCommand {
             var best = 0.0
             for r in 0...reps {
                 let t0 = DispatchTime.now().uptimeNanoseconds
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(n), Int32(n), Int32(n), 1,
-                            a.pointer, Int32(n), b.pointer, Int32(n), 0, c.pointer, Int32(n))
+                Gemm.blasSgemm(c.pointer, a.pointer, b.pointer, m: n, n: n, k: n)
                 let s = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
                 if r > 0 { best = max(best, 2 * Double(n * n * n) / s / 1e9) }  // r = 0 warms up
             }
@@ -334,4 +333,28 @@ struct Bench: ParsableCommand {
         print(human + "  (\(extra), \(fmt(seconds)) s, cpu util \(String(format: "%.2f", util)))")
         print(machine + " " + extra.replacingOccurrences(of: " ", with: "_"))
     }
+}
+
+extension Bench {
+    /// `--only allreduce` under mpirun: the gradient reduction of a data-parallel learner, buffer by buffer.
+    func allreduce() throws {
+        guard let world = try DataParallelLaunch.world(), world.size > 1 else {
+            throw ValidationError("--only allreduce needs 2+ MPI ranks: mpirun -np 2 rlif bench --only allreduce")
+        }
+        defer { world.finalize() }
+        let sizes = [1, 4, 16, 64, 256].map { $0 << 18 }  // 1, 4, 16, 64, 256 MiB of floats
+        let rows = try AllreduceBench.run(world: world, floats: sizes, iterations: iterations)
+        guard world.rank == 0 else { return }
+        print("rlif bench: MPI_Allreduce (sum, in place, \(Int.gradientBucketMiB) MiB buckets) over \(world.size) ranks; \(world.libraryVersion)")
+        for r in rows {
+            let mib = (r.floats * 4) >> 20
+            print(String(format: "allreduce %4d MiB  %8.2f ms  algbw %6.2f GB/s  busbw %6.2f GB/s", mib, r.seconds * 1000,
+                         r.algorithmBandwidth / 1e9, r.busBandwidth(ranks: world.size) / 1e9))
+            print("BENCH impl=mpi name=allreduce mib=\(mib) ranks=\(world.size) seconds=\(fmt(r.seconds)) algbw_gbs=\(fmt(r.algorithmBandwidth / 1e9)) busbw_gbs=\(fmt(r.busBandwidth(ranks: world.size) / 1e9))")
+        }
+    }
+}
+
+private extension Int {
+    static var gradientBucketMiB: Int { (MPIWorld.gradientBucket * 4) >> 20 }
 }

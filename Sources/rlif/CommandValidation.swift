@@ -67,6 +67,7 @@ extension ActorCommand {
         try OptionCheck.positive(threads, "--threads")
         try OptionCheck.positive(batchSequences, "--batch-sequences")
         try OptionCheck.nonNegative(giveUpAfter, "--give-up-after")
+        try MetricsAddress.validate(metricsAddr)
     }
 }
 
@@ -74,5 +75,7 @@ extension LearnerCommand {
     func validate() throws {
         try LogSetup.validate(logLevel)
         if resume && overwrite { throw ValidationError("--resume and --overwrite contradict each other: pick one") }
+        try OptionCheck.nonNegative(weightCheckEvery, "--weight-check-every")
+        try MetricsAddress.validate(metricsAddr)
     }
 }

@@ -6,6 +6,7 @@ import Logging
 import Model
 import Sampling
 import Tokenizer
+import Telemetry
 import Training
 
 extension TemplateChoice: ExpressibleByArgument {}
@@ -46,15 +47,26 @@ struct ModelOptions: ParsableArguments {
     }
 }
 
-/// A progress bar on stderr when it is a terminal.
-struct ProgressBar {
+/// A progress bar with the ETA on stderr when it is a terminal: "eval [#####     ] 40/200  ETA 3m12s". The ETA
+/// is the mean pace since the first update (items done before it, e.g. resumed ones, are not counted).
+final class ProgressBar: @unchecked Sendable {  // updated from one thread at a time (the sampler's callback)
     let total: Int
     let label: String
     let enabled = isatty(2) != 0
+    private var start: (Date, Int)?
+    init(total: Int, label: String) { self.total = total; self.label = label }
     func update(_ done: Int) {
         guard enabled, total > 0 else { return }
-        let w = 30, k = done * w / total
-        FileHandle.standardError.write(Data("\r\(label) [\(String(repeating: "#", count: k))\(String(repeating: " ", count: w - k))] \(done)/\(total)".utf8))
+        let now = Date()
+        if start == nil { start = (now, done) }
+        let (t0, d0) = start!
+        var eta = "-"
+        if done > d0 {
+            let pace = now.timeIntervalSince(t0) / Double(done - d0)
+            eta = ProgressText.duration(pace * Double(total - done))
+        }
+        let w = 30, k = min(w, done * w / total)
+        FileHandle.standardError.write(Data("\r\u{1B}[2K\(label) [\(String(repeating: "#", count: k))\(String(repeating: " ", count: w - k))] \(done)/\(total)  ETA \(eta)".utf8))
         if done >= total { FileHandle.standardError.write(Data("\n".utf8)) }
     }
 }
@@ -132,6 +144,7 @@ struct Score: ParsableCommand {
     @Option(help: "Prompt token ids, e.g. 1,2,3 (for models without a tokenizer).") var promptIds: String?
     @Option(help: "Completion token ids, e.g. 4,5.") var completionIds: String?
     @Option(parsing: .unconditional, help: "Temperature of the reported log-probs (self-certainty always uses raw logits).") var temperature: Float = 1
+    @Flag(help: "JSON output (the default and only format; accepted so every reporting command takes --json).") var json = false
 
     func parseIds(_ s: String, _ name: String) throws -> [Int32] {
         try s.split(separator: ",").map {

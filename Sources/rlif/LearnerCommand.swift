@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Actor
+import Distributed
 import Kernels
 import Learner
 import Logging
@@ -9,6 +10,7 @@ import SafeTensors
 import TensorBoard
 import Training
 import Transport
+import Telemetry
 import Wire
 
 /// `rlif learner`: the one stateful process of a distributed run.
@@ -31,12 +33,32 @@ struct LearnerCommand: ParsableCommand {
     @Flag(help: "Serve a non-loopback tcp:// address without CURVE (anyone who reaches it can join or copy the model).")
     var insecure = false
     @Option(help: "Log level.") var logLevel: String?
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 0.0.0.0:9464).") var metricsAddr: String?
     /// Local mode passes the keys its user set (the learner's --config is then the effective config, every key in it).
     @Option(name: .customLong("user-keys"), help: .hidden) var userKeys: String?
 
+    @Option(help: "Under mpirun/srun: compare the ranks' weight hashes every N steps (and before the first and after the last); 0 = only those two.")
+    var weightCheckEvery: Int = 10
+
     func run() throws {
         LogSetup.bootstrap(level: logLevel)
-        let log = Logger(label: "rlif.learner")
+        // Under mpirun/srun: one learner over N ranks (rank 0 serves actors and writes files); a failure on any
+        // rank ends them all instead of leaving the others waiting in a collective.
+        let world = try DataParallelLaunch.world()
+        do { try run(world: world) } catch {
+            if error is ExitCode { world?.finalize() }  // a stop after the other ranks were told to finish
+            else if let w = world, w.size > 1 {
+                Logger(label: "rlif.learner").critical("rank \(w.rank) of \(w.size): \(error); aborting every rank")
+                w.abort(code: 1)
+            }
+            throw error
+        }
+        world?.finalize()
+    }
+
+    func run(world: MPIWorld?) throws {
+        let rank = world?.rank ?? 0
+        let log = Logger(label: rank == 0 ? "rlif.learner" : "rlif.learner.rank\(rank)")
         let endpoints = try Endpoints(base: bind)
         // Before any model is loaded: keys readable and valid, and no open port without them.
         let curve = try CurveOptions.learner(secret: curveSecret, authorized: authorizedKeys)
@@ -46,14 +68,18 @@ struct LearnerCommand: ParsableCommand {
         }
         let requested = try RunSetup.config(path: config, sets: sets, outputDir: outputDir)
         let output = URL(fileURLWithPath: requested.outputDir)
-        // Before any model is loaded: never overwrite a run silently, never "resume" from nothing.
-        let start = try RunDirectory.prepare(output: output, resume: resume, overwrite: overwrite)
+        // Before any model is loaded: never overwrite a run silently, never "resume" from nothing. Only rank 0
+        // touches the directory; the others learn from it which checkpoint to resume from.
+        let start = try DataParallelLaunch.shared(rank == 0 ? try RunDirectory.prepare(output: output, resume: resume, overwrite: overwrite) : nil,
+                                                  world: world)
         let o = try RunSetup.objects(requested, role: .learner,
                                      fixedKeys: userKeys.map { Set($0.split(separator: ",").map(String.init)) }
                                         ?? RunSetup.userKeys(path: config, sets: sets))
         let c = o.config
-        for name in try Checkpointing.prepare(output: output) {
-            log.notice("removed \(name) in \(output.path): left by an interrupted checkpoint save")
+        if rank == 0 {
+            for name in try Checkpointing.prepare(output: output) {
+                log.notice("removed \(name) in \(output.path): left by an interrupted checkpoint save")
+            }
         }
         var startStep = 0
         if case let .resume(dir) = start {
@@ -61,17 +87,35 @@ struct LearnerCommand: ParsableCommand {
             log.info("resumed from \(dir.lastPathComponent) at step \(startStep)")
         }
         let answers = Dictionary(o.dataset.records.compactMap { r in r.answer.map { (r.id, $0) } }, uniquingKeysWith: { a, _ in a })
-        let compute = try GRPOLearnerCompute(trainer: o.trainer, scorer: o.scorer, output: output, answers: answers)
+        let grpo = try GRPOLearnerCompute(trainer: o.trainer, scorer: o.scorer, output: output, answers: answers)
+        let checks = WeightCheckSchedule(every: weightCheckEvery, steps: c.steps)
+        if let w = world, w.size > 1 {
+            try checkWeights(w, o.trainer, completedSteps: startStep)
+            if rank > 0 {
+                // No sockets, no files: train each step's share that rank 0 broadcasts, until it says finish.
+                signal(SIGINT, SIG_IGN)   // mpirun forwards Ctrl-C; rank 0 decides when to stop
+                signal(SIGTERM, SIG_IGN)
+                let n = try DataParallelWorker(world: w, compute: grpo, checks: checks, logger: log).run()
+                log.info("rank \(rank) done: \(n) steps trained")
+                return
+            }
+            log.info("data-parallel learner: \(w.size) ranks (\(w.libraryVersion)); weights compared every \(weightCheckEvery) steps")
+        }
+        let dp = world.flatMap { $0.size > 1 ? DataParallelCompute(inner: grpo, world: $0, checks: checks) : nil }
+        let compute: LearnerCompute = dp ?? grpo
         let records = try RunRecords(output: output, config: c, tokenizer: o.tokenizer, resumingAfter: startStep)
-        compute.samples = records.samples
+        grpo.samples = records.samples
         let evalRecords = Array(o.evalSet.prefix(c.evalLimit))
-        func runEval() throws -> [String: Any] {
-            try Evaluator.run(model: o.policy, formatter: o.formatter, records: evalRecords, format: .math,
-                              maxNewTokens: c.maxNewTokens, batchSequences: max(1, c.actorBatchSequences)).dictionary
+        func runEval(step: Int) throws -> EvalRecord {
+            let t0 = Date()
+            let r = try Evaluator.run(model: o.policy, formatter: o.formatter, records: evalRecords, format: .math,
+                                      maxNewTokens: c.maxNewTokens, batchSequences: max(1, c.actorBatchSequences))
+            try EvalItemsFile.saveTraining(output: output, step: step, config: c, items: r.items)
+            return EvalRecord(step: step, report: r, seconds: Date().timeIntervalSince(t0))
         }
         if c.evalEvery > 0 && !evalRecords.isEmpty {
             let every = c.evalEvery, last = c.steps
-            compute.evaluate = { done in (done % every == 0 || done == last) ? try runEval() : nil }
+            grpo.evaluate = { done in (done % every == 0 || done == last) ? try runEval(step: done) : nil }
         }
         let stop = o.formatter.stopTokens(modelEOS: o.policy.config.eosTokenIds)
         var opts = LearnerOptions(bind: endpoints, runId: "\(output.lastPathComponent)-\(UUID().uuidString.prefix(8))",
@@ -85,7 +129,7 @@ struct LearnerCommand: ParsableCommand {
         opts.maxLag = c.maxLag
         opts.heartbeatIntervalMs = c.heartbeatIntervalMs
         opts.heartbeatTimeoutMs = c.heartbeatTimeoutMs
-        opts.weightDType = c.weightDType == "bf16" ? .bf16 : .f32
+        opts.weightDType = c.weightDType == .bf16 ? .bf16 : .f32
         opts.chunkBytes = c.chunkBytes
         opts.checkpointEvery = c.checkpointEvery
         opts.curve = curve
@@ -93,7 +137,8 @@ struct LearnerCommand: ParsableCommand {
         let server = try LearnerServer(options: opts, compute: compute, promptsForStep: { s in
             dataset.prompts(step: s, perStep: perStep).map { ($0.id, formatter.encode($0.text)) }
         }, logger: log)
-        server.checkpointState = { done in ["cursor": dataset.cursor(afterPrompts: done * perStep)] }
+        server.checkpointCursor = { done in dataset.cursor(afterPrompts: done * perStep) }
+        let console = RecordConsole(totalSteps: c.steps, live: false)
         if let path = authorizedKeys { server.reloadKeys = { try AuthorizedKeys.load(path) } }
         let reload = server.reloadFlag
         signal(SIGHUP, SIG_IGN)
@@ -101,22 +146,35 @@ struct LearnerCommand: ParsableCommand {
         hup.setEventHandler { reload.raise() }
         hup.resume()
         if startStep == 0 && c.evalEvery > 0 && !evalRecords.isEmpty {
-            var e = try runEval()
-            e["step"] = 0
-            e["kind"] = "eval"
+            let e = try runEval(step: 0)
             try records.append(e)
-            Terminal.line(RunSetup.progressLine(e, steps: c.steps))
+            console.show(.eval(e))
         }
-        let steps = c.steps
-        server.onStep = { m in
-            do { try records.append(m) } catch { log.error("run records: \(error)") }
-            Terminal.line(RunSetup.progressLine(m, steps: steps))
+        server.onStep = { [unowned server] result in
+            for e in result.events {
+                do { try records.append(e) } catch { log.error("run records: \(error)") }
+                console.show(e)
+            }
+            // One line per step about the actors (the per-version weight messages are at debug level).
+            log.info("\(server.status().actorsLine)")
         }
+        var metricsEndpoint: MetricsEndpoint? = nil
+        if let addr = metricsAddr {
+            let m = LearnerMetrics()
+            metricsEndpoint = try MetricsEndpoint(address: addr, registry: m.registry)
+            server.onStatus = { m.update($0) }
+            log.info("Prometheus metrics on http://\(metricsEndpoint!.host):\(metricsEndpoint!.port)/metrics")
+        }
+        grpo.waitingSince = Date()
         let flag = server.stopFlag
         let sources = onTerminationSignals { sig in flag.set(signal: sig) }
         log.info("\(o.policy.parameterCount) parameters, \(o.dataset.count) prompts, \(c.steps) steps × \(c.promptsPerStep) prompts × G=\(c.groupSize)")
         // withExtendedLifetime: an optimised build may otherwise release the signal sources right away.
-        let summary = try withExtendedLifetime((sources, hup)) { try server.run() }
+        let summary = try withExtendedLifetime((sources, metricsEndpoint, hup)) { try server.run() }
+        if !summary.quarantinedPrompts.isEmpty {
+            log.warning("\(summary.quarantinedPrompts.count) prompts quarantined (failed on two actors, not trained): \(summary.quarantinedPrompts.joined(separator: "; "))")
+        }
+        try dp?.finish()
         if curve != nil || summary.droppedMessages + summary.invalidGroups.count > 0 {
             log.info("peers: \(summary.deniedConnections) connections denied, \(summary.droppedMessages) messages dropped, invalid groups \(summary.invalidGroups), banned \(summary.bannedActors)")
         }
@@ -133,7 +191,9 @@ struct LearnerCommand: ParsableCommand {
                                      "prompts_trained_more_than_once": twice.count,
                                      "denied_connections": summary.deniedConnections, "dropped_messages": summary.droppedMessages,
                                      "invalid_groups": summary.invalidGroups.values.reduce(0, +),
-                                     "banned_actors": summary.bannedActors.count]
+                                     "banned_actors": summary.bannedActors.count,
+                                     "task_failures": summary.ledger.failures, "quarantined": summary.ledger.quarantined,
+                                     "other_incarnation": summary.otherIncarnation, "stall_reports": summary.stallReports]
         try AtomicFile.write(enc.encode(report), to: output.appendingPathComponent("learner_summary.json"))
         if summary.completedSteps < c.steps {
             // Stopped early (SIGINT/SIGTERM): the checkpoint is written; exit 128 + signal, not 0.
@@ -162,6 +222,7 @@ struct ActorCommand: ParsableCommand {
     var curveSecret: String?
     @Option(help: "The learner's public key file (its .pub), needed with --curve-secret.") var learnerKey: String?
     @Option(help: "Log level.") var logLevel: String?
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 0.0.0.0:9465).") var metricsAddr: String?
     /// Local mode: --batch-sequences comes from the config, not the user, so the memory plan may lower it.
     @Flag(name: .customLong("batch-sequences-adjustable"), help: .hidden) var batchAdjustable = false
 
@@ -175,11 +236,18 @@ struct ActorCommand: ParsableCommand {
         opts.batchSequences = batch
         opts.giveUpAfterMs = giveUpAfter * 1000
         opts.curve = try CurveOptions.actor(secret: curveSecret, learnerKey: learnerKey)
+        // Debug fault hook (tests, scripts/chaos): sampling these prompt ids fails on purpose, as a model error would.
+        if let ids = ProcessInfo.processInfo.environment["RLIF_DEBUG_FAIL_PROMPTS"], !ids.isEmpty {
+            opts.failPromptIds = Set(ids.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) })
+            log.warning("RLIF_DEBUG_FAIL_PROMPTS: sampling fails on purpose for prompts \(opts.failPromptIds.sorted())")
+        }
         let engine = TransformerRolloutEngine(batchSequences: batch)
         // The memory plan, once the learner's model config and the first task's lengths are known (before the KV
         // cache is allocated): printed, the decode batch lowered to fit unless --batch-sequences fixed it, or the
         // actor ends with the plan's error (a task error would only be re-issued to another actor).
         let fixed: Set<String> = batchSequences == nil || batchAdjustable ? [] : ["actor_batch_sequences"]
+        // The first plan at info level; the plans for later (longer) tasks at debug (they differ only in lengths).
+        let planned = PlannedOnce()
         engine.planDecoding = { model, sequence, maxNew, group, batch in
             var c = TrainConfig()
             c.maxNewTokens = maxNew
@@ -189,14 +257,41 @@ struct ActorCommand: ParsableCommand {
                 // The weights are already allocated (the engine built the model from the learner's config).
                 return try RunSetup.planMemory(c, role: .actor, model: model, longestPrompt: max(0, sequence - maxNew),
                                                fixedKeys: fixed, log: log,
-                                               alreadyPlanned: ParameterLayout(config: model).totalCount * 4).actorBatchSequences
+                                               alreadyPlanned: ParameterLayout(config: model).totalCount * 4,
+                                               reportLevel: planned.next() ? .info : .debug).actorBatchSequences
             } catch {
                 log.critical("\(error)")
                 Foundation.exit(3)
             }
         }
         let client = try ActorClient(options: opts, engine: engine, logger: log)
-        let s = try client.run()
-        log.info("actor done: \(s.groupsSent) groups sent, \(s.groupsAcked) acknowledged, \(s.resends) resends, \(s.reconnects) reconnects, weights v\(s.finalVersion)")
+        var metricsEndpoint: MetricsEndpoint? = nil
+        if let addr = metricsAddr {
+            let m = ActorMetrics(actorId: name)
+            metricsEndpoint = try MetricsEndpoint(address: addr, registry: m.registry)
+            client.onSummary = { m.update($0) }
+            log.info("Prometheus metrics on http://\(metricsEndpoint!.host):\(metricsEndpoint!.port)/metrics")
+        }
+        let s = try withExtendedLifetime(metricsEndpoint) { try client.run() }
+        log.info("actor done: \(s.groupsSent) groups sent, \(s.groupsAcked) acknowledged, \(s.resends) resends, \(s.reconnects) reconnects, \(s.learnerRestarts) learner restarts (\(s.groupsDroppedOnRestart) groups, \(s.tasksDroppedOnRestart) tasks dropped), \(s.tasksFailed) tasks failed, weights v\(s.finalVersion)")
+    }
+}
+
+/// True the first time `next()` is called, false after (the actor's planDecoding runs on its engine's thread).
+final class PlannedOnce: @unchecked Sendable {  // behind `lock`
+    private let lock = NSLock()
+    private var done = false
+    func next() -> Bool {
+        lock.lock(); defer { lock.unlock() }
+        defer { done = true }
+        return !done
+    }
+}
+
+/// `--metrics-addr` checked before any work (a typo fails at once, not after the model has loaded).
+enum MetricsAddress {
+    static func validate(_ address: String?) throws {
+        guard let address else { return }
+        do { _ = try MetricsEndpoint.parse(address) } catch { throw ValidationError("\(error)") }
     }
 }

@@ -16,15 +16,11 @@ struct MergeCommand: ParsableCommand {
     @Option(help: "Base model directory (config.json + model.safetensors).") var base: String
     @Option(help: "Adapter directory (adapter_config.json + adapter_model.safetensors).") var adapter: String
     @Option(help: "Output directory (must not exist).") var out: String
-    @Option(help: "Weight dtype of the output: f32 or bf16.") var dtype = "f32"
-
-    mutating func validate() throws {
-        guard ["f32", "bf16"].contains(dtype) else { throw ValidationError("--dtype must be f32 or bf16, got \(dtype)") }
-    }
+    @Option(help: "Weight dtype of the output: f32, bf16 or f16.") var dtype: WeightFileDType = .f32
 
     func run() throws {
         let m = try LoRAMerge.merge(base: URL(fileURLWithPath: base), adapter: URL(fileURLWithPath: adapter),
-                                    output: URL(fileURLWithPath: out), dtype: dtype == "bf16" ? .bf16 : .f32)
+                                    output: URL(fileURLWithPath: out), dtype: dtype.safeTensors)
         print("merged \(adapter) into \(base): \(m.parameterCount) parameters written to \(out)")
     }
 }

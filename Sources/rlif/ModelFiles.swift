@@ -1,6 +1,8 @@
+import ArgumentParser
 import Foundation
 import GGUF
 import Model
+import SafeTensors
 import Tokenizer
 
 /// What `--model` / `model:` may name: a Hugging Face directory (config.json, model.safetensors, tokenizer.json)
@@ -23,5 +25,19 @@ enum ModelFiles {
     /// metadata, `GGUFTokenizerFiles`) or the directory's tokenizer.json (nil when the directory has none).
     static func loadTokenizer(model: String, override: String?) throws -> Tokenizer? {
         try Tokenizer.forModel(model, tokenizerFile: override)
+    }
+}
+
+/// `--dtype` of the commands that write a model (sft, convert, merge): how model.safetensors stores the weights.
+/// Anything else (`fp16`, `float32`) is refused by the parser, listing these.
+enum WeightFileDType: String, ExpressibleByArgument, CaseIterable {
+    case f32, bf16, f16
+
+    var safeTensors: SafeTensorsDType {
+        switch self {
+        case .f32: .f32
+        case .bf16: .bf16
+        case .f16: .f16
+        }
     }
 }

@@ -9,7 +9,7 @@ struct Rlif: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rlif",
         abstract: "INTUITOR: reinforcement learning from internal feedback (self-certainty GRPO) on CPU.",
-        subcommands: [Train.self, LearnerCommand.self, ActorCommand.self, Generate.self, Score.self, Eval.self, SFT.self, MergeCommand.self, TokenizeCommand.self, TemplateCommand.self, Convert.self, Report.self, Info.self, Bench.self, Keygen.self],
+        subcommands: [Train.self, LearnerCommand.self, ActorCommand.self, Generate.self, Score.self, Eval.self, SFT.self, MergeCommand.self, TokenizeCommand.self, TemplateCommand.self, Convert.self, Report.self, StatusCommand.self, Info.self, Bench.self, Keygen.self],
         defaultSubcommand: Train.self
     )
 }
@@ -18,7 +18,14 @@ struct Rlif: ParsableCommand {
 struct Info: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Print build, library and protocol versions.")
 
+    @Flag(help: "One JSON object (snake_case keys).") var json = false
+
     func run() throws {
+        if json {
+            print(try jsonLine(["wire_protocol": "rlif.v1", "protocol_version": Int(protocolVersion),
+                                "libzmq": "\(zmqVersion)", "openblas_threads": Gemm.threads] as [String: Any]))
+            return
+        }
         print("rlif wire protocol: rlif.v1 (version \(protocolVersion))")
         print("libzmq: \(zmqVersion)")
         print("OpenBLAS threads: \(Gemm.threads)")

@@ -4,6 +4,7 @@ import Kernels
 import Logging
 import Model
 import Tokenizer
+import Telemetry
 import Training
 
 /// The model, prompts and configuration shipped inside the binary's resource bundle (`rlif train` with no
@@ -13,15 +14,17 @@ enum EmbeddedDefault {
     static var intuitorConfig: URL? { directory?.appendingPathComponent("intuitor.yaml") }
 
     /// After a run on the embedded model: what it does and does not show (issue 12 — the demo must tell the truth).
-    static func sayWhatTheDemoShows(model: String) {
+    /// `json`: stdout holds the JSON summary only, so the note goes to stderr.
+    static func sayWhatTheDemoShows(model: String, json: Bool = false) {
         guard let d = directory?.appendingPathComponent("model").standardizedFileURL.path,
               URL(fileURLWithPath: model).standardizedFileURL.path == d else { return }
-        Terminal.line("""
+        let note = """
             note: this run exercised the whole pipeline on the tiny embedded model. That model is more certain when it \
             is wrong (docs/RESULTS.md), so maximising its self-certainty is not expected to raise its accuracy; \
             INTUITOR needs a model whose certainty tracks correctness, as real instruct models' can: see README \
             "Use a real model" and scripts/reproduce-intuitor.
-            """)
+            """
+        if json { LogSink.shared.write(note + "\n") } else { Terminal.line(note) }
     }
 }
 
@@ -39,7 +42,7 @@ enum LogSetup {
         done = true
         let lvl = Logger.Level(rawValue: level ?? ProcessInfo.processInfo.environment["RLIF_LOG_LEVEL"] ?? "info") ?? .info
         LoggingSystem.bootstrap { label in
-            var h = StreamLogHandler.standardError(label: label)
+            var h = SinkLogHandler(label: label)
             h.logLevel = lvl
             return h
         }
@@ -119,11 +122,12 @@ enum RunSetup {
     /// actor_batch_sequences, unless in `fixedKeys`); throws `MemoryPlanError` if the run cannot fit.
     /// `alreadyPlanned`: bytes of planned items the process already holds (an actor's weights), not counted twice.
     static func planMemory(_ c: TrainConfig, role: MemoryPlan.Role, model: ModelConfig, longestPrompt: Int,
-                           fixedKeys: Set<String>, log: Logger, alreadyPlanned: Int = 0) throws -> TrainConfig {
+                           fixedKeys: Set<String>, log: Logger, alreadyPlanned: Int = 0,
+                           reportLevel: Logger.Level = .info) throws -> TrainConfig {
         let budget = try memoryBudget()
         let resident = max(0, (SystemMemory.resident()?.current ?? 0) - alreadyPlanned)
         let plan = MemoryPlan(role: role, model: model, config: c, longestPrompt: longestPrompt, processBytes: resident)
-        log.info("\(plan.report(budget: budget))")
+        log.log(level: reportLevel, "\(plan.report(budget: budget))")
         guard let budget else { return c }
         let (fitted, notes) = try MemoryPlan.fit(role: role, model: model, config: c, longestPrompt: longestPrompt,
                                                  budget: budget.bytes, fixedKeys: fixedKeys, processBytes: resident)
@@ -164,23 +168,6 @@ enum RunSetup {
         return Objects(config: c, policy: policy, reference: reference, tokenizer: tokenizer, formatter: formatter,
                        dataset: dataset, evalSet: evalSet, scorer: scorer, trainer: trainer)
     }
-
-    /// A readable one-line summary of a metrics record for the terminal.
-    static func progressLine(_ m: [String: Any], steps: Int) -> String {
-        func f(_ k: String, _ digits: Int = 4) -> String {
-            guard let v = m[k] as? Double else { return "-" }
-            return String(format: "%.\(digits)f", v)
-        }
-        if (m["kind"] as? String) == "eval" {
-            return "eval @ step \(m["step"] ?? "?"): accuracy \(f("eval_accuracy", 3)) self-certainty \(f("eval_self_certainty")) length \(f("eval_length", 1))"
-        }
-        let step = (m["step"] as? Int).map { $0 + 1 } ?? 0
-        var evalPart = ""
-        if let a = m["eval_accuracy"] as? Double {
-            evalPart = String(format: "\n  eval @ step %d: accuracy %.3f self-certainty %.4f", step, a, m["eval_self_certainty"] as? Double ?? 0)
-        }
-        return "step \(step)/\(steps)  reward \(f("reward_mean")) ±\(f("reward_std"))  loss \(f("loss", 5))  kl \(f("kl", 5))  clip \(f("clip_fraction", 3))  |g| \(f("grad_norm", 3))  lr \(String(format: "%.2e", m["lr"] as? Double ?? 0))  len \(f("response_length", 1))  \(f("step_seconds", 2))s" + evalPart
-    }
 }
 
 extension RunSetup {
@@ -209,10 +196,116 @@ extension RunSetup {
     }
 }
 
-/// Progress lines on stdout, flushed at once (stdout is a pipe in local mode).
+/// Lines on stdout, flushed at once (stdout is a pipe in local mode); above the progress line while a live
+/// console has the terminal.
 enum Terminal {
     static func line(_ s: String) {
-        FileHandle.standardOutput.write(Data((s + "\n").utf8))
+        if let c = LogSink.shared.console { c.print(s) } else { FileHandle.standardOutput.write(Data((s + "\n").utf8)) }
+    }
+}
+
+/// How a training process shows its records. Under the local-mode supervisor (a child) each record goes to
+/// stdout as one `rlif-record <metrics.jsonl line>` line, which the supervisor's `Console` renders (it owns the
+/// terminal); otherwise this process's own `Console` prints the step and eval lines (and, when `live` and stdout
+/// is a terminal, the progress line under them).
+final class RecordConsole: @unchecked Sendable {
+    static let prefix = "rlif-record "
+    let console: Console?
+
+    init(totalSteps: Int, live: Bool, out: FileHandle = .standardOutput) {
+        if ProcessInfo.processInfo.environment[LocalMode.childMarker] != nil {
+            console = nil
+        } else {
+            let c = Console(totalSteps: totalSteps, live: live ? nil : false, out: out)
+            console = c
+            if c.isLive { LogSink.shared.console = c }
+        }
+    }
+
+    func show(_ event: RunEvent) {
+        let line: Data
+        do {
+            switch event {
+            case .train(let r): line = try MetricsLog.encoder().encode(r)
+            case .eval(let r): line = try MetricsLog.encoder().encode(r)
+            }
+        } catch { return }
+        if let console { console.record(line) } else { Terminal.line(Self.prefix + String(decoding: line, as: UTF8.self)) }
+    }
+
+    func finish() {
+        console?.finish()
+        LogSink.shared.console = nil
+    }
+}
+
+/// `rlif train --json`: the run's outcome as one JSON object on stdout (the step lines go to stderr).
+struct TrainSummary: Encodable {
+    var outputDir: String
+    var completedSteps: Int
+    var totalSteps: Int
+    var stopped: Bool
+    var rewardMean: Double?
+    var evalAccuracy: Double?
+    var evalStep: Int?
+    var etaSeconds: Double?
+    var trainedTokensPerSecond: Double?
+
+    enum CodingKeys: String, CodingKey {
+        case outputDir = "output_dir", completedSteps = "completed_steps", totalSteps = "total_steps", stopped
+        case rewardMean = "reward_mean", evalAccuracy = "eval_accuracy", evalStep = "eval_step"
+        case trainedTokensPerSecond = "trained_tokens_per_second"
+    }
+
+    init(output: String, progress p: ProgressText, stopped: Bool) {
+        outputDir = output
+        completedSteps = p.lastStep
+        totalSteps = p.totalSteps
+        self.stopped = stopped
+        rewardMean = p.lastReward
+        evalAccuracy = p.lastEval?.evalAccuracy
+        evalStep = p.lastEval?.step
+        trainedTokensPerSecond = p.tokensPerSecond
+    }
+
+    /// On stdout itself (after the console has let go of the terminal).
+    func print() {
+        if let d = try? MetricsLog.encoder().encode(self) { FileHandle.standardOutput.write(d + Data([UInt8(ascii: "\n")])) }
+    }
+}
+
+/// Where log lines go: stderr, or through the live console so they scroll above its progress line.
+final class LogSink: @unchecked Sendable {  // `console` behind `lock`
+    static let shared = LogSink()
+    private let lock = NSLock()
+    private var _console: Console?
+    var console: Console? {
+        get { lock.lock(); defer { lock.unlock() }; return _console }
+        set { lock.lock(); _console = newValue; lock.unlock() }
+    }
+    func write(_ text: String) {
+        let data = Data(text.utf8)
+        if let c = console { c.log(data) } else { FileHandle.standardError.write(data) }
+    }
+}
+
+/// swift-log's stream format ("<time> <level> <label> : [metadata] message") written through `LogSink`.
+struct SinkLogHandler: LogHandler {
+    let label: String
+    var logLevel: Logger.Level = .info
+    var metadata: Logger.Metadata = [:]
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+    func log(event: LogEvent) {
+        let (level, message) = (event.level, event.message)
+        let all = metadata.merging(event.metadata ?? [:]) { _, b in b }
+        let md = all.isEmpty ? "" : " " + all.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+        let f = DateFormatter()
+        f.locale = Locale(identifier: "en_US_POSIX")
+        f.dateFormat = "yyyy-MM-dd'T'HH:mm:ssZ"
+        LogSink.shared.write("\(f.string(from: Date())) \(level) \(label) :\(md) \(message)\n")
     }
 }
 

@@ -31,7 +31,7 @@ struct SFT: ParsableCommand {
     @Option var warmupRatio: Float = 0.05
     @Option var weightDecay: Float = 0.01
     @Option var seed: UInt64 = 0
-    @Option(help: "Save the weights as f32 or bf16.") var dtype: String = "f32"
+    @Option(help: "Save the weights as f32, bf16 or f16.") var dtype: WeightFileDType = .f32
     @Option(help: "Log level.") var logLevel: String?
 
     func run() throws {
@@ -55,7 +55,7 @@ struct SFT: ParsableCommand {
         func load(_ path: String) throws -> [SFTExample] {
             try SFTData.read(URL(fileURLWithPath: path), formatter: formatter, eos: eos, maxLength: m.config.maxPositionEmbeddings)
         }
-        var train = try load(data)
+        let train = try load(data)
         let held = try evalData.map(load) ?? []
         var cfg = SFTConfig()
         cfg.epochs = epochs; cfg.batchSequences = batchSequences; cfg.microBatchTokens = microBatchTokens
@@ -67,20 +67,12 @@ struct SFT: ParsableCommand {
             let l = try trainer.evaluate(held)
             log.info("held-out loss before: \(String(format: "%.4f", l))")
         }
-        var rng = SplitMixShuffle(seed: seed)
-        var pos = train.count
         let t0 = Date()
-        var tokens = 0
-        for step in 0..<trainer.totalSteps {
-            if pos + batchSequences > train.count { rng.shuffle(&train); pos = 0 }
-            let batch = Array(train[pos..<min(train.count, pos + batchSequences)])
-            pos += batchSequences
-            tokens += batch.reduce(0) { $0 + $1.prompt.count + $1.response.count }
-            let r = try trainer.trainStep(batch)
-            if step % 20 == 0 || step == trainer.totalSteps - 1 {
-                let tps = Double(tokens) / Date().timeIntervalSince(t0)
-                Terminal.line(String(format: "sft step %d/%d  loss %.4f  |g| %.3f%@  %.0f tok/s", step + 1, trainer.totalSteps,
-                                     r.loss, r.gradNorm, r.refused ? "  (refused)" : "", tps))
+        try trainer.run(train) { p in
+            if p.step % 20 == 1 || p.step == p.totalSteps {
+                let tps = Double(p.tokens) / Date().timeIntervalSince(t0)
+                Terminal.line(String(format: "sft step %d/%d  loss %.4f  |g| %.3f%@  %.0f tok/s", p.step, p.totalSteps,
+                                     p.loss, p.gradNorm, p.refused ? "  (refused)" : "", tps))
             }
         }
         if !held.isEmpty {
@@ -88,7 +80,7 @@ struct SFT: ParsableCommand {
             log.info("held-out loss after: \(String(format: "%.4f", l))")
         }
         let out = URL(fileURLWithPath: output)
-        try m.save(to: out, dtype: dtype == "bf16" ? .bf16 : .f32)
+        try m.save(to: out, dtype: dtype.safeTensors)
         let tokOut = out.appendingPathComponent("tokenizer.json")
         if tokenizer == nil, let g = model, ModelFiles.isGGUF(g) {
             try GGUFTokenizerFiles(try GGUFFile(contentsOf: URL(fileURLWithPath: g))).write(to: out)
@@ -105,49 +97,5 @@ struct SFT: ParsableCommand {
             }
         }
         log.info("saved \(out.path)")
-    }
-}
-
-/// Reads SFT JSONL: `{"text"}` (loss on every token after the first) or `{"prompt", "response"}` (the prompt is
-/// formatted with the template; the loss is on the response and the EOS that ends it).
-enum SFTData {
-    static func read(_ url: URL, formatter: PromptFormatter, eos: Int32?, maxLength: Int) throws -> [SFTExample] {
-        let data = try Data(contentsOf: url)
-        var out: [SFTExample] = []
-        var line = 0
-        for raw in data.split(separator: UInt8(ascii: "\n"), omittingEmptySubsequences: false) {
-            line += 1
-            if raw.allSatisfy({ $0 == 0x20 || $0 == 0x09 || $0 == 0x0D }) { continue }
-            guard let obj = try? JSONSerialization.jsonObject(with: Data(raw)) as? [String: Any] else {
-                throw DatasetError(file: url.path, line: line, message: "not a JSON object")
-            }
-            var ex: SFTExample
-            if let text = obj["text"] as? String {
-                let ids = formatter.tokenizer.encode(text, addSpecialTokens: true)
-                guard ids.count >= 2 else { throw DatasetError(file: url.path, line: line, message: "\"text\" has fewer than 2 tokens") }
-                ex = SFTExample(prompt: [ids[0]], response: Array(ids.dropFirst()))
-            } else if let p = obj["prompt"] as? String, let r = obj["response"] as? String {
-                ex = SFTExample(prompt: formatter.encode(p), response: formatter.tokenizer.encode(r))
-            } else {
-                throw DatasetError(file: url.path, line: line, message: "needs \"text\", or \"prompt\" and \"response\" strings")
-            }
-            if let eos { ex.response.append(eos) }
-            guard ex.prompt.count + ex.response.count <= maxLength else {
-                throw DatasetError(file: url.path, line: line, message: "\(ex.prompt.count + ex.response.count) tokens exceed the model's \(maxLength) positions")
-            }
-            out.append(ex)
-        }
-        guard !out.isEmpty else { throw DatasetError(file: url.path, line: nil, message: "no examples") }
-        return out
-    }
-}
-
-/// Seeded Fisher–Yates shuffles for the SFT epoch order.
-struct SplitMixShuffle {
-    var rng: RandomSource
-    init(seed: UInt64) { rng = RandomSource(seed: seed, stream: 0x5F7) }
-    mutating func shuffle<T>(_ a: inout [T]) {
-        guard a.count > 1 else { return }
-        for i in stride(from: a.count - 1, to: 0, by: -1) { a.swapAt(i, Int(rng.next() % UInt64(i + 1))) }
     }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Tokenizer
+import Training
 
 /// `rlif tokenize`: encode text to token ids (or decode ids to text) with a Hugging Face `tokenizer.json`,
 /// exactly as the `tokenizers` library would; for checking prompts and debugging.
@@ -96,16 +97,9 @@ struct TokenizeCommand: ParsableCommand {
 
     /// Prints `load_s`, best-of-N single-thread and batch (all cores) encode times of all texts of the file.
     private func runBenchmark(_ tok: Tokenizer, _ url: URL, loadSeconds: Double) throws {
-        let data = try String(contentsOf: url, encoding: .utf8)
-        var texts: [String] = []
-        for (i, line) in data.split(separator: "\n").enumerated() {
-            guard let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any],
-                  let q = obj["question"] as? String, let a = obj["answer"] as? String else {
-                throw ValidationError("\(url.path):\(i + 1): expected {\"question\": ..., \"answer\": ...}")
-            }
-            texts.append(q)
-            texts.append(a)
-        }
+        /// A GSM8K line: both texts are encoded.
+        struct QA: Decodable { var question: String; var answer: String }
+        let texts = try JSONLines.read(QA.self, from: url).flatMap { [$0.value.question, $0.value.answer] }
         let bytes = texts.reduce(0) { $0 + $1.utf8.count }
         // Process CPU time as well as wall time: on a shared machine the single-thread CPU time is the steadier.
         func cpuSeconds() -> Double {

@@ -1,8 +1,11 @@
 import ArgumentParser
+import Distributed
 import Foundation
 import Kernels
 import Logging
 import SafeTensors
+import Supervision
+import Telemetry
 import Training
 
 /// `rlif train`: INTUITOR on one host. By default the real distributed system in local mode — one learner and N
@@ -18,15 +21,27 @@ struct Train: ParsableCommand {
     @Option(help: "Output directory for metrics.jsonl and checkpoints (overrides output_dir).") var outputDir: String?
     @Flag(help: "Sample and train in this one process instead of spawning a learner and actors.") var singleProcess = false
     @Option(help: "Actor processes to spawn (overrides the config's actors).") var actors: Int?
+    @Option(help: "Run the local-mode learner as N data-parallel MPI ranks under mpirun (Open MPI).") var learnerRanks: Int = 1
     @Flag(help: "Continue from <output_dir>/latest (an error when there is no checkpoint).") var resume = false
     @Flag(help: "Replace an earlier run in the output directory (its metrics and checkpoints are deleted).")
     var overwrite = false
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: String?
+    @Flag(help: "End with a JSON summary on stdout (step lines go to stderr).") var json = false
+    @Option(help: "Local mode: the learner serves Prometheus metrics at http://HOST:PORT/metrics.") var metricsAddr: String?
 
     func validate() throws {
         try LogSetup.validate(logLevel)
         if let a = actors, a < 1 { throw ValidationError("--actors must be >= 1, got \(a)") }
+        if learnerRanks < 1 { throw ValidationError("--learner-ranks must be >= 1, got \(learnerRanks)") }
+        if learnerRanks > 1 && singleProcess { throw ValidationError("--learner-ranks needs local mode (a separate learner): drop --single-process") }
+        if learnerRanks > 1 && MPIRun.find() == nil {
+            throw ValidationError("--learner-ranks \(learnerRanks) needs mpirun on PATH (Debian: apt-get install openmpi-bin libopenmpi-dev)")
+        }
         if resume && overwrite { throw ValidationError("--resume and --overwrite contradict each other: pick one") }
+        try MetricsAddress.validate(metricsAddr)
+        if singleProcess && metricsAddr != nil {
+            throw ValidationError("--metrics-addr serves the learner's /metrics in local mode; a --single-process run has no learner (read metrics.jsonl or TensorBoard)")
+        }
     }
 
     func run() throws {
@@ -40,7 +55,7 @@ struct Train: ParsableCommand {
         if singleProcess {
             try runSingle(c, start: start, fixedKeys: fixed)
         } else {
-            try LocalMode(config: c, resume: resume, logLevel: logLevel, userKeys: fixed).run()
+            try LocalMode(config: c, resume: resume, logLevel: logLevel, userKeys: fixed, learnerRanks: learnerRanks, json: json, metricsAddr: metricsAddr).run()
         }
     }
 
@@ -56,15 +71,20 @@ struct Train: ParsableCommand {
         let flag = run.stopFlag
         let sources = onTerminationSignals { sig in flag.set(signal: sig) }
         // withExtendedLifetime: an optimised build may otherwise release the signal sources right away.
+        let console = RecordConsole(totalSteps: c.steps, live: true, out: json ? .standardError : .standardOutput)
         let outcome = try withExtendedLifetime(sources) {
-            try run.run { m in Terminal.line(RunSetup.progressLine(m, steps: c.steps)) }
+            defer { console.finish() }
+            return try run.run { console.show($0) }
+        }
+        if json, let p = console.console?.progress {
+            TrainSummary(output: output.path, progress: p, stopped: outcome != .finished).print()
         }
         if case let .stopped(done) = outcome {
             log.notice("\(ResumeHint.line(stoppedAfter: done, of: c.steps, signal: flag.signal))")
             throw ExitCode(flag.exitStatus)
         }
         log.info("done: metrics in \(output.appendingPathComponent("metrics.jsonl").path)")
-        EmbeddedDefault.sayWhatTheDemoShows(model: c.model)
+        EmbeddedDefault.sayWhatTheDemoShows(model: c.model, json: json)
     }
 }
 
@@ -77,6 +97,12 @@ struct LocalMode {
     var logLevel: String?
     /// Keys the user set: the learner's and actors' memory plans may lower only the others.
     var userKeys: Set<String> = []
+    /// > 1: the learner runs as that many MPI ranks under mpirun.
+    var learnerRanks = 1
+    /// `--json`: step lines to stderr, a summary on stdout at the end.
+    var json = false
+    /// `--metrics-addr`, passed to the learner.
+    var metricsAddr: String? = nil
 
     func run() throws {
         let log = Logger(label: "rlif.train")
@@ -99,122 +125,80 @@ struct LocalMode {
         var learnerArgs = ["learner", "--config", cfgFile.path, "--bind", base, "--user-keys", userKeys.sorted().joined(separator: ",")]
         if resume { learnerArgs.append("--resume") }
         if let l = logLevel { learnerArgs += ["--log-level", l] }
-        let learner = try Child.spawn(exe, learnerArgs, name: "learner", env: ["OPENBLAS_NUM_THREADS": "\(cores)", Self.childMarker: "1"])
-        var actors: [Child] = []
+        if let m = metricsAddr { learnerArgs += ["--metrics-addr", m] }
+        // One console owns the terminal: the learner's records (`rlif-record` lines) become step lines and the
+        // progress line; the children's log lines scroll above it.
+        let console = Console(totalSteps: config.steps, out: json ? .standardError : .standardOutput)
+        if console.isLive { LogSink.shared.console = console }
+        let stop = StopFlag()
+        defer {
+            console.finish()
+            LogSink.shared.console = nil
+            if json { TrainSummary(output: output.path, progress: console.progress, stopped: stop.isSet).print() }
+        }
+        // The children's stdout: `rlif-record` lines are records for the console, others are printed as they are;
+        // their stderr lines (already prefixed with the child's name) scroll above the progress line.
+        let record = Data(RecordConsole.prefix.utf8)
+        let toConsole: ChildProcess.Sink = { line in
+            if line.starts(with: record) {
+                console.record(Data(line.dropFirst(record.count)))
+            } else {
+                console.print(String(decoding: line.last == UInt8(ascii: "\n") ? line.dropLast() : line[...], as: UTF8.self))
+            }
+        }
+        let logLine: ChildProcess.Sink = { console.log($0) }
+        let learner: ChildProcess
+        if learnerRanks > 1 {
+            // The ranks share the host's cores (and the actors'): BLAS threads split between them.
+            let mpirun = MPIRun.find()!  // validate() checked
+            let args = MPIRun.arguments(ranks: learnerRanks, executable: exe.path, arguments: learnerArgs, isRoot: getuid() == 0)
+            var env = ["OPENBLAS_NUM_THREADS": "\(max(1, cores / learnerRanks))", Self.childMarker: "1"]
+            // Each rank holds the whole model: its memory plan gets 1/N of this host's budget (the ranks start
+            // together, so each would otherwise plan for all of it), unless the user set RLIF_MEMORY_BUDGET.
+            if ProcessInfo.processInfo.environment["RLIF_MEMORY_BUDGET"] == nil, let b = SystemMemory.budget() {
+                env["RLIF_MEMORY_BUDGET"] = "\(b.bytes / learnerRanks)"
+                log.info("each of the \(learnerRanks) learner ranks plans for 1/\(learnerRanks) of \(b.source)'s \(String(format: "%.2f", Double(b.bytes) / Double(1 << 30))) GiB")
+            }
+            learner = try ChildProcess.spawn(mpirun, args, name: "learner", env: env, stdout: toConsole, stderr: logLine)
+        } else {
+            learner = try ChildProcess.spawn(exe, learnerArgs, name: "learner", env: ["OPENBLAS_NUM_THREADS": "\(cores)", Self.childMarker: "1"],
+                                             stdout: toConsole, stderr: logLine)
+        }
+        var actors: [ChildProcess] = []
         for i in 0..<config.actors {
             var a = ["actor", "--learner", base, "--id", "actor-\(i + 1)", "--batch-sequences", "\(config.actorBatchSequences)"]
             if !userKeys.contains("actor_batch_sequences") { a.append("--batch-sequences-adjustable") }
             if let l = logLevel { a += ["--log-level", l] }
-            actors.append(try Child.spawn(exe, a, name: "actor-\(i + 1)", env: ["OPENBLAS_NUM_THREADS": "\(per)", Self.childMarker: "1"]))
+            actors.append(try ChildProcess.spawn(exe, a, name: "actor-\(i + 1)", env: ["OPENBLAS_NUM_THREADS": "\(per)", Self.childMarker: "1"],
+                                                 stdout: toConsole, stderr: logLine))
         }
-        log.info("local mode: learner + \(config.actors) actors (\(base)); output \(output.path)")
-        // Ctrl-C reaches the whole process group; the learner finishes its step and checkpoints, actors exit.
-        let pids = [learner.process.processIdentifier] + actors.map(\.process.processIdentifier)
-        let stop = StopFlag()
-        let sources = onTerminationSignals { sig in stop.set(signal: sig); for p in pids { kill(p, SIGTERM) } }
+        log.info("local mode: learner\(learnerRanks > 1 ? " (\(learnerRanks) MPI ranks)" : "") + \(config.actors) actors (\(base)); output \(output.path)")
         // A child that dies while the run goes on is named with how it died (the learner re-issues an actor's
         // tasks; a learner that dies ends the run).
-        for a in actors {
-            a.process.terminationHandler = { p in
-                // Status 0 is an actor the learner told to leave (the run is over); anything else is a death.
-                let died = p.terminationReason == .uncaughtSignal || p.terminationStatus != 0
-                if died && !stop.isSet && learner.process.isRunning {
-                    log.warning("\(a.name) \(Child.describe(p)) while the run went on; the learner re-issues its tasks")
-                }
-            }
+        let supervisor = LocalSupervisor(learner: learner, actors: actors) { name, how in
+            log.warning("\(name) \(how) while the run went on; the learner re-issues its tasks")
         }
+        // Ctrl-C reaches the whole process group; the learner finishes its step and checkpoints, actors exit.
+        let sources = onTerminationSignals { sig in stop.set(signal: sig); supervisor.stop(signal: sig) }
         // withExtendedLifetime: an optimised build may otherwise release the signal sources right away.
-        withExtendedLifetime(sources) { learner.process.waitUntilExit() }
-        let status = learner.process.terminationStatus
-        let learnerEnd = Child.describe(learner.process)
         // Actors leave when the learner says the run is over; give them a moment, then make sure.
-        let deadline = Date().addingTimeInterval(Double(config.heartbeatTimeoutMs) / 1000 + 5)
-        for a in actors {
-            while a.process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
-            if a.process.isRunning { kill(a.process.processIdentifier, SIGKILL); a.process.waitUntilExit() }
+        let outcome = withExtendedLifetime(sources) {
+            supervisor.run(actorGraceSeconds: Double(config.heartbeatTimeoutMs) / 1000 + 5)
         }
-        learner.drain()
-        for a in actors { a.drain() }
-        if stop.isSet {
+        if let sig = outcome.stopSignal {
             // The learner wrote its checkpoint and printed how to resume; the supervisor exits as its signal says.
             let latest = (try? Checkpointing.latest(in: output))?.lastPathComponent
             let done = latest.flatMap { Int($0.drop(while: { !$0.isNumber })) } ?? 0
-            log.notice("learner \(learnerEnd)")
-            log.notice("\(ResumeHint.line(stoppedAfter: done, of: config.steps, signal: stop.signal))")
-            throw ExitCode(stop.exitStatus)
+            log.notice("learner \(outcome.learner)")
+            log.notice("\(ResumeHint.line(stoppedAfter: done, of: config.steps, signal: sig))")
+            throw ExitCode(128 + sig)
         }
-        if status != 0 || learner.process.terminationReason == .uncaughtSignal {
-            log.error("learner \(learnerEnd); the run did not finish (continue it with --resume)")
-            throw ExitCode(learner.process.terminationReason == .uncaughtSignal ? 128 + status : status)
+        if !outcome.learner.isSuccess {
+            log.error("learner \(outcome.learner); the run did not finish (continue it with --resume)")
+            throw ExitCode(outcome.learner.shellStatus)
         }
         log.info("done: metrics in \(output.appendingPathComponent("metrics.jsonl").path)")
-        EmbeddedDefault.sayWhatTheDemoShows(model: config.model)
-    }
-}
-
-/// A child process whose stdout passes through and whose stderr lines are prefixed with its name.
-final class Child: @unchecked Sendable {  // the pipes' handlers are the only concurrent users, each owning its buffer
-    let process = Process()
-    let name: String
-    private let errPipe = Pipe()
-    private let outPipe = Pipe()
-    private let lock = NSLock()
-    /// Entered once per pipe, left at its end of file: `drain()` waits for the last output lines.
-    private let open = DispatchGroup()
-
-    init(name: String) { self.name = name }
-
-    static func spawn(_ exe: URL, _ args: [String], name: String, env: [String: String]) throws -> Child {
-        let c = Child(name: name)
-        c.process.executableURL = exe
-        c.process.arguments = args
-        var e = ProcessInfo.processInfo.environment
-        for (k, v) in env where e[k] == nil { e[k] = v }
-        c.process.environment = e
-        c.process.standardError = c.errPipe
-        c.process.standardOutput = c.outPipe
-        c.forward(c.errPipe, prefix: "[\(name)] ", to: FileHandle.standardError)
-        c.forward(c.outPipe, prefix: "", to: FileHandle.standardOutput)
-        try c.process.run()
-        return c
-    }
-
-    private func forward(_ pipe: Pipe, prefix: String, to sink: FileHandle) {
-        nonisolated(unsafe) var pending = Data()
-        let lock = self.lock, open = self.open
-        open.enter()
-        pipe.fileHandleForReading.readabilityHandler = { h in
-            let chunk = h.availableData
-            lock.lock(); defer { lock.unlock() }
-            if chunk.isEmpty {
-                h.readabilityHandler = nil
-                if !pending.isEmpty { sink.write(Data(prefix.utf8) + pending + Data("\n".utf8)) }
-                open.leave()
-                return
-            }
-            pending.append(chunk)
-            while let nl = pending.firstIndex(of: UInt8(ascii: "\n")) {
-                let line = pending[pending.startIndex...nl]
-                sink.write(Data(prefix.utf8) + line)
-                pending.removeSubrange(pending.startIndex...nl)
-            }
-        }
-    }
-
-    /// "exited with status N" or "was killed by signal N (NAME)", for the supervisor's log.
-    static func describe(_ p: Process) -> String {
-        if p.terminationReason == .uncaughtSignal {
-            let names: [Int32: String] = [SIGKILL: "SIGKILL", SIGTERM: "SIGTERM", SIGINT: "SIGINT", SIGSEGV: "SIGSEGV",
-                                          SIGABRT: "SIGABRT", SIGBUS: "SIGBUS", SIGILL: "SIGILL", SIGTRAP: "SIGTRAP"]
-            let s = p.terminationStatus
-            return "was killed by signal \(s)" + (names[s].map { " (\($0))" } ?? "") + (s == SIGKILL ? ", e.g. by the kernel's OOM killer or kill -9" : "")
-        }
-        return "exited with status \(p.terminationStatus)"
-    }
-
-    /// Waits (at most 2 s) until both pipes reached end of file, so no output line of the child is lost.
-    func drain() {
-        _ = open.wait(timeout: .now() + 2)
+        EmbeddedDefault.sayWhatTheDemoShows(model: config.model, json: json)
     }
 }
 

@@ -4,7 +4,7 @@ import Testing
 import TestSupport
 
 /// `rlif train --single-process` on the embedded default writes `<output_dir>/tb/events.out.tfevents.*` whose
-/// scalars are metrics.jsonl's rows: training rows at "step" + 1, eval rows at "step".
+/// scalars are metrics.jsonl's rows, each at its "step" (steps done).
 @Suite(.serialized, .enabled(if: CLI.binary != nil, "needs the release rlif binary (swift build -c release, or RLIF_BIN)"))
 struct TensorBoardRunTests {
     struct Point: Hashable, Comparable, CustomStringConvertible {
@@ -13,18 +13,31 @@ struct TensorBoardRunTests {
         var description: String { "\(tag)@\(step)=\(value)" }
     }
 
+    /// A metrics.jsonl value: read with JSONDecoder, whose numbers are `Double(text)` (correctly rounded);
+    /// JSONSerialization's NSNumber was off by an ulp now and then, which Float() sometimes carried over.
+    enum Value: Decodable {
+        case number(Double), text(String), other
+        init(from d: Decoder) throws {
+            let c = try d.singleValueContainer()
+            if let x = try? c.decode(Double.self) { self = .number(x) }
+            else if let s = try? c.decode(String.self) { self = .text(s) }
+            else { self = .other }
+        }
+    }
+
     /// Every finite number of every metrics.jsonl row (but "step"), at its TensorBoard step.
     static func expected(metrics: URL) throws -> [Point] {
         var out: [Point] = []
         for line in try String(contentsOf: metrics, encoding: .utf8).split(separator: "\n") {
-            let row = try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
-            let step = try #require(row["step"] as? Int)
-            let x = Int64((row["kind"] as? String) == "eval" ? step : step + 1)
+            let row = try JSONDecoder().decode([String: Value].self, from: Data(line.utf8))
+            guard case .number(let s)? = row["step"] else { Issue.record("no step in \(line)"); continue }
+            let step = Int(s)
+            // Records with a kind count steps done; rows of the schema before (no kind) were 0-based.
+            var hasKind = false
+            if case .text? = row["kind"] { hasKind = true }
+            let x = Int64(hasKind ? step : step + 1)
             for (k, v) in row where k != "step" {
-                // JSONSerialization gives NSNumber (on Linux a 0 or 1 even passes `is Bool`, so that test is useless
-                // here; the rows hold no booleans — the writer's skipping of Swift Bools is `recordsMapToScalars`).
-                guard !(v is String), let n = v as? NSNumber else { continue }
-                if n.doubleValue.isFinite { out.append(Point(step: x, tag: k, value: Float(n.doubleValue))) }
+                if case .number(let n) = v, n.isFinite { out.append(Point(step: x, tag: k, value: Float(n))) }
             }
         }
         return out.sorted()

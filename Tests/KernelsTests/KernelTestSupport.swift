@@ -1,5 +1,6 @@
 import Foundation
 import SafeTensors
+import Shared
 import TestSupport
 
 /// A fixture file written by scripts/ref/kernel_fixtures.py.
@@ -48,15 +49,9 @@ func times(_ a: [Float], _ s: Float) -> [Float] { a.map { $0 * s } }
 
 /// Deterministic normal samples (Box-Muller over a SplitMix64 stream).
 struct TestRNG {
-    var state: UInt64
-    init(seed: UInt64) { state = seed }
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
+    var base: SplitMix64
+    init(seed: UInt64) { base = SplitMix64(seed: seed) }
+    mutating func next() -> UInt64 { base.next() }
     mutating func uniform() -> Double { Double(next() >> 11) / Double(1 << 53) }
     mutating func normal() -> Double {
         let u1 = max(uniform(), 1e-300), u2 = uniform()

@@ -28,7 +28,8 @@ import Wire
         let trainer: GRPOTrainer
 
         init(steps: Int = 3, perStep: Int = 2, groupSize: Int = 4, maxLag: Int = 1, heartbeatTimeoutMs: Int = 3000,
-             lora: LoRAConfig? = nil, tweak: ((inout TrainConfig, inout LearnerOptions) -> Void)? = nil) throws {
+             lora: LoRAConfig? = nil, stallReportMs: Int = 30_000,
+             tweak: ((inout TrainConfig, inout LearnerOptions) -> Void)? = nil) throws {
             dir = try Fixtures.temporaryDirectory("rlif-dist")
             endpoints = try Endpoints(base: "ipc://\(dir.path)/l")
             self.steps = steps
@@ -51,6 +52,7 @@ import Wire
             o.heartbeatTimeoutMs = heartbeatTimeoutMs
             o.chunkBytes = 8192  // several chunks even for the tiny model
             o.shutdownGraceMs = 3000
+            o.stallReportMs = stallReportMs
             server = try LearnerServer(options: o, compute: compute, promptsForStep: { s in
                 (0..<perStep).map { k in ("s\(s)p\(k)", (0..<5).map { Int32((s * 31 + k * 7 + $0 * 3) % 90 + 3) }) }
             }, logger: Logger(label: "test.learner"))
@@ -74,8 +76,9 @@ import Wire
         var error: Error?
         let done = DispatchSemaphore(value: 0)
         let engine = TransformerRolloutEngine(batchSequences: 8)
-        init(_ endpoints: Endpoints, id: String, tweak: ((inout ActorOptions) -> Void)? = nil) {
+        init(_ endpoints: Endpoints, id: String, failPromptIds: Set<String> = [], tweak: ((inout ActorOptions) -> Void)? = nil) {
             var options = ActorOptions(learner: endpoints, actorId: id)
+            options.failPromptIds = failPromptIds
             tweak?(&options)
             let t = Thread { [self, options] in
                 do {
@@ -140,7 +143,7 @@ import Wire
         let h = try Harness(steps: 4, perStep: 2)
         let late = LateStart()
         h.server.onStep = { m in
-            if (m["step"] as? Int) == 1 { late.fire(h.endpoints) }  // after the second step: weights v3 exist
+            if m.record.step == 2 { late.fire(h.endpoints) }  // after the second step: weights v3 exist
         }
         h.start()
         let a = ActorThread(h.endpoints, id: "early")
@@ -202,7 +205,7 @@ import Wire
         h.start()
         let ctx = try ZMQContext()
         defer { ctx.shutdown() }
-        var replies: [String] = []
+        var replies: [String] = [], fields: [String] = []
         for (endpoint, name) in [(h.endpoints.work, "work"), (h.endpoints.weights, "weights")] {
             let s = try ZMQSocket(ctx, .dealer)
             defer { s.close() }
@@ -224,6 +227,7 @@ import Wire
                 guard let f = try s.receiveFrames(timeoutMs: 200) else { continue }
                 guard let env = try? WireCodec.decode(f[0]), case .error(let e) = env.body else { continue }
                 replies.append("\(name): \(e.code) \(e.message)")
+                fields.append("\(e.code) \(e.field)")
                 got += 1
             }
             #expect(got == 4, "\(name): \(replies)")
@@ -231,6 +235,9 @@ import Wire
             _ = try s.send(frames: [oversized])
         }
         #expect(replies.contains { $0.contains("protocolVersion") })
+        // The reply's field is the proto path WireError names (it used to be the whole description).
+        #expect(fields.filter { $0 == "protocolVersion envelope.protocol_version" }.count == 2, "\(fields)")
+        #expect(fields.filter { $0.hasPrefix("malformed envelope") }.count == 4, "\(fields)")
         #expect(replies.allSatisfy { $0.contains("mallory") }, "errors must name the peer: \(replies)")
         // Still serving: a real actor completes the run.
         let a = ActorThread(h.endpoints, id: "honest")
@@ -240,5 +247,76 @@ import Wire
         let s = try #require(h.summary)
         expectEveryPromptTrainedOnce(s, steps: 1, perStep: 2)
         #expect(s.malformed >= 8, "\(s.refusedMessages)")
+    }
+
+    /// Issue 15: a prompt whose sampling fails on every actor was re-issued forever (0 steps in 2 min). Both actors
+    /// fail "s1p0" (the fault hook); it is quarantined after failing on both, its step trains on the other prompt,
+    /// and the run finishes.
+    @Test func promptFailingOnBothActorsIsQuarantinedAndTheRunFinishes() throws {
+        let h = try Harness(steps: 3, perStep: 2)
+        h.start()
+        let a = ActorThread(h.endpoints, id: "a1", failPromptIds: ["s1p0"])
+        let b = ActorThread(h.endpoints, id: "a2", failPromptIds: ["s1p0"])
+        #expect(h.wait(), "learner did not finish")
+        #expect(a.wait() && b.wait(), "actors did not finish")
+        if let e = h.error ?? a.error ?? b.error { Issue.record("failed: \(e)"); return }
+        let s = try #require(h.summary)
+        #expect(s.completedSteps == 3 && s.weightVersion == 4)
+        #expect(s.ledger.quarantined == 1 && s.ledger.failures >= 2, "\(s.ledger)")
+        #expect(s.quarantinedPrompts.count == 1 && s.quarantinedPrompts[0].contains("s1p0"), "\(s.quarantinedPrompts)")
+        #expect(Set(s.trainedPrompts.keys) == [0, 1, 3, 4, 5], "schedule index 2 (step 1, prompt 0) is never trained")
+        #expect(s.trainedPrompts.values.allSatisfy { $0 == 1 })
+        #expect((a.summary?.tasksFailed ?? 0) + (b.summary?.tasksFailed ?? 0) >= 2)
+    }
+
+    /// A group or failure report naming another learner incarnation (an actor that has not noticed the restart) is
+    /// refused by name and never matched against this incarnation's task ids; and a learner waiting for groups that
+    /// do not come says so (the resumed learner of issue 15 was silent for 120 s).
+    @Test func otherIncarnationIsRefusedAndAWaitingLearnerReportsTheStall() throws {
+        let h = try Harness(steps: 1, perStep: 2, stallReportMs: 200)
+        h.start()
+        let ctx = try ZMQContext()
+        defer { ctx.shutdown() }
+        let s = try ZMQSocket(ctx, .dealer)
+        defer { s.close() }
+        try s.setOption(.linger, 0)
+        try s.setRoutingId("ghost")
+        try s.connect(h.endpoints.work)
+        _ = try s.send(frames: [WireCodec.encode(Envelope(sender: "ghost", body: .hello(Hello(actorId: "ghost"))))])
+        func next(_ match: (Envelope) -> Bool) throws -> Envelope? {
+            let deadline = Date().addingTimeInterval(10)
+            while Date() < deadline {
+                guard let f = try s.receiveFrames(timeoutMs: 100), let env = try? WireCodec.decode(f[0]) else { continue }
+                if match(env) { return env }
+            }
+            return nil
+        }
+        let welcome = try #require(try next { if case .welcome = $0.body { return true }; return false })
+        let incarnation = welcome.learnerIncarnation
+        #expect(incarnation != 0, "the learner stamps its incarnation")
+        // Ask for work, get a task, answer it as if issued by another incarnation.
+        _ = try s.send(frames: [WireCodec.encode(Envelope(sender: "ghost", body: .workRequest(WorkRequest(credits: 1)), learnerIncarnation: incarnation))])
+        let item = try #require(try next { if case .workItem = $0.body { return true }; return false })
+        guard case .workItem(let w) = item.body else { return }
+        #expect(item.learnerIncarnation == incarnation)
+        let c = Completion(tokens: [5], logprobs: [-1], selfCertainty: [1], reward: 1, finishReason: .eos)
+        let g = RolloutGroup(taskId: w.taskId, actorId: "ghost", weightVersion: 1, completions: Array(repeating: c, count: 4))
+        _ = try s.send(frames: [WireCodec.encode(Envelope(sender: "ghost", body: .taskFailure(TaskFailure(taskId: w.taskId, error: "x")),
+                                                          learnerIncarnation: incarnation &+ 1))])
+        _ = try s.send(frames: [WireCodec.encode(Envelope(sender: "ghost", body: .rolloutGroup(g), learnerIncarnation: incarnation &+ 1))])
+        let ack = try #require(try next { if case .ack = $0.body { return true }; return false })
+        guard case .ack(let a) = ack.body else { return }
+        #expect(a.status == .rejected && a.detail.contains("earlier learner incarnation"), "\(a)")
+        // Keep the ghost alive (heartbeats) holding its task, so the learner waits with work outstanding.
+        let until = Date().addingTimeInterval(1.0)
+        while Date() < until {
+            _ = try s.send(frames: [WireCodec.encode(Envelope(sender: "ghost", body: .heartbeat(Heartbeat(weightVersion: 1, tasksInProgress: [w.taskId])), learnerIncarnation: incarnation))])
+            _ = try s.receiveFrames(timeoutMs: 100)
+        }
+        h.server.stopFlag.set()
+        #expect(h.wait(), "learner did not stop")
+        let sum = try #require(h.summary)
+        #expect(sum.otherIncarnation == 2 && sum.ledger.failures == 0 && sum.accepted == 0, "\(sum.ledger)")
+        #expect(sum.stallReports >= 1, "no stall report in 1 s of waiting with a 200 ms report interval")
     }
 }

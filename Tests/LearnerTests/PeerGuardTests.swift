@@ -47,3 +47,31 @@ import Transport
         #expect(g.admit(actor: "anyone", key: nil, listed: true) == .ok, "without CURVE only bans apply")
     }
 }
+
+/// Which groups `verify_rewards` re-scores: Shared's SplitMix64 gives the bits of the hand-written splitmix64 of
+/// (task id + seed·γ) it replaced, so the same groups are sampled as before the merge; and the fraction holds.
+@Suite struct VerificationSampleTests {
+    static func handWritten(taskId: UInt64, seed: UInt64) -> Double {
+        var z = taskId &+ seed &* 0x9E37_79B9_7F4A_7C15
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        z ^= z >> 31
+        return Double(z >> 11) / Double(1 << 53)
+    }
+
+    @Test func sampleMatchesTheHandWrittenHashAndItsFraction() {
+        var picked = 0
+        for seed: UInt64 in [0, 1, 7, .max] {
+            for task: UInt64 in (0..<500).map({ $0 &* 2_654_435_761 }) {
+                for f in [0.1, 0.5, 0.9] {
+                    let sampled = GRPOLearnerCompute.isSampledForVerification(taskId: task, seed: seed, fraction: f)
+                    #expect(sampled == (Self.handWritten(taskId: task, seed: seed) < f), "task \(task) seed \(seed) fraction \(f)")
+                    if f == 0.5 && sampled { picked += 1 }
+                }
+            }
+        }
+        #expect(picked > 850 && picked < 1150, "about half of 2000 (\(picked))")
+        #expect(!GRPOLearnerCompute.isSampledForVerification(taskId: 3, seed: 3, fraction: 0))
+        #expect(GRPOLearnerCompute.isSampledForVerification(taskId: 3, seed: 3, fraction: 1))
+    }
+}

@@ -2,6 +2,7 @@ import Actor
 import Foundation
 import Learner
 import Logging
+import Telemetry
 import Testing
 import TestSupport
 import Training
@@ -31,7 +32,8 @@ import Wire
     }
 
     /// The issue's acceptance test: an unlisted key gets no welcome, no task, no notice and not one weight byte;
-    /// a plain client cannot talk to the CURVE learner at all; a listed key trains to the end.
+    /// a plain client cannot talk to the CURVE learner at all; a listed key trains to the end. `rlif status` answers
+    /// a listed key only.
     @Test func unlistedKeyAndPlainClientGetNothingWhileAListedKeyTrainsToTheEnd() throws {
         let server = try CurveKeyPair.generate(), good = try CurveKeyPair.generate(), bad = try CurveKeyPair.generate()
         let h = try Harness(steps: 2, perStep: 2, tweak: Self.curve(server, [good.publicKey: "good"]))
@@ -54,6 +56,14 @@ import Wire
                 for s in intruders where s.type == .dealer { _ = try s.send(frames: [s === intruders[1] || s === intruders[4] ? snap : hello], dontWait: true) }
             }
             rounds += 1
+            if rounds == 3 {
+                // `rlif status` rides the work socket: a listed key is answered, an unlisted one gets nothing.
+                let ok = try StatusClient.fetch(h.endpoints, timeoutMs: 20_000) { try $0.setCurveClient(serverKey: server.publicKey, keyPair: good) }
+                #expect(ok.runId == "test")
+                #expect(throws: StatusClient.Failure.self, "an unlisted key got a status reply") {
+                    try StatusClient.fetch(h.endpoints, timeoutMs: 1000) { try $0.setCurveClient(serverKey: server.publicKey, keyPair: bad) }
+                }
+            }
             for s in intruders { while let f = try s.receiveFrames(timeoutMs: 0) { received += f.reduce(0) { $0 + $1.count } } }
             if rounds > 1200 { Issue.record("learner did not finish"); break }
         }
@@ -78,7 +88,7 @@ import Wire
         let log = AssignLog()
         h.server.reloadKeys = { AuthorizedKeys([keep.publicKey: "keep"]) }
         let reload = h.server.reloadFlag
-        h.server.onStep = { m in if (m["step"] as? Int) == 0 { log.revoke(); reload.raise() } }
+        h.server.onStep = { r in if r.record.step == 1 { log.revoke(); reload.raise() } }
         h.server.onAssign = { task, actor in log.assigned(actor) }
         h.start()
         let k = ActorThread(h.endpoints, id: "keeper") { $0.curve = (server.publicKey, keep) }
@@ -140,10 +150,10 @@ import Wire
     /// plausible-looking made-up one is caught by `verify_rewards` (the learner's own forward), dropped, and its
     /// actor banned; an honest actor's groups all pass verification and the run finishes.
     @Test func forgedAndMadeUpGroupsAreCaughtAndTheActorsNamed() throws {
-        var metrics: [[String: Any]] = []
+        var metrics: [StepRecord] = []
         let h = try Harness(steps: 4, perStep: 2, maxLag: 0, tweak: { c, _ in c.verifyRewards = 1 })
         let lock = NSLock()
-        h.server.onStep = { m in lock.lock(); metrics.append(m); lock.unlock() }
+        h.server.onStep = { r in lock.lock(); metrics.append(r.record); lock.unlock() }
         h.start()
         let ctx = try ZMQContext()
         defer { ctx.shutdown() }
@@ -183,8 +193,9 @@ import Wire
         #expect(s.trainedPrompts.count == 7 && s.trainedPrompts.values.allSatisfy { $0 == 1 }, "the liar's prompt is dropped, the rest trained once")
         #expect(s.droppedMessages >= 1, "the banned liar's hello was not counted as dropped")
         lock.lock(); defer { lock.unlock() }
-        #expect(metrics.compactMap { $0["verify_failed_actors"] as? String } == ["liar"])
-        let verified = metrics.reduce(0) { $0 + ($1["verified_groups"] as? Int ?? 0) }
+        #expect(metrics.compactMap { $0.learner?.verifyFailedActors } == [["liar"]])
+        #expect(metrics.reduce(0) { $0 + ($1.learner?.verifyFailedGroups ?? 0) } == 1)
+        let verified = metrics.reduce(0) { $0 + ($1.learner?.verifiedGroups ?? 0) }
         #expect(verified == 8, "every on-policy group is verified at verify_rewards 1 (\(verified)); the honest ones pass")
     }
 }

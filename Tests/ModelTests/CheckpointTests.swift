@@ -1,8 +1,9 @@
 import Foundation
 import Model
 import SafeTensors
-import Testing
+import Shared
 import TestSupport
+import Testing
 
 @Suite struct CheckpointTests {
     /// Copies tiny-qwen2 into a temp dir with its tensors edited by `edit`.
@@ -76,8 +77,18 @@ import TestSupport
         let b = try Transformer.load(directory: bdir)
         #expect(b.config.dtype == "bfloat16")
         for e in model.layout.entries {
-            let want = Array(model.parameter(e.name)!).map { BFloat16Bits.toFloat(BFloat16Bits.from($0)) }
+            let want = Array(model.parameter(e.name)!).map { BFloat16.toFloat(BFloat16.from($0)) }
             #expect(Array(b.parameter(e.name)!) == want, "\(e.name)")
+        }
+        // F16 save (`rlif sft --dtype f16`): every value rounds to the nearest half; the file says F16.
+        let hdir = dir.appendingPathComponent("f16")
+        try model.save(to: hdir, dtype: .f16)
+        let h = try Transformer.load(directory: hdir)
+        #expect(h.config.dtype == "float16")
+        #expect(try SafeTensorsFile(contentsOf: hdir.appendingPathComponent("model.safetensors")).dtype(of: model.layout.names[0]) == .f16)
+        for e in model.layout.entries {
+            let want = Array(model.parameter(e.name)!).map { Float(Float16($0)) }
+            #expect(Array(h.parameter(e.name)!) == want, "\(e.name)")
         }
     }
 }

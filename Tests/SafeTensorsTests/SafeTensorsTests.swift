@@ -1,7 +1,8 @@
 import Foundation
 import SafeTensors
-import Testing
+import Shared
 import TestSupport
+import Testing
 
 /// Builds a raw safetensors image from a header string and data bytes (for corrupt-file tests).
 private func image(_ header: String, data: [UInt8], headerLength: UInt64? = nil) -> Data {
@@ -70,7 +71,7 @@ private func expectError(_ kind: SafeTensorsError.Kind, tensor: String? = nil, _
         #expect(f.metadata == ["format": "pt", "quote\"key": "a\nb"])
         #expect(f.shape(of: "w.f32") == [5, 7] && f.dtype(of: "w.bf16") == .bf16 && f.shape(of: "empty") == [0, 4])
         #expect(try f.floats("w.f32") == vals)
-        #expect(try f.floats("w.bf16") == vals.map { BFloat16Bits.toFloat(BFloat16Bits.from($0)) })
+        #expect(try f.floats("w.bf16") == vals.map { BFloat16.toFloat(BFloat16.from($0)) })
         #expect(try f.floats("w.f16") == vals.map { Float(Float16($0)) })
         #expect(try f.ints("ids64") == [1, -2, Int64.max, Int64.min])
         #expect(try f.ints("ids32") == [5, -6, 7])
@@ -96,10 +97,10 @@ private func expectError(_ kind: SafeTensorsError.Kind, tensor: String? = nil, _
         let bf = try f.rawBytes("bf16")
         let torchBits = bf.withUnsafeBytes { Array($0.bindMemory(to: UInt16.self)) }
         #expect(torchBits.count == bsrc.count)
-        for (i, x) in bsrc.enumerated() where BFloat16Bits.from(x) != torchBits[i] {
-            Issue.record("bf16 of \(x) (bits \(String(x.bitPattern, radix: 16))) at [\(i)]: ours \(String(BFloat16Bits.from(x), radix: 16)), torch \(String(torchBits[i], radix: 16))")
+        for (i, x) in bsrc.enumerated() where BFloat16.from(x) != torchBits[i] {
+            Issue.record("bf16 of \(x) (bits \(String(x.bitPattern, radix: 16))) at [\(i)]: ours \(String(BFloat16.from(x), radix: 16)), torch \(String(torchBits[i], radix: 16))")
         }
-        #expect(try f.floats("bf16") == torchBits.map(BFloat16Bits.toFloat))
+        #expect(try f.floats("bf16") == torchBits.map(BFloat16.toFloat))
         let hsrc = try f.floats("f16_src")
         #expect(try f.floats("f16") == hsrc.map { Float(Float16($0)) })
         #expect(try f.floats("f64") == [-1, -0.5, 0, 0.5, 1])

@@ -254,8 +254,135 @@ import Wire
         #expect(c.issued == 300 + c.reissued - l.pendingCount)
         #expect(c.duplicate > 0 && c.reissued > 0 && c.stale > 0, "the chaos exercised every path: \(c)")
     }
-}
 
+    // MARK: Quarantine (issue 15: a prompt both actors fail on was re-issued forever)
+
+    /// A fails the task, it goes to B, B fails it: quarantined, never dispatched again, a late group is rejected,
+    /// and the ledger still drains (accepted + quarantined = submitted).
+    @Test func taskFailingOnTwoActorsIsQuarantined() {
+        var (l, ids) = Self.ledger(tasks: 2)
+        l.hello(actorId: "A", now: 0)
+        l.hello(actorId: "B", now: 0)
+        l.addCredits(actorId: "A", credits: 1, now: 0)
+        let first = l.dispatch(now: 0, weightVersion: 5)
+        #expect(first.map(\.item.taskId) == [ids[0]] && first[0].actorId == "A")
+        #expect(l.fail(taskId: ids[0], actorId: "A", now: 10) == .reissued)
+        #expect(l.pendingCount == 2 && l.tasksInFlight(actorId: "A").isEmpty)
+        l.addCredits(actorId: "B", credits: 1, now: 20)
+        #expect(l.dispatch(now: 20, weightVersion: 5).map(\.item.taskId) == [ids[0]], "re-issued first")
+        #expect(l.fail(taskId: ids[0], actorId: "B", now: 30) == .quarantined(failedOn: ["A", "B"]))
+        #expect(l.isQuarantined(ids[0]) && l.tasksInFlight(actorId: "B").isEmpty)
+        #expect(l.pendingCount == 1)
+        l.addCredits(actorId: "A", credits: 5, now: 40)
+        l.addCredits(actorId: "B", credits: 5, now: 40)
+        #expect(l.dispatch(now: 40, weightVersion: 5).map(\.item.taskId) == [ids[1]], "a quarantined task is never issued again")
+        #expect(l.fail(taskId: ids[0], actorId: "A", now: 50) == .ignored, "counted once")
+        let late = l.accept(Self.group(ids[0], actor: "A"), now: 60, weightVersion: 5)
+        #expect(late.status == .rejected && late.detail.contains("quarantined"))
+        #expect(l.accept(Self.group(ids[1], actor: "A"), now: 70, weightVersion: 5).status == .accepted)
+        #expect(l.isDrained)
+        #expect(l.counts.quarantined == 1 && l.counts.failures == 2 && l.counts.accepted == 1)
+    }
+
+    /// One actor alone: the task is retried on it, but not forever (quarantineFailures).
+    @Test func aLoneActorFailingATaskThreeTimesQuarantinesIt() {
+        var (l, ids) = Self.ledger(tasks: 1)
+        l.hello(actorId: "A", now: 0)
+        var outcomes: [TaskLedger.FailureOutcome] = []
+        for k in 0..<5 {
+            l.addCredits(actorId: "A", credits: 1, now: UInt64(k * 10))
+            guard let a = l.dispatch(now: UInt64(k * 10), weightVersion: 5).first else { break }
+            outcomes.append(l.fail(taskId: a.item.taskId, actorId: "A", now: UInt64(k * 10 + 5)))
+        }
+        #expect(outcomes == [.reissued, .reissued, .quarantined(failedOn: ["A"])])
+        #expect(l.isQuarantined(ids[0]) && l.isDrained && l.pendingCount == 0)
+    }
+
+    /// Replayed race: A's failure report arrives after the heartbeat grace already took the task from A and gave it to
+    /// B. The report counts (it did fail on A) without pulling the task from B; B's failure then quarantines it. And
+    /// the other order: B answers before A's late report, which is then ignored.
+    @Test func lateFailureReportFromAnEarlierHolder() {
+        do {
+            var (l, ids) = Self.ledger(tasks: 1)
+            l.hello(actorId: "A", now: 0); l.hello(actorId: "B", now: 0)
+            l.addCredits(actorId: "A", credits: 1, now: 0)
+            _ = l.dispatch(now: 0, weightVersion: 5)
+            #expect(l.reconcile(actorId: "A", holding: [], now: 2000, graceMs: 1000) == [ids[0]])
+            l.addCredits(actorId: "B", credits: 1, now: 2001)
+            #expect(l.dispatch(now: 2001, weightVersion: 5).map(\.actorId) == ["B"])
+            #expect(l.fail(taskId: ids[0], actorId: "A", now: 2002) == .counted)
+            #expect(l.holder(ids[0]) == "B", "still B's")
+            #expect(l.fail(taskId: ids[0], actorId: "B", now: 2003) == .quarantined(failedOn: ["A", "B"]))
+            #expect(l.isDrained)
+        }
+        do {
+            var (l, ids) = Self.ledger(tasks: 1)
+            l.hello(actorId: "A", now: 0); l.hello(actorId: "B", now: 0)
+            l.addCredits(actorId: "A", credits: 1, now: 0)
+            _ = l.dispatch(now: 0, weightVersion: 5)
+            _ = l.reconcile(actorId: "A", holding: [], now: 2000, graceMs: 1000)
+            l.addCredits(actorId: "B", credits: 1, now: 2001)
+            _ = l.dispatch(now: 2001, weightVersion: 5)
+            #expect(l.accept(Self.group(ids[0], actor: "B"), now: 2002, weightVersion: 5).status == .accepted)
+            #expect(l.fail(taskId: ids[0], actorId: "A", now: 2003) == .ignored)
+            #expect(l.counts.failures == 0 && l.counts.quarantined == 0 && l.isDone(ids[0]))
+        }
+        do {
+            // A failure while the task waits in the queue (re-issued, not yet handed out) may quarantine it there.
+            var (l, ids) = Self.ledger(tasks: 1)
+            l.hello(actorId: "A", now: 0); l.hello(actorId: "B", now: 0)
+            l.addCredits(actorId: "A", credits: 1, now: 0)
+            _ = l.dispatch(now: 0, weightVersion: 5)
+            #expect(l.fail(taskId: ids[0], actorId: "A", now: 1) == .reissued)
+            #expect(l.fail(taskId: ids[0], actorId: "B", now: 2) == .quarantined(failedOn: ["A", "B"]))
+            l.addCredits(actorId: "B", credits: 1, now: 3)
+            #expect(l.dispatch(now: 3, weightVersion: 5).isEmpty && l.pendingCount == 0 && l.isDrained)
+        }
+    }
+
+    /// The randomized chaos with failure reports mixed in (some from actors that no longer hold the task): every task
+    /// ends accepted exactly once or quarantined, never both, and the ledger drains.
+    @Test func randomizedChaosWithFailuresEndsEveryTaskAcceptedOrQuarantined() {
+        var rng = SeededGenerator(seed: 1515)
+        var cfg = Self.config
+        cfg.taskTimeoutMs = 4000
+        var (l, ids) = Self.ledger(tasks: 200, config: cfg)
+        var trained: [UInt64: Int] = [:]
+        var quarantined: Set<UInt64> = []
+        var holding: [String: [UInt64]] = [:]
+        let names = (0..<4).map { "actor-\($0)" }
+        for n in names { l.hello(actorId: n, now: 0); holding[n] = [] }
+        var now: UInt64 = 0
+        for _ in 0..<40_000 where !l.isDrained {
+            now += UInt64.random(in: 1...20, using: &rng)
+            let who = names[Int.random(in: 0..<names.count, using: &rng)]
+            switch Int.random(in: 0..<100, using: &rng) {
+            case 0..<20: l.addCredits(actorId: who, credits: UInt32.random(in: 1...2, using: &rng), now: now)
+            case 20..<50: l.heartbeat(actorId: who, now: now)
+            case 50..<60:  // sampling failed here (the task may have been taken away meanwhile)
+                guard var h = holding[who], !h.isEmpty else { break }
+                let t = h.remove(at: Int.random(in: 0..<h.count, using: &rng))
+                holding[who] = h
+                if case .quarantined = l.fail(taskId: t, actorId: who, now: now) {
+                    #expect(quarantined.insert(t).inserted, "quarantined twice")
+                }
+            default:
+                guard var h = holding[who], !h.isEmpty else { break }
+                let t = h.remove(at: Int.random(in: 0..<h.count, using: &rng))
+                holding[who] = h
+                if l.accept(Self.group(t, actor: who), now: now, weightVersion: 5).status == .accepted { trained[t, default: 0] += 1 }
+            }
+            for a in l.dispatch(now: now, weightVersion: 5) { holding[a.actorId, default: []].append(a.item.taskId) }
+            for n in names { l.heartbeat(actorId: n, now: now) }
+            _ = l.expire(now: now)
+        }
+        #expect(l.isDrained, "not drained: \(l.pendingCount) pending, \(l.inFlightCount) in flight")
+        #expect(trained.values.allSatisfy { $0 == 1 }, "a task was accepted twice")
+        #expect(Set(trained.keys).isDisjoint(with: quarantined), "a task both trained and quarantined")
+        #expect(Set(trained.keys).union(quarantined) == Set(ids), "a task neither trained nor quarantined")
+        #expect(l.counts.quarantined == quarantined.count && !quarantined.isEmpty && l.counts.failures > quarantined.count)
+    }
+}
 
 /// The ledger's memory is bounded by the open work, not by the run, and its content check rejects by name.
 @Suite struct TaskLedgerBoundsTests {
@@ -281,6 +408,29 @@ import Wire
         #expect(l.accept(TaskLedgerTests.group(accepted[3], actor: "A"), now: 999, weightVersion: 5).status == .duplicate)
         #expect(l.accept(TaskLedgerTests.group(100_000, actor: "A"), now: 999, weightVersion: 5).status == .rejected)
         #expect(l.counts.accepted == 800 && l.counts.duplicate == 1)
+    }
+
+    /// A quarantined task does not hold the watermark (everything after it would be kept for the rest of the run),
+    /// and once forgotten a late group for it is still refused as quarantined, not taken for a duplicate.
+    @Test func aQuarantinedTaskDoesNotHoldTheWatermark() {
+        var (l, ids) = TaskLedgerTests.ledger(tasks: 40)
+        l.hello(actorId: "A", now: 0)
+        for k in 0..<3 {  // a lone actor failing it three times quarantines it
+            l.addCredits(actorId: "A", credits: 1, now: UInt64(k))
+            #expect(l.dispatch(now: UInt64(k), weightVersion: 5).map(\.item.taskId) == [ids[0]])
+            _ = l.fail(taskId: ids[0], actorId: "A", now: UInt64(k))
+        }
+        #expect(l.isQuarantined(ids[0]))
+        for id in ids.dropFirst() {
+            l.addCredits(actorId: "A", credits: 1, now: 10)
+            _ = l.dispatch(now: 10, weightVersion: 5)
+            #expect(l.accept(TaskLedgerTests.group(id, actor: "A"), now: 11, weightVersion: 5).status == .accepted)
+        }
+        #expect(l.isDrained && l.retainedTaskCount == 0, "held \(l.retainedTaskCount) tasks behind the quarantined one")
+        let late = l.accept(TaskLedgerTests.group(ids[0], actor: "A"), now: 12, weightVersion: 5)
+        #expect(late.status == .rejected && late.detail.contains("quarantined"), "\(late.detail)")
+        #expect(l.isQuarantined(ids[0]) && !l.isDone(ids[0]) && l.isDone(ids[1]))
+        #expect(l.accept(TaskLedgerTests.group(ids[1], actor: "A"), now: 12, weightVersion: 5).status == .duplicate)
     }
 
     @Test func aContentProblemRejectsTheGroupAndReissuesTheTask() {

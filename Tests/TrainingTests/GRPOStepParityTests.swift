@@ -48,13 +48,13 @@ import TestSupport
         c.klBeta = 0.05
         c.clipEpsilonLow = 0.2
         c.clipEpsilonHigh = 0.2
-        c.lossAggregation = "token_mean"
+        c.lossAggregation = .tokenMean
         c.advantageEpsilon = 1e-6
         c.unbiasedStd = true
         c.scaleAdvantages = true
         c.tisCap = 0
         c.learningRate = 1e-3
-        c.lrSchedule = "constant"
+        c.lrSchedule = .constant
         c.warmupRatio = 0
         c.adamBeta1 = 0.9
         c.adamBeta2 = 0.999

@@ -19,7 +19,7 @@ import TestSupport
         c.groupSize = 4
         c.actorBatchSequences = 8
         c.klBeta = 0.005
-        c.weightDType = "bf16"
+        c.weightDType = .bf16
         return c
     }
 

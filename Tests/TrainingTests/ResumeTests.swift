@@ -78,13 +78,13 @@ import Tokenizer
                                 scorer: scorer, output: URL(fileURLWithPath: c.outputDir), logger: log)
     }
 
-    /// Training-step records of `<output>/metrics.jsonl` by step.
+    /// Training-step records of `<output>/metrics.jsonl` by 0-based step index (a record's "step" counts steps done).
     static func records(_ output: URL) throws -> [Int: [String: Any]] {
         let text = try String(contentsOf: output.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
         var out: [Int: [String: Any]] = [:]
         for line in text.split(separator: "\n") {
             let r = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-            if r["kind"] == nil, let s = r["step"] as? Int { out[s] = r }
+            if r["kind"] as? String == "train", let s = r["step"] as? Int { out[s - 1] = r }
         }
         return out
     }
@@ -153,7 +153,7 @@ import Tokenizer
 
         let a = try Self.makeRun(Self.config(model: model, output: outA))
         var afterThree: [Float] = []   // run A's weights after 3 steps, for the negative control
-        try a.run { r in if r["step"] as? Int == 2 && r["kind"] == nil { afterThree = Array(a.trainer.policy.parameters.buffer) } }
+        try a.run { r in if case .train(let rec) = r, rec.step == 3 { afterThree = Array(a.trainer.policy.parameters.buffer) } }
         #expect(a.completedSteps == 4)
 
         let b1 = try Self.makeRun(Self.config(model: model, output: outB))

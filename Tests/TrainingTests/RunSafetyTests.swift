@@ -85,7 +85,7 @@ import TestSupport
         text += "{\"kind\":\"eval\",\"step\":10}\n{\"kind\":\"eval\",\"step\":12}\n{\"step\":12,\"lo"  // torn last line
         try Data(text.utf8).write(to: url)
         let log = try MetricsLog(url: url, resumingAfter: 10)
-        try log.append(["step": 10])
+        try log.append(["step": 10] as [String: Int])
         let rows = try String(contentsOf: url, encoding: .utf8).split(separator: "\n").map {
             try JSONSerialization.jsonObject(with: Data($0.utf8)) as! [String: Any]
         }
@@ -174,7 +174,7 @@ import TestSupport
         let run = try ResumeTests.makeRun(c)
         var seen = 0
         let outcome = try run.run { rec in
-            if rec["kind"] == nil { seen += 1; if seen == 1 { run.stopFlag.set(signal: SIGINT) } }
+            if case .train = rec { seen += 1; if seen == 1 { run.stopFlag.set(signal: SIGINT) } }
         }
         #expect(outcome == .stopped(completedSteps: 1))
         #expect(run.stopFlag.exitStatus == 130)
@@ -196,7 +196,7 @@ import TestSupport
                           finishReason: truncated ? .length : .stop)
     }
 
-    @Test func statsOfTwoGroups() {
+    @Test func statsOfTwoGroups() throws {
         var a = TrainingGroup(promptId: "a", promptTokens: [1], completions: [Self.completion(2, sc: 1, entropy: 0.5),
                                                                               Self.completion(4, sc: 3, entropy: 1.5)],
                               rewards: [0, 0], weightVersion: 1)
@@ -214,7 +214,8 @@ import TestSupport
         #expect(s.lengthMin == 2 && s.lengthMax == 8)
         #expect(s.trainAccuracy == 0.5)
         #expect(RolloutStats(groups: [b]).trainAccuracy == nil)
-        #expect(s.dictionary["train_accuracy"] as? Double == 0.5)
+        let json = try JSONSerialization.jsonObject(with: JSONEncoder().encode(s)) as! [String: Any]
+        #expect(json["train_accuracy"] as? Double == 0.5 && json["self_certainty_group_std"] as? Double == 0.5)
     }
 }
 
@@ -232,13 +233,13 @@ import TestSupport
         c.ppoEpochs = 2
         c.learningRate = 5e-2
         c.warmupRatio = 0
-        c.lrSchedule = "constant"
+        c.lrSchedule = .constant
         c.maxGradNorm = 0
         let run = try ResumeTests.makeRun(c)
-        var step: [String: Any] = [:]
-        try run.run { if $0["kind"] == nil { step = $0 } }
-        let ratio = try #require(step["ratio_mean"] as? Double)
-        let clip = try #require(step["clip_fraction"] as? Double)
+        var step: StepRecord?
+        try run.run { if case .train(let r) = $0 { step = r } }
+        let ratio = try #require(step?.metrics.meanRatio)
+        let clip = try #require(step?.metrics.clipFraction)
         // Mean over both epochs: epoch 1 contributes exactly 1, epoch 2 a visibly different ratio.
         #expect(abs(ratio - 1) > 1e-4 || clip > 0, "ratio_mean \(ratio) clip \(clip)")
     }
@@ -365,7 +366,7 @@ import TestSupport
                                      source: "run.yaml")
         #expect(c.preset == .intuitor)
         #expect(c.systemPrompt == "intuitor-recipe" && c.template == .auto)
-        #expect(c.learningRate == 3e-6 && c.lrSchedule == "cosine" && c.warmupRatio == 0.1)
+        #expect(c.learningRate == 3e-6 && c.lrSchedule == .cosine && c.warmupRatio == 0.1)
         #expect(c.klBeta == 0.005 && c.clipEpsilonLow == 0.2 && c.clipEpsilonHigh == 0.2 && c.maxGradNorm == 1)
         #expect(c.temperature == 0.9 && c.groupSize == 8 && c.maxPromptTokens == 512)
         // The file's keys win over the preset's.
@@ -392,7 +393,7 @@ import TestSupport
         c.klBeta = 0
         c.learningRate = 5e-2
         c.warmupRatio = 0
-        c.lrSchedule = "constant"
+        c.lrSchedule = .constant
         let run = try ResumeTests.makeRun(c)  // makes a reference copy of the initial weights
         let trainer = run.trainer
         #expect(trainer.reference == nil && trainer.frozenRewardModel != nil)

@@ -9,10 +9,10 @@ import Tokenizer
     @Test func defaultsAreThePapers() throws {
         let c = try TrainConfig.load(yaml: "", source: "empty.yaml")
         #expect(c.learningRate == 3e-6)
-        #expect(c.lrSchedule == "cosine" && c.warmupRatio == 0.1)
+        #expect(c.lrSchedule == .cosine && c.warmupRatio == 0.1)
         #expect(c.adamBeta1 == 0.9 && c.adamBeta2 == 0.999 && c.adamEpsilon == 1e-8 && c.weightDecay == 0.01)
         #expect(c.klBeta == 0.005 && c.clipEpsilonLow == 0.2 && c.clipEpsilonHigh == 0.2)
-        #expect(c.groupSize == 8 && c.temperature == 0.9 && c.ppoEpochs == 1 && c.lossAggregation == "token_mean")
+        #expect(c.groupSize == 8 && c.temperature == 0.9 && c.ppoEpochs == 1 && c.lossAggregation == .tokenMean)
         #expect(c.template == .auto)
     }
 

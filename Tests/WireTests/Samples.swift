@@ -49,9 +49,10 @@ enum Samples {
         .snapshotChunk(snapshotChunk()),
         .error(ErrorMessage(code: .protocolVersion, message: "peer speaks 2", field: "envelope.protocol_version")),
         .goodbye(Goodbye(reason: "SIGTERM")),
+        .taskFailure(TaskFailure(taskId: 4_294_967_303, error: "prompt of 300 tokens leaves no room")),
     ]
 
     static var envelopes: [Envelope] {
-        bodies.map { Envelope(sender: "actor-3", sentUnixMs: 1_764_547_200_123, body: $0) }
+        bodies.map { Envelope(sender: "actor-3", sentUnixMs: 1_764_547_200_123, body: $0, learnerIncarnation: 0x5EED_1234_ABCD) }
     }
 }

@@ -1,5 +1,6 @@
-import Testing
+import Shared
 import TestSupport
+import Testing
 @testable import Wire
 
 /// Weight snapshots: chunking, BF16 rounding, CRCs, and the assembler's refusals.
@@ -66,11 +67,11 @@ import TestSupport
     }
 
     @Test func bf16SpecialValues() {
-        #expect(BF16.toFloat(BF16.fromFloat(.infinity)) == .infinity)
-        #expect(BF16.toFloat(BF16.fromFloat(-.infinity)) == -.infinity)
-        #expect(BF16.toFloat(BF16.fromFloat(.nan)).isNaN)
-        #expect(BF16.toFloat(BF16.fromFloat(Float(bitPattern: 0x7F80_0001))).isNaN, "signalling NaN stays NaN")
-        #expect(BF16.toFloat(BF16.fromFloat(Float.greatestFiniteMagnitude)) == .infinity, "rounds past max to inf")
+        #expect(BFloat16.toFloat(BFloat16.from(.infinity)) == .infinity)
+        #expect(BFloat16.toFloat(BFloat16.from(-.infinity)) == -.infinity)
+        #expect(BFloat16.toFloat(BFloat16.from(.nan)).isNaN)
+        #expect(BFloat16.toFloat(BFloat16.from(Float(bitPattern: 0x7F80_0001))).isNaN, "signalling NaN stays NaN")
+        #expect(BFloat16.toFloat(BFloat16.from(Float.greatestFiniteMagnitude)) == .infinity, "rounds past max to inf")
     }
 
     @Test func corruptByteIsDetected() throws {

@@ -4,7 +4,7 @@ import Testing
 /// Round trips of every message type and the validation errors of `WireCodec.decode`.
 @Suite struct WireCodecTests {
     @Test func everyMessageTypeRoundTrips() throws {
-        #expect(Samples.bodies.count == 13, "one sample per oneof case")
+        #expect(Samples.bodies.count == 14, "one sample per oneof case")
         for e in Samples.envelopes {
             let bytes = WireCodec.encode(e)
             #expect(bytes.count == WireCodec.encodedSize(e))
@@ -18,7 +18,7 @@ import Testing
         // All-zero / empty fields (proto3 omits them on the wire) must come back identical, not missing.
         let empties: [Message] = [
             .hello(Hello(actorId: "")), .heartbeat(Heartbeat()), .workRequest(WorkRequest(credits: 0)),
-            .noWork(NoWork()), .goodbye(Goodbye()), .ack(Ack(taskId: 0, status: .unspecified)),
+            .noWork(NoWork()), .goodbye(Goodbye()), .taskFailure(TaskFailure(taskId: 0, error: "")), .ack(Ack(taskId: 0, status: .unspecified)),
             .rolloutGroup(RolloutGroup(taskId: 0, actorId: "", weightVersion: 0, completions: [])),
             .rolloutGroup(RolloutGroup(taskId: 1, actorId: "a", weightVersion: 0, completions: [
                 Completion(tokens: [], logprobs: [], selfCertainty: [], reward: 0, finishReason: .unspecified)])),

@@ -58,7 +58,8 @@ if args.metrics:
     with open(args.metrics) as f:
         for line in f:
             row = json.loads(line)
-            step = row["step"] if row.get("kind") == "eval" else row["step"] + 1
+            # Rows with a "kind" count steps done; rows of the schema before it (no kind) were 0-based.
+            step = row["step"] if "kind" in row else row["step"] + 1
             for k, v in row.items():
                 if k != "step" and isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v):
                     want.setdefault(k, []).append([step, f32(float(v))])

@@ -34,6 +34,9 @@ typedef struct Rlif__V1__TensorEntry Rlif__V1__TensorEntry;
 typedef struct Rlif__V1__SnapshotChunk Rlif__V1__SnapshotChunk;
 typedef struct Rlif__V1__Error Rlif__V1__Error;
 typedef struct Rlif__V1__Goodbye Rlif__V1__Goodbye;
+typedef struct Rlif__V1__TaskFailure Rlif__V1__TaskFailure;
+typedef struct Rlif__V1__StatusRequest Rlif__V1__StatusRequest;
+typedef struct Rlif__V1__StatusReply Rlif__V1__StatusReply;
 
 
 /* --- enums --- */
@@ -100,7 +103,10 @@ typedef enum {
   RLIF__V1__ENVELOPE__BODY_SNAPSHOT_REQUEST = 19,
   RLIF__V1__ENVELOPE__BODY_SNAPSHOT_CHUNK = 20,
   RLIF__V1__ENVELOPE__BODY_ERROR = 21,
-  RLIF__V1__ENVELOPE__BODY_GOODBYE = 22
+  RLIF__V1__ENVELOPE__BODY_GOODBYE = 22,
+  RLIF__V1__ENVELOPE__BODY_TASK_FAILURE = 41,
+  RLIF__V1__ENVELOPE__BODY_STATUS_REQUEST = 50,
+  RLIF__V1__ENVELOPE__BODY_STATUS_REPLY = 51
     PROTOBUF_C__FORCE_ENUM_TO_BE_INT_SIZE(RLIF__V1__ENVELOPE__BODY__CASE)
 } Rlif__V1__Envelope__BodyCase;
 
@@ -116,6 +122,13 @@ struct  Rlif__V1__Envelope
    */
   char *sender;
   uint64_t sent_unix_ms;
+  /*
+   * / Which run of the learner process the message belongs to: on the learner's messages its own incarnation (a
+   * / random non-zero id drawn at every start, also after --resume); on an actor's messages the incarnation the
+   * / actor is talking to (0 before its first Welcome), and for a RolloutGroup or TaskFailure the incarnation that
+   * / issued the task. An actor that sees a new value knows the learner restarted (docs/PROTOCOL.md).
+   */
+  uint64_t learner_incarnation;
   Rlif__V1__Envelope__BodyCase body_case;
   union {
     Rlif__V1__Hello *hello;
@@ -131,11 +144,14 @@ struct  Rlif__V1__Envelope
     Rlif__V1__SnapshotChunk *snapshot_chunk;
     Rlif__V1__Error *error;
     Rlif__V1__Goodbye *goodbye;
+    Rlif__V1__TaskFailure *task_failure;
+    Rlif__V1__StatusRequest *status_request;
+    Rlif__V1__StatusReply *status_reply;
   };
 };
 #define RLIF__V1__ENVELOPE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rlif__v1__envelope__descriptor) \
-    , 0, (char *)protobuf_c_empty_string, 0, RLIF__V1__ENVELOPE__BODY__NOT_SET, {0} }
+    , 0, (char *)protobuf_c_empty_string, 0, 0, RLIF__V1__ENVELOPE__BODY__NOT_SET, {0} }
 
 
 /*
@@ -522,6 +538,50 @@ struct  Rlif__V1__Goodbye
     , (char *)protobuf_c_empty_string }
 
 
+/*
+ * / Actor -> learner (work socket): sampling the task failed on this actor (the error it raised). The learner
+ * / re-issues the task to another actor; a task that failed on two different actors is quarantined: never issued
+ * / again, logged with its prompt, counted. Not resent: if it is lost, the heartbeat's tasks_in_progress (which no
+ * / longer lists the task) still gets it re-issued, without counting a failure.
+ */
+struct  Rlif__V1__TaskFailure
+{
+  ProtobufCMessage base;
+  uint64_t task_id;
+  char *error;
+};
+#define RLIF__V1__TASK_FAILURE__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&rlif__v1__task_failure__descriptor) \
+    , 0, (char *)protobuf_c_empty_string }
+
+
+/*
+ * / Anyone on the work socket -> learner: how is the run going? (`rlif status`; with CURVE on, only clients with an
+ * / authorized key get to the socket at all.) Answered with a StatusReply; the requester needs no Hello.
+ */
+struct  Rlif__V1__StatusRequest
+{
+  ProtobufCMessage base;
+};
+#define RLIF__V1__STATUS_REQUEST__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&rlif__v1__status_request__descriptor) \
+     }
+
+
+/*
+ * / Learner -> the requester: the run's status as one JSON object (snake_case keys: run, steps, ETA, counters, one
+ * / row per live actor), as documented in docs/PROTOCOL.md ("Status").
+ */
+struct  Rlif__V1__StatusReply
+{
+  ProtobufCMessage base;
+  char *status_json;
+};
+#define RLIF__V1__STATUS_REPLY__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&rlif__v1__status_reply__descriptor) \
+    , (char *)protobuf_c_empty_string }
+
+
 /* Rlif__V1__Envelope methods */
 void   rlif__v1__envelope__init
                      (Rlif__V1__Envelope         *message);
@@ -883,6 +943,63 @@ Rlif__V1__Goodbye *
 void   rlif__v1__goodbye__free_unpacked
                      (Rlif__V1__Goodbye *message,
                       ProtobufCAllocator *allocator);
+/* Rlif__V1__TaskFailure methods */
+void   rlif__v1__task_failure__init
+                     (Rlif__V1__TaskFailure         *message);
+size_t rlif__v1__task_failure__get_packed_size
+                     (const Rlif__V1__TaskFailure   *message);
+size_t rlif__v1__task_failure__pack
+                     (const Rlif__V1__TaskFailure   *message,
+                      uint8_t             *out);
+size_t rlif__v1__task_failure__pack_to_buffer
+                     (const Rlif__V1__TaskFailure   *message,
+                      ProtobufCBuffer     *buffer);
+Rlif__V1__TaskFailure *
+       rlif__v1__task_failure__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   rlif__v1__task_failure__free_unpacked
+                     (Rlif__V1__TaskFailure *message,
+                      ProtobufCAllocator *allocator);
+/* Rlif__V1__StatusRequest methods */
+void   rlif__v1__status_request__init
+                     (Rlif__V1__StatusRequest         *message);
+size_t rlif__v1__status_request__get_packed_size
+                     (const Rlif__V1__StatusRequest   *message);
+size_t rlif__v1__status_request__pack
+                     (const Rlif__V1__StatusRequest   *message,
+                      uint8_t             *out);
+size_t rlif__v1__status_request__pack_to_buffer
+                     (const Rlif__V1__StatusRequest   *message,
+                      ProtobufCBuffer     *buffer);
+Rlif__V1__StatusRequest *
+       rlif__v1__status_request__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   rlif__v1__status_request__free_unpacked
+                     (Rlif__V1__StatusRequest *message,
+                      ProtobufCAllocator *allocator);
+/* Rlif__V1__StatusReply methods */
+void   rlif__v1__status_reply__init
+                     (Rlif__V1__StatusReply         *message);
+size_t rlif__v1__status_reply__get_packed_size
+                     (const Rlif__V1__StatusReply   *message);
+size_t rlif__v1__status_reply__pack
+                     (const Rlif__V1__StatusReply   *message,
+                      uint8_t             *out);
+size_t rlif__v1__status_reply__pack_to_buffer
+                     (const Rlif__V1__StatusReply   *message,
+                      ProtobufCBuffer     *buffer);
+Rlif__V1__StatusReply *
+       rlif__v1__status_reply__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   rlif__v1__status_reply__free_unpacked
+                     (Rlif__V1__StatusReply *message,
+                      ProtobufCAllocator *allocator);
 /* --- per-message closures --- */
 
 typedef void (*Rlif__V1__Envelope_Closure)
@@ -942,6 +1059,15 @@ typedef void (*Rlif__V1__Error_Closure)
 typedef void (*Rlif__V1__Goodbye_Closure)
                  (const Rlif__V1__Goodbye *message,
                   void *closure_data);
+typedef void (*Rlif__V1__TaskFailure_Closure)
+                 (const Rlif__V1__TaskFailure *message,
+                  void *closure_data);
+typedef void (*Rlif__V1__StatusRequest_Closure)
+                 (const Rlif__V1__StatusRequest *message,
+                  void *closure_data);
+typedef void (*Rlif__V1__StatusReply_Closure)
+                 (const Rlif__V1__StatusReply *message,
+                  void *closure_data);
 
 /* --- services --- */
 
@@ -972,6 +1098,9 @@ extern const ProtobufCMessageDescriptor rlif__v1__tensor_entry__descriptor;
 extern const ProtobufCMessageDescriptor rlif__v1__snapshot_chunk__descriptor;
 extern const ProtobufCMessageDescriptor rlif__v1__error__descriptor;
 extern const ProtobufCMessageDescriptor rlif__v1__goodbye__descriptor;
+extern const ProtobufCMessageDescriptor rlif__v1__task_failure__descriptor;
+extern const ProtobufCMessageDescriptor rlif__v1__status_request__descriptor;
+extern const ProtobufCMessageDescriptor rlif__v1__status_reply__descriptor;
 
 PROTOBUF_C__END_DECLS
 

@@ -1,0 +1,191 @@
+import Wire
+
+/// The actor's side of the Clone pattern as pure logic (no sockets, no threads; `now` in monotonic ms): which
+/// weight version to fetch, chunk requests under credit, assembly, hand-over to the worker for installing, and
+/// what to do when the learner moves on or restarts. `ActorClient` sends the requests it returns and hands the
+/// assembled snapshot to its worker; `WeightSyncTests` replays fetches without sockets.
+///
+/// Versions belong to one learner incarnation: after `learnerRestarted` the weights the worker holds are from a
+/// timeline that no longer exists (a resumed learner may be *behind* them), so `held` drops to 0 and the new
+/// incarnation's current version is fetched before anything is sampled.
+public struct WeightSync: Sendable {
+    public struct Config: Sendable, Equatable {
+        /// Chunks requested at once (credit-based flow control on the weights socket).
+        public var chunkCredits: Int
+        /// A fetch with no chunk for this long asks again from its first missing chunk.
+        public var stallMs: UInt64
+        public init(chunkCredits: Int = 4, stallMs: UInt64 = 5000) {
+            self.chunkCredits = max(1, chunkCredits); self.stallMs = stallMs
+        }
+    }
+
+    /// What `accept(chunk:)` did.
+    public enum ChunkOutcome: Sendable {
+        /// Not for the current fetch (a late chunk of an abandoned one).
+        case ignored
+        /// Stored; send these requests.
+        case requests([SnapshotRequest])
+        /// The snapshot is complete and verified: hand it to the worker (then call `installed`).
+        case assembled(AssembledSnapshot, fetchMs: UInt64)
+        /// The chunk or the assembled snapshot failed a check: the fetch starts over with these requests.
+        case refused(String, [SnapshotRequest])
+    }
+
+    private struct Fetch: Sendable {
+        var version: UInt64  // 0 = whatever is current (fixed by the first chunk)
+        var assembler: SnapshotAssembler
+        var nextChunk: UInt32 = 0
+        var inFlight = 0
+        var lastActivity: UInt64
+        let started: UInt64
+    }
+
+    public let config: Config
+    /// The installed version usable in the current learner incarnation (0 = none).
+    public private(set) var held: UInt64 = 0
+    /// The newest version announced by the current incarnation (notice, heartbeat, welcome, work item).
+    public private(set) var newestKnown: UInt64 = 0
+    /// The model config is known (Welcome): fetching before it would assemble weights for no model.
+    public private(set) var configured = false
+    private var fetch: Fetch?
+    /// Snapshots handed to the worker and not yet reported installed, oldest first, with the incarnation count
+    /// they belong to (a snapshot of a dead incarnation installs, but does not count as held).
+    private var installs: [(version: UInt64, incarnation: Int)] = []
+    private var incarnation = 0
+
+    public init(config: Config = Config()) { self.config = config }
+
+    public var fetchingVersion: UInt64? { fetch?.version }
+    public var isInstalling: Bool { installs.contains { $0.incarnation == incarnation } }
+    /// Nothing to fetch or install: the worker holds the newest known version.
+    public var isCurrent: Bool { fetch == nil && !isInstalling && held >= newestKnown }
+
+    /// The learner's model config arrived; a (re)configured model holds no weights.
+    public mutating func configure(now: UInt64) -> [SnapshotRequest] {
+        configured = true
+        held = 0
+        return note(version: newestKnown, now: now)
+    }
+
+    /// The learner announced `version`: fetch it when it is newer than what is held, installing or fetched.
+    public mutating func note(version v: UInt64, now: UInt64) -> [SnapshotRequest] {
+        newestKnown = max(newestKnown, v)
+        guard configured, newestKnown > held else { return [] }
+        if installs.contains(where: { $0.incarnation == incarnation && $0.version >= newestKnown }) { return [] }
+        if let f = fetch, f.version == 0 || f.version >= newestKnown { return [] }
+        return start(version: newestKnown, now: now)
+    }
+
+    private mutating func start(version: UInt64, now: UInt64) -> [SnapshotRequest] {
+        fetch = Fetch(version: version, assembler: SnapshotAssembler(version: version == 0 ? nil : version),
+                      lastActivity: now, started: now)
+        return requests(now: now)
+    }
+
+    /// Requests for the chunks not yet asked for, up to the credit.
+    private mutating func requests(now: UInt64) -> [SnapshotRequest] {
+        guard let f = fetch else { return [] }
+        let want = config.chunkCredits - f.inFlight
+        guard want > 0 else { return [] }
+        // Before the first chunk the count is unknown: ask for `credits` from 0; afterwards only missing ones.
+        let total = f.assembler.nChunks.map(UInt32.init) ?? UInt32.max
+        guard f.nextChunk < total else { return [] }
+        let n = UInt32(min(want, Int(min(total - f.nextChunk, UInt32(want)))))
+        let r = SnapshotRequest(version: f.version, firstChunk: f.nextChunk, credits: n)
+        fetch!.nextChunk += n
+        fetch!.inFlight += Int(n)
+        fetch!.lastActivity = now
+        return [r]
+    }
+
+    /// A chunk (header, and the bytes when they came as a separate frame).
+    public mutating func accept(chunk c: SnapshotChunk, data: UnsafeRawBufferPointer?, now: UInt64) -> ChunkOutcome {
+        guard let f0 = fetch, c.version == f0.version || f0.version == 0 else { return .ignored }
+        // Mutate the assembler in place through `fetch!`: a local copy of the struct would share the assembler's
+        // (whole-snapshot) buffer and every chunk would then copy all of it (copy-on-write).
+        if f0.version == 0 { fetch!.version = c.version }
+        fetch!.inFlight = max(0, f0.inFlight - 1)
+        fetch!.lastActivity = now
+        do {
+            if try fetch!.assembler.accept(c, data: data) {
+                let snap = try fetch!.assembler.finish()
+                let ms = now - fetch!.started
+                fetch = nil
+                installs.append((snap.version, incarnation))
+                return .assembled(snap, fetchMs: ms)
+            }
+        } catch {
+            let v = fetch?.version ?? c.version
+            fetch = nil
+            return .refused("weights v\(v): \(error)", start(version: v, now: now))
+        }
+        return .requests(requests(now: now))
+    }
+
+    /// The worker installed `version` (the oldest outstanding hand-over of that version; older ones were replaced).
+    public mutating func installed(version v: UInt64, now: UInt64) -> [SnapshotRequest] {
+        if let i = installs.firstIndex(where: { $0.version == v }) {
+            let inc = installs[i].incarnation
+            installs.removeFirst(i + 1)
+            if inc == incarnation { held = v }
+        }
+        return note(version: newestKnown, now: now)
+    }
+
+    /// The learner no longer serves the version being fetched: fetch whatever is current.
+    public mutating func versionNotServed(now: UInt64) -> [SnapshotRequest] {
+        guard fetch != nil else { return [] }
+        fetch = nil
+        return start(version: 0, now: now)
+    }
+
+    /// Periodic: a fetch with no chunk for `stallMs` (chunks lost with a connection, or past a high-water mark)
+    /// asks again from its first missing chunk.
+    public mutating func tick(now: UInt64) -> [SnapshotRequest] {
+        guard let f = fetch, now >= f.lastActivity, now - f.lastActivity > config.stallMs else { return [] }
+        fetch!.inFlight = 0
+        fetch!.nextChunk = UInt32(f.assembler.missingChunks.first ?? 0)
+        return requests(now: now)
+    }
+
+    /// The sockets were rebuilt: requests in flight are lost; the fetch restarts with the next `note`.
+    public mutating func connectionReset() { fetch = nil }
+
+    /// A new learner incarnation: versions of the old one mean nothing now. Forget what is held, announced,
+    /// fetched and being installed; the new incarnation's announcements start a fresh fetch.
+    public mutating func learnerRestarted() {
+        incarnation += 1
+        held = 0
+        newestKnown = 0
+        fetch = nil
+    }
+}
+
+/// Which learner incarnation an actor talks to, as pure logic: the first one seen, a new one (the learner
+/// restarted), or a late message of one already left behind (still queued on another socket after the switch),
+/// which must be dropped rather than taken for yet another restart.
+public struct IncarnationTracker: Sendable, Equatable {
+    public enum Verdict: Sendable, Equatable {
+        /// Carry on: the current incarnation, the first one seen, or a message without one (0).
+        case current
+        /// A new incarnation: drop everything tied to `from`, then handle the message.
+        case restarted(from: UInt64)
+        /// A message of an incarnation already left behind: drop it.
+        case late
+    }
+
+    public private(set) var current: UInt64 = 0
+    private var retired: Set<UInt64> = []
+
+    public init() {}
+
+    public mutating func observe(_ incarnation: UInt64) -> Verdict {
+        guard incarnation != 0, incarnation != current else { return .current }
+        if retired.contains(incarnation) { return .late }
+        let old = current
+        current = incarnation
+        guard old != 0 else { return .current }
+        retired.insert(old)
+        return .restarted(from: old)
+    }
+}

@@ -1,0 +1,109 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// Issue 15, first row: `rlif learner` on loopback with one `rlif actor`, the learner `kill -9`ed mid-run and started
+/// again with `--resume` on the same endpoint while the actor keeps running. Before: the resumed learner (behind
+/// the actor's weights) rejected one group, then nothing happened and nothing was logged until SIGINT.
+@Suite(.serialized, .enabled(if: CLI.binary != nil, "needs the release rlif binary (swift build -c release, or RLIF_BIN)"))
+struct LearnerRestartTests {
+    /// A process whose stdout and stderr are collected; `waitFor` polls them.
+    final class Spawned: @unchecked Sendable {  // out/err guarded by lock
+        let p = Process()
+        private let lock = NSLock()
+        private var outData = Data(), errData = Data()
+
+        init(_ args: [String], env extra: [String: String] = [:]) throws {
+            p.executableURL = CLI.binary!
+            p.arguments = args
+            var env = ProcessInfo.processInfo.environment
+            env["OPENBLAS_NUM_THREADS"] = "1"
+            for (k, v) in extra { env[k] = v }
+            p.environment = env
+            let out = Pipe(), err = Pipe()
+            p.standardOutput = out
+            p.standardError = err
+            for (pipe, isOut) in [(out, true), (err, false)] {
+                pipe.fileHandleForReading.readabilityHandler = { [self] h in
+                    let d = h.availableData
+                    if d.isEmpty { h.readabilityHandler = nil; return }
+                    lock.lock(); if isOut { outData.append(d) } else { errData.append(d) }; lock.unlock()
+                }
+            }
+            try p.run()
+        }
+
+        var out: String { lock.lock(); defer { lock.unlock() }; return String(decoding: outData, as: UTF8.self) }
+        var err: String { lock.lock(); defer { lock.unlock() }; return String(decoding: errData, as: UTF8.self) }
+
+        /// Polls until `marker` is in stdout+stderr (true) or the process ended / the time is up (false).
+        func waitFor(_ marker: String, seconds: Double) -> Bool {
+            let deadline = Date().addingTimeInterval(seconds)
+            while Date() < deadline {
+                if (out + err).contains(marker) { return true }
+                if !p.isRunning { return (out + err).contains(marker) }
+                Thread.sleep(forTimeInterval: 0.05)
+            }
+            return false
+        }
+
+        /// Waits for the exit (SIGKILL after `seconds`); returns the status (128 + signal when signalled).
+        func finish(seconds: Double) -> Int32 {
+            let deadline = Date().addingTimeInterval(seconds)
+            while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+            p.waitUntilExit()
+            Thread.sleep(forTimeInterval: 0.1)
+            return p.terminationReason == .uncaughtSignal ? 128 + p.terminationStatus : p.terminationStatus
+        }
+    }
+
+    /// Training rows' "step" values of metrics.jsonl (eval rows have "kind": "eval").
+    static func trainingSteps(_ metrics: URL) throws -> [Int] {
+        try String(contentsOf: metrics, encoding: .utf8).split(separator: "\n").compactMap { line in
+            let row = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any]
+            return (row?["kind"] as? String) == "eval" ? nil : row?["step"] as? Int
+        }
+    }
+
+    @Test func learnerKilledAndResumedWhileTheActorRunsFinishesEveryStepOnce() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        let out = d.appendingPathComponent("run")
+        let port = Int.random(in: 20_000..<60_000)
+        let bind = "tcp://127.0.0.1:\(port)"
+        let steps = 6
+        let learnerArgs = ["learner", "--bind", bind, "--output-dir", out.path, "--set", "steps=\(steps)",
+                           "--set", "checkpoint_every=2", "--set", "eval_every=0", "--set", "prompts_per_step=4",
+                           "--set", "group_size=4", "--set", "max_new_tokens=16", "--set", "heartbeat_interval_ms=200",
+                           "--set", "heartbeat_timeout_ms=2000", "--set", "tensorboard=false"]
+        let first = try Spawned(learnerArgs)
+        let actor = try Spawned(["actor", "--learner", bind, "--id", "a1", "--threads", "1"])
+        defer { if actor.p.isRunning { kill(actor.p.processIdentifier, SIGKILL) } }
+        // Step 3 trained (checkpoint after step 2): the actor holds v4 or v5, the resumed learner starts at v3.
+        #expect(first.waitFor("step 3/\(steps)", seconds: 180), "learner never reached step 3: \(first.err.suffix(2000))")
+        kill(first.p.processIdentifier, SIGKILL)
+        #expect(first.finish(seconds: 10) == 128 + SIGKILL)
+        Thread.sleep(forTimeInterval: 0.5)
+
+        let second = try Spawned(learnerArgs + ["--resume"])
+        let rc = second.finish(seconds: 240)
+        #expect(rc == 0, "resumed learner: rc \(rc)\n\(second.err.suffix(3000))")
+        #expect(second.err.contains("resumed from checkpoint-"), "\(second.err.prefix(2000))")
+        let actorRC = actor.finish(seconds: 30)
+        #expect(actorRC == 0, "actor: rc \(actorRC)\n\(actor.err.suffix(3000))")
+        #expect(actor.err.contains("learner restarted"), "the actor must notice the new incarnation: \(actor.err.suffix(3000))")
+
+        // Every step once in metrics.jsonl (rows after the checkpoint from the killed run removed).
+        #expect(try Self.trainingSteps(out.appendingPathComponent("metrics.jsonl")) == Array(0..<steps))
+        // The resumed incarnation trained steps 3…6: every prompt of them exactly once.
+        let summary = try #require(try JSONSerialization.jsonObject(
+            with: Data(contentsOf: out.appendingPathComponent("learner_summary.json"))) as? [String: Int])
+        #expect(summary["completed_steps"] == steps)
+        #expect(summary["weight_version"] == steps + 1)
+        #expect(summary["prompts_trained"] == (steps - 2) * 4, "\(summary)")
+        #expect(summary["prompts_trained_more_than_once"] == 0, "\(summary)")
+        #expect(summary["accepted"] == (steps - 2) * 4, "\(summary)")
+        #expect(second.out.contains("step \(steps)/\(steps)"))
+    }
+}

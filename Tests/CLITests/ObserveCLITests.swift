@@ -1,0 +1,96 @@
+import Foundation
+import Testing
+import TestSupport
+
+/// `--json` output, `rlif status` and `--metrics-addr` as a user runs them: the real executable, a real learner
+/// process, its work socket (ipc://) and /metrics on loopback.
+@Suite(.serialized, .enabled(if: CLI.binary != nil, "needs the release rlif binary (swift build -c release, or RLIF_BIN)"))
+struct ObserveCLITests {
+    static func object(_ line: Substring) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+    }
+
+    @Test func infoAndTrainPrintJSON() throws {
+        let info = try CLI.run(["info", "--json"])
+        #expect(info.status == 0)
+        let i = try Self.object(Substring(info.out.trimmingCharacters(in: .newlines)))
+        #expect(i["wire_protocol"] as? String == "rlif.v1" && i["openblas_threads"] is Int)
+
+        let dir = try Fixtures.temporaryDirectory("rlif-cli-json")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let t = try CLI.run(["train", "--single-process", "--json", "--output-dir", dir.path, "--set", "steps=2",
+                             "--set", "eval_every=0", "--set", "max_new_tokens=8"], timeout: 300)
+        #expect(t.status == 0, "\(t.err)")
+        // stdout is the summary alone; the step lines went to stderr.
+        let lines = t.out.split(separator: "\n")
+        #expect(lines.count == 1, "stdout: \(t.out)")
+        let s = try Self.object(try #require(lines.last))
+        #expect(s["completed_steps"] as? Int == 2 && s["total_steps"] as? Int == 2 && s["stopped"] as? Bool == false)
+        #expect(s["output_dir"] as? String == dir.path)
+        #expect(t.err.contains("step 2/2") && t.err.contains("s + train "))
+    }
+
+    @Test func statusAndMetricsOfALearnerProcess() throws {
+        let dir = try Fixtures.temporaryDirectory("rlif-cli-status")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let base = "ipc://\(dir.path)/l"
+        let p = Process()
+        p.executableURL = CLI.binary!
+        p.arguments = ["learner", "--bind", base, "--output-dir", dir.appendingPathComponent("out").path,
+                       "--set", "steps=5", "--set", "eval_every=0", "--metrics-addr", "127.0.0.1:0"]
+        var env = ProcessInfo.processInfo.environment
+        env["OPENBLAS_NUM_THREADS"] = "1"
+        p.environment = env
+        let err = Pipe()
+        p.standardError = err
+        p.standardOutput = FileHandle.nullDevice
+        try p.run()
+        defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
+        // The learner names the port the kernel chose; it serves once it says "serving on".
+        var text = ""
+        let deadline = Date().addingTimeInterval(120)
+        while Date() < deadline && !text.contains("serving on") {
+            let d = err.fileHandleForReading.availableData
+            if d.isEmpty { break }
+            text += String(decoding: d, as: UTF8.self)
+        }
+        let m = try #require(text.firstMatch(of: /metrics on http:\/\/127\.0\.0\.1:(\d+)\/metrics/), "\(text)")
+        let port = try #require(UInt16(m.1))
+
+        let json = try CLI.run(["status", "--learner", base, "--json"], timeout: 30)
+        #expect(json.status == 0, "\(json.err)")
+        let s = try Self.object(Substring(json.out))
+        #expect(s["completed_steps"] as? Int == 0 && s["total_steps"] as? Int == 5)
+        #expect((s["actors"] as? [Any])?.isEmpty == true && (s["run_id"] as? String)?.hasPrefix("out-") == true)
+        let table = try CLI.run(["status", "--learner", base], timeout: 30)
+        #expect(table.status == 0 && table.out.contains("step 0/5") && table.out.contains("(no live actors)"))
+
+        var body = ""
+        let until = Date().addingTimeInterval(10)
+        while Date() < until {
+            body = try LoopbackHTTP.get(port: port, path: "/metrics").body
+            if LoopbackHTTP.sample(body, "rlif_total_steps") == 5 { break }
+            Thread.sleep(forTimeInterval: 0.2)
+        }
+        #expect(LoopbackHTTP.sample(body, "rlif_total_steps") == 5 && LoopbackHTTP.sample(body, "rlif_live_actors") == 0, "\(body)")
+
+        kill(p.processIdentifier, SIGTERM)
+        p.waitUntilExit()
+        #expect(p.terminationStatus == 143)
+    }
+
+    @Test func badMetricsAddressFailsBeforeAnyWork() throws {
+        for cmd in [["learner"], ["actor", "--learner", "ipc:///tmp/x"], ["train"]] {
+            let r = try CLI.run(cmd + ["--metrics-addr", "localhost"])
+            #expect(r.status == 64 && r.err.contains("--metrics-addr localhost: expected HOST:PORT"), "\(cmd): \(r.err)")
+        }
+        let single = try CLI.run(["train", "--single-process", "--metrics-addr", "127.0.0.1:9464"])
+        #expect(single.status == 64 && single.err.contains("no learner"))
+    }
+
+    @Test func statusWithoutALearnerFailsNamingTheEndpoint() throws {
+        let r = try CLI.run(["status", "--learner", "ipc:///tmp/rlif-no-learner-\(getpid())", "--timeout", "0.3"])
+        #expect(r.status != 0)
+        #expect(r.err.contains("no status reply") && r.err.contains("rlif-no-learner"))
+    }
+}
