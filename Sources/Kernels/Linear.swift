@@ -38,3 +38,38 @@ public func linearBackward(
         for i in 0..<n { axpy(dBias, 1, dOut + i * oc, oc) }
     }
 }
+
+/// `linearForward` with the weight as a `WeightMatrix` (F32 or BF16, see `Gemm.sgemm(_:ldc:_:lda:_:ldb:…)`).
+public func linearForward(
+    _ out: UnsafeMutablePointer<Float>,      // (N, OC)
+    _ inp: UnsafePointer<Float>,             // (N, C)
+    _ weight: WeightMatrix,                  // (OC, C)
+    _ bias: UnsafePointer<Float>?,           // (OC) or nil
+    n: Int, c: Int, oc: Int
+) {
+    if case .f32(let w) = weight { linearForward(out, inp, w, bias, n: n, c: c, oc: oc); return }
+    if n == 0 || oc == 0 { return }
+    Gemm.sgemm(out, ldc: oc, inp, lda: c, weight, ldb: c, m: n, n: oc, k: c, transB: true)
+    if let bias {
+        for i in 0..<n { axpy(out + i * oc, 1, bias, oc) }
+    }
+}
+
+/// `linearBackward` for a frozen weight given as a `WeightMatrix`: dInp += dOut·W and dBias += Σ_rows dOut
+/// (no weight gradient: a BF16 weight is never trained; with F32 this is `linearBackward` with dWeight nil).
+public func linearBackwardInput(
+    _ dInp: UnsafeMutablePointer<Float>?,    // (N, C) or nil
+    _ dBias: UnsafeMutablePointer<Float>?,   // (OC) or nil
+    _ dOut: UnsafePointer<Float>,            // (N, OC)
+    _ weight: WeightMatrix,                  // (OC, C)
+    n: Int, c: Int, oc: Int
+) {
+    if n == 0 { return }
+    if let dInp {
+        // (N, C) += (N, OC) · (OC, C)
+        Gemm.sgemm(dInp, ldc: c, dOut, lda: oc, weight, ldb: c, m: n, n: c, k: oc, transB: false, beta: 1)
+    }
+    if let dBias {
+        for i in 0..<n { axpy(dBias, 1, dOut + i * oc, oc) }
+    }
+}

@@ -8,7 +8,8 @@ import Sampling
 /// run fits, or refuse it with the largest items named (`fit`).
 ///
 /// Every term is the size of a buffer the code allocates and keeps (F32 = 4 bytes; alignment padding ignored):
-/// - weights / gradients: `ParameterLayout.totalCount` floats each; AdamW moments: two more;
+/// - weights / gradients: `ParameterLayout.totalCount` floats each (weights with `base_weights: bf16`: 2 bytes per
+///   matrix value); AdamW moments: two more;
 /// - reference: a second copy of the weights when `kl_beta` > 0;
 /// - with `lora`: no base gradients, moments, reference copy or reference arena (the reference is the base with the
 ///   adapters off, in the policy's own arena); instead the adapters, 4 floats per adapter parameter (parameters,
@@ -78,7 +79,9 @@ public struct MemoryPlan: Sendable, Equatable {
         var items: [Item] = []
         func add(_ name: String, _ floats: Int, _ detail: String) { items.append(Item(name: name, bytes: floats * f4, detail: detail)) }
 
-        add("weights", p, "\(p) F32 parameters")
+        let weightBytes = ParameterLayout(config: m).weightBytes(c.baseWeights)
+        items.append(Item(name: "weights", bytes: weightBytes,
+                          detail: c.baseWeights == .bf16 ? "\(p) parameters, matrices BF16 (base_weights: bf16), norms and biases F32" : "\(p) F32 parameters"))
         let training = role != .actor
         let perLayer = 4 * C + 2 + 2 * QD + 2 * KVD + NH + 3 * F
         let forwardPerToken = L * perLayer + 2 * C + 1 + C

@@ -26,6 +26,8 @@ struct LearnerCommand: ParsableCommand {
     @Flag(help: "Replace an earlier run in the output directory (its metrics and checkpoints are deleted).")
     var overwrite = false
     @Option(help: "Log level.") var logLevel: String?
+    @Option(help: "How the sampling weights' matrices are held: f32, or bf16 (half the memory; each received weight rounded to bfloat16, arithmetic F32).")
+    var baseWeights: BaseWeights = .f32
     /// Local mode passes the keys its user set (the learner's --config is then the effective config, every key in it).
     @Option(name: .customLong("user-keys"), help: .hidden) var userKeys: String?
 
@@ -135,6 +137,8 @@ struct ActorCommand: ParsableCommand {
     @Option(help: "Exit with an error after this many seconds without reaching the learner (0 = retry forever).")
     var giveUpAfter: Int = 0
     @Option(help: "Log level.") var logLevel: String?
+    @Option(help: "How the sampling weights' matrices are held: f32, or bf16 (half the memory; each received weight rounded to bfloat16, arithmetic F32).")
+    var baseWeights: BaseWeights = .f32
     /// Local mode: --batch-sequences comes from the config, not the user, so the memory plan may lower it.
     @Flag(name: .customLong("batch-sequences-adjustable"), help: .hidden) var batchAdjustable = false
 
@@ -147,7 +151,7 @@ struct ActorCommand: ParsableCommand {
         let batch = batchSequences ?? 16
         opts.batchSequences = batch
         opts.giveUpAfterMs = giveUpAfter * 1000
-        let engine = TransformerRolloutEngine(batchSequences: batch)
+        let engine = TransformerRolloutEngine(batchSequences: batch, baseWeights: baseWeights)
         // The memory plan, once the learner's model config and the first task's lengths are known (before the KV
         // cache is allocated): printed, the decode batch lowered to fit unless --batch-sequences fixed it, or the
         // actor ends with the plan's error (a task error would only be re-issued to another actor).
@@ -157,11 +161,12 @@ struct ActorCommand: ParsableCommand {
             c.maxNewTokens = maxNew
             c.groupSize = group
             c.actorBatchSequences = batch
+            c.baseWeights = baseWeights
             do {
                 // The weights are already allocated (the engine built the model from the learner's config).
                 return try RunSetup.planMemory(c, role: .actor, model: model, longestPrompt: max(0, sequence - maxNew),
                                                fixedKeys: fixed, log: log,
-                                               alreadyPlanned: ParameterLayout(config: model).totalCount * 4).actorBatchSequences
+                                               alreadyPlanned: ParameterLayout(config: model).weightBytes(baseWeights)).actorBatchSequences
             } catch {
                 log.critical("\(error)")
                 Foundation.exit(3)
