@@ -3,6 +3,7 @@
 /// scratch for the BLAS GEMMs — so a frozen matrix costs 2 bytes per weight in memory and every product is an F32
 /// product of the widened (exact) values. Rounding F32 → BF16 (round-to-nearest-even) happens once when the
 /// weights are stored (`BFloat16Bits.from` in SafeTensors, used by Model); nothing here rounds.
+import CKernelSupport
 import Foundation
 
 /// A weight matrix operand (nn.Linear's (OC, C) layout, or an embedding table (V, C)), row-major, held as F32 or
@@ -21,12 +22,10 @@ public enum WeightMatrix {
     }
 }
 
-/// 8 bfloat16 values (16 bytes, unaligned) widened to F32 in registers: zero-extend to 32 bits, shift left 16.
+/// 8 bfloat16 values (16 bytes, unaligned) widened to F32 in registers: zero-extend to 32 bits, shift left 16
+/// (`rlif_load_bf16x8`, C: see there why).
 @inline(__always)
-func loadBF16x8(_ p: UnsafePointer<UInt16>) -> SIMD8<Float> {
-    let h = UnsafeRawPointer(p).loadUnaligned(as: SIMD8<UInt16>.self)
-    return unsafeBitCast(SIMD8<UInt32>(truncatingIfNeeded: h) &<< 16, to: SIMD8<Float>.self)
-}
+func loadBF16x8(_ p: UnsafePointer<UInt16>) -> SIMD8<Float> { rlif_load_bf16x8(p) }
 
 /// dst[0..<count] = the F32 values of the bfloat16 bit patterns src[0..<count] (exact).
 public func widenBF16(_ dst: UnsafeMutablePointer<Float>, _ src: UnsafePointer<UInt16>, count: Int) {
