@@ -141,12 +141,31 @@ public final class Transformer {
     /// Makes sure the arena holds `tokens` rows and `rows` logit rows with at least `storage` (grows, never shrinks).
     func ensureArena(tokens: Int, rows: Int, storage: LayerStorage) -> Activations {
         if let a = acts, a.tokenCapacity >= tokens, a.rowCapacity >= rows, a.storage >= storage { return a }
-        let old = acts
+        let n = max(tokens, acts?.tokenCapacity ?? 0), r = max(rows, acts?.rowCapacity ?? 0)
+        let s = max(storage, acts?.storage ?? .shared)
+        // The old arena is freed before the new one is allocated (no local keeps it): holding both made a
+        // growing micro-batch cost twice the arena for a moment — +0.9 GB on SmolLM2-135M at 1024 tokens, and
+        // the ~3.4 GiB the memory plan missed on the real 0.5B LoRA run (docs/PERFORMANCE.md).
         acts = nil
-        let a = Activations(config: config, tokens: max(tokens, old?.tokenCapacity ?? 0),
-                            rows: max(rows, old?.rowCapacity ?? 0), storage: max(storage, old?.storage ?? .shared))
+        let a = Activations(config: config, tokens: n, rows: r, storage: s)
         acts = a
         return a
+    }
+
+    /// Frees the forward/backward arena and the LM head's scratch (reallocated by the next forward). A run that
+    /// alternates sampling and training calls this after training, so that the training arena (the largest
+    /// activation buffer, ~2 MB per token for Qwen2.5-0.5B) is not resident while it samples.
+    public func releaseActivations() {
+        acts = nil
+        headScratch = nil
+        logitsStore = nil
+        lastForwardInvalidated()
+    }
+
+    /// Frees the KV cache and decode buffers (`reserveDecoding` allocates them again): called before training, so
+    /// that sampling's state is not resident beside the training arena.
+    public func releaseDecoding() {
+        decodeState = nil
     }
 
     /// Activation floats a forward of `tokens` rows with `rows` logit rows keeps (the arena; excludes logits and

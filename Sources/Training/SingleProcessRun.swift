@@ -90,6 +90,9 @@ public final class SingleProcessRun {
                              seed: Self.taskSeed(runSeed: config.seed, step: step, index: k))
             }
             let sampled = try GroupedSampler.sample(requests, on: policy, maxBatchSequences: config.actorBatchSequences)
+            // Sampling and training take turns: each phase's buffers are freed before the other's are allocated,
+            // so the peak is the larger phase, not both (MemoryPlan: `Item.phase`).
+            policy.releaseDecoding()
             let sampleSeconds = Date().timeIntervalSince(t0)
             var groups: [TrainingGroup] = []
             for (r, (req, g)) in zip(records, zip(requests, sampled)) {
@@ -102,6 +105,8 @@ public final class SingleProcessRun {
             }
             try runRecords.samples.append(step: step, groups: groups)
             let m = try trainer.train(groups, step: step)
+            policy.releaseActivations()
+            trainer.reference?.releaseActivations()
             completedSteps += 1
             var record = m.dictionary
             let generated = sampled.reduce(0) { $0 + $1.generatedTokens }
@@ -141,6 +146,7 @@ public final class SingleProcessRun {
         let report = try Evaluator.run(model: trainer.policy, formatter: formatter,
                                        records: Array(evalSet.prefix(config.evalLimit)), format: .math,
                                        maxNewTokens: config.maxNewTokens, batchSequences: max(config.actorBatchSequences, 1))
+        trainer.policy.releaseDecoding()
         var rec = report.dictionary
         rec["step"] = step
         rec["kind"] = "eval"
