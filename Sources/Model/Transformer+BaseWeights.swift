@@ -20,10 +20,10 @@ extension ParameterLayout {
     /// allocated; BF16 matrices + F32 vectors otherwise: the F32 buffer's matrix pages are never touched).
     public func weightBytes(_ baseWeights: BaseWeights) -> Int {
         guard baseWeights == .bf16 else { return totalCount * 4 }
-        return entries.reduce(0) { $0 + ($1.isMatrix ? 2 * totalCountRounding($1.count) : 4 * $1.count) }
+        return entries.reduce(0) { $0 + ($1.isMatrix ? 2 * paddedCount($1.count) : 4 * $1.count) }
     }
 
-    private func totalCountRounding(_ n: Int) -> Int { (n + Self.alignmentFloats - 1) / Self.alignmentFloats * Self.alignmentFloats }
+    private func paddedCount(_ n: Int) -> Int { (n + Self.alignmentFloats - 1) / Self.alignmentFloats * Self.alignmentFloats }
 }
 
 extension Transformer {
