@@ -98,7 +98,7 @@ let package = Package(
             "Kernels", "Wire", "Transport",
             "Model", "SafeTensors", "GGUF", "GRPO",
             "Tokenizer",
-            "Sampling", "Training", "Answers", "Actor", "Learner", "Distributed", "TensorBoard", "Supervision", "Telemetry",
+            "Sampling", "Training", "Answers", "Actor", "Learner", "Distributed", "TensorBoard", "Supervision", "Telemetry", "Shared",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ],

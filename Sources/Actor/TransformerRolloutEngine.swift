@@ -17,14 +17,18 @@ public final class TransformerRolloutEngine: RolloutEngine {
     /// batch to fit, or ends the process when nothing fits).
     public var planDecoding: ((ModelConfig, Int, Int, Int, Int) throws -> Int)?
 
-    public init(batchSequences: Int) {
+    /// How the sampling model holds its matrices (BF16: each snapshot's weights rounded when installed).
+    public let baseWeights: BaseWeights
+
+    public init(batchSequences: Int, baseWeights: BaseWeights = .f32) {
         self.batchSequences = max(1, batchSequences)
+        self.baseWeights = baseWeights
         batchLimit = self.batchSequences
     }
 
     public func configure(modelConfigJSON: String) throws {
         let config = try JSONDecoder().decode(ModelConfig.self, from: Data(modelConfigJSON.utf8))
-        model = try Transformer(config: config)
+        model = try Transformer(config: config, baseWeights: baseWeights)
         sampler = nil
         reservedLength = 0
     }
@@ -45,7 +49,7 @@ public final class TransformerRolloutEngine: RolloutEngine {
         guard snapshot.parameters.count == model.parameters.count else {
             throw ActorError(message: "snapshot v\(snapshot.version) has \(snapshot.parameters.count) floats, the model \(model.parameters.count)")
         }
-        snapshot.parameters.withUnsafeBufferPointer { model.parameters.pointer.update(from: $0.baseAddress!, count: $0.count) }
+        snapshot.parameters.withUnsafeBufferPointer { model.setParameters(from: $0.baseAddress!) }   // BF16 base: rounded
     }
 
     public func sample(_ item: WorkItem) throws -> (completions: [Completion], timings: Timings) {

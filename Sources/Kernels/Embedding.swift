@@ -41,3 +41,21 @@ public func embeddingBackward(
         axpy(dTable + t * c, 1, dOut + i * c, c)
     }
 }
+
+/// `embeddingForward` from a table given as a `WeightMatrix` (BF16 rows are widened, exactly).
+public func embeddingForward(
+    _ out: UnsafeMutablePointer<Float>,      // (N, C)
+    _ tokens: UnsafePointer<Int32>,          // (N)
+    _ table: WeightMatrix,                   // (V, C)
+    n: Int, c: Int
+) {
+    switch table {
+    case .f32(let t): embeddingForward(out, tokens, t, n: n, c: c)
+    case .bf16(let t):
+        for i in 0..<n {
+            let tok = Int(tokens[i])
+            precondition(tok >= 0, "embeddingForward: negative token id \(tok) at row \(i)")
+            widenBF16(out + i * c, t + tok * c, count: c)
+        }
+    }
+}

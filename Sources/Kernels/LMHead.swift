@@ -44,6 +44,23 @@ public func lmHeadForward(
     _ targets: UnsafePointer<Int32>,                // (R) in −1..<V, −1 = no target
     n: Int, c: Int, v: Int, chunk: Int, temperature: Float, keep: Bool = false
 ) {
+    lmHeadForward(logp, lse, selfCertainty, entropy, scratch, inp, .f32(weight), targets,
+                  n: n, c: c, v: v, chunk: chunk, temperature: temperature, keep: keep)
+}
+
+/// `lmHeadForward` with the head weight as a `WeightMatrix` (a BF16 head is widened panel by panel inside each
+/// chunk's GEMM; the per-chunk statistics are unchanged).
+public func lmHeadForward(
+    _ logp: UnsafeMutablePointer<Float>,            // (R)
+    _ lse: UnsafeMutablePointer<Float>,             // (R)
+    _ selfCertainty: UnsafeMutablePointer<Float>?,  // (R) or nil
+    _ entropy: UnsafeMutablePointer<Float>?,        // (R) or nil
+    _ scratch: UnsafeMutablePointer<Float>,         // (R, chunk); (R·V) with keep
+    _ inp: UnsafePointer<Float>,                    // (R, C)
+    _ weight: WeightMatrix,                         // (V, C)
+    _ targets: UnsafePointer<Int32>,                // (R) in −1..<V
+    n: Int, c: Int, v: Int, chunk: Int, temperature: Float, keep: Bool = false
+) {
     precondition(temperature > 0, "lmHeadForward: temperature \(temperature) must be > 0")
     precondition(chunk > 0 && v > 0, "lmHeadForward: chunk \(chunk) and vocabulary \(v) must be > 0")
     for i in 0..<n {
@@ -67,7 +84,7 @@ public func lmHeadForward(
                     let vc = min(chunk, v - v0)
                     let zc = keep ? scratch + n * v0 : scratch
                     // (R, vc) = (R, C) · (vc, C)ᵀ
-                    Gemm.sgemm(zc, inp, weight + v0 * c, m: n, n: vc, k: c, transB: true)
+                    Gemm.sgemm(zc, ldc: vc, inp, lda: c, weight.advanced(by: v0 * c), ldb: c, m: n, n: vc, k: c, transB: true)
                     let passes = 1 + (separate ? 1 : 0)
                     Parallel.forRanges(count: n, work: n * vc * logitElementCost * passes) { rows in
                         for i in rows {
@@ -112,6 +129,23 @@ public func lmHeadBackward(
     _ targets: UnsafePointer<Int32>,                // (R) in −1..<V
     n: Int, c: Int, v: Int, chunk: Int, temperature: Float, keep: Bool = false
 ) {
+    lmHeadBackward(dInp, dWeight, scratch, dLogp, inp, .f32(weight), lse, targets,
+                   n: n, c: c, v: v, chunk: chunk, temperature: temperature, keep: keep)
+}
+
+/// `lmHeadBackward` with the head weight as a `WeightMatrix`; `dWeight` must be nil for a BF16 (frozen) head.
+public func lmHeadBackward(
+    _ dInp: UnsafeMutablePointer<Float>?,           // (R, C) accumulate
+    _ dWeight: UnsafeMutablePointer<Float>?,        // (V, C) accumulate; nil for BF16
+    _ scratch: UnsafeMutablePointer<Float>,         // (R, chunk); (R·V) with keep
+    _ dLogp: UnsafePointer<Float>,                  // (R)
+    _ inp: UnsafePointer<Float>,                    // (R, C)
+    _ weight: WeightMatrix,                         // (V, C)
+    _ lse: UnsafePointer<Float>,                    // (R)
+    _ targets: UnsafePointer<Int32>,                // (R) in −1..<V
+    n: Int, c: Int, v: Int, chunk: Int, temperature: Float, keep: Bool = false
+) {
+    if case .bf16 = weight { precondition(dWeight == nil, "lmHeadBackward: a BF16 head weight is frozen (dWeight must be nil)") }
     precondition(temperature > 0, "lmHeadBackward: temperature \(temperature) must be > 0")
     precondition(chunk > 0, "lmHeadBackward: chunk \(chunk) must be > 0")
     for i in 0..<n {
@@ -124,10 +158,10 @@ public func lmHeadBackward(
     var v0 = 0
     while v0 < v {
         let vc = min(chunk, v - v0)
-        let w = weight + v0 * c
+        let w = weight.advanced(by: v0 * c)
         let zc = keep ? scratch + n * v0 : scratch
         // (R, vc) = (R, C) · (vc, C)ᵀ unless kept, then dLogits of the chunk in place.
-        if !keep { Gemm.sgemm(zc, inp, w, m: n, n: vc, k: c, transB: true) }
+        if !keep { Gemm.sgemm(zc, ldc: vc, inp, lda: c, w, ldb: c, m: n, n: vc, k: c, transB: true) }
         Parallel.forRanges(count: n, work: n * vc * logitElementCost) { rows in
             for i in rows {
                 let dz = zc + i * vc
@@ -139,7 +173,7 @@ public func lmHeadBackward(
         }
         if let dInp {
             // (R, C) += (R, vc) · (vc, C)
-            Gemm.sgemm(dInp, zc, w, m: n, n: c, k: vc, beta: 1)
+            Gemm.sgemm(dInp, ldc: c, zc, lda: vc, w, ldb: c, m: n, n: c, k: vc, transB: false, beta: 1)
         }
         if let dWeight {
             // (vc, C) += (R, vc)ᵀ · (R, C)

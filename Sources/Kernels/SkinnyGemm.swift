@@ -32,6 +32,30 @@ extension Gemm {
         _ w: UnsafePointer<Float>, ldw: Int,            // (N, K)
         m: Int, n: Int, k: Int, alpha: Float = 1, beta: Float = 0, workers requested: Int? = nil
     ) {
+        skinnyTransBGeneric(c, ldc: ldc, a, lda: lda, w, ldw: ldw, m: m, n: n, k: k, alpha: alpha, beta: beta,
+                            workers: requested)
+    }
+
+    /// `skinnyTransB` with W held as BF16 (`w` (N, K) of bfloat16 bit patterns, row stride ldw elements): each
+    /// 8-value weight load is 16 bytes widened in registers (zero-extend, shift left 16 = the exact F32 value),
+    /// so W's memory traffic — what bounds the decode step — is halved and nothing is converted to a buffer.
+    /// Same register tile and summation order as the F32 kernel: for BF16-representable weights the result is
+    /// bitwise the F32 kernel's on the widened matrix (SkinnyGemmTests.bf16MatchesF32OnWidenedWeights).
+    public static func skinnyTransB(
+        _ c: UnsafeMutablePointer<Float>, ldc: Int,     // (M, N)
+        _ a: UnsafePointer<Float>, lda: Int,            // (M, K)
+        bf16 w: UnsafePointer<UInt16>, ldw: Int,        // (N, K) bfloat16 bits
+        m: Int, n: Int, k: Int, alpha: Float = 1, beta: Float = 0, workers requested: Int? = nil
+    ) {
+        skinnyTransBGeneric(c, ldc: ldc, a, lda: lda, w, ldw: ldw, m: m, n: n, k: k, alpha: alpha, beta: beta,
+                            workers: requested)
+    }
+
+    @inline(__always)
+    private static func skinnyTransBGeneric<W: SkinnyWeight>(
+        _ c: UnsafeMutablePointer<Float>, ldc: Int, _ a: UnsafePointer<Float>, lda: Int,
+        _ w: UnsafePointer<W>, ldw: Int, m: Int, n: Int, k: Int, alpha: Float, beta: Float, workers requested: Int?
+    ) {
         precondition(beta == 0 || beta == 1, "skinnyTransB: beta must be 0 or 1")
         if m == 0 || n == 0 { return }
         let threads = min(Parallel.maxWorkers, activeBLASThreads)
@@ -51,18 +75,39 @@ extension Gemm {
     }
 }
 
+/// A weight element the skinny kernel reads: Float, or UInt16 holding a bfloat16 (widened exactly on load).
+/// Generic so that both variants share one tile code (specialised: no dynamic dispatch in the loops).
+protocol SkinnyWeight {
+    /// 8 consecutive weights as Float.
+    static func load8(_ p: UnsafePointer<Self>) -> SIMD8<Float>
+    /// One weight as Float.
+    static func float(_ p: UnsafePointer<Self>) -> Float
+}
+
+extension Float: SkinnyWeight {
+    @inline(__always) static func load8(_ p: UnsafePointer<Float>) -> SIMD8<Float> { Kernels.load8(p) }
+    @inline(__always) static func float(_ p: UnsafePointer<Float>) -> Float { p.pointee }
+}
+
+extension UInt16: SkinnyWeight {
+    @inline(__always) static func load8(_ p: UnsafePointer<UInt16>) -> SIMD8<Float> { loadBF16x8(p) }
+    @inline(__always) static func float(_ p: UnsafePointer<UInt16>) -> Float { Float(bitPattern: UInt32(p.pointee) << 16) }
+}
+
 /// Raw pointers for the column workers; safe because `Parallel.run` joins before returning and each worker
 /// writes a disjoint column range of C.
-private struct SkinnyPointers: @unchecked Sendable {
+private struct SkinnyPointers<W>: @unchecked Sendable {
     let c: UnsafeMutablePointer<Float>
-    let a, w: UnsafePointer<Float>
+    let a: UnsafePointer<Float>
+    let w: UnsafePointer<W>
 }
 
 /// Columns n0..<n1 of C: 3-column tiles (4-row tiles, then single rows), then single leftover columns.
-private func skinnyColumns(
+@inline(__always)
+private func skinnyColumns<W: SkinnyWeight>(
     _ c: UnsafeMutablePointer<Float>, _ ldc: Int,
     _ a: UnsafePointer<Float>, _ lda: Int,
-    _ w: UnsafePointer<Float>, _ ldw: Int,
+    _ w: UnsafePointer<W>, _ ldw: Int,
     _ m: Int, _ k: Int, _ n0: Int, _ n1: Int, _ alpha: Float, _ beta: Float
 ) {
     var j = n0
@@ -90,7 +135,7 @@ private func skinnyColumns(
     }
     while j < n1 {
         for i in 0..<m {
-            let s = dot(a + i * lda, w + j * ldw, k)
+            let s = dotWeights(a + i * lda, w + j * ldw, k)
             store(c + i * ldc + j, s, alpha, beta)
         }
         j += 1
@@ -104,11 +149,11 @@ private func store(_ p: UnsafeMutablePointer<Float>, _ s: Float, _ alpha: Float,
 
 /// C[0..<4, 0..<3] (row stride ldc) from rows a[0..<4] (stride lda) and weight rows w[0..<3] (stride ldw).
 @inline(__always)
-private func tile4x3(
+private func tile4x3<W: SkinnyWeight>(
     _ c: UnsafeMutablePointer<Float>, _ ldc: Int,
     _ a: UnsafePointer<Float>, _ lda: Int,
-    _ w: UnsafePointer<Float>, _ ldw: Int,
-    _ k: Int, _ alpha: Float, _ beta: Float, prefetch next: UnsafePointer<Float>, prefetchRows: Int
+    _ w: UnsafePointer<W>, _ ldw: Int,
+    _ k: Int, _ alpha: Float, _ beta: Float, prefetch next: UnsafePointer<W>, prefetchRows: Int
 ) {
     let a0 = a, a1 = a + lda, a2 = a + 2 * lda, a3 = a + 3 * lda
     let w0 = w, w1 = w + ldw, w2 = w + 2 * ldw
@@ -117,7 +162,7 @@ private func tile4x3(
     var c20 = SIMD8<Float>(), c21 = SIMD8<Float>(), c22 = SIMD8<Float>()
     var c30 = SIMD8<Float>(), c31 = SIMD8<Float>(), c32 = SIMD8<Float>()
     @inline(__always) func step(_ p: Int) {
-        let b0 = load8(w0 + p), b1 = load8(w1 + p), b2 = load8(w2 + p)
+        let b0 = W.load8(w0 + p), b1 = W.load8(w1 + p), b2 = W.load8(w2 + p)
         var x = load8(a0 + p)
         c00 = c00.addingProduct(x, b0); c01 = c01.addingProduct(x, b1); c02 = c02.addingProduct(x, b2)
         x = load8(a1 + p)
@@ -129,8 +174,9 @@ private func tile4x3(
     }
     var p = 0
     if prefetchRows > 0 {
-        // 16 floats = one 64-byte line per prefetched weight row per iteration. (Prefetch is a hint: rows past
-        // the end of W are never asked for, since the caller only prefetches a following tile that exists.)
+        // 16 weights = one 64-byte line (F32) or half of one (BF16) per prefetched weight row per iteration.
+        // (Prefetch is a hint: rows past the end of W are never asked for, since the caller only prefetches a
+        // following tile that exists.)
         let n0 = next, n1 = next + ldw, n2 = next + 2 * ldw
         while p + 16 <= k {
             rlif_prefetch(n0 + p)
@@ -146,7 +192,7 @@ private func tile4x3(
     var s = (c00.sum(), c01.sum(), c02.sum(), c10.sum(), c11.sum(), c12.sum(),
              c20.sum(), c21.sum(), c22.sum(), c30.sum(), c31.sum(), c32.sum())
     while p < k {  // K tail (< 8)
-        let v0 = w0[p], v1 = w1[p], v2 = w2[p]
+        let v0 = W.float(w0 + p), v1 = W.float(w1 + p), v2 = W.float(w2 + p)
         s.0 += a0[p] * v0; s.1 += a0[p] * v1; s.2 += a0[p] * v2
         s.3 += a1[p] * v0; s.4 += a1[p] * v1; s.5 += a1[p] * v2
         s.6 += a2[p] * v0; s.7 += a2[p] * v1; s.8 += a2[p] * v2
@@ -162,22 +208,22 @@ private func tile4x3(
 
 /// C[0, 0..<3] from one row of A and weight rows w[0..<3].
 @inline(__always)
-private func tile1x3(
+private func tile1x3<W: SkinnyWeight>(
     _ c: UnsafeMutablePointer<Float>, _ a: UnsafePointer<Float>,
-    _ w: UnsafePointer<Float>, _ ldw: Int, _ k: Int, _ alpha: Float, _ beta: Float
+    _ w: UnsafePointer<W>, _ ldw: Int, _ k: Int, _ alpha: Float, _ beta: Float
 ) {
     let w0 = w, w1 = w + ldw, w2 = w + 2 * ldw
     var c0 = SIMD8<Float>(), c1 = SIMD8<Float>(), c2 = SIMD8<Float>()
     var p = 0
     while p + 8 <= k {
         let x = load8(a + p)
-        c0 = c0.addingProduct(x, load8(w0 + p))
-        c1 = c1.addingProduct(x, load8(w1 + p))
-        c2 = c2.addingProduct(x, load8(w2 + p))
+        c0 = c0.addingProduct(x, W.load8(w0 + p))
+        c1 = c1.addingProduct(x, W.load8(w1 + p))
+        c2 = c2.addingProduct(x, W.load8(w2 + p))
         p += 8
     }
     var s0 = c0.sum(), s1 = c1.sum(), s2 = c2.sum()
-    while p < k { s0 += a[p] * w0[p]; s1 += a[p] * w1[p]; s2 += a[p] * w2[p]; p += 1 }
+    while p < k { s0 += a[p] * W.float(w0 + p); s1 += a[p] * W.float(w1 + p); s2 += a[p] * W.float(w2 + p); p += 1 }
     store(c, s0, alpha, beta); store(c + 1, s1, alpha, beta); store(c + 2, s2, alpha, beta)
 }
 
@@ -247,4 +293,20 @@ extension Gemm {
             }
         }
     }
+}
+
+/// Σ a[i]·w[i] in the order of `dot` (two 8-lane accumulators), so the F32 variant is bitwise `dot`.
+@inline(__always)
+private func dotWeights<W: SkinnyWeight>(_ a: UnsafePointer<Float>, _ b: UnsafePointer<W>, _ n: Int) -> Float {
+    var acc0 = SIMD8<Float>(), acc1 = SIMD8<Float>()
+    var i = 0
+    while i + 16 <= n {
+        acc0 = acc0.addingProduct(load8(a + i), W.load8(b + i))
+        acc1 = acc1.addingProduct(load8(a + i + 8), W.load8(b + i + 8))
+        i += 16
+    }
+    if i + 8 <= n { acc0 = acc0.addingProduct(load8(a + i), W.load8(b + i)); i += 8 }
+    var s = (acc0 + acc1).sum()
+    while i < n { s = s.addingProduct(a[i], W.float(b + i)); i += 1 }
+    return s
 }

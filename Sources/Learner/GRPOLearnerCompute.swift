@@ -42,7 +42,7 @@ public final class GRPOLearnerCompute: LearnerCompute {
         var p = trainer.policy.parameters
         if let ad = trainer.policy.lora {
             let merged = FloatBuffer(count: p.count)
-            merged.copy(from: p)
+            trainer.policy.readParameters(into: merged.pointer)   // BF16 base weights widened
             ad.merge(into: merged.pointer, layout: trainer.policy.layout)
             p = merged
         }

@@ -10,9 +10,9 @@ import SafeTensors
 /// exporters write both; a different one is an error since it would silently be dropped). F32, BF16 and F16
 /// tensors are accepted (converted to Float).
 extension Transformer {
-    public static func load(directory: URL) throws -> Transformer {
+    public static func load(directory: URL, baseWeights: BaseWeights = .f32) throws -> Transformer {
         let config = try ModelConfig.load(from: directory.appendingPathComponent("config.json"))
-        let model = try Transformer(config: config)
+        let model = try Transformer(config: config, baseWeights: baseWeights)
         try model.loadWeights(directory: directory)
         return model
     }
@@ -49,7 +49,7 @@ extension Transformer {
                 throw ModelError.checkpoint(file: fileName(e.name), tensor: e.name,
                                             detail: "dtype \(ckpt.dtype(of: e.name)?.rawValue ?? "?") not supported (F32, BF16, F16)")
             }
-            try ckpt.readFloats(e.name, into: parameters.pointer + e.offset, count: e.count)
+            try loadTensor(e) { try ckpt.readFloats(e.name, into: $0, count: e.count) }
         }
     }
 
@@ -63,6 +63,9 @@ extension Transformer {
     public func save(to directory: URL, dtype: SafeTensorsDType = .f32, afterChunk: ((Int) throws -> Void)? = nil) throws {
         guard dtype == .f32 || dtype == .bf16 || dtype == .f16 else {
             throw ModelError.invalidInput("save: dtype \(dtype.rawValue) not supported (F32, BF16, F16)")
+        }
+        guard baseWeights == .f32 else {
+            throw ModelError.invalidInput("save: this model holds BF16 base weights (frozen, for LoRA or inference); save the adapters, or load the model with F32 weights to save it")
         }
         try FileSystemError.makeDirectory(directory)
         let base = UnsafePointer(parameters.pointer)

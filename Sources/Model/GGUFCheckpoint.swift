@@ -210,23 +210,24 @@ extension ModelConfig {
 extension Transformer {
     /// A model from a GGUF file: config from its metadata, each tensor dequantized straight into its slot of
     /// `parameters` (the file is memory-mapped; no second copy of the model is made).
-    public static func load(gguf url: URL) throws -> Transformer {
+    public static func load(gguf url: URL, baseWeights: BaseWeights = .f32) throws -> Transformer {
         let ckpt = try GGUFCheckpoint(contentsOf: url)
-        let model = try Transformer(config: ckpt.config)
+        let model = try Transformer(config: ckpt.config, baseWeights: baseWeights)
         try model.loadWeights(gguf: ckpt)
         return model
     }
 
     /// Loads a model from an HF directory (config.json + safetensors) or a `.gguf` file: the one entry point the
     /// commands use for `--model` / `model:`.
-    public static func load(model url: URL) throws -> Transformer {
-        if url.pathExtension.lowercased() == "gguf" { return try load(gguf: url) }
+    /// `baseWeights: .bf16` keeps the matrices as BF16 (rounded once, tensor by tensor while loading).
+    public static func load(model url: URL, baseWeights: BaseWeights = .f32) throws -> Transformer {
+        if url.pathExtension.lowercased() == "gguf" { return try load(gguf: url, baseWeights: baseWeights) }
         var isDir: ObjCBool = false
         if FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir), !isDir.boolValue {
             throw ModelError.config(file: url.path, key: "(model)",
                                     detail: "a model is a Hugging Face directory (config.json + model.safetensors) or a .gguf file")
         }
-        return try load(directory: url)
+        return try load(directory: url, baseWeights: baseWeights)
     }
 
     /// Reads a GGUF checkpoint's weights into `parameters` (its config must match this model's). Strict like
@@ -241,7 +242,7 @@ extension Transformer {
                                         detail: "unexpected tensor (\(hf)) for a \(config.architecture.hfClassName) with this config")
         }
         for e in layout.entries {
-            try ckpt.read(e.name, shape: e.shape, into: parameters.pointer + e.offset)
+            try loadTensor(e) { try ckpt.read(e.name, shape: e.shape, into: $0) }
         }
     }
 }

@@ -114,7 +114,10 @@ extension LoRAAdapters {
     }
 
     /// W ← W + s·B·A for every adapted weight of `model` (a merged checkpoint: the adapters' effect baked in).
-    public func merge(into model: Transformer) { merge(into: model.parameters.pointer, layout: model.layout) }
+    public func merge(into model: Transformer) {
+        precondition(model.baseWeights == .f32, "merge(into:): the model's weights are BF16 (merge into an F32 copy)")
+        merge(into: model.parameters.pointer, layout: model.layout)
+    }
 
     /// The same on a flat parameter buffer in `layout` (e.g. a copy of the frozen base for the actors' weights).
     public func merge(into weights: UnsafeMutablePointer<Float>, layout: ParameterLayout) {

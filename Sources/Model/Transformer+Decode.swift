@@ -112,7 +112,7 @@ extension Transformer {
             (a.compact + b * c).update(from: a.lnf + (batch.seqStarts[b + 1] - 1) * c, count: c)
             st.cache.setLength(slots[b], prompts[b].count)
         }
-        linearForward(lastLogits, a.compact, parameters.pointer + layout.lmHead, nil,
+        linearForward(lastLogits, a.compact, weight(layout.lmHead), nil,
                       n: prompts.count, c: c, oc: config.vocabSize)
         return slots
     }
@@ -174,7 +174,7 @@ extension Transformer {
         let w = parameters.pointer
         let cw = decodeColumnWorkers
         func opt(_ o: Int) -> UnsafePointer<Float>? { o < 0 ? nil : UnsafePointer(w + o) }
-        embeddingForward(st.x, st.tokens, w + layout.embedding, n: bsz, c: c)
+        embeddingForward(st.x, st.tokens, weight(layout.embedding), n: bsz, c: c)
         // Attention work per step, for the parallel split: worker w takes sequences split[w]..<split[w+1].
         var attWork = 0
         for s in slots { attWork += 4 * (cache.lengths[s] + 1) * qd }
@@ -200,7 +200,7 @@ extension Transformer {
             if lo.fusedQKV {
                 // One (B, QD + 2·KVD) product (one parallel region instead of three), then split into q, k, v.
                 let qkvd = qd + 2 * kvd
-                decodeLinearForward(st.qkv, st.ln, w + lo.wq, nil, n: bsz, c: c, oc: qkvd, workers: cw)
+                decodeLinearForward(st.qkv, st.ln, weight(lo.wq), nil, n: bsz, c: c, oc: qkvd, workers: cw)
                 for b in 0..<bsz {
                     let row = st.qkv + b * qkvd
                     splitRow(st.q + b * qd, row, opt(lo.bq), qd)
@@ -208,9 +208,9 @@ extension Transformer {
                     splitRow(st.v + b * kvd, row + qd + kvd, opt(lo.bv), kvd)
                 }
             } else {
-                decodeLinearForward(st.q, st.ln, w + lo.wq, opt(lo.bq), n: bsz, c: c, oc: qd, workers: cw)
-                decodeLinearForward(st.k, st.ln, w + lo.wk, opt(lo.bk), n: bsz, c: c, oc: kvd, workers: cw)
-                decodeLinearForward(st.v, st.ln, w + lo.wv, opt(lo.bv), n: bsz, c: c, oc: kvd, workers: cw)
+                decodeLinearForward(st.q, st.ln, weight(lo.wq), opt(lo.bq), n: bsz, c: c, oc: qd, workers: cw)
+                decodeLinearForward(st.k, st.ln, weight(lo.wk), opt(lo.bk), n: bsz, c: c, oc: kvd, workers: cw)
+                decodeLinearForward(st.v, st.ln, weight(lo.wv), opt(lo.bv), n: bsz, c: c, oc: kvd, workers: cw)
             }
             adapt(li, .q, st.q, st.ln); adapt(li, .k, st.k, st.ln); adapt(li, .v, st.v, st.ln)
             ropeForward(st.q, st.positions, rope, n: bsz, nHeads: nh)
@@ -239,30 +239,30 @@ extension Transformer {
             }
             // (No BLAS inside: the skinny kernels are single-threaded here, so no BLAS thread juggling either.)
             Parallel.run(workers: workers, body)
-            decodeLinearForward(st.res, st.att, w + lo.wo, opt(lo.bo), n: bsz, c: qd, oc: c, workers: cw)
+            decodeLinearForward(st.res, st.att, weight(lo.wo), opt(lo.bo), n: bsz, c: qd, oc: c, workers: cw)
             adapt(li, .o, st.res, st.att)
             addForward(st.res, st.res, st.x, count: bsz * c)
             rmsnormForward(st.ln, st.rstd, st.res, w + lo.postNorm, n: bsz, c: c, eps: eps)
             if lo.fusedGateUp {
                 // gate|up rows (B, 2·F) from one product; SwiGLU per row.
-                decodeLinearForward(st.gate, st.ln, w + lo.wGate, nil, n: bsz, c: c, oc: 2 * f, workers: cw)
+                decodeLinearForward(st.gate, st.ln, weight(lo.wGate), nil, n: bsz, c: c, oc: 2 * f, workers: cw)
                 adapt(li, .gate, st.gate, st.ln, ld: 2 * f)
                 adapt(li, .up, st.gate + f, st.ln, ld: 2 * f)
                 for b in 0..<bsz {
                     swigluForward(st.h + b * f, st.gate + b * 2 * f, st.gate + b * 2 * f + f, count: f)
                 }
             } else {
-                decodeLinearForward(st.gate, st.ln, w + lo.wGate, nil, n: bsz, c: c, oc: f, workers: cw)
-                decodeLinearForward(st.up, st.ln, w + lo.wUp, nil, n: bsz, c: c, oc: f, workers: cw)
+                decodeLinearForward(st.gate, st.ln, weight(lo.wGate), nil, n: bsz, c: c, oc: f, workers: cw)
+                decodeLinearForward(st.up, st.ln, weight(lo.wUp), nil, n: bsz, c: c, oc: f, workers: cw)
                 adapt(li, .gate, st.gate, st.ln); adapt(li, .up, st.up, st.ln)
                 swigluForward(st.h, st.gate, st.up, count: bsz * f)
             }
-            decodeLinearForward(st.x, st.h, w + lo.wDown, nil, n: bsz, c: f, oc: c, workers: cw)
+            decodeLinearForward(st.x, st.h, weight(lo.wDown), nil, n: bsz, c: f, oc: c, workers: cw)
             adapt(li, .down, st.x, st.h)
             addForward(st.x, st.x, st.res, count: bsz * c)
         }
         rmsnormForward(st.ln, st.rstd, st.x, w + layout.finalNorm, n: bsz, c: c, eps: eps)
-        decodeLinearForward(out, st.ln, w + layout.lmHead, nil, n: bsz, c: c, oc: cfg.vocabSize, workers: cw)
+        decodeLinearForward(out, st.ln, weight(layout.lmHead), nil, n: bsz, c: c, oc: cfg.vocabSize, workers: cw)
         for (b, s) in slots.enumerated() { cache.setLength(s, Int(st.positions[b]) + 1) }
     }
 

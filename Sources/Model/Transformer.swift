@@ -17,8 +17,14 @@ public final class Transformer {
     public let config: ModelConfig
     public let layout: ParameterLayout
     /// All parameters, `layout` gives each tensor's offset. Writable (e.g. optimizer steps, weight broadcasts);
-    /// a KV cache filled before a weight change is stale afterwards.
+    /// a KV cache filled before a weight change is stale afterwards. With `baseWeights == .bf16` only the
+    /// vectors (norms, biases) are here — the matrices are in `matricesBF16` and their ranges of this buffer are
+    /// never written (nor resident); read and write whole tensors through `readTensor` / `setTensor` then.
     public let parameters: FloatBuffer
+    /// How the matrices (embedding, projections, LM head) are held: F32 in `parameters`, or BF16.
+    public let baseWeights: BaseWeights
+    /// The matrices as bfloat16 at `layout`'s offsets (in 2-byte elements) when `baseWeights == .bf16`.
+    public let matricesBF16: BF16Buffer?
     /// Gradient accumulators (same layout), allocated on first use. With `lora` attached the backward never
     /// touches (or allocates) this: the base is frozen and the gradients go to `lora.gradients`.
     public var gradients: FloatBuffer {
@@ -81,12 +87,21 @@ public final class Transformer {
     /// the head's memory is O(R × chunk). 0 = always recompute.
     public var headKeepLogitsBytes = 128 << 20
 
-    /// A model with all parameters zero (fill them with `load`, `initializeRandom`, or by writing `parameters`).
-    public init(config: ModelConfig) throws {
+    /// A model with all parameters zero (fill them with `load`, `initializeRandom`, or by writing `parameters`,
+    /// `setTensor` with BF16 base weights).
+    public init(config: ModelConfig, baseWeights: BaseWeights = .f32) throws {
         try config.validate()
         self.config = config
         layout = ParameterLayout(config: config)
-        parameters = FloatBuffer(count: layout.totalCount)
+        self.baseWeights = baseWeights
+        switch baseWeights {
+        case .f32:
+            parameters = FloatBuffer(count: layout.totalCount)
+            matricesBF16 = nil
+        case .bf16:
+            parameters = FloatBuffer(untouchedCount: layout.totalCount)
+            matricesBF16 = BF16Buffer(count: layout.totalCount)
+        }
         rope = RopeTable(headDim: config.headDim, maxPositions: config.maxPositionEmbeddings, theta: config.ropeTheta)
     }
 
@@ -108,16 +123,18 @@ public final class Transformer {
 
     /// Deterministic random init like HF `_init_weights`: normal(0, std) for matrices and embeddings, ones for
     /// RMSNorm weights, zeros for biases (or small normals when `biasStd` > 0, useful for tests).
+    /// With BF16 base weights the matrices are these values rounded to BF16 (same random stream).
     public func initializeRandom(seed: UInt64, std: Float = 0.02, biasStd: Float = 0) {
         var rng = SplitMix64(seed: seed)
         for e in layout.entries {
-            let p = parameters.pointer + e.offset
-            if e.name.hasSuffix("norm.weight") {
-                p.update(repeating: 1, count: e.count)
-            } else if e.name.hasSuffix(".bias") {
-                for i in 0..<e.count { p[i] = biasStd * Float(rng.nextGaussian()) }
-            } else {
-                for i in 0..<e.count { p[i] = std * Float(rng.nextGaussian()) }
+            loadTensor(e) { p in
+                if e.name.hasSuffix("norm.weight") {
+                    p.update(repeating: 1, count: e.count)
+                } else if e.name.hasSuffix(".bias") {
+                    for i in 0..<e.count { p[i] = biasStd * Float(rng.nextGaussian()) }
+                } else {
+                    for i in 0..<e.count { p[i] = std * Float(rng.nextGaussian()) }
+                }
             }
         }
     }
@@ -125,12 +142,31 @@ public final class Transformer {
     /// Makes sure the arena holds `tokens` rows and `rows` logit rows with at least `storage` (grows, never shrinks).
     func ensureArena(tokens: Int, rows: Int, storage: LayerStorage) -> Activations {
         if let a = acts, a.tokenCapacity >= tokens, a.rowCapacity >= rows, a.storage >= storage { return a }
-        let old = acts
+        let n = max(tokens, acts?.tokenCapacity ?? 0), r = max(rows, acts?.rowCapacity ?? 0)
+        let s = max(storage, acts?.storage ?? .shared)
+        // The old arena is freed before the new one is allocated (no local keeps it): holding both made a
+        // growing micro-batch cost twice the arena for a moment — +0.9 GB on SmolLM2-135M at 1024 tokens, and
+        // the ~3.4 GiB the memory plan missed on the real 0.5B LoRA run (docs/PERFORMANCE.md).
         acts = nil
-        let a = Activations(config: config, tokens: max(tokens, old?.tokenCapacity ?? 0),
-                            rows: max(rows, old?.rowCapacity ?? 0), storage: max(storage, old?.storage ?? .shared))
+        let a = Activations(config: config, tokens: n, rows: r, storage: s)
         acts = a
         return a
+    }
+
+    /// Frees the forward/backward arena and the LM head's scratch (reallocated by the next forward). A run that
+    /// alternates sampling and training calls this after training, so that the training arena (the largest
+    /// activation buffer, ~2 MB per token for Qwen2.5-0.5B) is not resident while it samples.
+    public func releaseActivations() {
+        acts = nil
+        headScratch = nil
+        logitsStore = nil
+        lastForwardInvalidated()
+    }
+
+    /// Frees the KV cache and decode buffers (`reserveDecoding` allocates them again): called before training, so
+    /// that sampling's state is not resident beside the training arena.
+    public func releaseDecoding() {
+        decodeState = nil
     }
 
     /// Activation floats a forward of `tokens` rows with `rows` logit rows keeps (the arena; excludes logits and
@@ -177,7 +213,7 @@ public final class Transformer {
         let v = config.vocabSize, c = config.hiddenSize
         if (logitsStore?.count ?? 0) < max(1, r * v) { logitsStore = nil; logitsStore = FloatBuffer(count: max(1, r * v)) }
         let out = logitsStore!.pointer
-        linearForward(out, input, parameters.pointer + layout.lmHead, nil, n: r, c: c, oc: v)
+        linearForward(out, input, weight(layout.lmHead), nil, n: r, c: c, oc: v)
         return UnsafeMutableBufferPointer(start: out, count: r * v)
     }
 
@@ -210,7 +246,7 @@ public final class Transformer {
         out.selfCertainty.withUnsafeMutableBufferPointer { sc in
             out.entropy.withUnsafeMutableBufferPointer { en in
                 lmHeadForward(&out.logp, &lse, selfCertainty ? sc.baseAddress : nil, entropy ? en.baseAddress : nil,
-                              scratch, input, parameters.pointer + layout.lmHead, targets,
+                              scratch, input, weight(layout.lmHead), targets,
                               n: r, c: config.hiddenSize, v: v, chunk: chunk, temperature: temperature, keep: keep)
             }
         }
@@ -234,7 +270,7 @@ public final class Transformer {
         let n = batch.tokenCount, c = config.hiddenSize
         let w = parameters.pointer
         batch.tokens.withUnsafeBufferPointer { tok in
-            embeddingForward(a.layers[0].xIn, tok.baseAddress!, w + layout.embedding, n: n, c: c)
+            embeddingForward(a.layers[0].xIn, tok.baseAddress!, weight(layout.embedding), n: n, c: c)
         }
         for li in layout.layers.indices {
             let next = li + 1 < a.layers.count ? a.layers[li + 1].xIn : a.xFinal
@@ -264,9 +300,9 @@ public final class Transformer {
         }
         batch.positions.withUnsafeBufferPointer { pos in
             rmsnormForward(L.ln1, L.rstd1, L.xIn, w + lo.inputNorm, n: n, c: c, eps: eps)
-            linearForward(L.q, L.ln1, w + lo.wq, opt(lo.bq), n: n, c: c, oc: qd)
-            linearForward(L.k, L.ln1, w + lo.wk, opt(lo.bk), n: n, c: c, oc: kvd)
-            linearForward(L.v, L.ln1, w + lo.wv, opt(lo.bv), n: n, c: c, oc: kvd)
+            linearForward(L.q, L.ln1, weight(lo.wq), opt(lo.bq), n: n, c: c, oc: qd)
+            linearForward(L.k, L.ln1, weight(lo.wk), opt(lo.bk), n: n, c: c, oc: kvd)
+            linearForward(L.v, L.ln1, weight(lo.wv), opt(lo.bv), n: n, c: c, oc: kvd)
             adapt(.q, L.q, L.ln1); adapt(.k, L.k, L.ln1); adapt(.v, L.v, L.ln1)
             ropeForward(L.q, pos.baseAddress!, rope, n: n, nHeads: nh)
             ropeForward(L.k, pos.baseAddress!, rope, n: n, nHeads: nkv)
@@ -275,17 +311,17 @@ public final class Transformer {
             }
             attentionForward(L.att, L.lse, L.q, L.k, L.v, seqStarts: batch.seqStarts,
                              nHeads: nh, nKVHeads: nkv, headDim: cfg.headDim)
-            linearForward(L.res1, L.att, w + lo.wo, opt(lo.bo), n: n, c: qd, oc: c)
+            linearForward(L.res1, L.att, weight(lo.wo), opt(lo.bo), n: n, c: qd, oc: c)
             adapt(.o, L.res1, L.att)
             addForward(L.res1, L.res1, L.xIn, count: n * c)
             rmsnormForward(L.ln2, L.rstd2, L.res1, w + lo.postNorm, n: n, c: c, eps: eps)
-            linearForward(L.gate, L.ln2, w + lo.wGate, nil, n: n, c: c, oc: f)
-            linearForward(L.up, L.ln2, w + lo.wUp, nil, n: n, c: c, oc: f)
+            linearForward(L.gate, L.ln2, weight(lo.wGate), nil, n: n, c: c, oc: f)
+            linearForward(L.up, L.ln2, weight(lo.wUp), nil, n: n, c: c, oc: f)
             adapt(.gate, L.gate, L.ln2); adapt(.up, L.up, L.ln2)
             swigluForward(L.h, L.gate, L.up, count: n * f)
             if let next = output {
                 // With shared storage `next` is L.xIn itself: nothing reads x_in after res1.
-                linearForward(next, L.h, w + lo.wDown, nil, n: n, c: f, oc: c)
+                linearForward(next, L.h, weight(lo.wDown), nil, n: n, c: f, oc: c)
                 adapt(.down, next, L.h)
                 addForward(next, next, L.res1, count: n * c)
             }
@@ -301,16 +337,16 @@ public final class Transformer {
         }
         try checkLoRAForBackward()
         let n = batch.tokenCount, c = config.hiddenSize, v = config.vocabSize
-        let w = parameters.pointer, dHead = baseGradient(layout.lmHead)
+        let dHead = baseGradient(layout.lmHead)
         // lm_head: logits = lnf · Wᵀ.
         a.dLn.update(repeating: 0, count: n * c)
         if let rows = lastRows {
             let r = rows.count
             a.dCompact.update(repeating: 0, count: r * c)
-            linearBackward(a.dCompact, dHead, nil, dLogits, a.compact, w + layout.lmHead, n: r, c: c, oc: v)
+            linearBack(a.dCompact, dHead, nil, dLogits, a.compact, layout.lmHead, n: r, c: c, oc: v)
             for (j, i) in rows.enumerated() { accumulate(a.dLn + i * c, a.dCompact + j * c, count: c) }
         } else {
-            linearBackward(a.dLn, dHead, nil, dLogits, a.lnf, w + layout.lmHead, n: n, c: c, oc: v)
+            linearBack(a.dLn, dHead, nil, dLogits, a.lnf, layout.lmHead, n: n, c: c, oc: v)
         }
         backwardLayers(batch, a)
     }
@@ -324,13 +360,12 @@ public final class Transformer {
         }
         try checkLoRAForBackward()
         let n = batch.tokenCount, c = config.hiddenSize, v = config.vocabSize
-        let w = parameters.pointer
         let r = head.targets.count, chunk = headChunk(rows: r)
         let scratch = headScratch(floats: head.kept ? r * v : r * chunk)
         a.dLn.update(repeating: 0, count: n * c)
         let (input, dInput) = lastRows == nil ? (a.lnf, a.dLn) : (a.compact, a.dCompact)
         if lastRows != nil { a.dCompact.update(repeating: 0, count: r * c) }
-        lmHeadBackward(dInput, baseGradient(layout.lmHead), scratch, dLogp, input, w + layout.lmHead, head.lse, head.targets,
+        lmHeadBackward(dInput, baseGradient(layout.lmHead), scratch, dLogp, input, weight(layout.lmHead), head.lse, head.targets,
                        n: r, c: c, v: v, chunk: chunk, temperature: head.temperature, keep: head.kept)
         if let rows = lastRows {
             for (j, i) in rows.enumerated() { accumulate(a.dLn + i * c, a.dCompact + j * c, count: c) }
@@ -375,20 +410,20 @@ public final class Transformer {
                     if a.recomputes { layerForward(li, L, batch, cacheSlots: nil, output: nil) }
                     // x_out = res1 + down(h); dX holds dx_out and becomes dres1 in place.
                     a.dH.update(repeating: 0, count: n * f)
-                    linearBackward(a.dH, gw(lo.wDown), nil, a.dX, L.h, w + lo.wDown, n: n, c: f, oc: c)
+                    linearBack(a.dH, gw(lo.wDown), nil, a.dX, L.h, lo.wDown, n: n, c: f, oc: c)
                     adaptBack(li, .down, a.dH, a.dX, L.h)
                     a.dGate.update(repeating: 0, count: n * f)
                     a.dUp.update(repeating: 0, count: n * f)
                     swigluBackward(a.dGate, a.dUp, a.dH, L.gate, L.up, count: n * f)
                     a.dLn.update(repeating: 0, count: n * c)
-                    linearBackward(a.dLn, gw(lo.wGate), nil, a.dGate, L.ln2, w + lo.wGate, n: n, c: c, oc: f)
-                    linearBackward(a.dLn, gw(lo.wUp), nil, a.dUp, L.ln2, w + lo.wUp, n: n, c: c, oc: f)
+                    linearBack(a.dLn, gw(lo.wGate), nil, a.dGate, L.ln2, lo.wGate, n: n, c: c, oc: f)
+                    linearBack(a.dLn, gw(lo.wUp), nil, a.dUp, L.ln2, lo.wUp, n: n, c: c, oc: f)
                     adaptBack(li, .gate, a.dLn, a.dGate, L.ln2)
                     adaptBack(li, .up, a.dLn, a.dUp, L.ln2)
                     rmsnormBackward(a.dX, norm(lo.postNorm), a.dLn, L.res1, w + lo.postNorm, L.rstd2, n: n, c: c)
                     // res1 = x_in + o(att); dX becomes dx_in in place.
                     a.dAtt.update(repeating: 0, count: n * qd)
-                    linearBackward(a.dAtt, gw(lo.wo), opt(lo.bo), a.dX, L.att, w + lo.wo, n: n, c: qd, oc: c)
+                    linearBack(a.dAtt, gw(lo.wo), opt(lo.bo), a.dX, L.att, lo.wo, n: n, c: qd, oc: c)
                     adaptBack(li, .o, a.dAtt, a.dX, L.att)
                     a.dQ.update(repeating: 0, count: n * qd)
                     a.dK.update(repeating: 0, count: n * kvd)
@@ -398,9 +433,9 @@ public final class Transformer {
                     ropeBackward(a.dQ, pos.baseAddress!, rope, n: n, nHeads: nh)
                     ropeBackward(a.dK, pos.baseAddress!, rope, n: n, nHeads: nkv)
                     a.dLn.update(repeating: 0, count: n * c)
-                    linearBackward(a.dLn, gw(lo.wq), opt(lo.bq), a.dQ, L.ln1, w + lo.wq, n: n, c: c, oc: qd)
-                    linearBackward(a.dLn, gw(lo.wk), opt(lo.bk), a.dK, L.ln1, w + lo.wk, n: n, c: c, oc: kvd)
-                    linearBackward(a.dLn, gw(lo.wv), opt(lo.bv), a.dV, L.ln1, w + lo.wv, n: n, c: c, oc: kvd)
+                    linearBack(a.dLn, gw(lo.wq), opt(lo.bq), a.dQ, L.ln1, lo.wq, n: n, c: c, oc: qd)
+                    linearBack(a.dLn, gw(lo.wk), opt(lo.bk), a.dK, L.ln1, lo.wk, n: n, c: c, oc: kvd)
+                    linearBack(a.dLn, gw(lo.wv), opt(lo.bv), a.dV, L.ln1, lo.wv, n: n, c: c, oc: kvd)
                     adaptBack(li, .q, a.dLn, a.dQ, L.ln1)
                     adaptBack(li, .k, a.dLn, a.dK, L.ln1)
                     adaptBack(li, .v, a.dLn, a.dV, L.ln1)
@@ -408,6 +443,18 @@ public final class Transformer {
                 }
                 if let dEmb = gw(layout.embedding) { embeddingBackward(dEmb, a.dX, tok.baseAddress!, n: n, c: c) }
             }
+        }
+    }
+
+    /// `linearBackward` against the weight at layout offset `offset` (F32, or BF16: then frozen, dW must be nil).
+    private func linearBack(_ dInp: UnsafeMutablePointer<Float>?, _ dW: UnsafeMutablePointer<Float>?,
+                            _ dB: UnsafeMutablePointer<Float>?, _ dOut: UnsafePointer<Float>, _ inp: UnsafePointer<Float>,
+                            _ offset: Int, n: Int, c: Int, oc: Int) {
+        switch weight(offset) {
+        case .f32(let p): linearBackward(dInp, dW, dB, dOut, inp, p, n: n, c: c, oc: oc)
+        case .bf16:
+            precondition(dW == nil, "linearBack: BF16 base weights are frozen")
+            linearBackwardInput(dInp, dB, dOut, weight(offset), n: n, c: c, oc: oc)
         }
     }
 
@@ -423,6 +470,9 @@ public final class Transformer {
 
     /// With LoRA the last forward must have run the adapters (their A·x rows are what the backward reads).
     private func checkLoRAForBackward() throws {
+        if baseWeights == .bf16 && lora == nil {
+            throw ModelError.invalidInput("backward with BF16 base weights needs LoRA adapters: BF16 weights are frozen (base_weights: bf16 is for LoRA and inference)")
+        }
         if let ad = lora, !lastForwardHadAdapters || !ad.enabled {
             throw ModelError.invalidInput("backward with the LoRA adapters switched off in the forward: nothing is trainable")
         }

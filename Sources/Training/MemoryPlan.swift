@@ -8,7 +8,8 @@ import Sampling
 /// run fits, or refuse it with the largest items named (`fit`).
 ///
 /// Every term is the size of a buffer the code allocates and keeps (F32 = 4 bytes; alignment padding ignored):
-/// - weights / gradients: `ParameterLayout.totalCount` floats each; AdamW moments: two more;
+/// - weights / gradients: `ParameterLayout.totalCount` floats each (weights with `base_weights: bf16`: 2 bytes per
+///   matrix value); AdamW moments: two more;
 /// - reference: a second copy of the weights when `kl_beta` > 0;
 /// - with `lora`: no base gradients, moments, reference copy or reference arena (the reference is the base with the
 ///   adapters off, in the policy's own arena); instead the adapters, 4 floats per adapter parameter (parameters,
@@ -35,10 +36,16 @@ public struct MemoryPlan: Sendable, Equatable {
         case actor = "actor"
     }
 
+    /// When an item is resident. A single-process run samples and trains in turns and frees each phase's buffers
+    /// before the other's (`Transformer.releaseDecoding` / `releaseActivations`), so its peak is the items held
+    /// throughout plus the larger phase; the other roles hold everything at once.
+    public enum Phase: Sendable, Equatable { case always, training, decoding }
+
     public struct Item: Sendable, Equatable {
         public var name: String
         public var bytes: Int
         public var detail: String
+        public var phase: Phase = .always
     }
 
     /// Columns of the vocabulary the LM head materialises at once (the fused, chunked head of issue 11). Must equal
@@ -54,7 +61,11 @@ public struct MemoryPlan: Sendable, Equatable {
     /// The settings this plan is for.
     public let microBatchTokens: Int
     public let decodeBatch: Int
-    public var total: Int { items.reduce(0) { $0 + $1.bytes } }
+    public var total: Int {
+        func sum(_ p: Phase) -> Int { items.filter { $0.phase == p }.reduce(0) { $0 + $1.bytes } }
+        guard role == .singleProcess else { return items.reduce(0) { $0 + $1.bytes } }
+        return sum(.always) + max(sum(.training), sum(.decoding))
+    }
 
     /// - Parameters:
     ///   - longestPrompt: tokens of the longest formatted prompt (0 if unknown).
@@ -76,9 +87,13 @@ public struct MemoryPlan: Sendable, Equatable {
         let b = max(self.decodeBatch, c.groupSize)
         let slots = decoderSlotsNeeded(maxBatchSequences: b)
         var items: [Item] = []
-        func add(_ name: String, _ floats: Int, _ detail: String) { items.append(Item(name: name, bytes: floats * f4, detail: detail)) }
+        func add(_ name: String, _ floats: Int, _ detail: String, _ phase: Phase = .always) {
+            items.append(Item(name: name, bytes: floats * f4, detail: detail, phase: phase))
+        }
 
-        add("weights", p, "\(p) F32 parameters")
+        let weightBytes = ParameterLayout(config: m).weightBytes(c.baseWeights)
+        items.append(Item(name: "weights", bytes: weightBytes,
+                          detail: c.baseWeights == .bf16 ? "\(p) parameters, matrices BF16 (base_weights: bf16), norms and biases F32" : "\(p) F32 parameters"))
         let training = role != .actor
         let perLayer = 4 * C + 2 + 2 * QD + 2 * KVD + NH + 3 * F
         let forwardPerToken = L * perLayer + 2 * C + 1 + C
@@ -95,27 +110,27 @@ public struct MemoryPlan: Sendable, Equatable {
             add("LoRA adapters", 4 * L * perLayer,
                 "\(L * perLayer) adapter parameters (r \(r), \(targets.count) targets): F32 parameters, gradients, exp_avg, exp_avg_sq; the base is frozen (no gradients, moments or reference copy)")
             add("LoRA A·x rows", n * r * (targets.count * (c.activationCheckpointing ? 1 : L) + 1),
-                "\(n) tokens × r \(r) per target\(c.activationCheckpointing ? "" : " and layer"), kept for backward, + scratch")
+                "\(n) tokens × r \(r) per target\(c.activationCheckpointing ? "" : " and layer"), kept for backward, + scratch", .training)
             let backwardPerToken = 2 * C + 2 * QD + 2 * KVD + 3 * F + C
-            add("activations", n * (keptPerToken + backwardPerToken), "\(n) \(keptDetail)")
+            add("activations", n * (keptPerToken + backwardPerToken), "\(n) \(keptDetail)", .training)
             add("LM-head logits chunk", 2 * n * chunk,
-                "2 × [\(n) tokens × \(chunk) vocabulary columns] (policy logits and gradient; the reference forward reuses them)")
+                "2 × [\(n) tokens × \(chunk) vocabulary columns] (policy logits and gradient; the reference forward reuses them)", .training)
         } else if training {
             add("gradients", p, "F32, one per parameter")
             add("AdamW moments", 2 * p, "exp_avg + exp_avg_sq, F32")
             if c.klBeta > 0 { add("reference model", p, "frozen copy of the initial weights (kl_beta > 0)") }
             let backwardPerToken = 2 * C + 2 * QD + 2 * KVD + 3 * F + C
-            add("activations", n * (keptPerToken + backwardPerToken), "\(n) \(keptDetail)")
-            if c.klBeta > 0 { add("reference activations", n * forwardPerToken, "the reference forward's arena, \(n) tokens") }
+            add("activations", n * (keptPerToken + backwardPerToken), "\(n) \(keptDetail)", .training)
+            if c.klBeta > 0 { add("reference activations", n * forwardPerToken, "the reference forward's arena, \(n) tokens", .training) }
             let chunks = c.klBeta > 0 ? 3 : 2
             add("LM-head logits chunk", chunks * n * chunk,
-                "\(chunks) × [\(n) tokens × \(chunk) vocabulary columns] (policy logits and gradient\(c.klBeta > 0 ? ", reference" : ""))")
+                "\(chunks) × [\(n) tokens × \(chunk) vocabulary columns] (policy logits and gradient\(c.klBeta > 0 ? ", reference" : ""))", .training)
         }
         let decodes = role != .learner || (c.evalEvery > 0)
         if decodes {
             add("KV cache", 2 * L * slots * sequence * KVD,
-                "\(slots) slots (decode batch \(b)) × \(sequence) tokens × \(L) layers × K and V")
-            add("decode buffers", slots * (4 * C + 2 * QD + 4 * KVD + 3 * F + V) + b * V, "per-slot activations and [batch × vocabulary] logits")
+                "\(slots) slots (decode batch \(b)) × \(sequence) tokens × \(L) layers × K and V", .decoding)
+            add("decode buffers", slots * (4 * C + 2 * QD + 4 * KVD + 3 * F + V) + b * V, "per-slot activations and [batch × vocabulary] logits", .decoding)
         }
         if role != .singleProcess {
             let bf16 = c.weightDType == .bf16
@@ -153,7 +168,8 @@ public struct MemoryPlan: Sendable, Equatable {
             lines.append("  " + pad(i.name, 22) + pad(Self.gib(i.bytes), 11, left: true) + "  " + i.detail)
         }
         let avail = budget.map { "\(Self.gib($0.bytes)) available (\($0.source))" } ?? "available memory unknown"
-        lines.append("  estimated peak \(Self.gib(total)); \(avail)")
+        let phased = role == .singleProcess && items.contains { $0.phase != .always }
+        lines.append("  estimated peak \(Self.gib(total))\(phased ? " (sampling and training take turns: the larger phase counts)" : ""); \(avail)")
         return lines.joined(separator: "\n")
     }
 

@@ -90,6 +90,9 @@ public final class SingleProcessRun {
                              seed: Self.taskSeed(runSeed: config.seed, step: step, index: k))
             }
             let sampled = try GroupedSampler.sample(requests, on: policy, maxBatchSequences: config.actorBatchSequences)
+            // Sampling and training take turns: each phase's buffers are freed before the other's are allocated,
+            // so the peak is the larger phase, not both (MemoryPlan: `Item.phase`).
+            policy.releaseDecoding()
             let sampleSeconds = Date().timeIntervalSince(t0)
             var groups: [TrainingGroup] = []
             for (r, (req, g)) in zip(records, zip(requests, sampled)) {
@@ -102,6 +105,8 @@ public final class SingleProcessRun {
             }
             try runRecords.samples.append(step: step + 1, groups: groups)
             let m = try trainer.train(groups, step: step)
+            policy.releaseActivations()
+            trainer.reference?.releaseActivations()
             completedSteps += 1
             let generated = sampled.reduce(0) { $0 + $1.generatedTokens }
             let record = StepRecord(step: completedSteps, metrics: m, sampleSeconds: sampleSeconds, epoch: cursor.epoch,
@@ -139,6 +144,7 @@ public final class SingleProcessRun {
         let report = try Evaluator.run(model: trainer.policy, formatter: formatter,
                                        records: Array(evalSet.prefix(config.evalLimit)), format: .math,
                                        maxNewTokens: config.maxNewTokens, batchSequences: max(config.actorBatchSequences, 1))
+        trainer.policy.releaseDecoding()
         let rec = EvalRecord(step: step, report: report, seconds: Date().timeIntervalSince(t0))
         try EvalItemsFile.saveTraining(output: output, step: step, config: config, items: report.items)
         try records.append(rec)

@@ -103,6 +103,10 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     /// LoRA (`lora: {rank, alpha, target_modules, dropout}`): the base weights are frozen and only the adapters
     /// are trained (see `LoRAConfig` for the defaults); nil = full fine-tuning.
     public var lora: LoRAConfig? = nil
+    /// How the frozen base weights' matrices are held (`base_weights: f32 | bf16`): bf16 halves their memory
+    /// (widened to F32 inside the kernels; each weight rounded to BF16 once at load). Needs `lora` (BF16 weights
+    /// are never trained); local mode's actors sample with BF16 weights too.
+    public var baseWeights: BaseWeights = .f32
 
     // Bookkeeping.
     public var seed: UInt64 = 0
@@ -148,7 +152,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         case selfCertaintySource = "self_certainty_source"
         case verifyRewards = "verify_rewards", verifyTolerance = "verify_tolerance"
         case ppoEpochs = "ppo_epochs", minibatches, microBatchTokens = "micro_batch_tokens"
-        case activationCheckpointing = "activation_checkpointing", lora
+        case activationCheckpointing = "activation_checkpointing", lora, baseWeights = "base_weights"
         case seed, checkpointEvery = "checkpoint_every", keepCheckpoints = "keep_checkpoints", evalEvery = "eval_every", evalLimit = "eval_limit"
         case logSamplesEvery = "log_samples_every", tensorboard
         case actors, maxLag = "max_lag", actorBatchSequences = "actor_batch_sequences"
@@ -182,6 +186,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try get(.ppoEpochs, &ppoEpochs); try get(.minibatches, &minibatches); try get(.microBatchTokens, &microBatchTokens)
         try get(.activationCheckpointing, &activationCheckpointing)
         lora = try c.decodeIfPresent(LoRAConfig.self, forKey: .lora)
+        try get(.baseWeights, &baseWeights)
         try get(.seed, &seed); try get(.checkpointEvery, &checkpointEvery); try get(.keepCheckpoints, &keepCheckpoints)
         try get(.evalEvery, &evalEvery)
         try get(.evalLimit, &evalLimit); try get(.logSamplesEvery, &logSamplesEvery); try get(.tensorboard, &tensorboard); try get(.actors, &actors); try get(.maxLag, &maxLag)
@@ -338,6 +343,8 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try check(maxLag >= 0, .maxLag, "must be >= 0")
         try check(chunkBytes >= 4096 && chunkBytes <= 64 << 20, .chunkBytes, "must be in 4 KiB...64 MiB")
         try check(heartbeatTimeoutMs > heartbeatIntervalMs, .heartbeatTimeoutMs, "must exceed heartbeat_interval_ms")
+        try check(baseWeights == .f32 || lora != nil, .baseWeights,
+                  "bf16 holds the base weights frozen: it needs a lora section (full fine-tuning trains F32 weights)")
         if let lora {
             do { try lora.validate() } catch let e as LoRAConfigError {
                 throw ConfigError(source: source, key: "lora.\(e.key)", message: e.message)

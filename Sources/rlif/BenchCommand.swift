@@ -1,3 +1,4 @@
+import Shared
 import ArgumentParser
 import Distributed
 import Foundation
@@ -29,7 +30,11 @@ struct Bench: ParsableCommand {
     var activationCheckpointing = false
     @Option(help: "Fused LM head: keep the training forward's logits for the backward up to this many MiB (0 = always recompute; default: the model's, 128).")
     var headKeepMib: Int?
-    @Option(help: "Which parts to run: all, forward, train, decode, gemm (decode-shape products: skinny kernel vs OpenBLAS), checkpoint (resident memory of a streamed checkpoint save; not part of all), allreduce (MPI_Allreduce of 1-256 MiB gradient buffers; under mpirun with 2+ ranks; not part of all).")
+    @Option(help: "How the weight matrices are held: f32, or bf16 (widened to F32 inside the kernels). Training a BF16 model needs --lora-rank.")
+    var baseWeights: BaseWeights = .f32
+    @Option(help: "Train LoRA adapters of this rank on all 7 projections (alpha = 2·rank) instead of every weight; 0 = full fine-tuning.")
+    var loraRank = 0
+    @Option(help: "Which parts to run: all, forward, train, decode, gemm (decode-shape products: skinny kernel vs OpenBLAS), checkpoint (resident memory of a streamed checkpoint save; not part of all).")
     var only = "all"
     /// The same run's sgemm rate (GFLOP/s), set before any workload is timed.
     nonisolated(unsafe) static var roof = 0.0
@@ -122,10 +127,19 @@ struct Bench: ParsableCommand {
         Gemm.threads = threads
         Parallel.maxWorkers = threads
         let cfg = try Self.config(shape)
-        let model = try Transformer(config: cfg)
+        if baseWeights == .bf16 && loraRank == 0 && (only == "all" || only == "train") {
+            throw ValidationError("--base-weights bf16 trains only LoRA adapters: add --lora-rank (or --only forward/decode/gemm)")
+        }
+        let model = try Transformer(config: cfg, baseWeights: baseWeights)
         model.initializeRandom(seed: 1, std: 0.02)
         if only == "checkpoint" { return try checkpointMemory(model) }
-        print("rlif bench: shape \(shape) (\(cfg.architecture.rawValue), \(model.parameterCount) parameters), threads \(threads)")
+        if loraRank > 0 {
+            let ad = try LoRAAdapters(config: LoRAConfig(rank: loraRank, alpha: Float(2 * loraRank)), model: cfg)
+            ad.initialize(seed: 2)
+            model.lora = ad
+        }
+        print("rlif bench: shape \(shape) (\(cfg.architecture.rawValue), \(model.parameterCount) parameters), threads \(threads), base weights \(baseWeights.rawValue) (\(fmt(Double(model.weightBytes) / 1e6)) MB)\(loraRank > 0 ? ", LoRA r \(loraRank)" : "")")
+        let rssModel = SystemMemory.resident()?.current ?? 0
         // The roof: OpenBLAS sgemm in this same run (every GFLOP/s below is also printed as a percentage of it).
         let (g1024, g2048) = Self.sgemmRoof()
         let peak = max(g1024, g2048)
@@ -168,8 +182,10 @@ struct Bench: ParsableCommand {
             let arenaMB = Double(model.activationFloats(tokens: n, rows: n, forBackward: true)) * 4 / 1e6
             let kept = n * v * 4 <= model.headKeepLogitsBytes
             let headMB = Double(n * (kept ? v : lmHeadChunkColumns(rows: n, vocab: v))) * 4 / 1e6
-            report("fwd+bwd", tokens: n, time: t, flops: 3 * fwdFlops,
-                   extra: "batch=\(sequences)x\(seqLen) checkpointing=\(activationCheckpointing) activations_mb=\(Int(arenaMB)) head_scratch_mb=\(Int(headMB)) head_logits_kept=\(kept)")
+            // FLOPs: forward + input gradients + weight gradients (3×); a LoRA backward has no base weight
+            // gradients (2×; the adapters' own products are ignored).
+            report("fwd+bwd", tokens: n, time: t, flops: (loraRank > 0 ? 2 : 3) * fwdFlops,
+                   extra: "batch=\(sequences)x\(seqLen) checkpointing=\(activationCheckpointing) activations_mb=\(Int(arenaMB)) head_scratch_mb=\(Int(headMB)) head_logits_kept=\(kept) base_weights=\(baseWeights.rawValue) lora_rank=\(loraRank)")
         }
         if only == "all" || only == "decode" {
             let b = decodeBatch, group = max(1, decodeGroup)
@@ -223,6 +239,12 @@ struct Bench: ParsableCommand {
         if only == "all" || only == "gemm" {
             try gemmBench(cfg, peak: peak)
         }
+        // Resident memory: after building the model (weights + runtime) and the run's high-water mark.
+        if let r = SystemMemory.resident() {
+            print(String(format: "memory    resident after the model %.0f MB, peak %.0f MB (weights %.0f MB, %@)",
+                         Double(rssModel) / 1e6, Double(r.peak) / 1e6, Double(model.weightBytes) / 1e6, baseWeights.rawValue))
+            print("BENCH impl=rlif name=memory rss_model_mb=\(fmt(Double(rssModel) / 1e6)) peak_mb=\(fmt(Double(r.peak) / 1e6)) weights_mb=\(fmt(Double(model.weightBytes) / 1e6)) base_weights=\(baseWeights.rawValue)")
+        }
     }
 
     /// The decode step's products at M = decode batch: `Gemm.skinnyTransB` (what decode uses) against
@@ -251,9 +273,16 @@ struct Bench: ParsableCommand {
             var maxDiff: Float = 0
             for i in 0..<(m * n) { maxDiff = max(maxDiff, abs(out.pointer[i] - ref.pointer[i])) }
             let gs = flops * Double(reps) / skinny.wall / 1e9, gb = flops * Double(reps) / blas.wall / 1e9
-            print(String(format: "gemm      %-8@ M=%d N=%d K=%d: skinny %6.1f GFLOP/s (%.0f%% of the sgemm roof), OpenBLAS %6.1f, ratio %.2f (max |diff| %.1e)",
-                         name, m, n, k, gs, 100 * gs / peak, gb, gs / gb, maxDiff))
-            print("BENCH impl=rlif name=gemm_\(name) gflops=\(fmt(gs)) blas_gflops=\(fmt(gb)) m=\(m) n=\(n) k=\(k)")
+            // The same product with W as BF16 (half the weight bytes streamed).
+            let wb = BF16Buffer(count: n * k)
+            for i in 0..<(n * k) { wb.pointer[i] = BFloat16.from(w.pointer[i]) }
+            let skinnyBF16 = median {
+                for _ in 0..<reps { Gemm.skinnyTransB(out.pointer, ldc: n, a.pointer, lda: k, bf16: wb.pointer, ldw: k, m: m, n: n, k: k) }
+            }
+            let g16 = flops * Double(reps) / skinnyBF16.wall / 1e9
+            print(String(format: "gemm      %-8@ M=%d N=%d K=%d: skinny %6.1f GFLOP/s (%.0f%% of the sgemm roof), BF16 weights %6.1f (%.0f%%), OpenBLAS %6.1f, ratio %.2f (max |diff| %.1e)",
+                         name, m, n, k, gs, 100 * gs / peak, g16, 100 * g16 / peak, gb, gs / gb, maxDiff))
+            print("BENCH impl=rlif name=gemm_\(name) gflops=\(fmt(gs)) bf16_gflops=\(fmt(g16)) blas_gflops=\(fmt(gb)) m=\(m) n=\(n) k=\(k)")
         }
     }
 

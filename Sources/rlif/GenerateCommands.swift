@@ -10,6 +10,7 @@ import Telemetry
 import Training
 
 extension TemplateChoice: ExpressibleByArgument {}
+extension BaseWeights: ExpressibleByArgument {}
 
 /// Options shared by the commands that load a model and format prompts.
 struct ModelOptions: ParsableArguments {
@@ -22,6 +23,8 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "OpenBLAS threads (default: all cores).") var threads: Int?
     @Option(help: "LoRA adapters applied on top of --model: a PEFT directory (adapter_config.json + adapter_model.safetensors), e.g. a LoRA run's checkpoint.")
     var adapter: String?
+    @Option(help: "How the model's weight matrices are held: f32, or bf16 (half the memory and of the decode's weight traffic; each weight rounded to bfloat16 once at load, all arithmetic F32).")
+    var baseWeights: BaseWeights = .f32
 
     /// The tokenizer (`--tokenizer`, else the model's: a `.gguf` file's metadata or `<dir>/tokenizer.json`), nil
     /// when a model directory has none.
@@ -41,7 +44,7 @@ struct ModelOptions: ParsableArguments {
     func load(needsTokenizer: Bool = true) throws -> (Transformer, PromptFormatter?) {
         if let t = threads { Gemm.threads = t }
         let f = needsTokenizer || tokenizer != nil || !ModelFiles.isGGUF(model) ? try loadFormatter() : nil
-        let m = try ModelFiles.loadModel(model)
+        let m = try ModelFiles.loadModel(model, baseWeights: baseWeights)
         if let a = adapter { m.lora = try LoRAAdapters.loadPEFT(directory: URL(fileURLWithPath: a), model: m.config) }
         return (m, f)
     }

@@ -34,6 +34,8 @@ struct LearnerCommand: ParsableCommand {
     var insecure = false
     @Option(help: "Log level.") var logLevel: String?
     @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 0.0.0.0:9464).") var metricsAddr: String?
+    @Option(help: "How the sampling weights' matrices are held: f32, or bf16 (half the memory; each received weight rounded to bfloat16, arithmetic F32).")
+    var baseWeights: BaseWeights = .f32
     /// Local mode passes the keys its user set (the learner's --config is then the effective config, every key in it).
     @Option(name: .customLong("user-keys"), help: .hidden) var userKeys: String?
 
@@ -223,6 +225,8 @@ struct ActorCommand: ParsableCommand {
     @Option(help: "The learner's public key file (its .pub), needed with --curve-secret.") var learnerKey: String?
     @Option(help: "Log level.") var logLevel: String?
     @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 0.0.0.0:9465).") var metricsAddr: String?
+    @Option(help: "How the sampling weights' matrices are held: f32, or bf16 (half the memory; each received weight rounded to bfloat16, arithmetic F32).")
+    var baseWeights: BaseWeights = .f32
     /// Local mode: --batch-sequences comes from the config, not the user, so the memory plan may lower it.
     @Flag(name: .customLong("batch-sequences-adjustable"), help: .hidden) var batchAdjustable = false
 
@@ -241,7 +245,7 @@ struct ActorCommand: ParsableCommand {
             opts.failPromptIds = Set(ids.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) })
             log.warning("RLIF_DEBUG_FAIL_PROMPTS: sampling fails on purpose for prompts \(opts.failPromptIds.sorted())")
         }
-        let engine = TransformerRolloutEngine(batchSequences: batch)
+        let engine = TransformerRolloutEngine(batchSequences: batch, baseWeights: baseWeights)
         // The memory plan, once the learner's model config and the first task's lengths are known (before the KV
         // cache is allocated): printed, the decode batch lowered to fit unless --batch-sequences fixed it, or the
         // actor ends with the plan's error (a task error would only be re-issued to another actor).
@@ -253,11 +257,12 @@ struct ActorCommand: ParsableCommand {
             c.maxNewTokens = maxNew
             c.groupSize = group
             c.actorBatchSequences = batch
+            c.baseWeights = baseWeights
             do {
                 // The weights are already allocated (the engine built the model from the learner's config).
                 return try RunSetup.planMemory(c, role: .actor, model: model, longestPrompt: max(0, sequence - maxNew),
                                                fixedKeys: fixed, log: log,
-                                               alreadyPlanned: ParameterLayout(config: model).totalCount * 4,
+                                               alreadyPlanned: ParameterLayout(config: model).weightBytes(baseWeights),
                                                reportLevel: planned.next() ? .info : .debug).actorBatchSequences
             } catch {
                 log.critical("\(error)")

@@ -16,9 +16,10 @@ enum ModelFiles {
         return try ModelConfig.load(from: URL(fileURLWithPath: path).appendingPathComponent("config.json"))
     }
 
-    /// The model's weights and config (`Transformer.load(model:)`: HF directory or GGUF).
-    static func loadModel(_ path: String) throws -> Transformer {
-        try Transformer.load(model: URL(fileURLWithPath: path))
+    /// The model's weights and config (`Transformer.load(model:)`: HF directory or GGUF), the matrices held as
+    /// `baseWeights`.
+    static func loadModel(_ path: String, baseWeights: BaseWeights = .f32) throws -> Transformer {
+        try Transformer.load(model: URL(fileURLWithPath: path), baseWeights: baseWeights)
     }
 
     /// The tokenizer for `model`: `override` (a tokenizer.json) when given, else a `.gguf` file's own (built from its

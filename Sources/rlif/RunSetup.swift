@@ -154,7 +154,7 @@ enum RunSetup {
             c = try planMemory(c, role: role, model: modelConfig, longestPrompt: longest, fixedKeys: fixedKeys,
                                log: Logger(label: "rlif.memory"))
         }
-        let policy = try ModelFiles.loadModel(c.model)
+        let policy = try ModelFiles.loadModel(c.model, baseWeights: c.baseWeights)
         var reference: Transformer? = nil
         // With LoRA the reference (and the frozen reward model) is the policy's base with the adapters off: no
         // second copy of the weights.

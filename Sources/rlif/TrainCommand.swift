@@ -168,6 +168,7 @@ struct LocalMode {
         for i in 0..<config.actors {
             var a = ["actor", "--learner", base, "--id", "actor-\(i + 1)", "--batch-sequences", "\(config.actorBatchSequences)"]
             if !userKeys.contains("actor_batch_sequences") { a.append("--batch-sequences-adjustable") }
+            if config.baseWeights != .f32 { a += ["--base-weights", config.baseWeights.rawValue] }
             if let l = logLevel { a += ["--log-level", l] }
             actors.append(try ChildProcess.spawn(exe, a, name: "actor-\(i + 1)", env: ["OPENBLAS_NUM_THREADS": "\(per)", Self.childMarker: "1"],
                                                  stdout: toConsole, stderr: logLine))

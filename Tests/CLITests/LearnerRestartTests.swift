@@ -95,7 +95,7 @@ struct LearnerRestartTests {
         #expect(actor.err.contains("learner restarted"), "the actor must notice the new incarnation: \(actor.err.suffix(3000))")
 
         // Every step once in metrics.jsonl (rows after the checkpoint from the killed run removed).
-        #expect(try Self.trainingSteps(out.appendingPathComponent("metrics.jsonl")) == Array(0..<steps))
+        #expect(try Self.trainingSteps(out.appendingPathComponent("metrics.jsonl")) == Array(1...steps))
         // The resumed incarnation trained steps 3…6: every prompt of them exactly once.
         let summary = try #require(try JSONSerialization.jsonObject(
             with: Data(contentsOf: out.appendingPathComponent("learner_summary.json"))) as? [String: Int])

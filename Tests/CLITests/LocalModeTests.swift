@@ -19,8 +19,8 @@ struct LocalModeTests {
         #expect(r.err.contains("local mode: learner + 2 actors"), "\(r.err)")
         let lines = try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8).split(separator: "\n")
         let rows = lines.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
-        let steps = rows.filter { $0["kind"] == nil }
-        #expect(steps.compactMap { $0["step"] as? Int } == [0, 1], "\(lines)")
+        let steps = rows.filter { ($0["kind"] as? String) == "train" }
+        #expect(steps.compactMap { $0["step"] as? Int } == [1, 2], "\(lines)")
         for s in steps {
             #expect((s["loss"] as? Double)?.isFinite == true && (s["reward_std"] as? Double).map { $0 >= 0 } == true, "\(s)")
             #expect((s["response_length"] as? Double).map { $0 > 0 && $0 <= 16 } == true, "\(s)")

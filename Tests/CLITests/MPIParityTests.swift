@@ -32,7 +32,7 @@ struct MPIParityTests {
         let text = try String(contentsOf: out.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
         return try text.split(separator: "\n").compactMap { line in
             let d = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-            return d["kind"] == nil ? d : nil
+            return (d["kind"] as? String) == "train" ? d : nil
         }
     }
 
@@ -41,7 +41,7 @@ struct MPIParityTests {
         let text = try String(contentsOf: out.appendingPathComponent("metrics.jsonl"), encoding: .utf8)
         return try text.split(separator: "\n").compactMap { line in
             let d = try JSONSerialization.jsonObject(with: Data(line.utf8)) as! [String: Any]
-            guard d["kind"] == nil, let l = d["loss"] as? Double, let n = d["grad_norm"] as? Double else { return nil }
+            guard (d["kind"] as? String) == "train", let l = d["loss"] as? Double, let n = d["grad_norm"] as? Double else { return nil }
             return (l, n, d["learner_ranks"] as? Int ?? 1)
         }
     }

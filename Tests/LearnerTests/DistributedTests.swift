@@ -28,13 +28,13 @@ import Wire
         let trainer: GRPOTrainer
 
         init(steps: Int = 3, perStep: Int = 2, groupSize: Int = 4, maxLag: Int = 1, heartbeatTimeoutMs: Int = 3000,
-             lora: LoRAConfig? = nil, stallReportMs: Int = 30_000,
+             lora: LoRAConfig? = nil, stallReportMs: Int = 30_000, baseWeights: BaseWeights = .f32,
              tweak: ((inout TrainConfig, inout LearnerOptions) -> Void)? = nil) throws {
             dir = try Fixtures.temporaryDirectory("rlif-dist")
             endpoints = try Endpoints(base: "ipc://\(dir.path)/l")
             self.steps = steps
             self.perStep = perStep
-            let policy = try Transformer.load(directory: DistributedTests.modelDir)
+            let policy = try Transformer.load(directory: DistributedTests.modelDir, baseWeights: baseWeights)
             var c = TrainConfig()
             c.steps = steps; c.promptsPerStep = perStep; c.groupSize = groupSize; c.klBeta = 0
             c.learningRate = 1e-3; c.maxNewTokens = 6; c.temperature = 1
@@ -75,8 +75,10 @@ import Wire
         var summary: ActorSummary?
         var error: Error?
         let done = DispatchSemaphore(value: 0)
-        let engine = TransformerRolloutEngine(batchSequences: 8)
-        init(_ endpoints: Endpoints, id: String, failPromptIds: Set<String> = [], tweak: ((inout ActorOptions) -> Void)? = nil) {
+        let engine: TransformerRolloutEngine
+        init(_ endpoints: Endpoints, id: String, failPromptIds: Set<String> = [], baseWeights: BaseWeights = .f32,
+             tweak: ((inout ActorOptions) -> Void)? = nil) {
+            engine = TransformerRolloutEngine(batchSequences: 8, baseWeights: baseWeights)
             var options = ActorOptions(learner: endpoints, actorId: id)
             options.failPromptIds = failPromptIds
             tweak?(&options)
@@ -137,6 +139,33 @@ import Wire
         let actorModel = try #require(a.engine.model)
         #expect(Array(actorModel.parameters.buffer) == Array(merged.buffer), "actor weights are not base + adapters")
         #expect(Array(actorModel.parameters.buffer) != Array(policy.parameters.buffer))
+    }
+
+    /// BF16 base weights on both sides (`base_weights: bf16` learner, `rlif actor --base-weights bf16`), real
+    /// sockets: the learner publishes base (widened) + s·B·A, and the actor holds exactly that rounded to BF16.
+    @Test func bf16BaseWeightsOnLearnerAndActor() throws {
+        let h = try Harness(steps: 2, lora: LoRAConfig(rank: 4, alpha: 8), baseWeights: .bf16)
+        h.start()
+        let a = ActorThread(h.endpoints, id: "a1", baseWeights: .bf16)
+        #expect(h.wait(), "learner did not finish")
+        #expect(a.wait(), "actor did not finish")
+        if let e = h.error ?? a.error { Issue.record("failed: \(e)"); return }
+        let s = try #require(h.summary)
+        expectEveryPromptTrainedOnce(s, steps: h.steps, perStep: h.perStep)
+        let policy = h.trainer.policy, ad = try #require(policy.lora)
+        let merged = FloatBuffer(count: policy.layout.totalCount)
+        policy.readParameters(into: merged.pointer)
+        ad.merge(into: merged.pointer, layout: policy.layout)
+        let expected = try Transformer(config: policy.config, baseWeights: .bf16)
+        expected.setParameters(from: merged.pointer)
+        let actorModel = try #require(a.engine.model)
+        #expect(actorModel.baseWeights == .bf16)
+        let got = FloatBuffer(count: policy.layout.totalCount), want = FloatBuffer(count: policy.layout.totalCount)
+        actorModel.readParameters(into: got.pointer)
+        expected.readParameters(into: want.pointer)
+        #expect(Array(got.buffer) == Array(want.buffer), "actor weights are not bf16(base + adapters)")
+        policy.readParameters(into: want.pointer)
+        #expect(Array(got.buffer) != Array(want.buffer), "the adapters never reached the actor")
     }
 
     @Test func lateJoinerStartsFromTheCurrentVersion() throws {
