@@ -31,9 +31,7 @@ public final class DataParallelCompute: LearnerCompute {
         _ = try world.broadcast(StepCommand.train(step: step, groups: groups).encoded())
         var m = try inner.train(step: step, groups: groups)
         if checks.due(afterStep: step) { try checkWeights(world, inner.trainer, completedSteps: step + 1) }
-        var stats = m.record.learner ?? LearnerStepStats()
-        stats.learnerRanks = world.size
-        m.record.learner = stats
+        m.record.updateLearnerStats { $0.learnerRanks = world.size }
         return m
     }
 

@@ -579,11 +579,11 @@ public final class LearnerServer {
         let quarantinedSoFar = pipeline.quarantined.count
         trainer.submit {
             var metrics = try compute.train(step: s, groups: groups)
-            var stats = metrics.record.learner ?? LearnerStepStats()
-            stats.promptIndices = indices
-            if !quarantined.isEmpty { stats.quarantinedPromptIndices = quarantined }
-            stats.quarantinedPrompts = quarantinedSoFar  // cumulative
-            metrics.record.learner = stats
+            metrics.record.updateLearnerStats { stats in
+                stats.promptIndices = indices
+                if !quarantined.isEmpty { stats.quarantinedPromptIndices = quarantined }
+                stats.quarantinedPrompts = quarantinedSoFar  // cumulative
+            }
             // Taken here, on the training thread that wrote them, before the next step can start.
             let flagged = compute.takeFlaggedGroups()
             let snap = try compute.snapshot(version: nextVersion, dtype: dtype, chunkBytes: chunk)

@@ -114,6 +114,16 @@ public struct StepRecord: RunLogRecord {
     }
 }
 
+extension StepRecord {
+    /// Adds to the learner's numbers of this step (starting from none when the record has no learner part): the
+    /// learner server and the data-parallel wrapper each add their own fields to what the compute returned.
+    public mutating func updateLearnerStats(_ update: (inout LearnerStepStats) -> Void) {
+        var stats = learner ?? LearnerStepStats()
+        update(&stats)
+        learner = stats
+    }
+}
+
 /// A held-out evaluation in metrics.jsonl (the summary of an `EvalReport`, keys prefixed `eval_`), written as
 /// its own record in every mode.
 public struct EvalRecord: RunLogRecord, Equatable {
