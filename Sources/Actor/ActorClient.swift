@@ -109,6 +109,8 @@ public final class ActorClient {
     private var unacked: [UInt64: (bytes: [UInt8], sent: UInt64)] = [:]
     private var retryAfter: UInt64 = 0
     private var finished = false
+    /// Finished, then silent past the heartbeat timeout: no learner to wait for.
+    private var learnerGone = false
     public private(set) var summary = ActorSummary() { didSet { onSummary?(summary) } }
     /// Called on the actor's thread whenever `summary` changes (e.g. to update Prometheus gauges).
     public var onSummary: ((ActorSummary) -> Void)?
@@ -143,6 +145,14 @@ public final class ActorClient {
             if finished && unacked.isEmpty && mailbox.isIdle && waiting.isEmpty && weightSync.isCurrent {
                 send(work, .goodbye(Goodbye(reason: "run finished")))
                 log.info("run finished; \(summary.groupsAcked) groups acknowledged, weights v\(heldVersion)")
+                summary.finalVersion = heldVersion
+                return summary
+            }
+            if finished && learnerGone {
+                // The learner said every step was trained and then left (this actor was suspended, or slow, past
+                // its grace): what is still here belongs to steps trained without it, so nothing is lost.
+                let queued = mailbox.dropQueued() + waiting.map(\.taskId)
+                log.notice("run finished and the learner has left; leaving with \(unacked.count) groups unacknowledged and \(queued.count) tasks unsampled (their steps were trained without them), weights v\(heldVersion)")
                 summary.finalVersion = heldVersion
                 return summary
             }
@@ -267,6 +277,7 @@ public final class ActorClient {
         waiting.removeAll()
         creditsOutstanding = 0
         finished = false
+        learnerGone = false
         welcomed = false
         lastHelloSent = Self.never
         weightSync.learnerRestarted()
@@ -433,6 +444,11 @@ public final class ActorClient {
             return
         }
         if since(lastHeard) > heartbeatTimeoutMs {
+            // A process that was suspended (SIGSTOP, a paused VM) first reads what arrived while it slept (the
+            // learner's finish notice may be there), giving libzmq's I/O thread a moment to deliver it.
+            try pump(timeoutMs: 200)
+            guard since(lastHeard) > heartbeatTimeoutMs else { return }
+            if finished { learnerGone = true; return }
             try reconnect(reason: "silent for \(since(lastHeard)) ms")
             return
         }

@@ -134,6 +134,11 @@ public final class LearnerServer {
         var lastHeartbeatSent: UInt64?  // monotonic ms (`clock`)
     }
     private var peers: [String: Peer] = [:]
+    /// Actors declared dead (missed heartbeats) that have not said hello or goodbye since: the routing identity of
+    /// their last connection. A suspended process (SIGSTOP, a stalled VM) keeps its TCP connection, so what is sent
+    /// to it waits in its socket buffer; the finish notice goes to these too, or a resumed one would wait for a
+    /// learner that has left (scripts/chaos, `LearnerRestartTests.actorSuspendedWhileTheRunFinishes…`).
+    private var departed: [String: [UInt8]] = [:]
 
     // Tasks (TaskLedger) and their steps (StepPipeline): pure logic, this class only feeds them events.
     var ledger: TaskLedger
@@ -201,6 +206,10 @@ public final class LearnerServer {
                 } else {
                     log.info("training finished at step \(completedSteps); telling actors")
                 }
+                if !departed.isEmpty {
+                    log.info("also telling \(departed.keys.sorted().joined(separator: ", ")) (declared dead; if only suspended, they read it when they resume)")
+                    for identity in departed.values { sendFinished(to: identity) }
+                }
             }
             if let t = finishedAt {
                 // Actors leave the peer table when they say goodbye (or are declared dead).
@@ -209,6 +218,9 @@ public final class LearnerServer {
                     finishSecuritySummary()
                     summary.completedSteps = completedSteps
                     summary.weightVersion = version
+                    // Linger 0 would drop finish notices still in libzmq's pipes when the socket closes; a second
+                    // lets them reach the peers' socket buffers (a live or suspended peer accepts them at once).
+                    try? work.setOption(.linger, 1000)
                     return summary
                 }
             }
@@ -254,6 +266,7 @@ public final class LearnerServer {
             for actor in peerGuard.actors(of: key.z85) {
                 let requeued = ledger.goodbye(actorId: actor)
                 peers.removeValue(forKey: actor)
+                departed.removeValue(forKey: actor)
                 actorBoard.left(id: actor)
                 peerGuard.forget(actor: actor)
                 log.warning("actor \(actor) cut off: its key \(before.label(key) ?? "?") \(key.short) was revoked; tasks \(requeued) re-issued")
@@ -283,6 +296,7 @@ public final class LearnerServer {
             for a in Set(victims + [f.actorId]) {
                 ledger.goodbye(actorId: a)
                 peers.removeValue(forKey: a)
+                departed.removeValue(forKey: a)
                 actorBoard.left(id: a)
             }
             if let key { for fd in peerGuard.connections(of: key) { ZMQSocket.cutConnection(fd: fd) } }
@@ -413,6 +427,7 @@ public final class LearnerServer {
                 return
             }
             if peers[peer] == nil && !known { summary.actorsSeen += 1 }
+            departed.removeValue(forKey: peer)
             let requeued = ledger.hello(actorId: peer, now: now)
             if !requeued.isEmpty { log.info("actor \(peer) restarted: tasks \(requeued) re-issued") }
             // A repeated Hello of the same process (queued while this learner was not yet bound) is said once.
@@ -469,6 +484,7 @@ public final class LearnerServer {
             taskFailed(f, actor: peer)
         case .goodbye(let b):
             log.info("actor \(peer) left: \(b.reason)")
+            departed.removeValue(forKey: peer)
             actorBoard.left(id: peer)
             let requeued = ledger.goodbye(actorId: peer)
             if !requeued.isEmpty { log.info("tasks \(requeued) of \(peer) re-issued") }
@@ -679,6 +695,7 @@ public final class LearnerServer {
         let expiry = ledger.expire(now: now)
         for name in expiry.deadActors {
             log.warning("actor \(name) missed its heartbeats: declared dead")
+            if let p = peers[name] { departed[name] = p.identity }
             actorBoard.left(id: name)
             peers.removeValue(forKey: name)
             peerGuard.forget(actor: name)

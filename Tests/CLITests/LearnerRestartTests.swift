@@ -106,4 +106,38 @@ struct LearnerRestartTests {
         #expect(summary["accepted"] == (steps - 2) * 4, "\(summary)")
         #expect(second.out.contains("step \(steps)/\(steps)"))
     }
+
+    /// Issue 15, the chaos flake: an actor suspended (SIGSTOP) past the heartbeat timeout is declared dead; the
+    /// other actor trains every step and the learner exits. Before: the resumed actor was never told the run had
+    /// finished and tried to reconnect forever (scripts/chaos --short failed about 1 run in 4). Now the learner sends
+    /// the finish notice to declared-dead actors too, and an actor told "finished" leaves when the learner is gone.
+    @Test func actorSuspendedWhileTheRunFinishesLeavesWhenResumed() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        let port = Int.random(in: 20_000..<60_000)
+        let bind = "tcp://127.0.0.1:\(port)"
+        let learner = try Spawned(["learner", "--bind", bind, "--output-dir", d.appendingPathComponent("run").path,
+                                   "--set", "steps=3", "--set", "eval_every=0", "--set", "prompts_per_step=4",
+                                   "--set", "group_size=4", "--set", "max_new_tokens=16", "--set", "heartbeat_interval_ms=200",
+                                   "--set", "heartbeat_timeout_ms=1500", "--set", "tensorboard=false"])
+        defer { if learner.p.isRunning { kill(learner.p.processIdentifier, SIGKILL) } }
+        let sleeper = try Spawned(["actor", "--learner", bind, "--id", "sleeper", "--threads", "1"])
+        defer { if sleeper.p.isRunning { kill(sleeper.p.processIdentifier, SIGCONT); kill(sleeper.p.processIdentifier, SIGKILL) } }
+        #expect(sleeper.waitFor("model configured", seconds: 60), "\(sleeper.err.suffix(2000))")
+        kill(sleeper.p.processIdentifier, SIGSTOP)
+        let worker = try Spawned(["actor", "--learner", bind, "--id", "worker", "--threads", "1"])
+        defer { if worker.p.isRunning { kill(worker.p.processIdentifier, SIGKILL) } }
+
+        let rc = learner.finish(seconds: 120)
+        #expect(rc == 0, "learner: rc \(rc)\n\(learner.err.suffix(3000))")
+        #expect(learner.err.contains("actor sleeper missed its heartbeats: declared dead"), "\(learner.err.suffix(3000))")
+        #expect(learner.err.contains("also telling sleeper"), "\(learner.err.suffix(3000))")
+        #expect(worker.finish(seconds: 30) == 0, "\(worker.err.suffix(2000))")
+
+        // Resumed after the learner has exited: it reads the finish notice and leaves.
+        kill(sleeper.p.processIdentifier, SIGCONT)
+        let sleeperRC = sleeper.finish(seconds: 20)
+        #expect(sleeperRC == 0, "suspended actor: rc \(sleeperRC)\n\(sleeper.err.suffix(3000))")
+        #expect(sleeper.err.contains("learner: run finished"), "\(sleeper.err.suffix(3000))")
+    }
 }
