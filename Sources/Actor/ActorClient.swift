@@ -456,7 +456,8 @@ public final class ActorClient {
             // Everything this actor still answers for: queued / sampling / drained-not-sent, waiting for weights,
             // and sent but not acknowledged (the learner re-issues in-flight tasks missing from this list).
             send(work, .heartbeat(Heartbeat(weightVersion: heldVersion,
-                                            tasksInProgress: mailbox.tasksInProgress + waiting.map(\.taskId) + unacked.keys.sorted())))
+                                            tasksInProgress: mailbox.tasksInProgress + waiting.map(\.taskId) + unacked.keys.sorted(),
+                                            creditsOutstanding: UInt32(creditsOutstanding))))
             lastHeartbeatSent = now
         }
         for (id, u) in unacked where since(u.sent) > UInt64(options.ackTimeoutMs) {
@@ -469,8 +470,9 @@ public final class ActorClient {
         // Ask for work when everything local is done (one task at a time keeps staleness minimal).
         if !finished, heldVersion > 0, creditsOutstanding == 0, waiting.isEmpty, mailbox.isIdle, now >= retryAfter {
             send(work, .workRequest(WorkRequest(credits: 1)))
-            // No retry timer: the learner keeps granted credits until it has work, and a request lost with a
-            // broken connection is re-sent after the reconnect (which resets `creditsOutstanding`).
+            // No retry timer: the learner keeps granted credits until it has work; every heartbeat says how many
+            // are outstanding, so a request (or work item) lost with a broken connection is made good by the
+            // learner (`TaskLedger.reconcileCredits`), and this actor's own reconnect resets the count.
             creditsOutstanding = 1
         }
     }

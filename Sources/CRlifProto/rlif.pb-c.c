@@ -1465,7 +1465,7 @@ const ProtobufCMessageDescriptor rlif__v1__welcome__descriptor =
   (ProtobufCMessageInit) rlif__v1__welcome__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rlif__v1__heartbeat__field_descriptors[2] =
+static const ProtobufCFieldDescriptor rlif__v1__heartbeat__field_descriptors[3] =
 {
   {
     "weight_version",
@@ -1491,15 +1491,28 @@ static const ProtobufCFieldDescriptor rlif__v1__heartbeat__field_descriptors[2] 
     0 | PROTOBUF_C_FIELD_FLAG_PACKED,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "credits_outstanding",
+    3,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Rlif__V1__Heartbeat, credits_outstanding),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rlif__v1__heartbeat__field_indices_by_name[] = {
+  2,   /* field[2] = credits_outstanding */
   1,   /* field[1] = tasks_in_progress */
   0,   /* field[0] = weight_version */
 };
 static const ProtobufCIntRange rlif__v1__heartbeat__number_ranges[1 + 1] =
 {
   { 1, 0 },
-  { 0, 2 }
+  { 0, 3 }
 };
 const ProtobufCMessageDescriptor rlif__v1__heartbeat__descriptor =
 {
@@ -1509,7 +1522,7 @@ const ProtobufCMessageDescriptor rlif__v1__heartbeat__descriptor =
   "Rlif__V1__Heartbeat",
   "rlif.v1",
   sizeof(Rlif__V1__Heartbeat),
-  2,
+  3,
   rlif__v1__heartbeat__field_descriptors,
   rlif__v1__heartbeat__field_indices_by_name,
   1,  rlif__v1__heartbeat__number_ranges,

@@ -472,8 +472,14 @@ public final class LearnerServer {
                                         graceMs: UInt64(options.heartbeatTimeoutMs))
             if !lost.isEmpty {
                 log.warning("actor \(peer) no longer holds tasks \(lost): re-issued")
-                if !isFinished { dispatchAll() }
             }
+            let credits = ledger.reconcileCredits(actorId: peer, outstanding: h.creditsOutstanding, holding: h.tasksInProgress,
+                                                  now: now, graceMs: UInt64(options.heartbeatTimeoutMs))
+            if let c = credits {
+                log.log(level: c.after > c.before ? .warning : .info,
+                        "actor \(peer) has \(c.after) credits outstanding, this learner counted \(c.before) (a work request or work item was lost with a connection): now \(c.after)")
+            }
+            if (!lost.isEmpty || credits != nil) && !isFinished { dispatchAll() }
         case .workRequest(let r):
             ledger.addCredits(actorId: peer, credits: r.credits, now: now)
             if isFinished { sendFinished(to: identity) } else { dispatchAll() }

@@ -291,6 +291,30 @@ public struct TaskLedger: Sendable {
         return lost
     }
 
+    /// A Heartbeat also said how many credits the actor believes this learner holds for it (`outstanding`: asked
+    /// for, not yet answered by a WorkItem). Messages on one connection arrive in order, so when nothing is lost
+    /// `credits + inTransit == outstanding`, where `inTransit` counts tasks issued to the actor within `graceMs`
+    /// that `holding` lacks (on their way). A connection broken mid-run (libzmq reconnects under the actor's feet)
+    /// may lose a WorkRequest (learner short of credits: both sides wait forever) or a WorkItem (its task is
+    /// re-queued by `reconcile` after the grace, but the credit it used is gone); an actor that reconnected by
+    /// itself asks again while the learner may still hold the old credit (one too many). So the learner's count
+    /// is set to `outstanding - inTransit` whenever they differ. Call after `reconcile` (which re-queues the lost
+    /// tasks first). Returns (before, after) when it changed the count, else nil.
+    @discardableResult
+    public mutating func reconcileCredits(actorId: String, outstanding: UInt32, holding: [UInt64], now: UInt64,
+                                          graceMs: UInt64) -> (before: UInt32, after: UInt32)? {
+        guard let a = actors[actorId] else { return nil }
+        let held = Set(holding)
+        var inTransit: UInt32 = 0
+        for t in a.tasks where !held.contains(t) {
+            if case .inFlight(_, let since)? = tasks[t]?.state, now <= since || now - since <= graceMs { inTransit += 1 }
+        }
+        let want = outstanding > inTransit ? outstanding - inTransit : 0
+        guard want != a.credits else { return nil }
+        actors[actorId]!.credits = want
+        return (a.credits, want)
+    }
+
     /// A WorkRequest: the actor can take `credits` more tasks (added to what it has left).
     @discardableResult
     public mutating func addCredits(actorId: String, credits: UInt32, now: UInt64) -> Bool {

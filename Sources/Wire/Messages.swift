@@ -39,9 +39,12 @@ public struct Welcome: Sendable, Equatable {
 public struct Heartbeat: Sendable, Equatable {
     public var weightVersion: UInt64
     public var tasksInProgress: [UInt64]
+    /// Actor -> learner: credits asked for and not yet answered (see the proto).
+    public var creditsOutstanding: UInt32
 
-    public init(weightVersion: UInt64 = 0, tasksInProgress: [UInt64] = []) {
+    public init(weightVersion: UInt64 = 0, tasksInProgress: [UInt64] = [], creditsOutstanding: UInt32 = 0) {
         self.weightVersion = weightVersion; self.tasksInProgress = tasksInProgress
+        self.creditsOutstanding = creditsOutstanding
     }
 }
 

@@ -90,6 +90,7 @@ public enum WireCodec {
             let c = a.make(Rlif__V1__Heartbeat.self, rlif__v1__heartbeat__init)
             c.pointee.weight_version = m.weightVersion
             (c.pointee.n_tasks_in_progress, c.pointee.tasks_in_progress) = a.array(m.tasksInProgress)
+            c.pointee.credits_outstanding = m.creditsOutstanding
             env.pointee.body_case = RLIF__V1__ENVELOPE__BODY_HEARTBEAT
             env.pointee.heartbeat = c
         case .workRequest(let m):
@@ -287,7 +288,8 @@ public enum WireCodec {
             let c = try need(e.heartbeat, "heartbeat")
             return .heartbeat(Heartbeat(weightVersion: c.weight_version,
                                         tasksInProgress: try array(c.tasks_in_progress, c.n_tasks_in_progress,
-                                                                   "heartbeat.tasks_in_progress")))
+                                                                   "heartbeat.tasks_in_progress"),
+                                        creditsOutstanding: c.credits_outstanding))
         case RLIF__V1__ENVELOPE__BODY_WORK_REQUEST:
             let c = try need(e.work_request, "work_request")
             return .workRequest(WorkRequest(credits: c.credits))

@@ -120,6 +120,58 @@ import Wire
         #expect(l.reconcile(actorId: "Z", holding: [], now: 9999, graceMs: 0).isEmpty)
     }
 
+    /// Found by `scripts/chaos --proxy "20 5 1"` (connections cut mid-run; libzmq reconnects by itself): the actor
+    /// waited for an answer to a WorkRequest the learner never saw (or for a WorkItem lost on the way), the
+    /// learner held 0 credits for it, and the run stalled with tasks queued ("6 tasks queued, 0 in flight; actors:
+    /// 0 credits"). The heartbeat's `credits_outstanding` makes both counts agree again.
+    @Test func creditsAreReconciledWithTheActorsCount() {
+        // A WorkRequest lost: the actor waits for 1, the learner holds 0 → 1, and a task goes out.
+        do {
+            var (l, _) = Self.ledger(tasks: 2)
+            l.hello(actorId: "A", now: 0)
+            #expect(l.reconcileCredits(actorId: "A", outstanding: 1, holding: [], now: 100, graceMs: 1000)! == (0, 1))
+            #expect(l.dispatch(now: 100, weightVersion: 1).map(\.actorId) == ["A"])
+            #expect(l.credits(actorId: "A") == 0)
+        }
+        // A WorkItem lost: while it may still be on its way nothing changes; after the grace `reconcile`
+        // re-queues the task and the credit it used comes back, so the task is issued again.
+        do {
+            var (l, ids) = Self.ledger(tasks: 1)
+            l.hello(actorId: "A", now: 0)
+            l.addCredits(actorId: "A", credits: 1, now: 0)
+            #expect(l.dispatch(now: 10, weightVersion: 1).map(\.item.taskId) == ids)
+            #expect(l.reconcileCredits(actorId: "A", outstanding: 1, holding: [], now: 500, graceMs: 1000) == nil,
+                    "in transit: 0 credits + 1 on its way == 1 outstanding")
+            #expect(l.reconcile(actorId: "A", holding: [], now: 1500, graceMs: 1000) == ids)
+            #expect(l.reconcileCredits(actorId: "A", outstanding: 1, holding: [], now: 1500, graceMs: 1000)! == (0, 1))
+            #expect(l.dispatch(now: 1500, weightVersion: 1).map(\.item.taskId) == ids)
+            #expect(l.counts.reissued == 1 && l.counts.issued == 2)
+        }
+        // Received and held (or answered): the counts agree, nothing changes.
+        do {
+            var (l, ids) = Self.ledger(tasks: 2)
+            l.hello(actorId: "A", now: 0)
+            l.addCredits(actorId: "A", credits: 2, now: 0)
+            _ = l.dispatch(now: 0, weightVersion: 1)
+            #expect(l.reconcileCredits(actorId: "A", outstanding: 0, holding: ids, now: 5000, graceMs: 1000) == nil)
+            #expect(l.reconcileCredits(actorId: "A", outstanding: 1, holding: [ids[0]], now: 100, graceMs: 1000) == nil,
+                    "task 2 on its way answers the second credit")
+        }
+        // One too many: the actor reconnected by itself and asked again while the old credit was still here.
+        do {
+            var (l, _) = Self.ledger(tasks: 0)
+            l.hello(actorId: "A", now: 0)
+            l.addCredits(actorId: "A", credits: 1, now: 0)
+            l.addCredits(actorId: "A", credits: 1, now: 10)
+            #expect(l.reconcileCredits(actorId: "A", outstanding: 1, holding: [], now: 20, graceMs: 1000)! == (2, 1))
+            #expect(l.credits(actorId: "A") == 1)
+        }
+        do {
+            var (l, _) = Self.ledger(tasks: 1)
+            #expect(l.reconcileCredits(actorId: "Z", outstanding: 3, holding: [], now: 0, graceMs: 0) == nil, "unknown actor")
+        }
+    }
+
     @Test func heartbeatsKeepAnActorAlive() {
         var (l, _) = Self.ledger(tasks: 1)
         l.hello(actorId: "A", now: 0)

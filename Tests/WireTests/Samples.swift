@@ -34,7 +34,7 @@ enum Samples {
         .hello(Hello(actorId: "actor-3", hostname: "node-1", pid: 4242, maxBatchSequences: 16, weightVersion: 2)),
         .welcome(Welcome(runId: "run-2026-12-01", currentWeightVersion: 9, modelConfigJson: #"{"hidden_size": 64, "name": "ü"}"#,
                          heartbeatIntervalMs: 500, heartbeatTimeoutMs: 3000)),
-        .heartbeat(Heartbeat(weightVersion: 9, tasksInProgress: [1, 2, UInt64.max])),
+        .heartbeat(Heartbeat(weightVersion: 9, tasksInProgress: [1, 2, UInt64.max], creditsOutstanding: 3)),
         .workRequest(WorkRequest(credits: 4)),
         .workItem(WorkItem(taskId: 77, promptId: "p-77", promptTokens: [1, 403, 407, 261, 378], groupSize: 8,
                            sampling: SamplingParams(temperature: 0.9, topP: 0.95, topK: 50, maxNewTokens: 512,

@@ -209,10 +209,16 @@ struct  Rlif__V1__Heartbeat
   uint64_t weight_version;
   size_t n_tasks_in_progress;
   uint64_t *tasks_in_progress;
+  /*
+   * / Actor -> learner only: credits this actor has asked for and not yet been answered on (WorkRequest credits
+   * / minus WorkItems / NoWork received). The learner reconciles its own count with it, so a WorkRequest or WorkItem
+   * / lost with a broken connection cannot leave both sides waiting (TaskLedger.reconcileCredits).
+   */
+  uint32_t credits_outstanding;
 };
 #define RLIF__V1__HEARTBEAT__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rlif__v1__heartbeat__descriptor) \
-    , 0, 0,NULL }
+    , 0, 0,NULL, 0 }
 
 
 /*
