@@ -125,6 +125,9 @@ struct LearnerRestartTests {
         defer { if sleeper.p.isRunning { kill(sleeper.p.processIdentifier, SIGCONT); kill(sleeper.p.processIdentifier, SIGKILL) } }
         #expect(sleeper.waitFor("model configured", seconds: 60), "\(sleeper.err.suffix(2000))")
         kill(sleeper.p.processIdentifier, SIGSTOP)
+        // The worker starts only once the sleeper is declared dead: three tiny steps can finish inside the
+        // heartbeat timeout, and then the case under test (a declared-dead actor) never happens.
+        #expect(learner.waitFor("actor sleeper missed its heartbeats: declared dead", seconds: 30), "\(learner.err.suffix(2000))")
         let worker = try Spawned(["actor", "--learner", bind, "--id", "worker", "--threads", "1"])
         defer { if worker.p.isRunning { kill(worker.p.processIdentifier, SIGKILL) } }
 
