@@ -191,6 +191,11 @@ public final class LearnerServer {
         try publish(version: UInt64(options.startStep) + 1)
         log.info("learner \(options.runId) (incarnation \(String(options.incarnation, radix: 16))) serving on \(options.bind); \(options.steps - options.startStep) steps to go")
         var finishedAt: UInt64?
+        // Resumed from a checkpoint, actors of the earlier incarnation may still be running (maybe never told the
+        // run was over: it was killed while telling them). They notice the silence after their heartbeat timeout
+        // and say hello again; a learner with nothing left to train waits that long for them before it exits.
+        let servingSince = nowMs
+        let reconnectWindowMs = options.startStep > 0 ? UInt64(options.heartbeatTimeoutMs) + 1000 : 0
         while true {
             openSteps()
             try pump(timeoutMs: 20)
@@ -206,12 +211,15 @@ public final class LearnerServer {
                 } else {
                     log.info("training finished at step \(completedSteps); telling actors")
                 }
+                if nowMs - servingSince < reconnectWindowMs {
+                    log.info("waiting \(String(format: "%.1f", Double(reconnectWindowMs - (nowMs - servingSince)) / 1000)) s for actors of the earlier incarnation to reconnect and be told")
+                }
                 if !departed.isEmpty {
                     log.info("also telling \(departed.keys.sorted().joined(separator: ", ")) (declared dead; if only suspended, they read it when they resume)")
                     for identity in departed.values { sendFinished(to: identity) }
                 }
             }
-            if let t = finishedAt {
+            if let t = finishedAt, nowMs - servingSince >= reconnectWindowMs {
                 // Actors leave the peer table when they say goodbye (or are declared dead).
                 if peers.isEmpty || nowMs - t > UInt64(options.shutdownGraceMs) {
                     summary.ledger = ledger.counts

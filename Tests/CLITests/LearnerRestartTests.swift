@@ -143,4 +143,36 @@ struct LearnerRestartTests {
         #expect(sleeperRC == 0, "suspended actor: rc \(sleeperRC)\n\(sleeper.err.suffix(3000))")
         #expect(sleeper.err.contains("learner: run finished"), "\(sleeper.err.suffix(3000))")
     }
+    /// CI's chaos failure of 2026-12-03: the learner was SIGKILLed just after its last step, before it told the
+    /// actors; resumed with nothing left to train, it exited at once, and the actors (which reconnect after their
+    /// heartbeat timeout) waited for a learner forever. Now a resumed learner waits the heartbeat timeout (+1 s)
+    /// for them; an actor that says hello in that window is told the run is over and leaves.
+    @Test func learnerResumedAfterTheLastStepTellsActorsThatReconnect() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        let port = Int.random(in: 20_000..<60_000)
+        let bind = "tcp://127.0.0.1:\(port)"
+        let learnerArgs = ["learner", "--bind", bind, "--output-dir", d.appendingPathComponent("run").path,
+                           "--set", "steps=2", "--set", "eval_every=0", "--set", "prompts_per_step=4",
+                           "--set", "group_size=4", "--set", "max_new_tokens=16", "--set", "heartbeat_interval_ms=200",
+                           "--set", "heartbeat_timeout_ms=3000", "--set", "tensorboard=false"]
+        let first = try Spawned(learnerArgs)
+        defer { if first.p.isRunning { kill(first.p.processIdentifier, SIGKILL) } }
+        let actor = try Spawned(["actor", "--learner", bind, "--id", "a1", "--threads", "1"])
+        defer { if actor.p.isRunning { kill(actor.p.processIdentifier, SIGKILL) } }
+        #expect(first.finish(seconds: 120) == 0, "\(first.err.suffix(2000))")
+        #expect(actor.finish(seconds: 30) == 0, "\(actor.err.suffix(2000))")
+
+        let second = try Spawned(learnerArgs + ["--resume"])
+        defer { if second.p.isRunning { kill(second.p.processIdentifier, SIGKILL) } }
+        #expect(second.waitFor("0 steps to go", seconds: 60), "\(second.err.suffix(2000))")
+        let late = try Spawned(["actor", "--learner", bind, "--id", "a2", "--threads", "1"])
+        defer { if late.p.isRunning { kill(late.p.processIdentifier, SIGKILL) } }
+        let lateRC = late.finish(seconds: 30)
+        #expect(lateRC == 0, "actor after the resumed learner started: rc \(lateRC)\n\(late.err.suffix(3000))")
+        #expect(late.err.contains("learner: run finished"), "\(late.err.suffix(3000))")
+        let rc = second.finish(seconds: 30)
+        #expect(rc == 0, "resumed learner: rc \(rc)\n\(second.err.suffix(3000))")
+        #expect(second.err.contains("actor a2 joined"), "\(second.err.suffix(3000))")
+    }
 }
