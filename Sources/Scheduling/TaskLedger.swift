@@ -281,14 +281,22 @@ public struct TaskLedger: Sendable {
     @discardableResult
     public mutating func reconcile(actorId: String, holding: [UInt64], now: UInt64, graceMs: UInt64) -> [UInt64] {
         guard let a = actors[actorId] else { return [] }
-        let held = Set(holding)
-        var lost: [UInt64] = []
-        for t in a.tasks where !held.contains(t) {
-            if case .inFlight(_, let since)? = tasks[t]?.state, now > since, now - since > graceMs { lost.append(t) }
-        }
-        lost.sort()
+        let lost = unheld(a, holding: holding, now: now, graceMs: graceMs).lost
         for t in lost { requeue(t) }
         return lost
+    }
+
+    /// The in-flight tasks of `a` that `holding` lacks, split by age: issued within `graceMs` of `now` they may
+    /// still be on their way to the actor (`inTransit`, a count); older ones are gone there (`lost`, sorted).
+    private func unheld(_ a: Actor, holding: [UInt64], now: UInt64, graceMs: UInt64) -> (inTransit: UInt32, lost: [UInt64]) {
+        let held = Set(holding)
+        var inTransit: UInt32 = 0
+        var lost: [UInt64] = []
+        for t in a.tasks where !held.contains(t) {
+            guard case .inFlight(_, let since)? = tasks[t]?.state else { continue }
+            if now > since, now - since > graceMs { lost.append(t) } else { inTransit += 1 }
+        }
+        return (inTransit, lost.sorted())
     }
 
     /// A Heartbeat also said how many credits the actor believes this learner holds for it (`outstanding`: asked
@@ -304,11 +312,7 @@ public struct TaskLedger: Sendable {
     public mutating func reconcileCredits(actorId: String, outstanding: UInt32, holding: [UInt64], now: UInt64,
                                           graceMs: UInt64) -> (before: UInt32, after: UInt32)? {
         guard let a = actors[actorId] else { return nil }
-        let held = Set(holding)
-        var inTransit: UInt32 = 0
-        for t in a.tasks where !held.contains(t) {
-            if case .inFlight(_, let since)? = tasks[t]?.state, now <= since || now - since <= graceMs { inTransit += 1 }
-        }
+        let inTransit = unheld(a, holding: holding, now: now, graceMs: graceMs).inTransit
         let want = outstanding > inTransit ? outstanding - inTransit : 0
         guard want != a.credits else { return nil }
         actors[actorId]!.credits = want
