@@ -272,11 +272,7 @@ public final class LearnerServer {
         guard !revoked.isEmpty else { return }
         for key in revoked {
             for actor in peerGuard.actors(of: key.z85) {
-                let requeued = ledger.goodbye(actorId: actor)
-                peers.removeValue(forKey: actor)
-                departed.removeValue(forKey: actor)
-                actorBoard.left(id: actor)
-                peerGuard.forget(actor: actor)
+                let requeued = forget(actor: actor)
                 log.warning("actor \(actor) cut off: its key \(before.label(key) ?? "?") \(key.short) was revoked; tasks \(requeued) re-issued")
             }
             // Its connections on the ROUTERs end now (a reconnect fails the handshake); anything still queued
@@ -301,12 +297,7 @@ public final class LearnerServer {
             let key = peerGuard.key(of: f.actorId)
             peerGuard.ban(actor: f.actorId)
             let victims = key.map { peerGuard.actors(of: $0) } ?? [f.actorId]
-            for a in Set(victims + [f.actorId]) {
-                ledger.goodbye(actorId: a)
-                peers.removeValue(forKey: a)
-                departed.removeValue(forKey: a)
-                actorBoard.left(id: a)
-            }
+            for a in Set(victims + [f.actorId]) { forget(actor: a, keepGuard: true) }
             if let key { for fd in peerGuard.connections(of: key) { ZMQSocket.cutConnection(fd: fd) } }
         }
         if !flagged.isEmpty { dispatchAll() }
@@ -498,16 +489,25 @@ public final class LearnerServer {
             taskFailed(f, actor: peer)
         case .goodbye(let b):
             log.info("actor \(peer) left: \(b.reason)")
-            departed.removeValue(forKey: peer)
-            actorBoard.left(id: peer)
-            let requeued = ledger.goodbye(actorId: peer)
+            let requeued = forget(actor: peer)
             if !requeued.isEmpty { log.info("tasks \(requeued) of \(peer) re-issued") }
-            peers.removeValue(forKey: peer)
-            peerGuard.forget(actor: peer)
             dispatchAll()
         default:
             refuse(identity, work, "unexpected \(env.body.fieldName) from '\(peer)' on the work socket", .malformed, field: env.body.fieldName)
         }
+    }
+
+    /// An actor leaves this learner's tables (goodbye, revoked key, ban, declared dead): its in-flight tasks are
+    /// re-queued (returned) and it is no longer told the run is over. A banned actor stays known to `peerGuard`
+    /// (`keepGuard`), or its ban would be forgotten with it.
+    @discardableResult
+    private func forget(actor: String, keepGuard: Bool = false) -> [UInt64] {
+        let requeued = ledger.goodbye(actorId: actor)
+        peers.removeValue(forKey: actor)
+        departed.removeValue(forKey: actor)
+        actorBoard.left(id: actor)
+        if !keepGuard { peerGuard.forget(actor: actor) }
+        return requeued
     }
 
     /// Tells an actor the run is over. The heartbeat before it carries the final version, so the actor fetches
@@ -709,10 +709,10 @@ public final class LearnerServer {
         let expiry = ledger.expire(now: now)
         for name in expiry.deadActors {
             log.warning("actor \(name) missed its heartbeats: declared dead")
-            if let p = peers[name] { departed[name] = p.identity }
-            actorBoard.left(id: name)
-            peers.removeValue(forKey: name)
-            peerGuard.forget(actor: name)
+            let identity = peers[name]?.identity
+            forget(actor: name)  // the ledger has already re-queued its tasks
+            // If only suspended, it reads the finish notice when it resumes.
+            if let identity { departed[name] = identity }
         }
         if !expiry.reissued.isEmpty {
             log.info("tasks \(expiry.reissued) re-issued")
