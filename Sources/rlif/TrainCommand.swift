@@ -27,7 +27,7 @@ struct Train: ParsableCommand {
     var overwrite = false
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: String?
     @Flag(help: "End with a JSON summary on stdout (step lines go to stderr).") var json = false
-    @Option(help: "Local mode: the learner serves Prometheus metrics at http://HOST:PORT/metrics.") var metricsAddr: String?
+    @Option(help: "Local mode: the learner serves Prometheus metrics at http://HOST:PORT/metrics, actor i at PORT+i (PORT 0: each picks a free port and logs it).") var metricsAddr: String?
 
     func validate() throws {
         try LogSetup.validate(logLevel)
@@ -49,6 +49,9 @@ struct Train: ParsableCommand {
         var c = try RunSetup.config(path: config, sets: sets, outputDir: outputDir)
         if let a = actors { c.actors = a }
         try c.validate(source: "--actors")
+        if let m = metricsAddr, case let port = Int(try MetricsEndpoint.parse(m).port), port > 0, port + c.actors > Int(UInt16.max) {
+            throw ValidationError("--metrics-addr \(m): the \(c.actors) actors serve at PORT+1…PORT+\(c.actors), past 65535; pick a lower port")
+        }
         // Before any model is loaded: never overwrite a run silently, never "resume" from nothing.
         let start = try RunDirectory.prepare(output: URL(fileURLWithPath: c.outputDir), resume: resume, overwrite: overwrite)
         let fixed = RunSetup.userKeys(path: config, sets: sets)
@@ -101,7 +104,7 @@ struct LocalMode {
     var learnerRanks = 1
     /// `--json`: step lines to stderr, a summary on stdout at the end.
     var json = false
-    /// `--metrics-addr`, passed to the learner.
+    /// `--metrics-addr`: the learner serves at it, actor i at its port + i (all at port 0 when it is 0).
     var metricsAddr: String? = nil
 
     func run() throws {
@@ -170,6 +173,9 @@ struct LocalMode {
             if !userKeys.contains("actor_batch_sequences") { a.append("--batch-sequences-adjustable") }
             if config.baseWeights != .f32 { a += ["--base-weights", config.baseWeights.rawValue] }
             if let l = logLevel { a += ["--log-level", l] }
+            if let m = metricsAddr, let (host, port) = try? MetricsEndpoint.parse(m) {
+                a += ["--metrics-addr", "\(host):\(port == 0 ? 0 : Int(port) + i + 1)"]
+            }
             actors.append(try ChildProcess.spawn(exe, a, name: "actor-\(i + 1)", env: ["OPENBLAS_NUM_THREADS": "\(per)", Self.childMarker: "1"],
                                                  stdout: toConsole, stderr: logLine))
         }

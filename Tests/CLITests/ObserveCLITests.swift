@@ -88,6 +88,24 @@ struct ObserveCLITests {
         #expect(single.status == 64 && single.err.contains("no learner"))
     }
 
+    /// Local mode: the learner serves /metrics at the given port and actor i at port + i (issue 17: "learner and
+    /// actors serve /metrics"; before, local mode passed the address to the learner only).
+    @Test func localModeActorsServeMetricsOnTheNextPorts() throws {
+        let dir = try Fixtures.temporaryDirectory("rlif-cli-local-metrics")
+        defer { try? FileManager.default.removeItem(at: dir) }
+        let port = Int.random(in: 20_000..<60_000)
+        let r = try CLI.run(["train", "--actors", "2", "--output-dir", dir.path, "--metrics-addr", "127.0.0.1:\(port)",
+                             "--set", "steps=2", "--set", "eval_every=0", "--set", "max_new_tokens=8"], timeout: 300)
+        #expect(r.status == 0, "\(r.err.suffix(3000))")
+        let text = r.out + r.err
+        for (who, p) in [("learner", port), ("actor-1", port + 1), ("actor-2", port + 2)] {
+            #expect(text.contains(try Regex("\\b\(who)\\b.*metrics on http://127\\.0\\.0\\.1:\(p)/metrics")), "\(who) at \(p): \(text.suffix(3000))")
+        }
+        let high = try CLI.run(["train", "--actors", "2", "--output-dir", dir.appendingPathComponent("high").path,
+                                "--metrics-addr", "127.0.0.1:65534"])
+        #expect(high.status == 64 && high.err.contains("past 65535"), "\(high.err)")
+    }
+
     @Test func statusWithoutALearnerFailsNamingTheEndpoint() throws {
         let r = try CLI.run(["status", "--learner", "ipc:///tmp/rlif-no-learner-\(getpid())", "--timeout", "0.3"])
         #expect(r.status != 0)
