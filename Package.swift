@@ -74,7 +74,7 @@ let package = Package(
         .target(name: "Wire", dependencies: ["CRlifProto", "CZlib", "Shared"]),
         .target(name: "Transport", dependencies: ["CZeroMQ", "Shared"]),
         // The learner's task/actor bookkeeping (credits, deadlines, re-issue, dedupe) as pure logic over Wire types.
-        .target(name: "Scheduling", dependencies: ["Wire"]),
+        .target(name: "Scheduling", dependencies: ["Wire", "Shared"]),
         // The two processes: an actor (sampling worker) and the learner (dispatcher + GRPO trainer).
         .target(name: "Actor", dependencies: ["Wire", "Transport", "Scheduling", "Model", "Sampling", "Kernels",
                                               .product(name: "Logging", package: "swift-log")], swiftSettings: native),

@@ -1,3 +1,5 @@
+import Shared
+
 /// Milliseconds on the monotonic clock (`ContinuousClock`) since the clock was made: the one time base of the
 /// learner's and actors' liveness and timeout logic (never the wall clock, which can jump). The pure state
 /// machines (`TaskLedger`, `StepPipeline`'s callers, the actor's `WeightSync` and `LearnerLink`) take `now` in these
@@ -6,8 +8,7 @@ public struct MonotonicClock: Sendable {
     private let epoch = ContinuousClock.now
     public init() {}
     public var nowMs: UInt64 {
-        let d = ContinuousClock.now - epoch
-        return UInt64(d.components.seconds) * 1000 + UInt64(d.components.attoseconds / 1_000_000_000_000_000)
+        UInt64((ContinuousClock.now - epoch).wholeMilliseconds)
     }
 }
 
