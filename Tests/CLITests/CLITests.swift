@@ -2,60 +2,8 @@ import Foundation
 import Testing
 import TestSupport
 
-/// The `rlif` executable as a user runs it: exit codes, signals and the errors of the command line (issue 15).
-/// Uses the release binary that `scripts/test` builds (`.build/release/rlif`, or `$RLIF_BIN`); skips without it.
-enum CLI {
-    static let binary: URL? = {
-        let env = ProcessInfo.processInfo.environment["RLIF_BIN"]
-        let candidates = [env].compactMap { $0 }.map(URL.init(fileURLWithPath:))
-            + [Fixtures.repoRoot.appendingPathComponent(".build/release/rlif")]
-        return candidates.first { FileManager.default.isExecutableFile(atPath: $0.path) }
-    }()
-
-    struct Result { var status: Int32; var out: String; var err: String }
-
-    /// Runs rlif with `args`; `interrupt` is called with the process once its stdout has printed `whenOut`.
-    static func run(_ args: [String], interruptWith sig: Int32? = nil, whenOut marker: String = "",
-                    timeout: TimeInterval = 120) throws -> Result {
-        let p = Process()
-        p.executableURL = binary!
-        p.arguments = args
-        var env = ProcessInfo.processInfo.environment
-        env["OPENBLAS_NUM_THREADS"] = "1"
-        p.environment = env
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        let lock = NSLock()
-        nonisolated(unsafe) var outData = Data(), errData = Data()
-        nonisolated(unsafe) var signalled = false
-        out.fileHandleForReading.readabilityHandler = { h in
-            let d = h.availableData
-            lock.lock(); defer { lock.unlock() }
-            outData.append(d)
-            if let sig, !signalled, !marker.isEmpty, String(decoding: outData, as: UTF8.self).contains(marker) {
-                signalled = true
-                kill(p.processIdentifier, sig)
-            }
-            if d.isEmpty { h.readabilityHandler = nil }
-        }
-        err.fileHandleForReading.readabilityHandler = { h in
-            let d = h.availableData
-            lock.lock(); errData.append(d); lock.unlock()
-            if d.isEmpty { h.readabilityHandler = nil }
-        }
-        try p.run()
-        let deadline = Date().addingTimeInterval(timeout)
-        while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
-        Thread.sleep(forTimeInterval: 0.1)
-        lock.lock(); defer { lock.unlock() }
-        return Result(status: p.terminationStatus, out: String(decoding: outData, as: UTF8.self),
-                      err: String(decoding: errData, as: UTF8.self))
-    }
-}
-
+/// The `rlif` executable as a user runs it: exit codes, signals and the errors of the command line (issue 15),
+/// through `CLI` (TestSupport).
 @Suite(.serialized, .enabled(if: CLI.binary != nil, "needs the release rlif binary (swift build -c release, or RLIF_BIN)"))
 struct CLITests {
     /// Before: Ctrl-C in a single-process run was ignored (all steps ran, rc 0).

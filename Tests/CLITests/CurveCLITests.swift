@@ -41,17 +41,10 @@ struct CurveCLITests {
         defer { try? FileManager.default.removeItem(at: d) }
         let tmp = d.appendingPathComponent("tmp")
         try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
-        let p = Process()
-        p.executableURL = CLI.binary!
-        p.arguments = ["train", "--actors", "1", "--output-dir", d.appendingPathComponent("out").path, "--set", "steps=3",
-                       "--set", "prompts_per_step=2", "--set", "group_size=2", "--set", "max_new_tokens=8", "--set", "eval_every=0"]
-        var env = ProcessInfo.processInfo.environment
-        env["TMPDIR"] = tmp.path  // where the supervisor makes its socket directory
-        env["OPENBLAS_NUM_THREADS"] = "1"
-        p.environment = env
-        p.standardOutput = FileHandle.nullDevice
-        p.standardError = FileHandle.nullDevice
-        try p.run()
+        let s = try Spawned(["train", "--actors", "1", "--output-dir", d.appendingPathComponent("out").path, "--set", "steps=3",
+                             "--set", "prompts_per_step=2", "--set", "group_size=2", "--set", "max_new_tokens=8", "--set", "eval_every=0"],
+                            env: ["TMPDIR": tmp.path])  // where the supervisor makes its socket directory
+        let p = s.p
         var seen: [String: Int] = [:]
         while p.isRunning {
             for name in (try? FileManager.default.contentsOfDirectory(atPath: tmp.path)) ?? [] where name.hasPrefix("rlif-") {

@@ -7,57 +7,6 @@ import TestSupport
 /// the actor's weights) rejected one group, then nothing happened and nothing was logged until SIGINT.
 @Suite(.serialized, .enabled(if: CLI.binary != nil, "needs the release rlif binary (swift build -c release, or RLIF_BIN)"))
 struct LearnerRestartTests {
-    /// A process whose stdout and stderr are collected; `waitFor` polls them.
-    final class Spawned: @unchecked Sendable {  // out/err guarded by lock
-        let p = Process()
-        private let lock = NSLock()
-        private var outData = Data(), errData = Data()
-
-        init(_ args: [String], env extra: [String: String] = [:]) throws {
-            p.executableURL = CLI.binary!
-            p.arguments = args
-            var env = ProcessInfo.processInfo.environment
-            env["OPENBLAS_NUM_THREADS"] = "1"
-            for (k, v) in extra { env[k] = v }
-            p.environment = env
-            let out = Pipe(), err = Pipe()
-            p.standardOutput = out
-            p.standardError = err
-            for (pipe, isOut) in [(out, true), (err, false)] {
-                pipe.fileHandleForReading.readabilityHandler = { [self] h in
-                    let d = h.availableData
-                    if d.isEmpty { h.readabilityHandler = nil; return }
-                    lock.lock(); if isOut { outData.append(d) } else { errData.append(d) }; lock.unlock()
-                }
-            }
-            try p.run()
-        }
-
-        var out: String { lock.lock(); defer { lock.unlock() }; return String(decoding: outData, as: UTF8.self) }
-        var err: String { lock.lock(); defer { lock.unlock() }; return String(decoding: errData, as: UTF8.self) }
-
-        /// Polls until `marker` is in stdout+stderr (true) or the process ended / the time is up (false).
-        func waitFor(_ marker: String, seconds: Double) -> Bool {
-            let deadline = Date().addingTimeInterval(seconds)
-            while Date() < deadline {
-                if (out + err).contains(marker) { return true }
-                if !p.isRunning { return (out + err).contains(marker) }
-                Thread.sleep(forTimeInterval: 0.05)
-            }
-            return false
-        }
-
-        /// Waits for the exit (SIGKILL after `seconds`); returns the status (128 + signal when signalled).
-        func finish(seconds: Double) -> Int32 {
-            let deadline = Date().addingTimeInterval(seconds)
-            while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
-            if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-            p.waitUntilExit()
-            Thread.sleep(forTimeInterval: 0.1)
-            return p.terminationReason == .uncaughtSignal ? 128 + p.terminationStatus : p.terminationStatus
-        }
-    }
-
     /// Training rows' "step" values of metrics.jsonl (eval rows have "kind": "eval").
     static func trainingSteps(_ metrics: URL) throws -> [Int] {
         try String(contentsOf: metrics, encoding: .utf8).split(separator: "\n").compactMap { line in

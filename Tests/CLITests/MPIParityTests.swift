@@ -141,21 +141,12 @@ struct MPIWeightCheckTests {
             ["-np", "1", CLI.binary!.path, "learner", "--bind", "ipc://\(dir.path)/l", "--output-dir", dir.appendingPathComponent("run").path,
              "--set", "lora.rank=4", "--set", "seed=\(seed)", "--set", "eval_every=0"]
         }
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: MPITools.mpirun!)
-        p.arguments = ["--oversubscribe", "--bind-to", "none", "--mca", "btl_vader_single_copy_mechanism", "none"]
-            + (getuid() == 0 ? ["--allow-run-as-root"] : [])
-            + rank(seed: 1) + [":"] + rank(seed: 2)
-        var env = ProcessInfo.processInfo.environment
-        env["OPENBLAS_NUM_THREADS"] = "1"
-        p.environment = env
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus != 0)
+        let p = try Spawned(["--oversubscribe", "--bind-to", "none", "--mca", "btl_vader_single_copy_mechanism", "none"]
+                            + (getuid() == 0 ? ["--allow-run-as-root"] : []) + rank(seed: 1) + [":"] + rank(seed: 2),
+                            executable: URL(fileURLWithPath: MPITools.mpirun!))
+        let status = p.finish(seconds: 300)
+        let text = p.err
+        #expect(status != 0)
         #expect(text.contains("weights differ between learner ranks after 0 steps"), "\(text.suffix(2000))")
         let metrics = try? String(contentsOf: dir.appendingPathComponent("run/metrics.jsonl"), encoding: .utf8)
         #expect(metrics?.isEmpty ?? true, "no step may have been trained")
@@ -169,20 +160,10 @@ struct MPIMissingTests {
     @Test func learnerUnderALauncherWithoutMPINamesTheLibrary() throws {
         let dir = try Fixtures.temporaryDirectory("rlif-nompi")
         defer { try? FileManager.default.removeItem(at: dir) }
-        let p = Process()
-        p.executableURL = CLI.binary!
-        p.arguments = ["learner", "--bind", "ipc://\(dir.path)/l", "--output-dir", dir.appendingPathComponent("run").path]
-        var env = ProcessInfo.processInfo.environment
-        env["OMPI_COMM_WORLD_SIZE"] = "2"
-        env["RLIF_MPI_LIBRARY"] = dir.appendingPathComponent("no-libmpi.so").path
-        p.environment = env
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
-        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus != 0)
+        let r = try CLI.run(["learner", "--bind", "ipc://\(dir.path)/l", "--output-dir", dir.appendingPathComponent("run").path],
+                            env: ["OMPI_COMM_WORLD_SIZE": "2", "RLIF_MPI_LIBRARY": dir.appendingPathComponent("no-libmpi.so").path])
+        let text = r.err
+        #expect(r.status != 0)
         #expect(text.contains("started by mpirun with 2 ranks, but MPI is not usable: cannot load Open MPI"), "\(text)")
         #expect(text.contains("no-libmpi.so"))
         #expect(!FileManager.default.fileExists(atPath: dir.appendingPathComponent("run").path), "nothing may be written")

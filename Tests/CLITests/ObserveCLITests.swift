@@ -34,26 +34,13 @@ struct ObserveCLITests {
         let dir = try Fixtures.temporaryDirectory("rlif-cli-status")
         defer { try? FileManager.default.removeItem(at: dir) }
         let base = "ipc://\(dir.path)/l"
-        let p = Process()
-        p.executableURL = CLI.binary!
-        p.arguments = ["learner", "--bind", base, "--output-dir", dir.appendingPathComponent("out").path,
-                       "--set", "steps=5", "--set", "eval_every=0", "--metrics-addr", "127.0.0.1:0"]
-        var env = ProcessInfo.processInfo.environment
-        env["OPENBLAS_NUM_THREADS"] = "1"
-        p.environment = env
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = FileHandle.nullDevice
-        try p.run()
+        let learner = try Spawned(["learner", "--bind", base, "--output-dir", dir.appendingPathComponent("out").path,
+                                   "--set", "steps=5", "--set", "eval_every=0", "--metrics-addr", "127.0.0.1:0"])
+        let p = learner.p
         defer { if p.isRunning { kill(p.processIdentifier, SIGKILL) } }
         // The learner names the port the kernel chose; it serves once it says "serving on".
-        var text = ""
-        let deadline = Date().addingTimeInterval(120)
-        while Date() < deadline && !text.contains("serving on") {
-            let d = err.fileHandleForReading.availableData
-            if d.isEmpty { break }
-            text += String(decoding: d, as: UTF8.self)
-        }
+        _ = learner.waitFor("serving on", seconds: 120)
+        let text = learner.err
         let m = try #require(text.firstMatch(of: /metrics on http:\/\/127\.0\.0\.1:(\d+)\/metrics/), "\(text)")
         let port = try #require(UInt16(m.1))
 

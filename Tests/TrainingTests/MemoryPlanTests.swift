@@ -175,24 +175,14 @@ import TestSupport
     /// `rlif train --single-process` with a budget the embedded default cannot fit in even at its smallest
     /// settings: refused with the plan's error before the model is loaded — no metrics.jsonl, no step.
     @Test func aRunThatCannotFitIsRefusedBeforeSampling() throws {
-        let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().deletingLastPathComponent().appendingPathComponent("rlif")
-        try #require(FileManager.default.isExecutableFile(atPath: exe.path), "the rlif executable must be built next to the tests (\(exe.path))")
+        try #require(CLI.binary != nil, "the rlif executable must be built (swift build -c release, or RLIF_BIN)")
         let out = try Fixtures.temporaryDirectory("rlif-plan-refuse")
         defer { try? FileManager.default.removeItem(at: out) }
-        let p = Process()
-        p.executableURL = exe
-        p.arguments = ["train", "--single-process", "--output-dir", out.path, "--set", "steps=1"]
-        var env = ProcessInfo.processInfo.environment
-        env["RLIF_MEMORY_BUDGET"] = "100M"
-        p.environment = env
-        let err = Pipe()
-        p.standardError = err
-        p.standardOutput = Pipe()
         let t0 = Date()
-        try p.run()
-        let text = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        p.waitUntilExit()
-        #expect(p.terminationStatus != 0)
+        let r = try CLI.run(["train", "--single-process", "--output-dir", out.path, "--set", "steps=1"],
+                            env: ["RLIF_MEMORY_BUDGET": "100M"], timeout: 60)
+        let text = r.err
+        #expect(r.status != 0)
         #expect(text.contains("does not fit in 0.10 GiB") && text.contains("largest:"), "\(text)")
         #expect(text.contains("memory plan (train --single-process"), "the plan is printed first: \(text)")
         #expect(!FileManager.default.fileExists(atPath: out.appendingPathComponent("metrics.jsonl").path), "it started the run")
