@@ -132,6 +132,8 @@ public final class LearnerServer {
     private struct Peer {
         var identity: [UInt8]
         var lastHeartbeatSent: UInt64?  // monotonic ms (`clock`)
+        /// In a LoRA run: gets the frozen base once and adapter-only versions (it said Hello.applies_adapters).
+        var appliesAdapters = false
     }
     private var peers: [String: Peer] = [:]
     /// Actors declared dead (missed heartbeats) that have not said hello or goodbye since: the routing identity of
@@ -153,7 +155,14 @@ public final class LearnerServer {
     var actorBoard = ActorBoard()
     var stepBoard = StepBoard()
     var lastStatusPublished = Date.distantPast
-    private var snapshots: [UInt64: WeightSnapshot] = [:]
+    /// The versions served: the current one and the previous one (an actor mid-fetch of it may finish).
+    private var versions: [UInt64: ServedVersion] = [:]
+    /// With LoRA: the adapters' layout (Welcome.lora) and the frozen base per dtype asked for, built at the first
+    /// request and kept for the run (the base never changes).
+    private let adapterLayout: AdapterLayout?
+    private var frozenBase: [DType: WeightSnapshot] = [:]
+    /// Merged full snapshots are built with each version only while an actor that needs them is connected.
+    private var mergedWanted: Bool { adapterLayout == nil || peers.values.contains { !$0.appliesAdapters } }
     private var lastNoticeSent: UInt64?
     var completedSteps: Int { pipeline.completedSteps }
     private let trainer = TrainerThread()
@@ -179,6 +188,7 @@ public final class LearnerServer {
         context = try ZMQContext()
         peerGuard = PeerGuard(limits: options.limits, curve: options.curve != nil)
         groupCheck = GroupCheck(vocabSize: compute.vocabSize)
+        adapterLayout = compute.adapterLayout
     }
 
     /// Set from any thread (e.g. a SIGINT/SIGTERM handler): finish the current step, tell actors to stop.
@@ -431,12 +441,15 @@ public final class LearnerServer {
             if !requeued.isEmpty { log.info("actor \(peer) restarted: tasks \(requeued) re-issued") }
             // A repeated Hello of the same process (queued while this learner was not yet bound) is said once.
             let again = peers[peer] != nil && actorBoard.pid(of: peer) == h.pid
-            peers[peer] = Peer(identity: identity)
+            let adapters = adapterLayout != nil && h.appliesAdapters
+            peers[peer] = Peer(identity: identity, appliesAdapters: adapters)
             actorBoard.hello(id: peer, host: h.hostname, pid: h.pid, version: h.weightVersion, now: now)
-            log.log(level: again ? .debug : .info, "actor \(peer) joined (host \(h.hostname), pid \(h.pid), batch \(h.maxBatchSequences), weights v\(h.weightVersion)\(keyNote(key)))")
+            let weightsNote = adapterLayout == nil ? "" : adapters ? ", LoRA: frozen base + adapter versions" : ", LoRA: merged full versions (does not apply adapters)"
+            log.log(level: again ? .debug : .info, "actor \(peer) joined (host \(h.hostname), pid \(h.pid), batch \(h.maxBatchSequences), weights v\(h.weightVersion)\(weightsNote)\(keyNote(key)))")
             send(work, to: identity, .welcome(Welcome(
                 runId: options.runId, currentWeightVersion: version, modelConfigJson: compute.modelConfigJSON,
-                heartbeatIntervalMs: UInt32(options.heartbeatIntervalMs), heartbeatTimeoutMs: UInt32(options.heartbeatTimeoutMs))))
+                heartbeatIntervalMs: UInt32(options.heartbeatIntervalMs), heartbeatTimeoutMs: UInt32(options.heartbeatTimeoutMs),
+                lora: adapters ? adapterLayout?.spec : nil)))
             return
         }
         if case .statusRequest = env.body { return send(work, to: identity, statusReply()) }
@@ -602,6 +615,7 @@ public final class LearnerServer {
         let doCheckpoint = options.checkpointEvery > 0 && (s + 1) % options.checkpointEvery == 0 || s + 1 == options.steps
         let dtype = options.weightDType, chunk = options.chunkBytes
         let nextVersion = UInt64(s) + 2
+        let merged = mergedWanted
         // Which prompts of the schedule this step trained (and gave up on): one step of the run's history, so a
         // resumed or chaotic run can be checked for prompts trained twice or never (scripts/chaos).
         let indices = groups.map(\.promptIndex)
@@ -616,7 +630,7 @@ public final class LearnerServer {
             }
             // Taken here, on the training thread that wrote them, before the next step can start.
             let flagged = compute.takeFlaggedGroups()
-            let snap = try compute.snapshot(version: nextVersion, dtype: dtype, chunkBytes: chunk)
+            let snap = try ServedVersion.build(compute, version: nextVersion, dtype: dtype, chunkBytes: chunk, merged: merged)
             if doCheckpoint { try compute.checkpoint(completedSteps: s + 1, cursor: cursor) }
             return (metrics, snap, flagged)
         }
@@ -641,22 +655,25 @@ public final class LearnerServer {
     // MARK: Weights (Clone pattern server)
 
     private func publish(version v: UInt64) throws {
-        install(try compute.snapshot(version: v, dtype: options.weightDType, chunkBytes: options.chunkBytes))
+        install(try ServedVersion.build(compute, version: v, dtype: options.weightDType, chunkBytes: options.chunkBytes,
+                                        merged: mergedWanted))
     }
 
-    private func install(_ snap: WeightSnapshot) {
-        snapshots[snap.version] = snap
+    private func install(_ served: ServedVersion) {
+        versions[served.version] = served
         // Keep the current and the previous version: an actor mid-fetch of the previous one may finish it.
-        for v in snapshots.keys where v + 1 < snap.version { snapshots[v] = nil }
-        version = snap.version
-        summary.publishedAt[snap.version] = Date()
+        for v in versions.keys where v + 1 < served.version { versions[v] = nil }
+        version = served.version
+        summary.publishedAt[served.version] = Date()
         sendNotice()
-        log.debug("weights v\(snap.version) published (\(snap.totalBytes) bytes in \(snap.nChunks) chunks)")
+        let sizes = [served.adapterSnapshot.map { "adapters \($0.totalBytes) bytes in \($0.nChunks) chunks" },
+                     served.full.map { "\(served.adapters == nil ? "" : "merged ")\($0.totalBytes) bytes in \($0.nChunks) chunks" }]
+        log.debug("weights v\(served.version) published (\(sizes.compactMap { $0 }.joined(separator: "; ")))")
     }
 
     private func sendNotice() {
-        guard let snap = snapshots[version], noticesRebindAt == nil else { return }
-        do { _ = try notices.send(frames: [WireCodec.encode(.stamped(sender: "learner", .weightNotice(snap.notice), incarnation: options.incarnation))], dontWait: true) } catch {
+        guard let served = versions[version], noticesRebindAt == nil else { return }
+        do { _ = try notices.send(frames: [WireCodec.encode(.stamped(sender: "learner", .weightNotice(served.notice), incarnation: options.incarnation))], dontWait: true) } catch {
             log.warning("notice v\(version) not sent: \(error)")
         }
         lastNoticeSent = nowMs
@@ -675,10 +692,19 @@ public final class LearnerServer {
             return
         }
         let v = r.version == 0 ? version : r.version
-        guard let snap = snapshots[v] else {
-            send(weights, to: identity, .error(ErrorMessage(code: .unknownVersion,
-                message: "version \(v) is not served (current \(version))", field: "snapshot_request.version")))
-            return
+        let snap: WeightSnapshot
+        do {
+            switch try snapshot(for: r, version: v, peer: peer) {
+            case .snapshot(let s): snap = s
+            case .notServed:
+                send(weights, to: identity, .error(ErrorMessage(code: .unknownVersion,
+                    message: "version \(v) is not served (current \(version))", field: "snapshot_request.version")))
+                return
+            case .refused(let e): return replyError(identity, weights, e)
+            }
+        } catch {
+            log.error("weights for \(peer) (\(r.kind) v\(v)) not built: \(error)")
+            return replyError(identity, weights, ErrorMessage(code: .internal, message: "\(error)", field: "snapshot_request"))
         }
         let first = Int(r.firstChunk)
         let last = min(snap.nChunks, first + Int(min(r.credits, 64)))
@@ -699,6 +725,42 @@ public final class LearnerServer {
                 log.warning("chunk \(i) of v\(v) to \(peer) not sent: \(error)")
             }
         }
+    }
+
+    /// The snapshot a request asks for: the frozen base, a version's adapters, or a version's full weights (with
+    /// LoRA: merged, built now if no actor needed them when the version was published); nil = version not served.
+    /// Refuses a request this run cannot answer (adapters or base without LoRA); throws when building fails.
+    private func snapshot(for r: SnapshotRequest, version v: UInt64, peer: String) throws -> SnapshotLookup {
+        switch r.kind {
+        case .frozenBase, .adapter:
+            guard adapterLayout != nil else {
+                return .refused(ErrorMessage(code: .malformed, message: "this run trains no LoRA adapters: there is no \(r.kind) snapshot",
+                                             field: r.kind == .adapter ? "snapshot_request.adapter" : "snapshot_request.frozen_base"))
+            }
+            guard r.kind == .frozenBase else { return versions[v]?.adapterSnapshot.map { .snapshot($0) } ?? .notServed }
+            let dtype = r.dtype == .unspecified ? options.weightDType : r.dtype
+            if let b = frozenBase[dtype] { return .snapshot(b) }
+            // Once per dtype for the whole run (a copy of the base: ~2 GB F32 for a 0.5B model, on this thread).
+            let b = try compute.frozenBaseSnapshot(dtype: dtype, chunkBytes: options.chunkBytes)
+            frozenBase[dtype] = b
+            log.info("frozen base built for actors that apply adapters: \(b.totalBytes) bytes \(dtype) in \(b.nChunks) chunks")
+            return .snapshot(b)
+        case .full:
+            guard let served = versions[v] else { return .notServed }
+            if let f = served.full { return .snapshot(f) }
+            guard let a = served.adapters else { return .notServed }
+            // An actor that does not apply adapters joined after this version was published without a merged copy.
+            let f = try compute.mergedSnapshot(a, dtype: options.weightDType, chunkBytes: options.chunkBytes)
+            versions[v]?.full = f
+            log.info("merged weights v\(v) built for \(peer), which does not apply adapters")
+            return .snapshot(f)
+        }
+    }
+
+    private enum SnapshotLookup {
+        case snapshot(WeightSnapshot)
+        case notServed
+        case refused(ErrorMessage)
     }
 
     // MARK: Timers
@@ -764,7 +826,7 @@ public final class RequestFlag: @unchecked Sendable {  // guarded by `lock`
 
 /// Runs submitted jobs one at a time on a dedicated thread; the network loop polls for the result.
 final class TrainerThread: @unchecked Sendable {  // all state behind `cond`
-    typealias Output = (StepResult, WeightSnapshot, [FlaggedGroup])
+    typealias Output = (StepResult, ServedVersion, [FlaggedGroup])
     private let cond = NSCondition()
     private var job: (() throws -> Output)?
     private var result: Result<Output, Error>?
