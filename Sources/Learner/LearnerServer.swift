@@ -108,6 +108,8 @@ public final class LearnerServer {
     public var onStep: ((StepResult) -> Void)?
     /// Called with (task id, actor id) whenever a task is handed out (logs, tests).
     public var onAssign: ((UInt64, String) -> Void)?
+    /// Called with every group accepted for training, on the learner's network thread (tests).
+    public var onGroup: ((RolloutGroup) -> Void)?
     /// Called about once a second with the learner's status (e.g. to update Prometheus gauges).
     public var onStatus: ((LearnerStatus) -> Void)?
     /// Returns the data cursor to store in a checkpoint after `completedSteps`.
@@ -578,6 +580,7 @@ public final class LearnerServer {
             actorBoard.accepted(id: g.actorId, version: g.weightVersion, tokens: Int(g.timings.generatedTokens),
                                 decodeMs: Double(g.timings.decodeMs + g.timings.prefillMs), now: nowMs)
             pipeline.accepted(g)
+            onGroup?(g)
         case .duplicate:
             limitedLog(.info, "\(g.actorId): \(ack.detail); dropped")
         default:
