@@ -313,7 +313,10 @@ public final class ActorClient {
                 if let l = w.lora {
                     log.info("LoRA run (rank \(l.rank), alpha \(l.alpha), \(l.targetModules.joined(separator: ","))): fetching the frozen base once, then adapter-only versions")
                 }
-                send(weightSync.configure(mode: w.lora == nil ? .full : .adapters(baseDType: engine.frozenBaseDType), now: now))
+                // The base in the learner's weight dtype (unspecified): the values a merged full version would carry.
+                // Not BF16 for a BF16-holding engine: that would round the F32 norms and biases too (they stay F32
+                // in a BF16 model), and the actor would sample with another model than the learner's.
+                send(weightSync.configure(mode: w.lora == nil ? .full : .adapters(baseDType: .unspecified), now: now))
             }
             noteVersion(w.currentWeightVersion)
             // Groups finished while disconnected go out again now (same incarnation: a restart dropped them).

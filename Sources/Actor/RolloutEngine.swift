@@ -1,14 +1,11 @@
 import Wire
 
 /// The compute half of an actor: holds a model, swaps weights, samples groups. Runs on the actor's worker
-/// thread only (never concurrently with itself), except the two capability properties, which must be constants.
+/// thread only (never concurrently with itself), except `appliesAdapters`, which must be a constant.
 public protocol RolloutEngine: AnyObject {
     /// Whether the engine can sample with a frozen base + LoRA adapters (said in Hello: in a LoRA run the learner
     /// then sends the base once and adapter-only versions).
     var appliesAdapters: Bool { get }
-    /// The dtype to fetch the frozen base in (BF16 when the engine holds its base as BF16: the same values, half
-    /// the bytes).
-    var frozenBaseDType: DType { get }
     /// (Re)builds the model for an HF `config.json` (from the learner's Welcome), with LoRA adapters attached and
     /// enabled when `adapters` is given (zero until an adapter snapshot arrives). Weights follow separately.
     func configure(modelConfigJSON: String, adapters: AdapterSpec?) throws

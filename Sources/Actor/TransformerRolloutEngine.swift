@@ -23,7 +23,6 @@ public final class TransformerRolloutEngine: RolloutEngine {
     /// Whether Hello says this actor applies adapters (`rlif actor --merged-weights` turns it off: the learner then
     /// sends merged full versions, as to actors from before adapter-only versions).
     public let appliesAdapters: Bool
-    public var frozenBaseDType: DType { baseWeights == .bf16 ? .bf16 : .f32 }
 
     public init(batchSequences: Int, baseWeights: BaseWeights = .f32, appliesAdapters: Bool = true) {
         self.batchSequences = max(1, batchSequences)

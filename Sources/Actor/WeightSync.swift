@@ -29,7 +29,8 @@ public struct WeightSync: Sendable {
     public enum Mode: Sendable, Equatable {
         /// Every version as full weights (full fine-tuning, or merged W + s·B·A for an actor without adapters).
         case full
-        /// LoRA with the adapters applied here: the frozen base once (in `baseDType`), then adapter-only versions.
+        /// LoRA with the adapters applied here: the frozen base once (in `baseDType`; `.unspecified` = the learner's
+        /// weight dtype), then adapter-only versions.
         case adapters(baseDType: DType)
     }
 

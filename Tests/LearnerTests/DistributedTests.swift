@@ -158,8 +158,8 @@ import Wire
 
     /// BF16 base weights on both sides (`base_weights: bf16` learner, `rlif actor --base-weights bf16`), real
     /// sockets. An actor taking merged versions holds base (widened) + s·B·A rounded to BF16; one applying adapters
-    /// fetches the base as BF16 (half the bytes, the same values: the learner's base is BF16 already) and holds it
-    /// exactly, with the learner's F32 adapters beside it.
+    /// fetches the base in the learner's wire dtype (F32 here: a BF16 wire would round the F32 norms too) and holds
+    /// it exactly, with the learner's F32 adapters beside it.
     @Test func bf16BaseWeightsOnLearnerAndActor() throws {
         let h = try Harness(steps: 2, lora: LoRAConfig(rank: 4, alpha: 8), baseWeights: .bf16)
         h.start()
@@ -186,9 +186,11 @@ import Wire
         #expect(Array(got.buffer) != Array(want.buffer), "the adapters never reached the actor")
         let loraModel = try #require(b.engine.model)
         loraModel.readParameters(into: got.pointer)
-        #expect(Array(got.buffer) == Array(want.buffer), "the adapter actor's base is not the learner's")
-        #expect(Array(try #require(loraModel.lora).parameters.buffer) == Array(ad.parameters.buffer))
-        #expect(b.summary?.frozenBaseBytesReceived == policy.layout.totalCount * 2, "the base travels as BF16")
+        let sameBase = Array(got.buffer) == Array(want.buffer)
+        #expect(sameBase, "the adapter actor's base is not the learner's")
+        let sameAdapters = Array(try #require(loraModel.lora).parameters.buffer) == Array(ad.parameters.buffer)
+        #expect(sameAdapters, "the adapter actor's adapters are not the learner's")
+        #expect(b.summary?.frozenBaseBytesReceived == policy.layout.totalCount * 4, "the base travels in the learner's f32")
     }
 
     /// Issue 11: adapter-only versions sample what merged full versions sample. Two runs of the embedded default
