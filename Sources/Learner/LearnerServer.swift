@@ -163,6 +163,10 @@ public final class LearnerServer {
     /// request and kept for the run (the base never changes).
     private let adapterLayout: AdapterLayout?
     private var frozenBase: [DType: WeightSnapshot] = [:]
+    /// The frozen base and late merged versions are built off the network thread (see `SnapshotBuilds`), and the
+    /// requests for them wait here meanwhile.
+    private let builds = SnapshotBuilds()
+    private var awaitingBuild: [(request: SnapshotRequest, identity: [UInt8], peer: String)] = []
     /// Merged full snapshots are built with each version only while an actor that needs them is connected.
     private var mergedWanted: Bool { adapterLayout == nil || peers.values.contains { !$0.appliesAdapters } }
     private var lastNoticeSent: UInt64?
@@ -199,7 +203,7 @@ public final class LearnerServer {
     /// Serves until every step is trained and actors have been told, then returns.
     public func run() throws -> LearnerSummary {
         try bindSockets()
-        defer { trainer.stop(); for s in [work, notices, weights] { s?.close() }; context.shutdown(); zap?.stop() }
+        defer { trainer.stop(); builds.wait(); for s in [work, notices, weights] { s?.close() }; context.shutdown(); zap?.stop() }
         try publish(version: UInt64(options.startStep) + 1)
         log.info("learner \(options.runId) (incarnation \(String(options.incarnation, radix: 16))) serving on \(options.bind); \(options.steps - options.startStep) steps to go")
         var finishedAt: UInt64?
@@ -452,6 +456,11 @@ public final class LearnerServer {
                 runId: options.runId, currentWeightVersion: version, modelConfigJson: compute.modelConfigJSON,
                 heartbeatIntervalMs: UInt32(options.heartbeatIntervalMs), heartbeatTimeoutMs: UInt32(options.heartbeatTimeoutMs),
                 lora: adapters ? adapterLayout?.spec : nil)))
+            if adapterLayout != nil {
+                // Start building what it will ask for first, so that its first request finds it built (or nearly).
+                let prepare = SnapshotRequest(version: version, kind: adapters ? .frozenBase : .full)
+                _ = try? snapshot(for: prepare, version: version, peer: peer)
+            }
             return
         }
         if case .statusRequest = env.body { return send(work, to: identity, statusReply()) }
@@ -665,7 +674,7 @@ public final class LearnerServer {
     private func install(_ served: ServedVersion) {
         versions[served.version] = served
         // Keep the current and the previous version: an actor mid-fetch of the previous one may finish it.
-        for v in versions.keys where v + 1 < served.version { versions[v] = nil }
+        for v in versions.keys where v + 1 < served.version { versions[v] = nil; builds.discard(.merged(v)) }
         version = served.version
         summary.publishedAt[served.version] = Date()
         sendNotice()
@@ -694,11 +703,21 @@ public final class LearnerServer {
             replyError(identity, weights, ErrorMessage(code: .unknownPeer, message: "say hello first", field: "snapshot_request"))
             return
         }
+        serve(r, identity: identity, peer: peer)
+    }
+
+    /// Answers a snapshot request with its chunks (or an error). A request for a snapshot still being built waits
+    /// in `awaitingBuild` and is answered by `serveAwaitingBuilds` once it is built.
+    private func serve(_ r: SnapshotRequest, identity: [UInt8], peer: String) {
         let v = r.version == 0 ? version : r.version
         let snap: WeightSnapshot
         do {
             switch try snapshot(for: r, version: v, peer: peer) {
             case .snapshot(let s): snap = s
+            case .preparing:
+                log.debug("\(r.kind) snapshot for \(peer) is being built; its request waits")
+                awaitingBuild.append((r, identity, peer))
+                return
             case .notServed:
                 send(weights, to: identity, .error(ErrorMessage(code: .unknownVersion,
                     message: "version \(v) is not served (current \(version))", field: "snapshot_request.version")))
@@ -731,8 +750,9 @@ public final class LearnerServer {
     }
 
     /// The snapshot a request asks for: the frozen base, a version's adapters, or a version's full weights (with
-    /// LoRA: merged, built now if no actor needed them when the version was published); nil = version not served.
-    /// Refuses a request this run cannot answer (adapters or base without LoRA); throws when building fails.
+    /// LoRA: merged; built now if no actor needed them when the version was published). Those two are built on
+    /// their own thread (`.preparing` until done). Refuses a request this run cannot answer (adapters or base
+    /// without LoRA); throws when a build failed.
     private func snapshot(for r: SnapshotRequest, version v: UInt64, peer: String) throws -> SnapshotLookup {
         switch r.kind {
         case .frozenBase, .adapter:
@@ -743,8 +763,11 @@ public final class LearnerServer {
             guard r.kind == .frozenBase else { return versions[v]?.adapterSnapshot.map { .snapshot($0) } ?? .notServed }
             let dtype = r.dtype == .unspecified ? options.weightDType : r.dtype
             if let b = frozenBase[dtype] { return .snapshot(b) }
-            // Once per dtype for the whole run (a copy of the base: ~2 GB F32 for a 0.5B model, on this thread).
-            let b = try compute.frozenBaseSnapshot(dtype: dtype, chunkBytes: options.chunkBytes)
+            let compute = self.compute, chunk = options.chunkBytes
+            // Once per dtype for the whole run: a copy of the base (2.5 GB F32 for Qwen2.5-0.5B).
+            guard let b = try builds.result(.frozenBase(dtype), { try compute.frozenBaseSnapshot(dtype: dtype, chunkBytes: chunk) }) else {
+                return .preparing
+            }
             frozenBase[dtype] = b
             log.info("frozen base built for actors that apply adapters: \(b.totalBytes) bytes \(dtype) in \(b.nChunks) chunks")
             return .snapshot(b)
@@ -753,7 +776,10 @@ public final class LearnerServer {
             if let f = served.full { return .snapshot(f) }
             guard let a = served.adapters else { return .notServed }
             // An actor that does not apply adapters joined after this version was published without a merged copy.
-            let f = try compute.mergedSnapshot(a, dtype: options.weightDType, chunkBytes: options.chunkBytes)
+            let compute = self.compute, dtype = options.weightDType, chunk = options.chunkBytes
+            guard let f = try builds.result(.merged(v), { try compute.mergedSnapshot(a, dtype: dtype, chunkBytes: chunk) }) else {
+                return .preparing
+            }
             versions[v]?.full = f
             log.info("merged weights v\(v) built for \(peer), which does not apply adapters")
             return .snapshot(f)
@@ -762,13 +788,23 @@ public final class LearnerServer {
 
     private enum SnapshotLookup {
         case snapshot(WeightSnapshot)
+        case preparing
         case notServed
         case refused(ErrorMessage)
+    }
+
+    /// Requests that waited for a build, answered once something was built (those still waiting queue again).
+    private func serveAwaitingBuilds() {
+        guard !awaitingBuild.isEmpty, builds.takeNews() else { return }
+        let waiting = awaitingBuild
+        awaitingBuild = []
+        for w in waiting where peers[w.peer] != nil { serve(w.request, identity: w.identity, peer: w.peer) }
     }
 
     // MARK: Timers
 
     private func housekeeping() {
+        serveAwaitingBuilds()
         let now = nowMs
         // Paranoid Pirate: an actor silent for the timeout is dead; its tasks go to others.
         let expiry = ledger.expire(now: now)
@@ -825,6 +861,49 @@ public final class RequestFlag: @unchecked Sendable {  // guarded by `lock`
     public func raise() { lock.lock(); value = true; lock.unlock() }
     /// True once per `raise()`.
     public func take() -> Bool { lock.lock(); defer { value = false; lock.unlock() }; return value }
+}
+
+/// Snapshots the network thread needs but must not build itself: copying and hashing a 0.5B model's 2.5 GB took
+/// 30 s on a loaded host, past the actors' heartbeat timeout. Each is built once on its own thread; the network
+/// loop asks `result` again (on the actor's next request) until it is there. The builds read only the frozen base
+/// and a version's kept adapter values, never what the training thread writes.
+final class SnapshotBuilds: @unchecked Sendable {  // all state behind `cond`
+    enum Key: Hashable { case frozenBase(DType), merged(UInt64) }
+    private let cond = NSCondition()
+    private var running: Set<Key> = []
+    private var finished: [Key: Result<WeightSnapshot, Error>] = [:]
+    private var news = false
+
+    /// Whether a build finished since the last call.
+    func takeNews() -> Bool { cond.lock(); defer { news = false; cond.unlock() }; return news }
+
+    /// The built snapshot (taken: asked again, it is built again), nil while it is being built (started by the
+    /// first call); throws what the build threw.
+    func result(_ key: Key, _ build: @escaping () throws -> WeightSnapshot) throws -> WeightSnapshot? {
+        cond.lock(); defer { cond.unlock() }
+        if let r = finished.removeValue(forKey: key) { return try r.get() }
+        guard !running.contains(key) else { return nil }
+        running.insert(key)
+        let job = UncheckedJob(build: build)
+        let t = Thread { [self] in
+            let r = Result { try job.build() }
+            cond.lock(); running.remove(key); finished[key] = r; news = true; cond.broadcast(); cond.unlock()
+        }
+        t.name = "rlif-learner-snapshot"
+        t.stackSize = 8 << 20
+        t.start()
+        return nil
+    }
+
+    /// Forgets a finished build nobody took (a merged version no longer served).
+    func discard(_ key: Key) { cond.lock(); finished[key] = nil; cond.unlock() }
+
+    /// Waits for the builds still running (the learner returns only when none uses the compute any more).
+    func wait() { cond.lock(); while !running.isEmpty { cond.wait() }; cond.unlock() }
+
+    /// The build closure captures the compute, used by this thread and the training thread: safe because both only
+    /// read the frozen base (see `LearnerCompute.mergedSnapshot`).
+    private struct UncheckedJob: @unchecked Sendable { let build: () throws -> WeightSnapshot }
 }
 
 /// Runs submitted jobs one at a time on a dedicated thread; the network loop polls for the result.
