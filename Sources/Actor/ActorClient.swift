@@ -229,8 +229,12 @@ public final class ActorClient {
         let ready = try poller.poll(timeoutMs: timeoutMs)
         for i in ready {
             let socket = poller.socket(i)
-            // Drain what is there without blocking.
-            while let frames = try socket.receiveFrames(timeoutMs: 0) {
+            // Drain what is there without blocking, a bounded number per pass: a 2.5 GB snapshot arrives as 600
+            // chunks that keep coming while they are asked for, and heartbeats (`periodic`) must go out meanwhile
+            // (a real Qwen2.5-0.5B fetch in one pass silenced the actor past the learner's heartbeat timeout).
+            var budget = 16
+            while budget > 0, let frames = try socket.receiveFrames(timeoutMs: 0) {
+                budget -= 1
                 // Snapshot chunks come as (header, bytes): the bytes frame is handed to the assembler as is.
                 if i == 2 && frames.count == 2 {
                     do {

@@ -148,6 +148,10 @@ public struct WeightSync: Sendable {
                 installs.append((snap.version, snap.kind, incarnation))
                 return .assembled(snap, fetchMs: ms, next: note(version: newestKnown, now: now))
             }
+        } catch SnapshotError.duplicateChunk {
+            // A chunk asked for twice (the stall retry, or a request the learner answered late) and already
+            // verified and stored: nothing to redo. Restarting would loop on a large snapshot.
+            return .requests(requests(now: now))
         } catch {
             let v = fetch?.version ?? c.version
             fetch = nil

@@ -716,6 +716,9 @@ public final class LearnerServer {
             case .snapshot(let s): snap = s
             case .preparing:
                 log.debug("\(r.kind) snapshot for \(peer) is being built; its request waits")
+                // The actor asks again after its stall time: keep its newest request only (answering each would
+                // send the same chunks twice, and a duplicate chunk restarts its fetch).
+                awaitingBuild.removeAll { $0.peer == peer }
                 awaitingBuild.append((r, identity, peer))
                 return
             case .notServed:

@@ -87,6 +87,24 @@ import Wire
         }
     }
 
+    /// A chunk that arrives twice (asked for again after a stall, or a waiting request answered late) is stored once
+    /// and the fetch goes on: restarting a 600-chunk base on every duplicate never finished (real Qwen2.5-0.5B run).
+    @Test func duplicateChunkDoesNotRestartTheFetch() throws {
+        var s = WeightSync(config: .init(chunkCredits: 2))
+        _ = s.configure(mode: .adapters(baseDType: .unspecified), now: 0)
+        let base = try Self.snapshot(0, kind: .frozenBase)
+        _ = s.accept(chunk: base.chunk(0), data: nil, now: 1)
+        guard case .requests = s.accept(chunk: base.chunk(0), data: nil, now: 2) else {
+            Issue.record("a duplicate chunk restarted (or ended) the fetch"); return
+        }
+        #expect(s.fetchingKind == .frozenBase)
+        var got: AssembledSnapshot?
+        for i in 1..<base.nChunks {
+            if case .assembled(let a, _, _) = s.accept(chunk: base.chunk(i), data: nil, now: 3) { got = a }
+        }
+        #expect(got?.kind == .frozenBase && got?.parameters.count == 40)
+    }
+
     /// Issue 15: a learner killed at v9 and resumed from its v6 checkpoint. The actor held v9; after the restart
     /// v9 means nothing (the new v9 will be other weights), so it fetches v6 although 6 < 9, and a snapshot of the
     /// dead incarnation that finishes installing afterwards does not count as held.
