@@ -134,11 +134,13 @@ public struct WeightSync: Sendable {
 
     /// A chunk (header, and the bytes when they came as a separate frame).
     public mutating func accept(chunk c: SnapshotChunk, data: UnsafeRawBufferPointer?, now: UInt64) -> ChunkOutcome {
-        guard let f0 = fetch, c.kind == f0.kind, c.version == f0.version || f0.version == 0 else { return .ignored }
-        // Mutate the assembler in place through `fetch!`: a local copy of the struct would share the assembler's
-        // (whole-snapshot) buffer and every chunk would then copy all of it (copy-on-write).
-        if f0.version == 0 { fetch!.version = c.version }
-        fetch!.inFlight = max(0, f0.inFlight - 1)
+        // Only scalars are read out of `fetch`, and the assembler is mutated in place through `fetch!`: a copy of the
+        // struct (a `let f = fetch` still alive below) would share the assembler's whole-snapshot buffer, and every
+        // chunk would then copy all of it (copy-on-write: 2.5 GB per 4 MB chunk for a Qwen2.5-0.5B base).
+        guard let kind = fetch?.kind, let version = fetch?.version, let inFlight = fetch?.inFlight,
+              c.kind == kind, c.version == version || version == 0 else { return .ignored }
+        if version == 0 { fetch!.version = c.version }
+        fetch!.inFlight = max(0, inFlight - 1)
         fetch!.lastActivity = now
         do {
             if try fetch!.assembler.accept(c, data: data) {
@@ -155,8 +157,8 @@ public struct WeightSync: Sendable {
         } catch {
             let v = fetch?.version ?? c.version
             fetch = nil
-            let what = f0.kind == .frozenBase ? "frozen base" : "\(f0.kind == .adapter ? "adapters" : "weights") v\(v)"
-            return .refused("\(what): \(error)", start(kind: f0.kind, version: v, now: now))
+            let what = kind == .frozenBase ? "frozen base" : "\(kind == .adapter ? "adapters" : "weights") v\(v)"
+            return .refused("\(what): \(error)", start(kind: kind, version: v, now: now))
         }
         return .requests(requests(now: now))
     }
