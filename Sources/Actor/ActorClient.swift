@@ -46,8 +46,13 @@ public struct ActorSummary: Sendable {
     public var weightVersionsInstalled: [UInt64] = []
     /// When each version finished installing (for weight-propagation measurements).
     public var installedAt: [UInt64: Date] = [:]
-    /// Snapshot bytes received, and generated tokens per second of the last group sent (for /metrics).
+    /// Snapshot bytes received (every snapshot, the frozen base included), and generated tokens per second of the
+    /// last group sent (for /metrics).
     public var weightBytesReceived = 0
+    /// Bytes of each weight version as received: the full snapshot, or with adapters applied here its adapters.
+    public var versionBytesReceived: [UInt64: Int] = [:]
+    /// Bytes of frozen bases received (LoRA with adapters applied here: one per learner incarnation).
+    public var frozenBaseBytesReceived = 0
     public var tokensPerSecond = 0.0
     public var reconnects = 0
     public var finalVersion: UInt64 = 0
@@ -86,6 +91,7 @@ public final class ActorClient {
     private static let never = UInt64.max
     private var welcomed = false
     private var configuredJSON: String?
+    private var configuredAdapters: AdapterSpec?
     private var lastHeard: UInt64 = 0
     private var lastHelloSent = never
     private var heartbeatIntervalMs: UInt64 = 1000
@@ -223,8 +229,12 @@ public final class ActorClient {
         let ready = try poller.poll(timeoutMs: timeoutMs)
         for i in ready {
             let socket = poller.socket(i)
-            // Drain what is there without blocking.
-            while let frames = try socket.receiveFrames(timeoutMs: 0) {
+            // Drain what is there without blocking, a bounded number per pass: a 2.5 GB snapshot arrives as 600
+            // chunks that keep coming while they are asked for, and heartbeats (`periodic`) must go out meanwhile
+            // (a real Qwen2.5-0.5B fetch in one pass silenced the actor past the learner's heartbeat timeout).
+            var budget = 16
+            while budget > 0, let frames = try socket.receiveFrames(timeoutMs: 0) {
+                budget -= 1
                 // Snapshot chunks come as (header, bytes): the bytes frame is handed to the assembler as is.
                 if i == 2 && frames.count == 2 {
                     do {
@@ -296,11 +306,21 @@ public final class ActorClient {
             heartbeatIntervalMs = UInt64(max(100, w.heartbeatIntervalMs))
             heartbeatTimeoutMs = UInt64(max(w.heartbeatIntervalMs * 2, w.heartbeatTimeoutMs))
             log.log(level: again ? .debug : .info, "welcomed by run \(w.runId) (learner incarnation \(String(env.learnerIncarnation, radix: 16))); learner at weight version \(w.currentWeightVersion)")
-            if configuredJSON != w.modelConfigJson {
+            if w.lora != nil && !engine.appliesAdapters {
+                throw ActorError(message: "the learner of run \(w.runId) sent LoRA adapters (welcome.lora) although this actor did not say it applies them")
+            }
+            if configuredJSON != w.modelConfigJson || configuredAdapters != w.lora {
                 configuredJSON = w.modelConfigJson
-                mailbox.configure(w.modelConfigJson)
+                configuredAdapters = w.lora
+                mailbox.configure(w.modelConfigJson, adapters: w.lora)
                 held.value = 0
-                send(weightSync.configure(now: now))
+                if let l = w.lora {
+                    log.info("LoRA run (rank \(l.rank), alpha \(l.alpha), \(l.targetModules.joined(separator: ","))): fetching the frozen base once, then adapter-only versions")
+                }
+                // The base in the learner's weight dtype (unspecified): the values a merged full version would carry.
+                // Not BF16 for a BF16-holding engine: that would round the F32 norms and biases too (they stay F32
+                // in a BF16 model), and the actor would sample with another model than the learner's.
+                send(weightSync.configure(mode: w.lora == nil ? .full : .adapters(baseDType: .unspecified), now: now))
             }
             noteVersion(w.currentWeightVersion)
             // Groups finished while disconnected go out again now (same incarnation: a restart dropped them).
@@ -361,11 +381,16 @@ public final class ActorClient {
         switch weightSync.accept(chunk: c, data: data, now: now) {
         case .ignored: break
         case .requests(let r): send(r)
-        case .assembled(let snap, let ms):
+        case .assembled(let snap, let ms, let next):
             mailbox.install(snap)
             summary.weightBytesReceived += Int(c.totalBytes)
+            if snap.kind == .frozenBase { summary.frozenBaseBytesReceived += Int(c.totalBytes) } else {
+                summary.versionBytesReceived[snap.version] = Int(c.totalBytes)
+            }
             let secs = max(1e-3, Double(ms) / 1000)
-            log.debug("weights v\(snap.version) received: \(c.totalBytes) bytes in \(String(format: "%.3f", secs)) s (\(String(format: "%.0f", Double(c.totalBytes) / secs / 1e6)) MB/s); installing")
+            let what = snap.kind == .frozenBase ? "frozen base" : "\(snap.kind == .adapter ? "adapters" : "weights") v\(snap.version)"
+            log.log(level: snap.kind == .frozenBase ? .info : .debug, "\(what) received: \(c.totalBytes) bytes in \(String(format: "%.3f", secs)) s (\(String(format: "%.0f", Double(c.totalBytes) / secs / 1e6)) MB/s); installing")
+            send(next)
         case .refused(let why, let r):
             log.error("\(why); restarting the fetch")
             send(r)
@@ -397,8 +422,11 @@ public final class ActorClient {
                 summary.tasksFailed += 1
                 log.error("task \(task) failed here: \(error); reported to the learner (re-issued elsewhere, quarantined once it failed on two actors)")
                 send(work, .taskFailure(TaskFailure(taskId: task, error: error)))
-            case .installed(let v):
-                send(weightSync.installed(version: v, now: now))
+            case .installed(let v, .frozenBase):
+                send(weightSync.installed(version: v, kind: .frozenBase, now: now))
+                log.log(level: weightSync.baseHeld ? .info : .debug, weightSync.baseHeld ? "frozen base installed" : "frozen base of the learner's earlier incarnation installed; not used")
+            case .installed(let v, let kind):
+                send(weightSync.installed(version: v, kind: kind, now: now))
                 held.value = weightSync.held
                 guard weightSync.held == v else {
                     log.info("weights v\(v) of the learner's earlier incarnation installed; not used")
@@ -410,8 +438,8 @@ public final class ActorClient {
                 let ready = waiting.filter { $0.minWeightVersion <= v }
                 waiting.removeAll { $0.minWeightVersion <= v }
                 for item in ready { mailbox.enqueue(item, generation: generation) }
-            case .installFailed(let v, let e):
-                throw ActorError(message: "cannot install weights v\(v): \(e)")
+            case .installFailed(let v, let kind, let e):
+                throw ActorError(message: "cannot install \(kind == .frozenBase ? "the frozen base" : "\(kind == .adapter ? "adapters" : "weights") v\(v)"): \(e)")
             case .configured:
                 log.info("model configured from the learner's config")
             case .configureFailed(let e):
@@ -430,7 +458,8 @@ public final class ActorClient {
                 let host = ProcessInfo.processInfo.hostName
                 send(work, .hello(Hello(actorId: options.actorId, hostname: host,
                                         pid: UInt32(ProcessInfo.processInfo.processIdentifier),
-                                        maxBatchSequences: UInt32(options.batchSequences), weightVersion: heldVersion)))
+                                        maxBatchSequences: UInt32(options.batchSequences), weightVersion: heldVersion,
+                                        appliesAdapters: engine.appliesAdapters)))
                 lastHelloSent = now
                 backoffMs = min(options.maxBackoffMs, backoffMs * 2)
             }

@@ -8,8 +8,8 @@ final class ActorMailbox: @unchecked Sendable {
         /// `generation`: the value passed to `enqueue` with the task (the learner incarnation it came from).
         case group(RolloutGroup, generation: Int)
         case failed(taskId: UInt64, error: String, generation: Int)
-        case installed(version: UInt64)
-        case installFailed(version: UInt64, error: String)
+        case installed(version: UInt64, kind: SnapshotKind)
+        case installFailed(version: UInt64, kind: SnapshotKind, error: String)
         case configured
         case configureFailed(String)
     }
@@ -19,8 +19,11 @@ final class ActorMailbox: @unchecked Sendable {
     /// Prompt ids whose sampling fails on purpose (`RLIF_DEBUG_FAIL_PROMPTS`, a fault hook for tests and
     /// scripts/chaos): the worker raises `InjectedFault` for them instead of sampling.
     var failPromptIds: Set<String> = []
+    /// The newest full or adapter snapshot handed over, and the frozen base (kept apart: an adapter version
+    /// assembled while the base still waits must not replace it).
     private var snapshot: AssembledSnapshot?
-    private var configJSON: String?
+    private var base: AssembledSnapshot?
+    private var config: (json: String, adapters: AdapterSpec?)?
     private var outputs: [Output] = []
     private var stopping = false
     private(set) var busyTask: UInt64?
@@ -32,8 +35,11 @@ final class ActorMailbox: @unchecked Sendable {
     /// Drops the queued tasks (the learner that issued them restarted); returns their ids. A task being sampled
     /// finishes and comes out with its old generation.
     func dropQueued() -> [UInt64] { withLock { let ids = items.map(\.item.taskId); items.removeAll(); return ids } }
-    func install(_ s: AssembledSnapshot) { withLock { snapshot = s }; cond.broadcast() }
-    func configure(_ json: String) { withLock { configJSON = json }; cond.broadcast() }
+    func install(_ s: AssembledSnapshot) {
+        withLock { if s.kind == .frozenBase { base = s } else { snapshot = s } }
+        cond.broadcast()
+    }
+    func configure(_ json: String, adapters: AdapterSpec?) { withLock { config = (json, adapters) }; cond.broadcast() }
     func stop() { withLock { stopping = true }; cond.broadcast() }
 
     /// Task ids queued or being sampled.
@@ -45,34 +51,35 @@ final class ActorMailbox: @unchecked Sendable {
             return ids
         }
     }
-    var isIdle: Bool { withLock { items.isEmpty && busyTask == nil && snapshot == nil && configJSON == nil } }
+    var isIdle: Bool { withLock { items.isEmpty && busyTask == nil && snapshot == nil && base == nil && config == nil } }
 
     // Worker → network thread.
     func drainOutputs() -> [Output] { withLock { let o = outputs; outputs.removeAll(); return o } }
 
-    /// Worker loop: configuration first, then weights, then work, so a group is never sampled with weights older
-    /// than the newest snapshot the network thread has handed over.
+    /// Worker loop: configuration first, then the frozen base, then weights (full or adapters), then work, so a
+    /// group is never sampled with weights older than the newest snapshot the network thread has handed over, and
+    /// adapters never run on a base older than the one handed over before them.
     func runWorker(_ engine: RolloutEngine, actorId: String, version: @escaping @Sendable () -> UInt64) {
         while true {
             cond.lock()
-            while !stopping && configJSON == nil && snapshot == nil && items.isEmpty { cond.wait() }
+            while !stopping && config == nil && base == nil && snapshot == nil && items.isEmpty { cond.wait() }
             if stopping { cond.unlock(); return }
-            if let json = configJSON {
-                configJSON = nil
+            if let c = config {
+                config = nil
                 cond.unlock()
                 let out: Output
-                do { try engine.configure(modelConfigJSON: json); out = .configured } catch {
+                do { try engine.configure(modelConfigJSON: c.json, adapters: c.adapters); out = .configured } catch {
                     out = .configureFailed("\(error)")
                 }
                 withLock { outputs.append(out) }
                 continue
             }
-            if let s = snapshot {
-                snapshot = nil
+            if let s = base ?? snapshot {
+                if s.kind == .frozenBase { base = nil } else { snapshot = nil }
                 cond.unlock()
                 let out: Output
-                do { try engine.install(s); out = .installed(version: s.version) } catch {
-                    out = .installFailed(version: s.version, error: "\(error)")
+                do { try engine.install(s); out = .installed(version: s.version, kind: s.kind) } catch {
+                    out = .installFailed(version: s.version, kind: s.kind, error: "\(error)")
                 }
                 withLock { outputs.append(out) }
                 continue

@@ -20,37 +20,67 @@ public final class TransformerRolloutEngine: RolloutEngine {
     /// How the sampling model holds its matrices (BF16: each snapshot's weights rounded when installed).
     public let baseWeights: BaseWeights
 
-    public init(batchSequences: Int, baseWeights: BaseWeights = .f32) {
+    /// Whether Hello says this actor applies adapters (`rlif actor --merged-weights` turns it off: the learner then
+    /// sends merged full versions, as to actors from before adapter-only versions).
+    public let appliesAdapters: Bool
+
+    public init(batchSequences: Int, baseWeights: BaseWeights = .f32, appliesAdapters: Bool = true) {
         self.batchSequences = max(1, batchSequences)
         self.baseWeights = baseWeights
+        self.appliesAdapters = appliesAdapters
         batchLimit = self.batchSequences
     }
 
-    public func configure(modelConfigJSON: String) throws {
+    public func configure(modelConfigJSON: String, adapters: AdapterSpec?) throws {
         let config = try JSONDecoder().decode(ModelConfig.self, from: Data(modelConfigJSON.utf8))
-        model = try Transformer(config: config, baseWeights: baseWeights)
+        let m = try Transformer(config: config, baseWeights: baseWeights)
+        if let a = adapters {
+            // Zero adapters (s·B·A = 0) until the first adapter snapshot; enabled, so decoding adds them.
+            m.lora = try LoRAAdapters(config: LoRAConfig(rank: Int(a.rank), alpha: a.alpha, targetModules: a.targetModules),
+                                      model: config)
+        }
+        model = m
         sampler = nil
         reservedLength = 0
     }
 
-    /// Copies a snapshot into the model after checking that its manifest is exactly the model's layout
-    /// (same names, shapes and offsets): a learner running a different architecture is refused, not garbled.
+    /// Copies a snapshot into the model after checking that its manifest is exactly the model's layout (same
+    /// names, shapes and offsets; for adapters the layout of the model's `LoRAAdapters`): a learner running a
+    /// different architecture or adapter config is refused, not garbled.
     public func install(_ snapshot: AssembledSnapshot) throws {
         guard let model else { throw ActorError(message: "weights arrived before the model config") }
-        let layout = model.layout
-        guard snapshot.manifest.count == layout.entries.count else {
-            throw ActorError(message: "snapshot v\(snapshot.version) has \(snapshot.manifest.count) tensors, the model \(layout.entries.count)")
+        let what = snapshot.kind == .frozenBase ? "frozen base" : "\(snapshot.kind == .adapter ? "adapter " : "")snapshot v\(snapshot.version)"
+        switch snapshot.kind {
+        case .full, .frozenBase:
+            guard (snapshot.kind == .frozenBase) == (model.lora != nil) else {
+                throw ActorError(message: "\(what) arrived, but the model is configured \(model.lora == nil ? "without" : "with") LoRA adapters")
+            }
+            try Self.check(snapshot, what, layout: model.layout.entries.map { ($0.name, $0.shape, $0.offset) },
+                           floats: model.parameters.count)
+            snapshot.parameters.withUnsafeBufferPointer { model.setParameters(from: $0.baseAddress!) }   // BF16 base: rounded
+        case .adapter:
+            guard let ad = model.lora else { throw ActorError(message: "\(what) arrived, but the model has no LoRA adapters") }
+            try Self.check(snapshot, what, layout: ad.tensors.map { ($0.name, $0.shape, $0.offset) }, floats: ad.parameters.count)
+            snapshot.parameters.withUnsafeBufferPointer { ad.parameters.pointer.update(from: $0.baseAddress!, count: ad.parameters.count) }
         }
-        for (t, e) in zip(snapshot.manifest, layout.entries) {
+    }
+
+    /// The manifest is exactly `layout` (name, shape, offset in floats) and the buffer has `floats` values.
+    private static func check(_ snapshot: AssembledSnapshot, _ what: String, layout: [(name: String, shape: [Int], offset: Int)],
+                              floats: Int) throws {
+        guard snapshot.manifest.count == layout.count else {
+            throw ActorError(message: "\(what) has \(snapshot.manifest.count) tensors, the model \(layout.count)")
+        }
+        for (t, e) in zip(snapshot.manifest, layout) {
             guard t.name == e.name, t.shape.map(Int.init) == e.shape, Int(t.offsetElements) == e.offset else {
-                throw ActorError(message: "snapshot v\(snapshot.version) tensor \(t.name) \(t.shape) at \(t.offsetElements) does not match the model's \(e.name) \(e.shape) at \(e.offset)")
+                throw ActorError(message: "\(what) tensor \(t.name) \(t.shape) at \(t.offsetElements) does not match the model's \(e.name) \(e.shape) at \(e.offset)")
             }
         }
-        guard snapshot.parameters.count == model.parameters.count else {
-            throw ActorError(message: "snapshot v\(snapshot.version) has \(snapshot.parameters.count) floats, the model \(model.parameters.count)")
+        guard snapshot.parameters.count == floats else {
+            throw ActorError(message: "\(what) has \(snapshot.parameters.count) floats, the model \(floats)")
         }
-        snapshot.parameters.withUnsafeBufferPointer { model.setParameters(from: $0.baseAddress!) }   // BF16 base: rounded
     }
+
 
     public func sample(_ item: WorkItem) throws -> (completions: [Completion], timings: Timings) {
         guard let model else { throw ActorError(message: "no model configured") }

@@ -8,6 +8,12 @@ import Wire
 /// Versions belong to one learner incarnation: after `learnerRestarted` the weights the worker holds are from a
 /// timeline that no longer exists (a resumed learner may be *behind* them), so `held` drops to 0 and the new
 /// incarnation's current version is fetched before anything is sampled.
+///
+/// In a LoRA run where this actor applies adapters (`Mode.adapters`), the frozen base is fetched first, once, and
+/// then every version as its adapters only. The base is tied to the learner incarnation too: a restarted learner
+/// is a new process with a new run id (`rlif learner` draws one at every start, `--resume` included) that loaded
+/// its base from files again, and nothing on the wire proves they are the files of the old one (a resume may
+/// point at another model), so the base is fetched again after a restart — once, like at the start.
 public struct WeightSync: Sendable {
     public struct Config: Sendable, Equatable {
         /// Chunks requested at once (credit-based flow control on the weights socket).
@@ -19,20 +25,31 @@ public struct WeightSync: Sendable {
         }
     }
 
+    /// What the learner sends this actor.
+    public enum Mode: Sendable, Equatable {
+        /// Every version as full weights (full fine-tuning, or merged W + s·B·A for an actor without adapters).
+        case full
+        /// LoRA with the adapters applied here: the frozen base once (in `baseDType`; `.unspecified` = the learner's
+        /// weight dtype), then adapter-only versions.
+        case adapters(baseDType: DType)
+    }
+
     /// What `accept(chunk:)` did.
     public enum ChunkOutcome: Sendable {
         /// Not for the current fetch (a late chunk of an abandoned one).
         case ignored
         /// Stored; send these requests.
         case requests([SnapshotRequest])
-        /// The snapshot is complete and verified: hand it to the worker (then call `installed`).
-        case assembled(AssembledSnapshot, fetchMs: UInt64)
+        /// The snapshot is complete and verified: hand it to the worker (then call `installed`), and send `next`
+        /// (after the frozen base: the current version's adapters, fetched while the base installs).
+        case assembled(AssembledSnapshot, fetchMs: UInt64, next: [SnapshotRequest])
         /// The chunk or the assembled snapshot failed a check: the fetch starts over with these requests.
         case refused(String, [SnapshotRequest])
     }
 
     private struct Fetch: Sendable {
-        var version: UInt64  // 0 = whatever is current (fixed by the first chunk)
+        let kind: SnapshotKind
+        var version: UInt64  // 0 = whatever is current (fixed by the first chunk); always 0 for the frozen base
         var assembler: SnapshotAssembler
         var nextChunk: UInt32 = 0
         var inFlight = 0
@@ -47,37 +64,53 @@ public struct WeightSync: Sendable {
     public private(set) var newestKnown: UInt64 = 0
     /// The model config is known (Welcome): fetching before it would assemble weights for no model.
     public private(set) var configured = false
+    public private(set) var mode = Mode.full
+    /// `.adapters`: the frozen base is installed (in the current learner incarnation).
+    public private(set) var baseHeld = false
     private var fetch: Fetch?
     /// Snapshots handed to the worker and not yet reported installed, oldest first, with the incarnation count
     /// they belong to (a snapshot of a dead incarnation installs, but does not count as held).
-    private var installs: [(version: UInt64, incarnation: Int)] = []
+    private var installs: [(version: UInt64, kind: SnapshotKind, incarnation: Int)] = []
     private var incarnation = 0
 
     public init(config: Config = Config()) { self.config = config }
 
     public var fetchingVersion: UInt64? { fetch?.version }
+    public var fetchingKind: SnapshotKind? { fetch?.kind }
     public var isInstalling: Bool { installs.contains { $0.incarnation == incarnation } }
-    /// Nothing to fetch or install: the worker holds the newest known version.
-    public var isCurrent: Bool { fetch == nil && !isInstalling && held >= newestKnown }
+    /// `.adapters` and the frozen base not installed yet.
+    public var needsBase: Bool { mode != .full && !baseHeld }
+    /// Nothing to fetch or install: the worker holds the newest known version (and, with adapters, the base).
+    public var isCurrent: Bool { fetch == nil && !isInstalling && held >= newestKnown && !needsBase }
 
-    /// The learner's model config arrived; a (re)configured model holds no weights.
-    public mutating func configure(now: UInt64) -> [SnapshotRequest] {
+    /// The learner's model config arrived (with `mode`: Welcome.lora); a (re)configured model holds no weights.
+    public mutating func configure(mode: Mode = .full, now: UInt64) -> [SnapshotRequest] {
         configured = true
+        self.mode = mode
         held = 0
+        baseHeld = false
+        fetch = nil
         return note(version: newestKnown, now: now)
     }
 
-    /// The learner announced `version`: fetch it when it is newer than what is held, installing or fetched.
+    /// The learner announced `version`: fetch it when it is newer than what is held, installing or fetched. With
+    /// adapters, the frozen base comes first (its fetch blocks version fetches; its install does not, because the
+    /// worker installs a base before the adapters handed over with or after it).
     public mutating func note(version v: UInt64, now: UInt64) -> [SnapshotRequest] {
         newestKnown = max(newestKnown, v)
-        guard configured, newestKnown > held else { return [] }
-        if installs.contains(where: { $0.incarnation == incarnation && $0.version >= newestKnown }) { return [] }
+        guard configured else { return [] }
+        if needsBase && !installs.contains(where: { $0.incarnation == incarnation && $0.kind == .frozenBase }) {
+            if fetch?.kind == .frozenBase { return [] }
+            return start(kind: .frozenBase, version: 0, now: now)
+        }
+        guard newestKnown > held else { return [] }
+        if installs.contains(where: { $0.incarnation == incarnation && $0.kind != .frozenBase && $0.version >= newestKnown }) { return [] }
         if let f = fetch, f.version == 0 || f.version >= newestKnown { return [] }
-        return start(version: newestKnown, now: now)
+        return start(kind: mode == .full ? .full : .adapter, version: newestKnown, now: now)
     }
 
-    private mutating func start(version: UInt64, now: UInt64) -> [SnapshotRequest] {
-        fetch = Fetch(version: version, assembler: SnapshotAssembler(version: version == 0 ? nil : version),
+    private mutating func start(kind: SnapshotKind, version: UInt64, now: UInt64) -> [SnapshotRequest] {
+        fetch = Fetch(kind: kind, version: version, assembler: SnapshotAssembler(version: version == 0 ? nil : version),
                       lastActivity: now, started: now)
         return requests(now: now)
     }
@@ -91,7 +124,8 @@ public struct WeightSync: Sendable {
         let total = f.assembler.nChunks.map(UInt32.init) ?? UInt32.max
         guard f.nextChunk < total else { return [] }
         let n = UInt32(min(want, Int(min(total - f.nextChunk, UInt32(want)))))
-        let r = SnapshotRequest(version: f.version, firstChunk: f.nextChunk, credits: n)
+        var r = SnapshotRequest(version: f.version, firstChunk: f.nextChunk, credits: n, kind: f.kind)
+        if f.kind == .frozenBase, case .adapters(let dtype) = mode { r.dtype = dtype }
         fetch!.nextChunk += n
         fetch!.inFlight += Int(n)
         fetch!.lastActivity = now
@@ -100,43 +134,54 @@ public struct WeightSync: Sendable {
 
     /// A chunk (header, and the bytes when they came as a separate frame).
     public mutating func accept(chunk c: SnapshotChunk, data: UnsafeRawBufferPointer?, now: UInt64) -> ChunkOutcome {
-        guard let f0 = fetch, c.version == f0.version || f0.version == 0 else { return .ignored }
-        // Mutate the assembler in place through `fetch!`: a local copy of the struct would share the assembler's
-        // (whole-snapshot) buffer and every chunk would then copy all of it (copy-on-write).
-        if f0.version == 0 { fetch!.version = c.version }
-        fetch!.inFlight = max(0, f0.inFlight - 1)
+        // Only scalars are read out of `fetch`, and the assembler is mutated in place through `fetch!`: a copy of the
+        // struct (a `let f = fetch` still alive below) would share the assembler's whole-snapshot buffer, and every
+        // chunk would then copy all of it (copy-on-write: 2.5 GB per 4 MB chunk for a Qwen2.5-0.5B base).
+        guard let kind = fetch?.kind, let version = fetch?.version, let inFlight = fetch?.inFlight,
+              c.kind == kind, c.version == version || version == 0 else { return .ignored }
+        if version == 0 { fetch!.version = c.version }
+        fetch!.inFlight = max(0, inFlight - 1)
         fetch!.lastActivity = now
         do {
             if try fetch!.assembler.accept(c, data: data) {
                 let snap = try fetch!.assembler.finish()
                 let ms = now - fetch!.started
                 fetch = nil
-                installs.append((snap.version, incarnation))
-                return .assembled(snap, fetchMs: ms)
+                installs.append((snap.version, snap.kind, incarnation))
+                return .assembled(snap, fetchMs: ms, next: note(version: newestKnown, now: now))
             }
+        } catch SnapshotError.duplicateChunk {
+            // A chunk asked for twice (the stall retry, or a request the learner answered late) and already
+            // verified and stored: nothing to redo. Restarting would loop on a large snapshot.
+            return .requests(requests(now: now))
         } catch {
             let v = fetch?.version ?? c.version
             fetch = nil
-            return .refused("weights v\(v): \(error)", start(version: v, now: now))
+            let what = kind == .frozenBase ? "frozen base" : "\(kind == .adapter ? "adapters" : "weights") v\(v)"
+            return .refused("\(what): \(error)", start(kind: kind, version: v, now: now))
         }
         return .requests(requests(now: now))
     }
 
-    /// The worker installed `version` (the oldest outstanding hand-over of that version; older ones were replaced).
-    public mutating func installed(version v: UInt64, now: UInt64) -> [SnapshotRequest] {
-        if let i = installs.firstIndex(where: { $0.version == v }) {
+    /// The worker installed `version` of `kind` (the oldest outstanding hand-over of that kind and version;
+    /// older versions were replaced; a base is never replaced, so it stays listed until installed).
+    public mutating func installed(version v: UInt64, kind: SnapshotKind = .full, now: UInt64) -> [SnapshotRequest] {
+        let base = kind == .frozenBase
+        if let i = installs.firstIndex(where: { ($0.kind == .frozenBase) == base && $0.version == v }) {
             let inc = installs[i].incarnation
-            installs.removeFirst(i + 1)
-            if inc == incarnation { held = v }
+            // Hand-overs of the same sort before it were replaced in the mailbox: they will not report.
+            var k = 0
+            installs.removeAll { e in defer { k += 1 }; return k <= i && (e.kind == .frozenBase) == base }
+            if inc == incarnation { if base { baseHeld = true } else { held = v } }
         }
         return note(version: newestKnown, now: now)
     }
 
-    /// The learner no longer serves the version being fetched: fetch whatever is current.
+    /// The learner no longer serves the version being fetched: fetch whatever is current (of the same kind).
     public mutating func versionNotServed(now: UInt64) -> [SnapshotRequest] {
-        guard fetch != nil else { return [] }
+        guard let f = fetch else { return [] }
         fetch = nil
-        return start(version: 0, now: now)
+        return start(kind: f.kind, version: 0, now: now)
     }
 
     /// Periodic: a fetch with no chunk for `stallMs` (chunks lost with a connection, or past a high-water mark)
@@ -151,11 +196,13 @@ public struct WeightSync: Sendable {
     /// The sockets were rebuilt: requests in flight are lost; the fetch restarts with the next `note`.
     public mutating func connectionReset() { fetch = nil }
 
-    /// A new learner incarnation: versions of the old one mean nothing now. Forget what is held, announced,
-    /// fetched and being installed; the new incarnation's announcements start a fresh fetch.
+    /// A new learner incarnation: versions of the old one mean nothing now. Forget what is held (the frozen base
+    /// too: see the type's comment), announced, fetched and being installed; the new incarnation's announcements
+    /// start a fresh fetch.
     public mutating func learnerRestarted() {
         incarnation += 1
         held = 0
+        baseHeld = false
         newestKnown = 0
         fetch = nil
     }

@@ -142,6 +142,51 @@ void   rlif__v1__welcome__free_unpacked
   assert(message->base.descriptor == &rlif__v1__welcome__descriptor);
   protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
 }
+void   rlif__v1__adapter_spec__init
+                     (Rlif__V1__AdapterSpec         *message)
+{
+  static const Rlif__V1__AdapterSpec init_value = RLIF__V1__ADAPTER_SPEC__INIT;
+  *message = init_value;
+}
+size_t rlif__v1__adapter_spec__get_packed_size
+                     (const Rlif__V1__AdapterSpec *message)
+{
+  assert(message->base.descriptor == &rlif__v1__adapter_spec__descriptor);
+  return protobuf_c_message_get_packed_size ((const ProtobufCMessage*)(message));
+}
+size_t rlif__v1__adapter_spec__pack
+                     (const Rlif__V1__AdapterSpec *message,
+                      uint8_t       *out)
+{
+  assert(message->base.descriptor == &rlif__v1__adapter_spec__descriptor);
+  return protobuf_c_message_pack ((const ProtobufCMessage*)message, out);
+}
+size_t rlif__v1__adapter_spec__pack_to_buffer
+                     (const Rlif__V1__AdapterSpec *message,
+                      ProtobufCBuffer *buffer)
+{
+  assert(message->base.descriptor == &rlif__v1__adapter_spec__descriptor);
+  return protobuf_c_message_pack_to_buffer ((const ProtobufCMessage*)message, buffer);
+}
+Rlif__V1__AdapterSpec *
+       rlif__v1__adapter_spec__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data)
+{
+  return (Rlif__V1__AdapterSpec *)
+     protobuf_c_message_unpack (&rlif__v1__adapter_spec__descriptor,
+                                allocator, len, data);
+}
+void   rlif__v1__adapter_spec__free_unpacked
+                     (Rlif__V1__AdapterSpec *message,
+                      ProtobufCAllocator *allocator)
+{
+  if(!message)
+    return;
+  assert(message->base.descriptor == &rlif__v1__adapter_spec__descriptor);
+  protobuf_c_message_free_unpacked ((ProtobufCMessage*)message, allocator);
+}
 void   rlif__v1__heartbeat__init
                      (Rlif__V1__Heartbeat         *message)
 {
@@ -1285,7 +1330,7 @@ const ProtobufCMessageDescriptor rlif__v1__envelope__descriptor =
   (ProtobufCMessageInit) rlif__v1__envelope__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rlif__v1__hello__field_descriptors[5] =
+static const ProtobufCFieldDescriptor rlif__v1__hello__field_descriptors[6] =
 {
   {
     "actor_id",
@@ -1347,18 +1392,32 @@ static const ProtobufCFieldDescriptor rlif__v1__hello__field_descriptors[5] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "applies_adapters",
+    80,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Rlif__V1__Hello, applies_adapters),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rlif__v1__hello__field_indices_by_name[] = {
   0,   /* field[0] = actor_id */
+  5,   /* field[5] = applies_adapters */
   1,   /* field[1] = hostname */
   3,   /* field[3] = max_batch_sequences */
   2,   /* field[2] = pid */
   4,   /* field[4] = weight_version */
 };
-static const ProtobufCIntRange rlif__v1__hello__number_ranges[1 + 1] =
+static const ProtobufCIntRange rlif__v1__hello__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 80, 5 },
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor rlif__v1__hello__descriptor =
 {
@@ -1368,14 +1427,14 @@ const ProtobufCMessageDescriptor rlif__v1__hello__descriptor =
   "Rlif__V1__Hello",
   "rlif.v1",
   sizeof(Rlif__V1__Hello),
-  5,
+  6,
   rlif__v1__hello__field_descriptors,
   rlif__v1__hello__field_indices_by_name,
-  1,  rlif__v1__hello__number_ranges,
+  2,  rlif__v1__hello__number_ranges,
   (ProtobufCMessageInit) rlif__v1__hello__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rlif__v1__welcome__field_descriptors[5] =
+static const ProtobufCFieldDescriptor rlif__v1__welcome__field_descriptors[6] =
 {
   {
     "run_id",
@@ -1437,18 +1496,32 @@ static const ProtobufCFieldDescriptor rlif__v1__welcome__field_descriptors[5] =
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "lora",
+    80,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_MESSAGE,
+    0,   /* quantifier_offset */
+    offsetof(Rlif__V1__Welcome, lora),
+    &rlif__v1__adapter_spec__descriptor,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rlif__v1__welcome__field_indices_by_name[] = {
   1,   /* field[1] = current_weight_version */
   3,   /* field[3] = heartbeat_interval_ms */
   4,   /* field[4] = heartbeat_timeout_ms */
+  5,   /* field[5] = lora */
   2,   /* field[2] = model_config_json */
   0,   /* field[0] = run_id */
 };
-static const ProtobufCIntRange rlif__v1__welcome__number_ranges[1 + 1] =
+static const ProtobufCIntRange rlif__v1__welcome__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 0, 5 }
+  { 80, 5 },
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor rlif__v1__welcome__descriptor =
 {
@@ -1458,11 +1531,75 @@ const ProtobufCMessageDescriptor rlif__v1__welcome__descriptor =
   "Rlif__V1__Welcome",
   "rlif.v1",
   sizeof(Rlif__V1__Welcome),
-  5,
+  6,
   rlif__v1__welcome__field_descriptors,
   rlif__v1__welcome__field_indices_by_name,
-  1,  rlif__v1__welcome__number_ranges,
+  2,  rlif__v1__welcome__number_ranges,
   (ProtobufCMessageInit) rlif__v1__welcome__init,
+  NULL,NULL,NULL    /* reserved[123] */
+};
+static const ProtobufCFieldDescriptor rlif__v1__adapter_spec__field_descriptors[3] =
+{
+  {
+    "rank",
+    1,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_UINT32,
+    0,   /* quantifier_offset */
+    offsetof(Rlif__V1__AdapterSpec, rank),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "alpha",
+    2,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_FLOAT,
+    0,   /* quantifier_offset */
+    offsetof(Rlif__V1__AdapterSpec, alpha),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "target_modules",
+    3,
+    PROTOBUF_C_LABEL_REPEATED,
+    PROTOBUF_C_TYPE_STRING,
+    offsetof(Rlif__V1__AdapterSpec, n_target_modules),
+    offsetof(Rlif__V1__AdapterSpec, target_modules),
+    NULL,
+    &protobuf_c_empty_string,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+};
+static const unsigned rlif__v1__adapter_spec__field_indices_by_name[] = {
+  1,   /* field[1] = alpha */
+  0,   /* field[0] = rank */
+  2,   /* field[2] = target_modules */
+};
+static const ProtobufCIntRange rlif__v1__adapter_spec__number_ranges[1 + 1] =
+{
+  { 1, 0 },
+  { 0, 3 }
+};
+const ProtobufCMessageDescriptor rlif__v1__adapter_spec__descriptor =
+{
+  PROTOBUF_C__MESSAGE_DESCRIPTOR_MAGIC,
+  "rlif.v1.AdapterSpec",
+  "AdapterSpec",
+  "Rlif__V1__AdapterSpec",
+  "rlif.v1",
+  sizeof(Rlif__V1__AdapterSpec),
+  3,
+  rlif__v1__adapter_spec__field_descriptors,
+  rlif__v1__adapter_spec__field_indices_by_name,
+  1,  rlif__v1__adapter_spec__number_ranges,
+  (ProtobufCMessageInit) rlif__v1__adapter_spec__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
 static const ProtobufCFieldDescriptor rlif__v1__heartbeat__field_descriptors[3] =
@@ -2235,7 +2372,7 @@ const ProtobufCMessageDescriptor rlif__v1__ack__descriptor =
   (ProtobufCMessageInit) rlif__v1__ack__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rlif__v1__weight_notice__field_descriptors[6] =
+static const ProtobufCFieldDescriptor rlif__v1__weight_notice__field_descriptors[7] =
 {
   {
     "version",
@@ -2309,8 +2446,21 @@ static const ProtobufCFieldDescriptor rlif__v1__weight_notice__field_descriptors
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "adapter",
+    80,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Rlif__V1__WeightNotice, adapter),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rlif__v1__weight_notice__field_indices_by_name[] = {
+  6,   /* field[6] = adapter */
   5,   /* field[5] = chunk_bytes */
   4,   /* field[4] = crc32 */
   3,   /* field[3] = dtype */
@@ -2318,10 +2468,11 @@ static const unsigned rlif__v1__weight_notice__field_indices_by_name[] = {
   1,   /* field[1] = total_bytes */
   0,   /* field[0] = version */
 };
-static const ProtobufCIntRange rlif__v1__weight_notice__number_ranges[1 + 1] =
+static const ProtobufCIntRange rlif__v1__weight_notice__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 0, 6 }
+  { 80, 6 },
+  { 0, 7 }
 };
 const ProtobufCMessageDescriptor rlif__v1__weight_notice__descriptor =
 {
@@ -2331,14 +2482,14 @@ const ProtobufCMessageDescriptor rlif__v1__weight_notice__descriptor =
   "Rlif__V1__WeightNotice",
   "rlif.v1",
   sizeof(Rlif__V1__WeightNotice),
-  6,
+  7,
   rlif__v1__weight_notice__field_descriptors,
   rlif__v1__weight_notice__field_indices_by_name,
-  1,  rlif__v1__weight_notice__number_ranges,
+  2,  rlif__v1__weight_notice__number_ranges,
   (ProtobufCMessageInit) rlif__v1__weight_notice__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rlif__v1__snapshot_request__field_descriptors[4] =
+static const ProtobufCFieldDescriptor rlif__v1__snapshot_request__field_descriptors[6] =
 {
   {
     "version",
@@ -2388,17 +2539,44 @@ static const ProtobufCFieldDescriptor rlif__v1__snapshot_request__field_descript
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "frozen_base",
+    80,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Rlif__V1__SnapshotRequest, frozen_base),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "adapter",
+    81,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Rlif__V1__SnapshotRequest, adapter),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rlif__v1__snapshot_request__field_indices_by_name[] = {
+  5,   /* field[5] = adapter */
   2,   /* field[2] = credits */
   3,   /* field[3] = dtype */
   1,   /* field[1] = first_chunk */
+  4,   /* field[4] = frozen_base */
   0,   /* field[0] = version */
 };
-static const ProtobufCIntRange rlif__v1__snapshot_request__number_ranges[1 + 1] =
+static const ProtobufCIntRange rlif__v1__snapshot_request__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 0, 4 }
+  { 80, 4 },
+  { 0, 6 }
 };
 const ProtobufCMessageDescriptor rlif__v1__snapshot_request__descriptor =
 {
@@ -2408,10 +2586,10 @@ const ProtobufCMessageDescriptor rlif__v1__snapshot_request__descriptor =
   "Rlif__V1__SnapshotRequest",
   "rlif.v1",
   sizeof(Rlif__V1__SnapshotRequest),
-  4,
+  6,
   rlif__v1__snapshot_request__field_descriptors,
   rlif__v1__snapshot_request__field_indices_by_name,
-  1,  rlif__v1__snapshot_request__number_ranges,
+  2,  rlif__v1__snapshot_request__number_ranges,
   (ProtobufCMessageInit) rlif__v1__snapshot_request__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
@@ -2479,7 +2657,7 @@ const ProtobufCMessageDescriptor rlif__v1__tensor_entry__descriptor =
   (ProtobufCMessageInit) rlif__v1__tensor_entry__init,
   NULL,NULL,NULL    /* reserved[123] */
 };
-static const ProtobufCFieldDescriptor rlif__v1__snapshot_chunk__field_descriptors[12] =
+static const ProtobufCFieldDescriptor rlif__v1__snapshot_chunk__field_descriptors[14] =
 {
   {
     "version",
@@ -2625,14 +2803,40 @@ static const ProtobufCFieldDescriptor rlif__v1__snapshot_chunk__field_descriptor
     0,             /* flags */
     0,NULL,NULL    /* reserved1,reserved2, etc */
   },
+  {
+    "adapter",
+    80,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Rlif__V1__SnapshotChunk, adapter),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
+  {
+    "frozen_base",
+    81,
+    PROTOBUF_C_LABEL_NONE,
+    PROTOBUF_C_TYPE_BOOL,
+    0,   /* quantifier_offset */
+    offsetof(Rlif__V1__SnapshotChunk, frozen_base),
+    NULL,
+    NULL,
+    0,             /* flags */
+    0,NULL,NULL    /* reserved1,reserved2, etc */
+  },
 };
 static const unsigned rlif__v1__snapshot_chunk__field_indices_by_name[] = {
+  12,   /* field[12] = adapter */
   9,   /* field[9] = chunk_bytes */
   1,   /* field[1] = chunk_index */
   6,   /* field[6] = crc32 */
   5,   /* field[5] = data */
   11,   /* field[11] = data_in_next_frame */
   3,   /* field[3] = dtype */
+  13,   /* field[13] = frozen_base */
   8,   /* field[8] = manifest */
   2,   /* field[2] = n_chunks */
   4,   /* field[4] = offset */
@@ -2640,10 +2844,11 @@ static const unsigned rlif__v1__snapshot_chunk__field_indices_by_name[] = {
   7,   /* field[7] = total_bytes */
   0,   /* field[0] = version */
 };
-static const ProtobufCIntRange rlif__v1__snapshot_chunk__number_ranges[1 + 1] =
+static const ProtobufCIntRange rlif__v1__snapshot_chunk__number_ranges[2 + 1] =
 {
   { 1, 0 },
-  { 0, 12 }
+  { 80, 12 },
+  { 0, 14 }
 };
 const ProtobufCMessageDescriptor rlif__v1__snapshot_chunk__descriptor =
 {
@@ -2653,10 +2858,10 @@ const ProtobufCMessageDescriptor rlif__v1__snapshot_chunk__descriptor =
   "Rlif__V1__SnapshotChunk",
   "rlif.v1",
   sizeof(Rlif__V1__SnapshotChunk),
-  12,
+  14,
   rlif__v1__snapshot_chunk__field_descriptors,
   rlif__v1__snapshot_chunk__field_indices_by_name,
-  1,  rlif__v1__snapshot_chunk__number_ranges,
+  2,  rlif__v1__snapshot_chunk__number_ranges,
   (ProtobufCMessageInit) rlif__v1__snapshot_chunk__init,
   NULL,NULL,NULL    /* reserved[123] */
 };

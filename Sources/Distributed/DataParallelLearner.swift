@@ -27,6 +27,16 @@ public final class DataParallelCompute: LearnerCompute {
         try inner.snapshot(version: version, dtype: dtype, chunkBytes: chunkBytes)
     }
 
+    // Every rank holds the same adapters and base: rank 0's serve the actors.
+    public var adapterLayout: AdapterLayout? { inner.adapterLayout }
+    public func adapterWeights(version: UInt64) -> AdapterWeights { inner.adapterWeights(version: version) }
+    public func mergedSnapshot(_ adapters: AdapterWeights, dtype: DType, chunkBytes: Int) throws -> WeightSnapshot {
+        try inner.mergedSnapshot(adapters, dtype: dtype, chunkBytes: chunkBytes)
+    }
+    public func frozenBaseSnapshot(dtype: DType, chunkBytes: Int) throws -> WeightSnapshot {
+        try inner.frozenBaseSnapshot(dtype: dtype, chunkBytes: chunkBytes)
+    }
+
     public func train(step: Int, groups: [AcceptedGroup]) throws -> StepResult {
         _ = try world.broadcast(StepCommand.train(step: step, groups: groups).encoded())
         var m = try inner.train(step: step, groups: groups)

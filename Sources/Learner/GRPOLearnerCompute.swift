@@ -34,21 +34,51 @@ public final class GRPOLearnerCompute: LearnerCompute {
         manifest = trainer.policy.layout.entries.map {
             TensorEntry(name: $0.name, shape: $0.shape.map(UInt64.init), offsetElements: UInt64($0.offset))
         }
+        adapterLayout = trainer.policy.lora.map { ad in
+            AdapterLayout(spec: AdapterSpec(rank: UInt32(ad.rank), alpha: ad.config.alpha, targetModules: ad.config.targetModules),
+                          manifest: ad.tensors.map { TensorEntry(name: $0.name, shape: $0.shape.map(UInt64.init), offsetElements: UInt64($0.offset)) },
+                          elementCount: ad.parameters.count)
+        }
     }
 
-    /// With LoRA the actors sample with base + adapters: the snapshot holds the merged weights W + s·B·A (built in a
-    /// temporary copy of the base, freed once the snapshot has its own bytes), so actors need no LoRA support.
+    public let adapterLayout: AdapterLayout?
+
+    /// With LoRA, for actors that do not apply adapters: the merged weights W + s·B·A (built in a temporary copy
+    /// of the base, freed once the snapshot has its own bytes). Actors that do get `adapterWeights` instead.
     public func snapshot(version: UInt64, dtype: DType, chunkBytes: Int) throws -> WeightSnapshot {
-        var p = trainer.policy.parameters
-        if let ad = trainer.policy.lora {
-            let merged = FloatBuffer(count: p.count)
-            trainer.policy.readParameters(into: merged.pointer)   // BF16 base weights widened
-            ad.merge(into: merged.pointer, layout: trainer.policy.layout)
-            p = merged
+        guard trainer.policy.lora != nil else {
+            let p = trainer.policy.parameters
+            return try WeightSnapshot(version: version, parameters: UnsafeBufferPointer(start: p.pointer, count: p.count),
+                                      manifest: manifest, dtype: dtype, chunkBytes: chunkBytes)
         }
-        return try withExtendedLifetime(p) {
-            try WeightSnapshot(version: version, parameters: UnsafeBufferPointer(start: p.pointer, count: p.count),
+        return try mergedSnapshot(adapterWeights(version: version), dtype: dtype, chunkBytes: chunkBytes)
+    }
+
+    public func adapterWeights(version: UInt64) -> AdapterWeights {
+        let ad = trainer.policy.lora!
+        return AdapterWeights(version: version, values: Array(ad.parameters.buffer))
+    }
+
+    public func mergedSnapshot(_ a: AdapterWeights, dtype: DType, chunkBytes: Int) throws -> WeightSnapshot {
+        let policy = trainer.policy, ad = policy.lora!
+        precondition(a.values.count == ad.parameters.count, "adapter weights of another layout")
+        let merged = FloatBuffer(count: policy.parameters.count)
+        policy.readParameters(into: merged.pointer)   // BF16 base weights widened
+        a.values.withUnsafeBufferPointer { ad.merge(into: merged.pointer, layout: policy.layout, adapters: $0.baseAddress!) }
+        return try withExtendedLifetime(merged) {
+            try WeightSnapshot(version: a.version, parameters: UnsafeBufferPointer(start: merged.pointer, count: merged.count),
                                manifest: manifest, dtype: dtype, chunkBytes: chunkBytes)
+        }
+    }
+
+    public func frozenBaseSnapshot(dtype: DType, chunkBytes: Int) throws -> WeightSnapshot {
+        let policy = trainer.policy
+        precondition(policy.lora != nil, "frozenBaseSnapshot without LoRA: the weights are not frozen")
+        let base = FloatBuffer(count: policy.parameters.count)
+        policy.readParameters(into: base.pointer)   // BF16 base weights widened (exactly)
+        return try withExtendedLifetime(base) {
+            try WeightSnapshot(version: 0, parameters: UnsafeBufferPointer(start: base.pointer, count: base.count),
+                               manifest: manifest, dtype: dtype, chunkBytes: chunkBytes, kind: .frozenBase)
         }
     }
 

@@ -108,6 +108,8 @@ public final class LearnerServer {
     public var onStep: ((StepResult) -> Void)?
     /// Called with (task id, actor id) whenever a task is handed out (logs, tests).
     public var onAssign: ((UInt64, String) -> Void)?
+    /// Called with every group accepted for training, on the learner's network thread (tests).
+    public var onGroup: ((RolloutGroup) -> Void)?
     /// Called about once a second with the learner's status (e.g. to update Prometheus gauges).
     public var onStatus: ((LearnerStatus) -> Void)?
     /// Returns the data cursor to store in a checkpoint after `completedSteps`.
@@ -132,6 +134,8 @@ public final class LearnerServer {
     private struct Peer {
         var identity: [UInt8]
         var lastHeartbeatSent: UInt64?  // monotonic ms (`clock`)
+        /// In a LoRA run: gets the frozen base once and adapter-only versions (it said Hello.applies_adapters).
+        var appliesAdapters = false
     }
     private var peers: [String: Peer] = [:]
     /// Actors declared dead (missed heartbeats) that have not said hello or goodbye since: the routing identity of
@@ -153,7 +157,18 @@ public final class LearnerServer {
     var actorBoard = ActorBoard()
     var stepBoard = StepBoard()
     var lastStatusPublished = Date.distantPast
-    private var snapshots: [UInt64: WeightSnapshot] = [:]
+    /// The versions served: the current one and the previous one (an actor mid-fetch of it may finish).
+    private var versions: [UInt64: ServedVersion] = [:]
+    /// With LoRA: the adapters' layout (Welcome.lora) and the frozen base per dtype asked for, built at the first
+    /// request and kept for the run (the base never changes).
+    private let adapterLayout: AdapterLayout?
+    private var frozenBase: [DType: WeightSnapshot] = [:]
+    /// The frozen base and late merged versions are built off the network thread (see `SnapshotBuilds`), and the
+    /// requests for them wait here meanwhile.
+    private let builds = SnapshotBuilds()
+    private var awaitingBuild: [(request: SnapshotRequest, identity: [UInt8], peer: String)] = []
+    /// Merged full snapshots are built with each version only while an actor that needs them is connected.
+    private var mergedWanted: Bool { adapterLayout == nil || peers.values.contains { !$0.appliesAdapters } }
     private var lastNoticeSent: UInt64?
     var completedSteps: Int { pipeline.completedSteps }
     private let trainer = TrainerThread()
@@ -179,6 +194,7 @@ public final class LearnerServer {
         context = try ZMQContext()
         peerGuard = PeerGuard(limits: options.limits, curve: options.curve != nil)
         groupCheck = GroupCheck(vocabSize: compute.vocabSize)
+        adapterLayout = compute.adapterLayout
     }
 
     /// Set from any thread (e.g. a SIGINT/SIGTERM handler): finish the current step, tell actors to stop.
@@ -187,7 +203,7 @@ public final class LearnerServer {
     /// Serves until every step is trained and actors have been told, then returns.
     public func run() throws -> LearnerSummary {
         try bindSockets()
-        defer { trainer.stop(); for s in [work, notices, weights] { s?.close() }; context.shutdown(); zap?.stop() }
+        defer { trainer.stop(); builds.wait(); for s in [work, notices, weights] { s?.close() }; context.shutdown(); zap?.stop() }
         try publish(version: UInt64(options.startStep) + 1)
         log.info("learner \(options.runId) (incarnation \(String(options.incarnation, radix: 16))) serving on \(options.bind); \(options.steps - options.startStep) steps to go")
         var finishedAt: UInt64?
@@ -431,12 +447,20 @@ public final class LearnerServer {
             if !requeued.isEmpty { log.info("actor \(peer) restarted: tasks \(requeued) re-issued") }
             // A repeated Hello of the same process (queued while this learner was not yet bound) is said once.
             let again = peers[peer] != nil && actorBoard.pid(of: peer) == h.pid
-            peers[peer] = Peer(identity: identity)
+            let adapters = adapterLayout != nil && h.appliesAdapters
+            peers[peer] = Peer(identity: identity, appliesAdapters: adapters)
             actorBoard.hello(id: peer, host: h.hostname, pid: h.pid, version: h.weightVersion, now: now)
-            log.log(level: again ? .debug : .info, "actor \(peer) joined (host \(h.hostname), pid \(h.pid), batch \(h.maxBatchSequences), weights v\(h.weightVersion)\(keyNote(key)))")
+            let weightsNote = adapterLayout == nil ? "" : adapters ? ", LoRA: frozen base + adapter versions" : ", LoRA: merged full versions (does not apply adapters)"
+            log.log(level: again ? .debug : .info, "actor \(peer) joined (host \(h.hostname), pid \(h.pid), batch \(h.maxBatchSequences), weights v\(h.weightVersion)\(weightsNote)\(keyNote(key)))")
             send(work, to: identity, .welcome(Welcome(
                 runId: options.runId, currentWeightVersion: version, modelConfigJson: compute.modelConfigJSON,
-                heartbeatIntervalMs: UInt32(options.heartbeatIntervalMs), heartbeatTimeoutMs: UInt32(options.heartbeatTimeoutMs))))
+                heartbeatIntervalMs: UInt32(options.heartbeatIntervalMs), heartbeatTimeoutMs: UInt32(options.heartbeatTimeoutMs),
+                lora: adapters ? adapterLayout?.spec : nil)))
+            if adapterLayout != nil {
+                // Start building what it will ask for first, so that its first request finds it built (or nearly).
+                let prepare = SnapshotRequest(version: version, kind: adapters ? .frozenBase : .full)
+                _ = try? snapshot(for: prepare, version: version, peer: peer)
+            }
             return
         }
         if case .statusRequest = env.body { return send(work, to: identity, statusReply()) }
@@ -565,6 +589,7 @@ public final class LearnerServer {
             actorBoard.accepted(id: g.actorId, version: g.weightVersion, tokens: Int(g.timings.generatedTokens),
                                 decodeMs: Double(g.timings.decodeMs + g.timings.prefillMs), now: nowMs)
             pipeline.accepted(g)
+            onGroup?(g)
         case .duplicate:
             limitedLog(.info, "\(g.actorId): \(ack.detail); dropped")
         default:
@@ -602,6 +627,7 @@ public final class LearnerServer {
         let doCheckpoint = options.checkpointEvery > 0 && (s + 1) % options.checkpointEvery == 0 || s + 1 == options.steps
         let dtype = options.weightDType, chunk = options.chunkBytes
         let nextVersion = UInt64(s) + 2
+        let merged = mergedWanted
         // Which prompts of the schedule this step trained (and gave up on): one step of the run's history, so a
         // resumed or chaotic run can be checked for prompts trained twice or never (scripts/chaos).
         let indices = groups.map(\.promptIndex)
@@ -616,7 +642,7 @@ public final class LearnerServer {
             }
             // Taken here, on the training thread that wrote them, before the next step can start.
             let flagged = compute.takeFlaggedGroups()
-            let snap = try compute.snapshot(version: nextVersion, dtype: dtype, chunkBytes: chunk)
+            let snap = try ServedVersion.build(compute, version: nextVersion, dtype: dtype, chunkBytes: chunk, merged: merged)
             if doCheckpoint { try compute.checkpoint(completedSteps: s + 1, cursor: cursor) }
             return (metrics, snap, flagged)
         }
@@ -641,22 +667,25 @@ public final class LearnerServer {
     // MARK: Weights (Clone pattern server)
 
     private func publish(version v: UInt64) throws {
-        install(try compute.snapshot(version: v, dtype: options.weightDType, chunkBytes: options.chunkBytes))
+        install(try ServedVersion.build(compute, version: v, dtype: options.weightDType, chunkBytes: options.chunkBytes,
+                                        merged: mergedWanted))
     }
 
-    private func install(_ snap: WeightSnapshot) {
-        snapshots[snap.version] = snap
+    private func install(_ served: ServedVersion) {
+        versions[served.version] = served
         // Keep the current and the previous version: an actor mid-fetch of the previous one may finish it.
-        for v in snapshots.keys where v + 1 < snap.version { snapshots[v] = nil }
-        version = snap.version
-        summary.publishedAt[snap.version] = Date()
+        for v in versions.keys where v + 1 < served.version { versions[v] = nil; builds.discard(.merged(v)) }
+        version = served.version
+        summary.publishedAt[served.version] = Date()
         sendNotice()
-        log.debug("weights v\(snap.version) published (\(snap.totalBytes) bytes in \(snap.nChunks) chunks)")
+        let sizes = [served.adapterSnapshot.map { "adapters \($0.totalBytes) bytes in \($0.nChunks) chunks" },
+                     served.full.map { "\(served.adapters == nil ? "" : "merged ")\($0.totalBytes) bytes in \($0.nChunks) chunks" }]
+        log.debug("weights v\(served.version) published (\(sizes.compactMap { $0 }.joined(separator: "; ")))")
     }
 
     private func sendNotice() {
-        guard let snap = snapshots[version], noticesRebindAt == nil else { return }
-        do { _ = try notices.send(frames: [WireCodec.encode(.stamped(sender: "learner", .weightNotice(snap.notice), incarnation: options.incarnation))], dontWait: true) } catch {
+        guard let served = versions[version], noticesRebindAt == nil else { return }
+        do { _ = try notices.send(frames: [WireCodec.encode(.stamped(sender: "learner", .weightNotice(served.notice), incarnation: options.incarnation))], dontWait: true) } catch {
             log.warning("notice v\(version) not sent: \(error)")
         }
         lastNoticeSent = nowMs
@@ -674,11 +703,33 @@ public final class LearnerServer {
             replyError(identity, weights, ErrorMessage(code: .unknownPeer, message: "say hello first", field: "snapshot_request"))
             return
         }
+        serve(r, identity: identity, peer: peer)
+    }
+
+    /// Answers a snapshot request with its chunks (or an error). A request for a snapshot still being built waits
+    /// in `awaitingBuild` and is answered by `serveAwaitingBuilds` once it is built.
+    private func serve(_ r: SnapshotRequest, identity: [UInt8], peer: String) {
         let v = r.version == 0 ? version : r.version
-        guard let snap = snapshots[v] else {
-            send(weights, to: identity, .error(ErrorMessage(code: .unknownVersion,
-                message: "version \(v) is not served (current \(version))", field: "snapshot_request.version")))
-            return
+        let snap: WeightSnapshot
+        do {
+            switch try snapshot(for: r, version: v, peer: peer) {
+            case .snapshot(let s): snap = s
+            case .preparing:
+                log.debug("\(r.kind) snapshot for \(peer) is being built; its request waits")
+                // The actor asks again after its stall time: keep its newest request only (answering each would
+                // send the same chunks twice, and a duplicate chunk restarts its fetch).
+                awaitingBuild.removeAll { $0.peer == peer }
+                awaitingBuild.append((r, identity, peer))
+                return
+            case .notServed:
+                send(weights, to: identity, .error(ErrorMessage(code: .unknownVersion,
+                    message: "version \(v) is not served (current \(version))", field: "snapshot_request.version")))
+                return
+            case .refused(let e): return replyError(identity, weights, e)
+            }
+        } catch {
+            log.error("weights for \(peer) (\(r.kind) v\(v)) not built: \(error)")
+            return replyError(identity, weights, ErrorMessage(code: .internal, message: "\(error)", field: "snapshot_request"))
         }
         let first = Int(r.firstChunk)
         let last = min(snap.nChunks, first + Int(min(r.credits, 64)))
@@ -701,9 +752,62 @@ public final class LearnerServer {
         }
     }
 
+    /// The snapshot a request asks for: the frozen base, a version's adapters, or a version's full weights (with
+    /// LoRA: merged; built now if no actor needed them when the version was published). Those two are built on
+    /// their own thread (`.preparing` until done). Refuses a request this run cannot answer (adapters or base
+    /// without LoRA); throws when a build failed.
+    private func snapshot(for r: SnapshotRequest, version v: UInt64, peer: String) throws -> SnapshotLookup {
+        switch r.kind {
+        case .frozenBase, .adapter:
+            guard adapterLayout != nil else {
+                return .refused(ErrorMessage(code: .malformed, message: "this run trains no LoRA adapters: there is no \(r.kind) snapshot",
+                                             field: r.kind == .adapter ? "snapshot_request.adapter" : "snapshot_request.frozen_base"))
+            }
+            guard r.kind == .frozenBase else { return versions[v]?.adapterSnapshot.map { .snapshot($0) } ?? .notServed }
+            let dtype = r.dtype == .unspecified ? options.weightDType : r.dtype
+            if let b = frozenBase[dtype] { return .snapshot(b) }
+            let compute = self.compute, chunk = options.chunkBytes
+            // Once per dtype for the whole run: a copy of the base (2.5 GB F32 for Qwen2.5-0.5B).
+            guard let b = try builds.result(.frozenBase(dtype), { try compute.frozenBaseSnapshot(dtype: dtype, chunkBytes: chunk) }) else {
+                return .preparing
+            }
+            frozenBase[dtype] = b
+            log.info("frozen base built for actors that apply adapters: \(b.totalBytes) bytes \(dtype) in \(b.nChunks) chunks")
+            return .snapshot(b)
+        case .full:
+            guard let served = versions[v] else { return .notServed }
+            if let f = served.full { return .snapshot(f) }
+            guard let a = served.adapters else { return .notServed }
+            // An actor that does not apply adapters joined after this version was published without a merged copy.
+            let compute = self.compute, dtype = options.weightDType, chunk = options.chunkBytes
+            guard let f = try builds.result(.merged(v), { try compute.mergedSnapshot(a, dtype: dtype, chunkBytes: chunk) }) else {
+                return .preparing
+            }
+            versions[v]?.full = f
+            log.info("merged weights v\(v) built for \(peer), which does not apply adapters")
+            return .snapshot(f)
+        }
+    }
+
+    private enum SnapshotLookup {
+        case snapshot(WeightSnapshot)
+        case preparing
+        case notServed
+        case refused(ErrorMessage)
+    }
+
+    /// Requests that waited for a build, answered once something was built (those still waiting queue again).
+    private func serveAwaitingBuilds() {
+        guard !awaitingBuild.isEmpty, builds.takeNews() else { return }
+        let waiting = awaitingBuild
+        awaitingBuild = []
+        for w in waiting where peers[w.peer] != nil { serve(w.request, identity: w.identity, peer: w.peer) }
+    }
+
     // MARK: Timers
 
     private func housekeeping() {
+        serveAwaitingBuilds()
         let now = nowMs
         // Paranoid Pirate: an actor silent for the timeout is dead; its tasks go to others.
         let expiry = ledger.expire(now: now)
@@ -762,9 +866,52 @@ public final class RequestFlag: @unchecked Sendable {  // guarded by `lock`
     public func take() -> Bool { lock.lock(); defer { value = false; lock.unlock() }; return value }
 }
 
+/// Snapshots the network thread needs but must not build itself: copying and hashing a 0.5B model's 2.5 GB took
+/// 30 s on a loaded host, past the actors' heartbeat timeout. Each is built once on its own thread; the network
+/// loop asks `result` again (on the actor's next request) until it is there. The builds read only the frozen base
+/// and a version's kept adapter values, never what the training thread writes.
+final class SnapshotBuilds: @unchecked Sendable {  // all state behind `cond`
+    enum Key: Hashable { case frozenBase(DType), merged(UInt64) }
+    private let cond = NSCondition()
+    private var running: Set<Key> = []
+    private var finished: [Key: Result<WeightSnapshot, Error>] = [:]
+    private var news = false
+
+    /// Whether a build finished since the last call.
+    func takeNews() -> Bool { cond.lock(); defer { news = false; cond.unlock() }; return news }
+
+    /// The built snapshot (taken: asked again, it is built again), nil while it is being built (started by the
+    /// first call); throws what the build threw.
+    func result(_ key: Key, _ build: @escaping () throws -> WeightSnapshot) throws -> WeightSnapshot? {
+        cond.lock(); defer { cond.unlock() }
+        if let r = finished.removeValue(forKey: key) { return try r.get() }
+        guard !running.contains(key) else { return nil }
+        running.insert(key)
+        let job = UncheckedJob(build: build)
+        let t = Thread { [self] in
+            let r = Result { try job.build() }
+            cond.lock(); running.remove(key); finished[key] = r; news = true; cond.broadcast(); cond.unlock()
+        }
+        t.name = "rlif-learner-snapshot"
+        t.stackSize = 8 << 20
+        t.start()
+        return nil
+    }
+
+    /// Forgets a finished build nobody took (a merged version no longer served).
+    func discard(_ key: Key) { cond.lock(); finished[key] = nil; cond.unlock() }
+
+    /// Waits for the builds still running (the learner returns only when none uses the compute any more).
+    func wait() { cond.lock(); while !running.isEmpty { cond.wait() }; cond.unlock() }
+
+    /// The build closure captures the compute, used by this thread and the training thread: safe because both only
+    /// read the frozen base (see `LearnerCompute.mergedSnapshot`).
+    private struct UncheckedJob: @unchecked Sendable { let build: () throws -> WeightSnapshot }
+}
+
 /// Runs submitted jobs one at a time on a dedicated thread; the network loop polls for the result.
 final class TrainerThread: @unchecked Sendable {  // all state behind `cond`
-    typealias Output = (StepResult, WeightSnapshot, [FlaggedGroup])
+    typealias Output = (StepResult, ServedVersion, [FlaggedGroup])
     private let cond = NSCondition()
     private var job: (() throws -> Output)?
     private var result: Result<Output, Error>?

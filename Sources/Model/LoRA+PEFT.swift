@@ -121,7 +121,12 @@ extension LoRAAdapters {
 
     /// The same on a flat parameter buffer in `layout` (e.g. a copy of the frozen base for the actors' weights).
     public func merge(into weights: UnsafeMutablePointer<Float>, layout: ParameterLayout) {
-        let p = parameters.pointer
+        merge(into: weights, layout: layout, adapters: parameters.pointer)
+    }
+
+    /// The same with adapter values other than this object's: `adapters` is a flat buffer in this layout
+    /// (`parameters.count` floats, e.g. a copy taken when a weight version was published).
+    public func merge(into weights: UnsafeMutablePointer<Float>, layout: ParameterLayout, adapters p: UnsafePointer<Float>) {
         for e in entries {
             let lo = layout.layers[e.layer]
             let w: Int

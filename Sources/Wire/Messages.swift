@@ -10,11 +10,14 @@ public struct Hello: Sendable, Equatable {
     public var maxBatchSequences: UInt32
     /// Weight version the actor already holds (0 = none).
     public var weightVersion: UInt64
+    /// The actor samples with a frozen base + LoRA adapters: in a LoRA run it gets adapter-only versions.
+    public var appliesAdapters: Bool
 
     public init(actorId: String, hostname: String = "", pid: UInt32 = 0, maxBatchSequences: UInt32 = 0,
-                weightVersion: UInt64 = 0) {
+                weightVersion: UInt64 = 0, appliesAdapters: Bool = false) {
         self.actorId = actorId; self.hostname = hostname; self.pid = pid
         self.maxBatchSequences = maxBatchSequences; self.weightVersion = weightVersion
+        self.appliesAdapters = appliesAdapters
     }
 }
 
@@ -27,11 +30,46 @@ public struct Welcome: Sendable, Equatable {
     public var heartbeatIntervalMs: UInt32
     /// An actor silent for this long is declared dead and its tasks are re-issued.
     public var heartbeatTimeoutMs: UInt32
+    /// Only to an actor that said `Hello.appliesAdapters`, in a LoRA run: it then fetches the frozen base once and
+    /// every version as these adapters.
+    public var lora: AdapterSpec?
 
     public init(runId: String, currentWeightVersion: UInt64 = 0, modelConfigJson: String = "",
-                heartbeatIntervalMs: UInt32 = 1000, heartbeatTimeoutMs: UInt32 = 5000) {
+                heartbeatIntervalMs: UInt32 = 1000, heartbeatTimeoutMs: UInt32 = 5000, lora: AdapterSpec? = nil) {
         self.runId = runId; self.currentWeightVersion = currentWeightVersion; self.modelConfigJson = modelConfigJson
         self.heartbeatIntervalMs = heartbeatIntervalMs; self.heartbeatTimeoutMs = heartbeatTimeoutMs
+        self.lora = lora
+    }
+}
+
+/// A run's LoRA adapters (`rlif.v1.AdapterSpec`, PEFT's LoraConfig): decoding checks rank ≥ 1, a finite alpha > 0
+/// and at least one target (the names themselves are checked by the actor's model, which knows them).
+public struct AdapterSpec: Sendable, Equatable {
+    public var rank: UInt32
+    public var alpha: Float
+    /// PEFT module names in layer order, each once.
+    public var targetModules: [String]
+
+    public init(rank: UInt32, alpha: Float, targetModules: [String]) {
+        self.rank = rank; self.alpha = alpha; self.targetModules = targetModules
+    }
+}
+
+/// What a weight snapshot holds (`SnapshotChunk.adapter` / `.frozen_base`, `SnapshotRequest` likewise).
+public enum SnapshotKind: Sendable, Equatable, CaseIterable, CustomStringConvertible {
+    /// Every parameter of one version (full fine-tuning, or the merged W + s·B·A of a LoRA run).
+    case full
+    /// One version's LoRA adapters only: A and B of every adapted layer.
+    case adapter
+    /// The frozen base of a LoRA run (no version: it never changes during the run).
+    case frozenBase
+
+    public var description: String {
+        switch self {
+        case .full: "full"
+        case .adapter: "adapter"
+        case .frozenBase: "frozen base"
+        }
     }
 }
 
@@ -211,11 +249,13 @@ public struct WeightNotice: Sendable, Equatable {
     /// CRC-32 (zlib) of the whole serialised snapshot.
     public var crc32: UInt32
     public var chunkBytes: UInt32
+    /// The sizes are those of the version's adapter snapshot (a LoRA run).
+    public var adapter: Bool
 
     public init(version: UInt64, totalBytes: UInt64, nChunks: UInt32, dtype: DType, crc32: UInt32,
-                chunkBytes: UInt32) {
+                chunkBytes: UInt32, adapter: Bool = false) {
         self.version = version; self.totalBytes = totalBytes; self.nChunks = nChunks
-        self.dtype = dtype; self.crc32 = crc32; self.chunkBytes = chunkBytes
+        self.dtype = dtype; self.crc32 = crc32; self.chunkBytes = chunkBytes; self.adapter = adapter
     }
 }
 
@@ -227,9 +267,13 @@ public struct SnapshotRequest: Sendable, Equatable {
     /// How many chunks may be in flight to this actor (credit-based flow control).
     public var credits: UInt32
     public var dtype: DType
+    /// Full weights, a version's adapters, or the frozen base (`version` 0) — on the wire `adapter` / `frozen_base`.
+    public var kind: SnapshotKind
 
-    public init(version: UInt64 = 0, firstChunk: UInt32 = 0, credits: UInt32 = 2, dtype: DType = .f32) {
+    public init(version: UInt64 = 0, firstChunk: UInt32 = 0, credits: UInt32 = 2, dtype: DType = .f32,
+                kind: SnapshotKind = .full) {
         self.version = version; self.firstChunk = firstChunk; self.credits = credits; self.dtype = dtype
+        self.kind = kind
     }
 }
 
@@ -281,14 +325,16 @@ public struct SnapshotChunk: Sendable, Equatable {
     /// Zero-copy path: `data` is empty and the bytes travel as the next frame of the multipart message
     /// (`WeightSnapshot.chunkHeader(_:)` + `SnapshotAssembler.accept(_:data:)`).
     public var dataInNextFrame: Bool
+    /// What the snapshot holds (on the wire `adapter` / `frozen_base`).
+    public var kind: SnapshotKind
 
     public init(version: UInt64, chunkIndex: UInt32, nChunks: UInt32, dtype: DType, offset: UInt64,
                 data: ArraySlice<UInt8>, crc32: UInt32, totalBytes: UInt64, manifest: [TensorEntry] = [],
-                chunkBytes: UInt32, snapshotCRC32: UInt32, dataInNextFrame: Bool = false) {
+                chunkBytes: UInt32, snapshotCRC32: UInt32, dataInNextFrame: Bool = false, kind: SnapshotKind = .full) {
         self.version = version; self.chunkIndex = chunkIndex; self.nChunks = nChunks; self.dtype = dtype
         self.offset = offset; self.data = data; self.crc32 = crc32; self.totalBytes = totalBytes
         self.manifest = manifest; self.chunkBytes = chunkBytes; self.snapshotCRC32 = snapshotCRC32
-        self.dataInNextFrame = dataInNextFrame
+        self.dataInNextFrame = dataInNextFrame; self.kind = kind
     }
 }
 

@@ -9,6 +9,8 @@ public enum SnapshotError: Error, Equatable, CustomStringConvertible, Sendable {
     case wrongVersion(chunk: UInt32, got: UInt64, expected: UInt64)
     /// A header field differs from the one the first accepted chunk announced.
     case inconsistent(chunk: UInt32, field: String, got: UInt64, expected: UInt64)
+    /// The chunk's `adapter` / `frozen_base` says it belongs to another kind of snapshot than the one assembled.
+    case wrongKind(chunk: UInt32, got: SnapshotKind, expected: SnapshotKind)
     case chunkOutOfRange(chunk: UInt32, detail: String)
     case badChunkCRC(chunk: UInt32, got: UInt32, expected: UInt32)
     case duplicateChunk(UInt32)
@@ -31,6 +33,8 @@ public enum SnapshotError: Error, Equatable, CustomStringConvertible, Sendable {
             "snapshot_chunk[\(c)].version: got \(got), assembling version \(expected)"
         case let .inconsistent(c, f, got, expected):
             "snapshot_chunk[\(c)].\(f): got \(got), earlier chunks said \(expected)"
+        case let .wrongKind(c, got, expected):
+            "snapshot_chunk[\(c)].adapter/frozen_base: a chunk of a \(got) snapshot, assembling a \(expected) one"
         case let .chunkOutOfRange(c, detail): "snapshot_chunk[\(c)]: \(detail)"
         case let .badChunkCRC(c, got, expected):
             "snapshot_chunk[\(c)].crc32: data hashes to \(hex(got)), chunk says \(hex(expected))"
@@ -55,6 +59,8 @@ private func hex(_ x: UInt32) -> String { "0x" + String(x, radix: 16) }
 public struct WeightSnapshot: Sendable {
     public let version: UInt64
     public let dtype: DType
+    /// Full weights, one version's LoRA adapters, or the frozen base of a LoRA run (version 0).
+    public let kind: SnapshotKind
     public let manifest: [TensorEntry]
     /// Number of parameters.
     public let elementCount: Int
@@ -74,12 +80,13 @@ public struct WeightSnapshot: Sendable {
     ///   - manifest: where each tensor lives in `parameters` (validated to fit)
     ///   - chunkBytes: 1–4 MB in production; any positive multiple of 4 up to 64 MB is accepted (tests use tiny ones)
     public init(version: UInt64, parameters: UnsafeBufferPointer<Float>, manifest: [TensorEntry],
-                dtype: DType = .f32, chunkBytes: Int = 4 << 20) throws(SnapshotError) {
+                dtype: DType = .f32, chunkBytes: Int = 4 << 20, kind: SnapshotKind = .full) throws(SnapshotError) {
         guard chunkBytes > 0, chunkBytes % 4 == 0, chunkBytes <= 64 << 20 else { throw .invalidChunkSize(chunkBytes) }
         guard dtype == .f32 || dtype == .bf16 else { throw .unsupportedDType(dtype) }
         try Self.validate(manifest: manifest, elementCount: parameters.count)
         self.version = version
         self.dtype = dtype
+        self.kind = kind
         self.manifest = manifest
         self.elementCount = parameters.count
         self.chunkBytes = chunkBytes
@@ -112,11 +119,11 @@ public struct WeightSnapshot: Sendable {
     }
 
     public init(version: UInt64, parameters: [Float], manifest: [TensorEntry], dtype: DType = .f32,
-                chunkBytes: Int = 4 << 20) throws(SnapshotError) {
+                chunkBytes: Int = 4 << 20, kind: SnapshotKind = .full) throws(SnapshotError) {
         let r: Result<WeightSnapshot, SnapshotError> = parameters.withUnsafeBufferPointer { p in
             do throws(SnapshotError) {
                 return .success(try WeightSnapshot(version: version, parameters: p, manifest: manifest,
-                                                   dtype: dtype, chunkBytes: chunkBytes))
+                                                   dtype: dtype, chunkBytes: chunkBytes, kind: kind))
             } catch { return .failure(error) }
         }
         self = try r.get()
@@ -137,7 +144,7 @@ public struct WeightSnapshot: Sendable {
     /// The small PUB message announcing this version.
     public var notice: WeightNotice {
         WeightNotice(version: version, totalBytes: UInt64(totalBytes), nChunks: UInt32(nChunks), dtype: dtype,
-                     crc32: crc32, chunkBytes: UInt32(chunkBytes))
+                     crc32: crc32, chunkBytes: UInt32(chunkBytes), adapter: kind == .adapter)
     }
 
     /// Chunk `index` (0..<nChunks) with its bytes inside the message; the data shares this snapshot's storage
@@ -156,7 +163,7 @@ public struct WeightSnapshot: Sendable {
         return SnapshotChunk(version: version, chunkIndex: UInt32(index), nChunks: UInt32(nChunks), dtype: dtype,
                              offset: UInt64(index * chunkBytes), data: [], crc32: chunkCRCs[index],
                              totalBytes: UInt64(totalBytes), manifest: index == 0 ? manifest : [],
-                             chunkBytes: UInt32(chunkBytes), snapshotCRC32: crc32, dataInNextFrame: true)
+                             chunkBytes: UInt32(chunkBytes), snapshotCRC32: crc32, dataInNextFrame: true, kind: kind)
     }
 
     /// The bytes of chunk `index` (a slice of `bytes`, no copy).
@@ -171,6 +178,7 @@ public struct WeightSnapshot: Sendable {
 public struct AssembledSnapshot: Sendable {
     public let version: UInt64
     public let dtype: DType
+    public let kind: SnapshotKind
     public let manifest: [TensorEntry]
     public let parameters: [Float]  // (elementCount,)
 }
@@ -187,6 +195,7 @@ public struct SnapshotAssembler: Sendable {
 
     private struct Header: Equatable {
         var nChunks: UInt32, dtype: DType, totalBytes: UInt64, chunkBytes: UInt32, snapshotCRC32: UInt32
+        var kind: SnapshotKind
     }
     private var header: Header?
     /// The serialised bytes as they arrive, in Float-sized storage: for F32 this IS the result (no final copy);
@@ -237,8 +246,9 @@ public struct SnapshotAssembler: Sendable {
         let i = c.chunkIndex
         if let v = version, v != c.version { throw .wrongVersion(chunk: i, got: c.version, expected: v) }
         let h = Header(nChunks: c.nChunks, dtype: c.dtype, totalBytes: c.totalBytes, chunkBytes: c.chunkBytes,
-                       snapshotCRC32: c.snapshotCRC32)
+                       snapshotCRC32: c.snapshotCRC32, kind: c.kind)
         if let old = header {
+            if old.kind != h.kind { throw .wrongKind(chunk: i, got: h.kind, expected: old.kind) }
             if old.nChunks != h.nChunks { throw .inconsistent(chunk: i, field: "n_chunks", got: UInt64(h.nChunks), expected: UInt64(old.nChunks)) }
             if old.dtype != h.dtype { throw .inconsistent(chunk: i, field: "dtype", got: UInt64(h.dtype.rawValue), expected: UInt64(old.dtype.rawValue)) }
             if old.totalBytes != h.totalBytes { throw .inconsistent(chunk: i, field: "total_bytes", got: h.totalBytes, expected: old.totalBytes) }
@@ -318,7 +328,7 @@ public struct SnapshotAssembler: Sendable {
         guard let manifest else { throw .missingManifest }
         guard h.dtype == .bf16 else {
             // F32: the assembly buffer already is the parameter array (shared, not copied).
-            return AssembledSnapshot(version: version, dtype: h.dtype, manifest: manifest, parameters: storage)
+            return AssembledSnapshot(version: version, dtype: h.dtype, kind: h.kind, manifest: manifest, parameters: storage)
         }
         let params = [Float](unsafeUninitializedCapacity: count) { out, n in
             storage.withUnsafeBytes { raw in
@@ -327,6 +337,6 @@ public struct SnapshotAssembler: Sendable {
             }
             n = count
         }
-        return AssembledSnapshot(version: version, dtype: h.dtype, manifest: manifest, parameters: params)
+        return AssembledSnapshot(version: version, dtype: h.dtype, kind: h.kind, manifest: manifest, parameters: params)
     }
 }

@@ -75,6 +75,7 @@ public enum WireCodec {
             c.pointee.pid = m.pid
             c.pointee.max_batch_sequences = m.maxBatchSequences
             c.pointee.weight_version = m.weightVersion
+            c.pointee.applies_adapters = m.appliesAdapters ? 1 : 0
             env.pointee.body_case = RLIF__V1__ENVELOPE__BODY_HELLO
             env.pointee.hello = c
         case .welcome(let m):
@@ -84,6 +85,13 @@ public enum WireCodec {
             c.pointee.model_config_json = a.string(m.modelConfigJson)
             c.pointee.heartbeat_interval_ms = m.heartbeatIntervalMs
             c.pointee.heartbeat_timeout_ms = m.heartbeatTimeoutMs
+            if let l = m.lora {
+                let spec = a.make(Rlif__V1__AdapterSpec.self, rlif__v1__adapter_spec__init)
+                spec.pointee.rank = l.rank
+                spec.pointee.alpha = l.alpha
+                (spec.pointee.n_target_modules, spec.pointee.target_modules) = a.strings(l.targetModules)
+                c.pointee.lora = spec
+            }
             env.pointee.body_case = RLIF__V1__ENVELOPE__BODY_WELCOME
             env.pointee.welcome = c
         case .heartbeat(let m):
@@ -172,6 +180,7 @@ public enum WireCodec {
             c.pointee.dtype = .init(rawValue: numericCast(m.dtype.rawValue))
             c.pointee.crc32 = m.crc32
             c.pointee.chunk_bytes = m.chunkBytes
+            c.pointee.adapter = m.adapter ? 1 : 0
             env.pointee.body_case = RLIF__V1__ENVELOPE__BODY_WEIGHT_NOTICE
             env.pointee.weight_notice = c
         case .snapshotRequest(let m):
@@ -180,6 +189,8 @@ public enum WireCodec {
             c.pointee.first_chunk = m.firstChunk
             c.pointee.credits = m.credits
             c.pointee.dtype = .init(rawValue: numericCast(m.dtype.rawValue))
+            c.pointee.frozen_base = m.kind == .frozenBase ? 1 : 0
+            c.pointee.adapter = m.kind == .adapter ? 1 : 0
             env.pointee.body_case = RLIF__V1__ENVELOPE__BODY_SNAPSHOT_REQUEST
             env.pointee.snapshot_request = c
         case .snapshotChunk(let m):
@@ -204,6 +215,8 @@ public enum WireCodec {
             c.pointee.chunk_bytes = m.chunkBytes
             c.pointee.snapshot_crc32 = m.snapshotCRC32
             c.pointee.data_in_next_frame = m.dataInNextFrame ? 1 : 0
+            c.pointee.adapter = m.kind == .adapter ? 1 : 0
+            c.pointee.frozen_base = m.kind == .frozenBase ? 1 : 0
             env.pointee.body_case = RLIF__V1__ENVELOPE__BODY_SNAPSHOT_CHUNK
             env.pointee.snapshot_chunk = c
             // The payload (up to several MB) is referenced where it lies, not copied into the arena.
@@ -277,13 +290,15 @@ public enum WireCodec {
         case RLIF__V1__ENVELOPE__BODY_HELLO:
             let c = try need(e.hello, "hello")
             return .hello(Hello(actorId: str(c.actor_id), hostname: str(c.hostname), pid: c.pid,
-                                maxBatchSequences: c.max_batch_sequences, weightVersion: c.weight_version))
+                                maxBatchSequences: c.max_batch_sequences, weightVersion: c.weight_version,
+                                appliesAdapters: c.applies_adapters != 0))
         case RLIF__V1__ENVELOPE__BODY_WELCOME:
             let c = try need(e.welcome, "welcome")
             return .welcome(Welcome(runId: str(c.run_id), currentWeightVersion: c.current_weight_version,
                                     modelConfigJson: str(c.model_config_json),
                                     heartbeatIntervalMs: c.heartbeat_interval_ms,
-                                    heartbeatTimeoutMs: c.heartbeat_timeout_ms))
+                                    heartbeatTimeoutMs: c.heartbeat_timeout_ms,
+                                    lora: try c.lora.map { p throws(WireError) in try decodeAdapterSpec(p.pointee) }))
         case RLIF__V1__ENVELOPE__BODY_HEARTBEAT:
             let c = try need(e.heartbeat, "heartbeat")
             return .heartbeat(Heartbeat(weightVersion: c.weight_version,
@@ -346,12 +361,16 @@ public enum WireCodec {
             return .weightNotice(WeightNotice(
                 version: c.version, totalBytes: c.total_bytes, nChunks: c.n_chunks,
                 dtype: try enumValue(c.dtype.rawValue, "weight_notice.dtype"), crc32: c.crc32,
-                chunkBytes: c.chunk_bytes))
+                chunkBytes: c.chunk_bytes, adapter: c.adapter != 0))
         case RLIF__V1__ENVELOPE__BODY_SNAPSHOT_REQUEST:
             let c = try need(e.snapshot_request, "snapshot_request")
+            let kind = try snapshotKind(adapter: c.adapter, frozenBase: c.frozen_base, "snapshot_request")
+            guard kind != .frozenBase || c.version == 0 else {
+                throw .invalidValue(field: "snapshot_request.version", reason: "is \(c.version) with frozen_base set; the frozen base has no version (0)")
+            }
             return .snapshotRequest(SnapshotRequest(
                 version: c.version, firstChunk: c.first_chunk, credits: c.credits,
-                dtype: try enumValue(c.dtype.rawValue, "snapshot_request.dtype")))
+                dtype: try enumValue(c.dtype.rawValue, "snapshot_request.dtype"), kind: kind))
         case RLIF__V1__ENVELOPE__BODY_SNAPSHOT_CHUNK:
             return .snapshotChunk(try decodeSnapshotChunk(try need(e.snapshot_chunk, "snapshot_chunk")))
         case RLIF__V1__ENVELOPE__BODY_ERROR:
@@ -432,7 +451,31 @@ public enum WireCodec {
                              dtype: try enumValue(c.dtype.rawValue, "snapshot_chunk.dtype"), offset: c.offset,
                              data: data, crc32: c.crc32, totalBytes: c.total_bytes, manifest: manifest,
                              chunkBytes: c.chunk_bytes, snapshotCRC32: c.snapshot_crc32,
-                             dataInNextFrame: c.data_in_next_frame != 0)
+                             dataInNextFrame: c.data_in_next_frame != 0,
+                             kind: try snapshotKind(adapter: c.adapter, frozenBase: c.frozen_base, "snapshot_chunk"))
+    }
+
+    /// `adapter` / `frozen_base` of a request or chunk: at most one is set.
+    private static func snapshotKind(adapter: protobuf_c_boolean, frozenBase: protobuf_c_boolean,
+                                     _ message: String) throws(WireError) -> SnapshotKind {
+        switch (adapter != 0, frozenBase != 0) {
+        case (false, false): return .full
+        case (true, false): return .adapter
+        case (false, true): return .frozenBase
+        case (true, true):
+            throw .invalidValue(field: "\(message).frozen_base", reason: "is set together with \(message).adapter (at most one)")
+        }
+    }
+
+    private static func decodeAdapterSpec(_ c: Rlif__V1__AdapterSpec) throws(WireError) -> AdapterSpec {
+        guard c.rank >= 1 else { throw .invalidValue(field: "welcome.lora.rank", reason: "is 0, must be >= 1") }
+        try finite(c.alpha, "welcome.lora.alpha")
+        guard c.alpha > 0 else { throw .invalidValue(field: "welcome.lora.alpha", reason: "is \(c.alpha), must be > 0") }
+        guard c.n_target_modules > 0, let names = c.target_modules else {
+            throw .invalidValue(field: "welcome.lora.target_modules", reason: "is empty, must name at least one module")
+        }
+        return AdapterSpec(rank: c.rank, alpha: c.alpha,
+                           targetModules: (0..<c.n_target_modules).map { str(names[$0]) })
     }
 
     // MARK: Helpers
@@ -511,6 +554,19 @@ final class CArena {
         let p = alloc(MemoryLayout<T>.stride * a.count).bindMemory(to: T.self, capacity: a.count)
         a.withUnsafeBufferPointer { p.update(from: $0.baseAddress!, count: a.count) }
         return (a.count, p)
+    }
+
+    /// A copy of a repeated string field as (count, pointer); every element non-NULL (protobuf-c packs each).
+    func strings(_ a: [String]) -> (Int, UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?) {
+        guard let list = pointers(CChar.self, count: a.count) else { return (0, nil) }
+        for (i, s) in a.enumerated() {
+            if let p = string(s) { list[i] = p } else {
+                let p = alloc(1).bindMemory(to: CChar.self, capacity: 1)
+                p[0] = 0
+                list[i] = p
+            }
+        }
+        return (a.count, list)
     }
 
     /// Storage for a repeated message field (an array of pointers).

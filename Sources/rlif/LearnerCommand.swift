@@ -227,6 +227,8 @@ struct ActorCommand: ParsableCommand {
     @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (e.g. 0.0.0.0:9465).") var metricsAddr: String?
     @Option(help: "How the sampling weights' matrices are held: f32, or bf16 (half the memory; each received weight rounded to bfloat16, arithmetic F32).")
     var baseWeights: BaseWeights = .f32
+    @Flag(help: "In a LoRA run, take every weight version as merged full weights (W + s·B·A, the whole model each time) instead of the frozen base once and adapter-only versions.")
+    var mergedWeights = false
     /// Local mode: --batch-sequences comes from the config, not the user, so the memory plan may lower it.
     @Flag(name: .customLong("batch-sequences-adjustable"), help: .hidden) var batchAdjustable = false
 
@@ -245,7 +247,7 @@ struct ActorCommand: ParsableCommand {
             opts.failPromptIds = Set(ids.split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) })
             log.warning("RLIF_DEBUG_FAIL_PROMPTS: sampling fails on purpose for prompts \(opts.failPromptIds.sorted())")
         }
-        let engine = TransformerRolloutEngine(batchSequences: batch, baseWeights: baseWeights)
+        let engine = TransformerRolloutEngine(batchSequences: batch, baseWeights: baseWeights, appliesAdapters: !mergedWeights)
         // The memory plan, once the learner's model config and the first task's lengths are known (before the KV
         // cache is allocated): printed, the decode batch lowered to fit unless --batch-sequences fixed it, or the
         // actor ends with the plan's error (a task error would only be re-issued to another actor).

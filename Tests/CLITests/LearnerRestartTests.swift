@@ -15,7 +15,11 @@ struct LearnerRestartTests {
         }
     }
 
-    @Test func learnerKilledAndResumedWhileTheActorRunsFinishesEveryStepOnce() throws {
+    /// With LoRA too (`lora: true`): the actor applies the adapters, so it holds the frozen base of the killed
+    /// learner; after the restart it fetches the base again (a new incarnation may have loaded another one) before
+    /// the resumed learner's adapter versions (docs/PROTOCOL.md "Adapter-only versions").
+    @Test(arguments: [false, true])
+    func learnerKilledAndResumedWhileTheActorRunsFinishesEveryStepOnce(lora: Bool) throws {
         let d = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: d) }
         let out = d.appendingPathComponent("run")
@@ -26,6 +30,7 @@ struct LearnerRestartTests {
                            "--set", "checkpoint_every=2", "--set", "eval_every=0", "--set", "prompts_per_step=4",
                            "--set", "group_size=4", "--set", "max_new_tokens=16", "--set", "heartbeat_interval_ms=200",
                            "--set", "heartbeat_timeout_ms=2000", "--set", "tensorboard=false"]
+                          + (lora ? ["--set", "lora.rank=4", "--set", "lora.alpha=8"] : [])
         let first = try Spawned(learnerArgs)
         let actor = try Spawned(["actor", "--learner", bind, "--id", "a1", "--threads", "1"])
         defer { if actor.p.isRunning { kill(actor.p.processIdentifier, SIGKILL) } }
@@ -54,6 +59,12 @@ struct LearnerRestartTests {
         #expect(summary["prompts_trained_more_than_once"] == 0, "\(summary)")
         #expect(summary["accepted"] == (steps - 2) * 4, "\(summary)")
         #expect(second.out.contains("step \(steps)/\(steps)"))
+        let bases = actor.err.components(separatedBy: "frozen base installed").count - 1
+        if lora {
+            #expect(bases == 2, "one frozen base per learner incarnation, got \(bases): \(actor.err.suffix(3000))")
+        } else {
+            #expect(bases == 0)
+        }
     }
 
     /// Issue 15, the chaos flake: an actor suspended (SIGSTOP) past the heartbeat timeout is declared dead; the

@@ -29,12 +29,13 @@ import Wire
 
         init(steps: Int = 3, perStep: Int = 2, groupSize: Int = 4, maxLag: Int = 1, heartbeatTimeoutMs: Int = 3000,
              lora: LoRAConfig? = nil, stallReportMs: Int = 30_000, baseWeights: BaseWeights = .f32,
+             modelDir: URL = DistributedTests.modelDir,
              tweak: ((inout TrainConfig, inout LearnerOptions) -> Void)? = nil) throws {
             dir = try Fixtures.temporaryDirectory("rlif-dist")
             endpoints = try Endpoints(base: "ipc://\(dir.path)/l")
             self.steps = steps
             self.perStep = perStep
-            let policy = try Transformer.load(directory: DistributedTests.modelDir, baseWeights: baseWeights)
+            let policy = try Transformer.load(directory: modelDir, baseWeights: baseWeights)
             var c = TrainConfig()
             c.steps = steps; c.promptsPerStep = perStep; c.groupSize = groupSize; c.klBeta = 0
             c.learningRate = 1e-3; c.maxNewTokens = 6; c.temperature = 1
@@ -77,8 +78,8 @@ import Wire
         let done = DispatchSemaphore(value: 0)
         let engine: TransformerRolloutEngine
         init(_ endpoints: Endpoints, id: String, failPromptIds: Set<String> = [], baseWeights: BaseWeights = .f32,
-             tweak: ((inout ActorOptions) -> Void)? = nil) {
-            engine = TransformerRolloutEngine(batchSequences: 8, baseWeights: baseWeights)
+             appliesAdapters: Bool = true, tweak: ((inout ActorOptions) -> Void)? = nil) {
+            engine = TransformerRolloutEngine(batchSequences: 8, baseWeights: baseWeights, appliesAdapters: appliesAdapters)
             var options = ActorOptions(learner: endpoints, actorId: id)
             options.failPromptIds = failPromptIds
             tweak?(&options)
@@ -119,37 +120,54 @@ import Wire
         #expect((a.summary?.groupsAcked ?? 0) + (b.summary?.groupsAcked ?? 0) >= h.steps * h.perStep)
     }
 
-    /// LoRA on the learner: what it publishes is the merged W + s·B·A, so actors (which know nothing of LoRA)
-    /// sample with base + adapters; at the end the actor holds exactly the learner's merged weights (f32 wire).
-    @Test func loraLearnerPublishesMergedWeights() throws {
+    /// LoRA on the learner with both kinds of actor in one run. "merged" (`--merged-weights`, or an actor from
+    /// before adapter-only versions) gets every version as the merged W + s·B·A and ends holding exactly that; "lora"
+    /// gets the frozen base once and each version as adapters only, and ends holding exactly the learner's base
+    /// and adapters (f32 wire), having received per version the adapters' bytes, not the model's.
+    @Test func loraLearnerServesMergedAndAdapterOnlyVersionsInOneRun() throws {
         let h = try Harness(steps: 2, lora: LoRAConfig(rank: 4, alpha: 8))
         h.start()
-        let a = ActorThread(h.endpoints, id: "a1")
+        let merged = ActorThread(h.endpoints, id: "merged", appliesAdapters: false)
+        let lora = ActorThread(h.endpoints, id: "lora")
         #expect(h.wait(), "learner did not finish")
-        #expect(a.wait(), "actor did not finish")
-        if let e = h.error ?? a.error { Issue.record("failed: \(e)"); return }
+        #expect(merged.wait() && lora.wait(), "actors did not finish")
+        if let e = h.error ?? merged.error ?? lora.error { Issue.record("failed: \(e)"); return }
         let s = try #require(h.summary)
         expectEveryPromptTrainedOnce(s, steps: h.steps, perStep: h.perStep)
         let policy = h.trainer.policy, ad = try #require(policy.lora)
         #expect(Array(ad.parameters.buffer).contains { $0 != 0 } && ad.entries.allSatisfy { e in
             (0..<(e.outFeatures * ad.rank)).contains { ad.parameters.pointer[e.b + $0] != 0 } }, "B never moved: merged = base")
-        let merged = FloatBuffer(count: policy.parameters.count)
-        merged.copy(from: policy.parameters)
-        ad.merge(into: merged.pointer, layout: policy.layout)
-        let actorModel = try #require(a.engine.model)
-        #expect(Array(actorModel.parameters.buffer) == Array(merged.buffer), "actor weights are not base + adapters")
-        #expect(Array(actorModel.parameters.buffer) != Array(policy.parameters.buffer))
+        let want = FloatBuffer(count: policy.parameters.count)
+        want.copy(from: policy.parameters)
+        ad.merge(into: want.pointer, layout: policy.layout)
+        let mergedModel = try #require(merged.engine.model)
+        #expect(mergedModel.lora == nil)
+        #expect(Array(mergedModel.parameters.buffer) == Array(want.buffer), "merged actor's weights are not base + adapters")
+        #expect(Array(mergedModel.parameters.buffer) != Array(policy.parameters.buffer))
+        let loraModel = try #require(lora.engine.model), loraAd = try #require(loraModel.lora)
+        #expect(loraAd.enabled && loraAd.rank == 4 && loraAd.scale == ad.scale)
+        #expect(Array(loraModel.parameters.buffer) == Array(policy.parameters.buffer), "the base changed on the actor")
+        #expect(Array(loraAd.parameters.buffer) == Array(ad.parameters.buffer), "actor adapters are not the learner's")
+        let ls = try #require(lora.summary), ms = try #require(merged.summary)
+        #expect(ls.frozenBaseBytesReceived == policy.parameters.count * 4, "one f32 base")
+        #expect(!ls.versionBytesReceived.isEmpty && ls.versionBytesReceived.values.allSatisfy { $0 == ad.parameters.count * 4 },
+                "\(ls.versionBytesReceived) per version, adapters are \(ad.parameters.count * 4) bytes")
+        #expect(ms.frozenBaseBytesReceived == 0)
+        #expect(ms.versionBytesReceived.values.allSatisfy { $0 == policy.parameters.count * 4 })
     }
 
     /// BF16 base weights on both sides (`base_weights: bf16` learner, `rlif actor --base-weights bf16`), real
-    /// sockets: the learner publishes base (widened) + s·B·A, and the actor holds exactly that rounded to BF16.
+    /// sockets. An actor taking merged versions holds base (widened) + s·B·A rounded to BF16; one applying adapters
+    /// fetches the base in the learner's wire dtype (F32 here: a BF16 wire would round the F32 norms too) and holds
+    /// it exactly, with the learner's F32 adapters beside it.
     @Test func bf16BaseWeightsOnLearnerAndActor() throws {
         let h = try Harness(steps: 2, lora: LoRAConfig(rank: 4, alpha: 8), baseWeights: .bf16)
         h.start()
-        let a = ActorThread(h.endpoints, id: "a1", baseWeights: .bf16)
+        let a = ActorThread(h.endpoints, id: "a1", baseWeights: .bf16, appliesAdapters: false)
+        let b = ActorThread(h.endpoints, id: "a2", baseWeights: .bf16)
         #expect(h.wait(), "learner did not finish")
-        #expect(a.wait(), "actor did not finish")
-        if let e = h.error ?? a.error { Issue.record("failed: \(e)"); return }
+        #expect(a.wait() && b.wait(), "actors did not finish")
+        if let e = h.error ?? a.error ?? b.error { Issue.record("failed: \(e)"); return }
         let s = try #require(h.summary)
         expectEveryPromptTrainedOnce(s, steps: h.steps, perStep: h.perStep)
         let policy = h.trainer.policy, ad = try #require(policy.lora)
@@ -166,7 +184,65 @@ import Wire
         #expect(Array(got.buffer) == Array(want.buffer), "actor weights are not bf16(base + adapters)")
         policy.readParameters(into: want.pointer)
         #expect(Array(got.buffer) != Array(want.buffer), "the adapters never reached the actor")
+        let loraModel = try #require(b.engine.model)
+        loraModel.readParameters(into: got.pointer)
+        let sameBase = Array(got.buffer) == Array(want.buffer)
+        #expect(sameBase, "the adapter actor's base is not the learner's")
+        let sameAdapters = Array(try #require(loraModel.lora).parameters.buffer) == Array(ad.parameters.buffer)
+        #expect(sameAdapters, "the adapter actor's adapters are not the learner's")
+        #expect(b.summary?.frozenBaseBytesReceived == policy.layout.totalCount * 4, "the base travels in the learner's f32")
     }
+
+    /// Issue 11: adapter-only versions sample what merged full versions sample. Two runs of the embedded default
+    /// model with LoRA, the same seed, strictly on-policy (max_lag 0, so every group of step s is sampled with
+    /// version s + 1 in both runs), one actor each: "lora" applies adapters, "merged" gets W + s·B·A. Version 1
+    /// (B = 0: the adapter term adds exact zeros) gives bit-identical groups. Later versions give the same tokens
+    /// and log-probs within 1e-4: the actor computes W·x + s·B·(A·x) where the other computes (W + s·B·A)·x, the
+    /// same sums in another order (F32 rounding, ~1e-6 relative in the logits).
+    /// Also measures the bytes per weight version on the wire (docs/PROTOCOL.md "Adapter-only versions").
+    @Test(.enabled(if: FileManager.default.fileExists(atPath: DistributedTests.defaultModel.appendingPathComponent("model.safetensors").path),
+                   "needs Sources/rlif/Resources/default/model"))
+    func adapterVersionsSampleWhatMergedVersionsSample() throws {
+        final class Groups: @unchecked Sendable {  // written on the learner thread, read after it joins
+            var byTask: [UInt64: RolloutGroup] = [:]
+        }
+        func run(appliesAdapters: Bool) throws -> (groups: [UInt64: RolloutGroup], actor: ActorSummary, adapterBytes: Int, modelBytes: Int) {
+            let h = try Harness(steps: 3, perStep: 2, maxLag: 0, lora: LoRAConfig(), modelDir: DistributedTests.defaultModel)
+            let groups = Groups()
+            h.server.onGroup = { groups.byTask[$0.taskId] = $0 }
+            h.start()
+            let a = ActorThread(h.endpoints, id: appliesAdapters ? "lora" : "merged", appliesAdapters: appliesAdapters)
+            #expect(h.wait(), "learner did not finish")
+            #expect(a.wait(), "actor did not finish")
+            if let e = h.error ?? a.error { throw e }
+            expectEveryPromptTrainedOnce(try #require(h.summary), steps: 3, perStep: 2)
+            let policy = h.trainer.policy
+            return (groups.byTask, try #require(a.summary), try #require(policy.lora).parameters.count * 4, policy.parameters.count * 4)
+        }
+        let lora = try run(appliesAdapters: true), merged = try run(appliesAdapters: false)
+        #expect(lora.groups.count == 6 && Set(lora.groups.keys) == Set(merged.groups.keys))
+        var worst: Float = 0
+        for (task, g) in lora.groups.sorted(by: { $0.key < $1.key }) {
+            let m = try #require(merged.groups[task])
+            #expect(g.weightVersion == m.weightVersion)
+            #expect(g.completions.map(\.tokens) == m.completions.map(\.tokens), "task \(task) v\(g.weightVersion): other tokens")
+            if g.weightVersion == 1 {
+                #expect(g.completions.map(\.logprobs) == m.completions.map(\.logprobs), "v1 (B = 0) must be bit-identical")
+            }
+            for (c, d) in zip(g.completions, m.completions) {
+                for (x, y) in zip(c.logprobs, d.logprobs) { worst = max(worst, abs(x - y)) }
+            }
+        }
+        #expect(worst <= 1e-4, "log-probs differ by up to \(worst)")
+        #expect(Set(lora.groups.values.map(\.weightVersion)) == [1, 2, 3])
+        // Bytes on the wire per version (the numbers docs/PROTOCOL.md quotes).
+        #expect(lora.actor.versionBytesReceived.values.allSatisfy { $0 == lora.adapterBytes })
+        #expect(merged.actor.versionBytesReceived.values.allSatisfy { $0 == merged.modelBytes })
+        #expect(lora.actor.frozenBaseBytesReceived == lora.modelBytes)
+        print("BYTES_PER_VERSION embedded-default lora_r8 adapter=\(lora.adapterBytes) merged=\(merged.modelBytes) frozen_base_once=\(lora.actor.frozenBaseBytesReceived) log_prob_max_diff=\(worst)")
+    }
+
+    static let defaultModel = Fixtures.repoRoot.appendingPathComponent("Sources/rlif/Resources/default/model")
 
     @Test func lateJoinerStartsFromTheCurrentVersion() throws {
         let h = try Harness(steps: 4, perStep: 2)

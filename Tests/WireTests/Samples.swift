@@ -27,13 +27,15 @@ enum Samples {
                              crc32: CRC32.checksum(data), totalBytes: 2600,
                              manifest: [TensorEntry(name: "model.embed_tokens.weight", shape: [32, 20], offsetElements: 0),
                                         TensorEntry(name: "model.norm.weight", shape: [20], offsetElements: 640)],
-                             chunkBytes: 1000, snapshotCRC32: 0xDEAD_BEEF)
+                             chunkBytes: 1000, snapshotCRC32: 0xDEAD_BEEF, kind: .adapter)
     }
 
     static let bodies: [Message] = [
-        .hello(Hello(actorId: "actor-3", hostname: "node-1", pid: 4242, maxBatchSequences: 16, weightVersion: 2)),
+        .hello(Hello(actorId: "actor-3", hostname: "node-1", pid: 4242, maxBatchSequences: 16, weightVersion: 2,
+                     appliesAdapters: true)),
         .welcome(Welcome(runId: "run-2026-12-01", currentWeightVersion: 9, modelConfigJson: #"{"hidden_size": 64, "name": "ü"}"#,
-                         heartbeatIntervalMs: 500, heartbeatTimeoutMs: 3000)),
+                         heartbeatIntervalMs: 500, heartbeatTimeoutMs: 3000,
+                         lora: AdapterSpec(rank: 16, alpha: 32, targetModules: ["q_proj", "", "down_proj"]))),
         .heartbeat(Heartbeat(weightVersion: 9, tasksInProgress: [1, 2, UInt64.max], creditsOutstanding: 3)),
         .workRequest(WorkRequest(credits: 4)),
         .workItem(WorkItem(taskId: 77, promptId: "p-77", promptTokens: [1, 403, 407, 261, 378], groupSize: 8,
@@ -44,8 +46,8 @@ enum Samples {
         .rolloutGroup(rolloutGroup(groupSize: 3, length: 17)),
         .ack(Ack(taskId: 77, status: .duplicate, detail: "already have task 77")),
         .weightNotice(WeightNotice(version: 10, totalBytes: 104_857_600, nChunks: 25, dtype: .f32, crc32: 0x1234_5678,
-                                   chunkBytes: 4 << 20)),
-        .snapshotRequest(SnapshotRequest(version: 10, firstChunk: 3, credits: 2, dtype: .bf16)),
+                                   chunkBytes: 4 << 20, adapter: true)),
+        .snapshotRequest(SnapshotRequest(version: 10, firstChunk: 3, credits: 2, dtype: .bf16, kind: .adapter)),
         .snapshotChunk(snapshotChunk()),
         .error(ErrorMessage(code: .protocolVersion, message: "peer speaks 2", field: "envelope.protocol_version")),
         .goodbye(Goodbye(reason: "SIGTERM")),

@@ -171,6 +171,21 @@ import Testing
         }
     }
 
+    /// The kind travels with every chunk (through the codec) and comes out of the assembler; a chunk of another
+    /// kind with the same version and sizes (a full snapshot's, while the adapters are assembled) is refused.
+    @Test func kindIsCarriedAndAChunkOfAnotherKindIsRefused() throws {
+        let p = Self.parameters()
+        let adapters = try WeightSnapshot(version: 3, parameters: p, manifest: Self.manifest, chunkBytes: 4096, kind: .adapter)
+        let full = try WeightSnapshot(version: 3, parameters: p, manifest: Self.manifest, chunkBytes: 4096)
+        let a = try Self.assemble(adapters, order: Array(0..<adapters.nChunks).reversed())
+        #expect(a.kind == .adapter && a.parameters == p)
+        #expect(adapters.notice.adapter && !full.notice.adapter)
+        var asm = SnapshotAssembler(version: 3)
+        try asm.accept(adapters.chunk(0))
+        #expect(throws: SnapshotError.wrongKind(chunk: 1, got: .full, expected: .adapter)) { try asm.accept(full.chunk(1)) }
+        #expect(SnapshotError.wrongKind(chunk: 1, got: .full, expected: .adapter).description.contains("snapshot_chunk[1].adapter/frozen_base"))
+    }
+
     @Test func noticeMatchesSnapshot() throws {
         let s = try WeightSnapshot(version: 2, parameters: Self.parameters(), manifest: Self.manifest, dtype: .bf16,
                                    chunkBytes: 1024)

@@ -1,3 +1,4 @@
+import CRlifProto
 import Testing
 @testable import Wire
 
@@ -27,6 +28,38 @@ import Testing
             let e = Envelope(sender: "", body: body)
             #expect(try WireCodec.decode(WireCodec.encode(e)) == e, "\(body.fieldName)")
         }
+    }
+
+    /// Adapter-only weight versions: the frozen base round-trips as a request and a chunk kind; a peer setting both
+    /// `adapter` and `frozen_base`, a frozen-base request with a version, or an adapter spec that cannot be built is
+    /// refused with the field's path.
+    @Test func adapterAndFrozenBaseFieldsRoundTripAndAreValidated() throws {
+        var chunk = Samples.snapshotChunk()
+        chunk.kind = .frozenBase
+        chunk.version = 0
+        for body: Message in [.snapshotChunk(chunk), .snapshotRequest(SnapshotRequest(dtype: .bf16, kind: .frozenBase)),
+                              .welcome(Welcome(runId: "r", lora: nil))] {
+            let e = Envelope(sender: "x", body: body)
+            #expect(try WireCodec.decode(WireCodec.encode(e)) == e, "\(body.fieldName)")
+        }
+        func refused(_ body: Message, patch: (UnsafeMutablePointer<Rlif__V1__Envelope>) -> Void) -> WireError? {
+            let bytes = WireCodec.withCEnvelope(Envelope(sender: "x", body: body)) { env in
+                patch(env)
+                return [UInt8](unsafeUninitializedCapacity: rlif__v1__envelope__get_packed_size(env)) { b, n in
+                    n = rlif__v1__envelope__pack(env, b.baseAddress!)
+                }
+            }
+            do { _ = try WireCodec.decode(bytes); return nil } catch { return error }
+        }
+        #expect(refused(.snapshotChunk(chunk)) { $0.pointee.snapshot_chunk.pointee.adapter = 1 }?.field == "snapshot_chunk.frozen_base")
+        #expect(refused(.snapshotRequest(SnapshotRequest(kind: .adapter))) { $0.pointee.snapshot_request.pointee.frozen_base = 1 }?.field
+                == "snapshot_request.frozen_base")
+        #expect(refused(.snapshotRequest(SnapshotRequest(version: 3, kind: .frozenBase))) { _ in }?.field == "snapshot_request.version")
+        let spec = AdapterSpec(rank: 8, alpha: 16, targetModules: ["q_proj"])
+        #expect(refused(.welcome(Welcome(runId: "r", lora: spec))) { $0.pointee.welcome.pointee.lora.pointee.rank = 0 }?.field == "welcome.lora.rank")
+        #expect(refused(.welcome(Welcome(runId: "r", lora: spec))) { $0.pointee.welcome.pointee.lora.pointee.alpha = .nan }?.field == "welcome.lora.alpha")
+        #expect(refused(.welcome(Welcome(runId: "r", lora: spec))) { $0.pointee.welcome.pointee.lora.pointee.n_target_modules = 0 }?.field
+                == "welcome.lora.target_modules")
     }
 
     @Test func encodeIntoCallerBuffers() throws {

@@ -18,6 +18,7 @@ PROTOBUF_C__BEGIN_DECLS
 typedef struct Rlif__V1__Envelope Rlif__V1__Envelope;
 typedef struct Rlif__V1__Hello Rlif__V1__Hello;
 typedef struct Rlif__V1__Welcome Rlif__V1__Welcome;
+typedef struct Rlif__V1__AdapterSpec Rlif__V1__AdapterSpec;
 typedef struct Rlif__V1__Heartbeat Rlif__V1__Heartbeat;
 typedef struct Rlif__V1__WorkRequest Rlif__V1__WorkRequest;
 typedef struct Rlif__V1__SamplingParams Rlif__V1__SamplingParams;
@@ -171,10 +172,16 @@ struct  Rlif__V1__Hello
    * / Weight version the actor already holds (0 = none).
    */
   uint64_t weight_version;
+  /*
+   * / The actor can sample with a frozen base + LoRA adapters: in a LoRA run it then fetches the frozen base once
+   * / and each version as the adapters only (Welcome.lora says so). Without it (older actors) every version is the
+   * / merged W + s·B·A, as a full snapshot.
+   */
+  protobuf_c_boolean applies_adapters;
 };
 #define RLIF__V1__HELLO__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rlif__v1__hello__descriptor) \
-    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0 }
+    , (char *)protobuf_c_empty_string, (char *)protobuf_c_empty_string, 0, 0, 0, 0 }
 
 
 /*
@@ -194,10 +201,36 @@ struct  Rlif__V1__Welcome
    * / An actor silent for this long is declared dead and its tasks are re-issued.
    */
   uint32_t heartbeat_timeout_ms;
+  /*
+   * / Present only for an actor that said Hello.applies_adapters, in a LoRA run: the adapters it attaches to the
+   * / model. It then fetches the frozen base (SnapshotRequest.frozen_base) once and every version as adapters
+   * / (SnapshotRequest.adapter), laid out as AdapterSpec says.
+   */
+  Rlif__V1__AdapterSpec *lora;
 };
 #define RLIF__V1__WELCOME__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rlif__v1__welcome__descriptor) \
-    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, 0 }
+    , (char *)protobuf_c_empty_string, 0, (char *)protobuf_c_empty_string, 0, 0, NULL }
+
+
+/*
+ * / The LoRA adapters of a run (PEFT's LoraConfig): on every decoder layer and target, A (rank, in) and B
+ * / (out, rank); the model adds (alpha / rank) · B·A·x to the target's output.
+ */
+struct  Rlif__V1__AdapterSpec
+{
+  ProtobufCMessage base;
+  uint32_t rank;
+  float alpha;
+  /*
+   * / PEFT module names in layer order (q_proj, k_proj, v_proj, o_proj, gate_proj, up_proj, down_proj), each once.
+   */
+  size_t n_target_modules;
+  char **target_modules;
+};
+#define RLIF__V1__ADAPTER_SPEC__INIT \
+ { PROTOBUF_C_MESSAGE_INIT (&rlif__v1__adapter_spec__descriptor) \
+    , 0, 0, 0,NULL }
 
 
 /*
@@ -421,10 +454,14 @@ struct  Rlif__V1__WeightNotice
    * / Nominal chunk size in bytes: chunk i covers [i * chunk_bytes, min((i + 1) * chunk_bytes, total_bytes)).
    */
   uint32_t chunk_bytes;
+  /*
+   * / The sizes above are those of the version's adapter snapshot (a LoRA run), not of a full one.
+   */
+  protobuf_c_boolean adapter;
 };
 #define RLIF__V1__WEIGHT_NOTICE__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rlif__v1__weight_notice__descriptor) \
-    , 0, 0, 0, RLIF__V1__DTYPE__DTYPE_UNSPECIFIED, 0, 0 }
+    , 0, 0, 0, RLIF__V1__DTYPE__DTYPE_UNSPECIFIED, 0, 0, 0 }
 
 
 /*
@@ -443,10 +480,19 @@ struct  Rlif__V1__SnapshotRequest
    */
   uint32_t credits;
   Rlif__V1__DType dtype;
+  /*
+   * / Send the frozen base of a LoRA run instead of a version (`version` must be 0: the base never changes
+   * / during a run). At most one of frozen_base and adapter.
+   */
+  protobuf_c_boolean frozen_base;
+  /*
+   * / Send the version's LoRA adapters only (A and B of every adapted layer), not the merged full weights.
+   */
+  protobuf_c_boolean adapter;
 };
 #define RLIF__V1__SNAPSHOT_REQUEST__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rlif__v1__snapshot_request__descriptor) \
-    , 0, 0, 0, RLIF__V1__DTYPE__DTYPE_UNSPECIFIED }
+    , 0, 0, 0, RLIF__V1__DTYPE__DTYPE_UNSPECIFIED, 0, 0 }
 
 
 struct  Rlif__V1__TensorEntry
@@ -507,10 +553,18 @@ struct  Rlif__V1__SnapshotChunk
    * / `crc32` still covers those bytes.
    */
   protobuf_c_boolean data_in_next_frame;
+  /*
+   * / The snapshot is the version's LoRA adapters (manifest: PEFT names, offsets in the adapters' flat buffer).
+   */
+  protobuf_c_boolean adapter;
+  /*
+   * / The snapshot is the frozen base of a LoRA run (version 0; manifest: the model's layout).
+   */
+  protobuf_c_boolean frozen_base;
 };
 #define RLIF__V1__SNAPSHOT_CHUNK__INIT \
  { PROTOBUF_C_MESSAGE_INIT (&rlif__v1__snapshot_chunk__descriptor) \
-    , 0, 0, 0, RLIF__V1__DTYPE__DTYPE_UNSPECIFIED, 0, {0,NULL}, 0, 0, 0,NULL, 0, 0, 0 }
+    , 0, 0, 0, RLIF__V1__DTYPE__DTYPE_UNSPECIFIED, 0, {0,NULL}, 0, 0, 0,NULL, 0, 0, 0, 0, 0 }
 
 
 /*
@@ -644,6 +698,25 @@ Rlif__V1__Welcome *
                       const uint8_t       *data);
 void   rlif__v1__welcome__free_unpacked
                      (Rlif__V1__Welcome *message,
+                      ProtobufCAllocator *allocator);
+/* Rlif__V1__AdapterSpec methods */
+void   rlif__v1__adapter_spec__init
+                     (Rlif__V1__AdapterSpec         *message);
+size_t rlif__v1__adapter_spec__get_packed_size
+                     (const Rlif__V1__AdapterSpec   *message);
+size_t rlif__v1__adapter_spec__pack
+                     (const Rlif__V1__AdapterSpec   *message,
+                      uint8_t             *out);
+size_t rlif__v1__adapter_spec__pack_to_buffer
+                     (const Rlif__V1__AdapterSpec   *message,
+                      ProtobufCBuffer     *buffer);
+Rlif__V1__AdapterSpec *
+       rlif__v1__adapter_spec__unpack
+                     (ProtobufCAllocator  *allocator,
+                      size_t               len,
+                      const uint8_t       *data);
+void   rlif__v1__adapter_spec__free_unpacked
+                     (Rlif__V1__AdapterSpec *message,
                       ProtobufCAllocator *allocator);
 /* Rlif__V1__Heartbeat methods */
 void   rlif__v1__heartbeat__init
@@ -1017,6 +1090,9 @@ typedef void (*Rlif__V1__Hello_Closure)
 typedef void (*Rlif__V1__Welcome_Closure)
                  (const Rlif__V1__Welcome *message,
                   void *closure_data);
+typedef void (*Rlif__V1__AdapterSpec_Closure)
+                 (const Rlif__V1__AdapterSpec *message,
+                  void *closure_data);
 typedef void (*Rlif__V1__Heartbeat_Closure)
                  (const Rlif__V1__Heartbeat *message,
                   void *closure_data);
@@ -1088,6 +1164,7 @@ extern const ProtobufCEnumDescriptor    rlif__v1__error_code__descriptor;
 extern const ProtobufCMessageDescriptor rlif__v1__envelope__descriptor;
 extern const ProtobufCMessageDescriptor rlif__v1__hello__descriptor;
 extern const ProtobufCMessageDescriptor rlif__v1__welcome__descriptor;
+extern const ProtobufCMessageDescriptor rlif__v1__adapter_spec__descriptor;
 extern const ProtobufCMessageDescriptor rlif__v1__heartbeat__descriptor;
 extern const ProtobufCMessageDescriptor rlif__v1__work_request__descriptor;
 extern const ProtobufCMessageDescriptor rlif__v1__sampling_params__descriptor;
