@@ -24,7 +24,8 @@ import Sampling
 /// - KV cache: 2 · layers · slots · (longest prompt + max_new_tokens) · KVD, with `decoderSlotsNeeded(batch)`
 ///   slots; decode buffers: per slot 4C + 2QD + 4KVD + 3F + V, plus the sampler's batch × V logits;
 /// - weight snapshots: the weights as sent to actors (F32 or BF16), three on the learner (building, current,
-///   previous), one being assembled on an actor (plus its F32 widening for BF16);
+///   previous), one being assembled on an actor (plus its F32 widening for BF16); with LoRA the learner holds the
+///   frozen base as sent once, an F32 copy while building it, and three adapter versions instead;
 /// - runtime: what the process already holds when it plans (executable, tokenizer, prompts: `processBytes`, its RSS)
 ///   plus `overheadBytes` for BLAS thread buffers, allocator slack and per-step temporaries.
 /// A micro-batch holds at least one whole sequence, so its token count is max(micro_batch_tokens, longest
@@ -105,8 +106,9 @@ public struct MemoryPlan: Sendable, Equatable {
             : "tokens per micro-batch × \(L) layers, kept for backward"
         // LoRA (a config that passed validation; an invalid one is refused before any plan).
         let lora = c.lora.flatMap { lc in (try? lc.targets()).map { (lc.rank, $0) } }
+        let adapterParams = lora.map { r, targets in L * targets.reduce(0) { a, t in let (o, i) = t.shape(m); return a + r * (o + i) } } ?? 0
         if training, let (r, targets) = lora {
-            let perLayer = targets.reduce(0) { a, t in let (o, i) = t.shape(m); return a + r * (o + i) }
+            let perLayer = adapterParams / L
             add("LoRA adapters", 4 * L * perLayer,
                 "\(L * perLayer) adapter parameters (r \(r), \(targets.count) targets): F32 parameters, gradients, exp_avg, exp_avg_sq; the base is frozen (no gradients, moments or reference copy)")
             add("LoRA A·x rows", n * r * (targets.count * (c.activationCheckpointing ? 1 : L) + 1),
@@ -134,12 +136,21 @@ public struct MemoryPlan: Sendable, Equatable {
         }
         if role != .singleProcess {
             let bf16 = c.weightDType == .bf16
-            if role == .learner {
+            if role == .learner && lora != nil {
+                // Actors that apply adapters (the default) get the frozen base once and each version's adapters
+                // (`ServedVersion`: the F32 adapters and their snapshot, for building, current and previous).
+                // Merged full versions exist only while an actor run with --merged-weights is connected: not
+                // counted here (each would add 3 × the weights as sent, like full fine-tuning).
+                items.append(Item(name: "frozen base snapshot", bytes: p * (bf16 ? 2 : 4),
+                                  detail: "the base as sent once to each actor (\(c.weightDType.rawValue)), kept for actors that join later"))
+                if c.baseWeights == .bf16 { add("snapshot build copy", p, "the BF16 base widened to F32 while its snapshot is built") }
+                items.append(Item(name: "adapter versions", bytes: 3 * adapterParams * (4 + (bf16 ? 2 : 4)),
+                                  detail: "3 × \(adapterParams) adapter parameters (F32 + as sent, \(c.weightDType.rawValue)): building, current, previous"))
+            } else if role == .learner {
                 // LearnerServer keeps the current and the previous version for actors mid-fetch, and builds the
                 // next one before dropping the oldest.
                 items.append(Item(name: "weight snapshots", bytes: 3 * p * (bf16 ? 2 : 4),
                                   detail: "3 × the weights as sent to actors (\(c.weightDType.rawValue)): building, current, previous"))
-                if lora != nil { add("merged weights", p, "base + s·B·A in a temporary F32 copy, built for each published version (LoRA)") }
             } else {
                 // The assembly buffer; BF16 is then widened into a separate F32 array.
                 items.append(Item(name: "weight snapshot", bytes: p * (bf16 ? 6 : 4),
@@ -234,7 +245,7 @@ public struct MemoryPlanError: Error, CustomStringConvertible {
             s += " It fits (\(MemoryPlan.gib(suggestion.total))) with --set " + settings.joined(separator: " --set ")
                 + (fixedKeys.isEmpty ? "." : " (you set \(fixedKeys.intersection(["micro_batch_tokens", "actor_batch_sequences"]).sorted().joined(separator: ", "))).")
         } else {
-            let base = suggestion.items.filter { ["weights", "gradients", "AdamW moments", "reference model", "weight snapshot", "weight snapshots"].contains($0.name) }
+            let base = suggestion.items.filter { ["weights", "gradients", "AdamW moments", "reference model", "weight snapshot", "weight snapshots", "frozen base snapshot", "snapshot build copy"].contains($0.name) }
                 .reduce(0) { $0 + $1.bytes }
             s += " Even at\(plan.role == .actor ? "" : " micro_batch_tokens \(suggestion.microBatchTokens) and") decode batch \(suggestion.decodeBatch) it needs \(MemoryPlan.gib(suggestion.total)) (weights, gradients, moments\(plan.items.contains { $0.name == "reference model" } ? ", reference" : "") alone \(MemoryPlan.gib(base))): use a smaller model, kl_beta=0 (no reference copy), or a machine with more memory."
         }
