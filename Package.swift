@@ -120,7 +120,7 @@ let package = Package(
         .testTarget(name: "ModelTests", dependencies: ["Model", "Kernels", "SafeTensors", "GGUF", "Shared", "TestSupport"], swiftSettings: native),
         .testTarget(name: "KernelsTests", dependencies: ["Kernels", "Shared", "TestSupport", "SafeTensors"], swiftSettings: native),
         .testTarget(name: "GRPOTests", dependencies: ["GRPO", "TestSupport"], swiftSettings: native),
-        .testTarget(name: "WireTests", dependencies: ["Wire", "Shared", "TestSupport"]),
+        .testTarget(name: "WireTests", dependencies: ["Wire", "Shared", "TestSupport", "CRlifProto"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "Wire", "TestSupport"]),
         // The built executable as a user runs it (exit codes, signals, command-line errors).
         .testTarget(name: "CLITests", dependencies: ["TestSupport", "TensorBoard", "SafeTensors"]),
