@@ -74,18 +74,11 @@ public final class GRPOLearnerCompute: LearnerCompute {
     public func frozenBaseSnapshot(dtype: DType, chunkBytes: Int) throws -> WeightSnapshot {
         let policy = trainer.policy
         precondition(policy.lora != nil, "frozenBaseSnapshot without LoRA: the weights are not frozen")
-        // An F32 base is `parameters` itself (LoRA never writes it, so the training thread may run meanwhile): no
-        // copy of the model. A BF16 base is widened (exactly) into a temporary F32 copy first.
-        let base: FloatBuffer
-        if policy.baseWeights == .f32 {
-            base = policy.parameters
-        } else {
-            base = FloatBuffer(count: policy.parameters.count)
-            policy.readParameters(into: base.pointer)
-        }
-        return try withExtendedLifetime(base) {
-            try WeightSnapshot(version: 0, parameters: UnsafeBufferPointer(start: base.pointer, count: base.count),
-                               manifest: manifest, dtype: dtype, chunkBytes: chunkBytes, kind: .frozenBase)
+        // Read a slice at a time from the model's own weights (F32, or BF16 widened exactly): no copy of the model.
+        // LoRA never writes the base, so the training thread may run meanwhile.
+        return try WeightSnapshot(version: 0, elementCount: policy.parameters.count, manifest: manifest, dtype: dtype,
+                                  chunkBytes: chunkBytes, kind: .frozenBase) { start, count, dst in
+            policy.readParameters(start: start, count: count, into: dst)
         }
     }
 

@@ -83,6 +83,22 @@ extension Transformer {
         for e in layout.entries { readTensor(e, into: flat + e.offset) }
     }
 
+    /// Elements [start, start + count) of the flat F32 view of every tensor (what `readParameters` would write
+    /// there; alignment padding reads as 0 for a BF16 model), for building a snapshot a slice at a time.
+    public func readParameters(start: Int, count: Int, into dst: UnsafeMutablePointer<Float>) {
+        guard let b = matricesBF16 else { dst.update(from: parameters.pointer + start, count: count); return }
+        dst.initialize(repeating: 0, count: count)
+        let end = start + count
+        for e in layout.entries where e.offset < end && e.offset + e.count > start {
+            let lo = max(start, e.offset), hi = min(end, e.offset + e.count)
+            if e.isMatrix {
+                widenBF16(dst + (lo - start), b.pointer + lo, count: hi - lo)
+            } else {
+                (dst + (lo - start)).update(from: parameters.pointer + lo, count: hi - lo)
+            }
+        }
+    }
+
     /// The largest |w − bf16(w)| over the matrices of `flat` (a flat F32 buffer in this layout): 0 when every
     /// matrix value is exactly representable in BF16, so that a BF16 model computes what the F32 one does.
     public func bf16RoundingError(of flat: UnsafePointer<Float>) -> Float {

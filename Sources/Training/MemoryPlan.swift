@@ -25,7 +25,7 @@ import Sampling
 ///   slots; decode buffers: per slot 4C + 2QD + 4KVD + 3F + V, plus the sampler's batch × V logits;
 /// - weight snapshots: the weights as sent to actors (F32 or BF16), three on the learner (building, current,
 ///   previous), one being assembled on an actor (plus its F32 widening for BF16); with LoRA the learner holds the
-///   frozen base as sent once, an F32 copy while building it, and three adapter versions instead;
+///   frozen base as sent once (built a slice at a time from the model's weights) and three adapter versions instead;
 /// - runtime: what the process already holds when it plans (executable, tokenizer, prompts: `processBytes`, its RSS)
 ///   plus `overheadBytes` for BLAS thread buffers, allocator slack and per-step temporaries.
 /// A micro-batch holds at least one whole sequence, so its token count is max(micro_batch_tokens, longest
@@ -143,7 +143,6 @@ public struct MemoryPlan: Sendable, Equatable {
                 // counted here (each would add 3 × the weights as sent, like full fine-tuning).
                 items.append(Item(name: "frozen base snapshot", bytes: p * (bf16 ? 2 : 4),
                                   detail: "the base as sent once to each actor (\(c.weightDType.rawValue)), kept for actors that join later"))
-                if c.baseWeights == .bf16 { add("snapshot build copy", p, "the BF16 base widened to F32 while its snapshot is built") }
                 items.append(Item(name: "adapter versions", bytes: 3 * adapterParams * (4 + (bf16 ? 2 : 4)),
                                   detail: "3 × \(adapterParams) adapter parameters (F32 + as sent, \(c.weightDType.rawValue)): building, current, previous"))
             } else if role == .learner {
@@ -245,7 +244,7 @@ public struct MemoryPlanError: Error, CustomStringConvertible {
             s += " It fits (\(MemoryPlan.gib(suggestion.total))) with --set " + settings.joined(separator: " --set ")
                 + (fixedKeys.isEmpty ? "." : " (you set \(fixedKeys.intersection(["micro_batch_tokens", "actor_batch_sequences"]).sorted().joined(separator: ", "))).")
         } else {
-            let base = suggestion.items.filter { ["weights", "gradients", "AdamW moments", "reference model", "weight snapshot", "weight snapshots", "frozen base snapshot", "snapshot build copy"].contains($0.name) }
+            let base = suggestion.items.filter { ["weights", "gradients", "AdamW moments", "reference model", "weight snapshot", "weight snapshots", "frozen base snapshot"].contains($0.name) }
                 .reduce(0) { $0 + $1.bytes }
             s += " Even at\(plan.role == .actor ? "" : " micro_batch_tokens \(suggestion.microBatchTokens) and") decode batch \(suggestion.decodeBatch) it needs \(MemoryPlan.gib(suggestion.total)) (weights, gradients, moments\(plan.items.contains { $0.name == "reference model" } ? ", reference" : "") alone \(MemoryPlan.gib(base))): use a smaller model, kl_beta=0 (no reference copy), or a machine with more memory."
         }

@@ -81,24 +81,46 @@ public struct WeightSnapshot: Sendable {
     ///   - chunkBytes: 1–4 MB in production; any positive multiple of 4 up to 64 MB is accepted (tests use tiny ones)
     public init(version: UInt64, parameters: UnsafeBufferPointer<Float>, manifest: [TensorEntry],
                 dtype: DType = .f32, chunkBytes: Int = 4 << 20, kind: SnapshotKind = .full) throws(SnapshotError) {
+        try self.init(version: version, elementCount: parameters.count, manifest: manifest, dtype: dtype,
+                      chunkBytes: chunkBytes, kind: kind) { start, count, dst in
+            dst.update(from: parameters.baseAddress! + start, count: count)
+        }
+    }
+
+    /// Built from a source that writes the flat F32 values range by range — `fill(start, count, dst)` writes
+    /// elements [start, start + count) to dst — through a scratch of `sliceElements` floats, so the source need
+    /// not be one F32 buffer (a BF16 model's weights are widened a slice at a time, never into a whole F32 copy).
+    public init(version: UInt64, elementCount: Int, manifest: [TensorEntry], dtype: DType = .f32,
+                chunkBytes: Int = 4 << 20, kind: SnapshotKind = .full, sliceElements: Int = 1 << 20,
+                fill: (_ start: Int, _ count: Int, _ dst: UnsafeMutablePointer<Float>) -> Void) throws(SnapshotError) {
         guard chunkBytes > 0, chunkBytes % 4 == 0, chunkBytes <= 64 << 20 else { throw .invalidChunkSize(chunkBytes) }
         guard dtype == .f32 || dtype == .bf16 else { throw .unsupportedDType(dtype) }
-        try Self.validate(manifest: manifest, elementCount: parameters.count)
+        try Self.validate(manifest: manifest, elementCount: elementCount)
         self.version = version
         self.dtype = dtype
         self.kind = kind
         self.manifest = manifest
-        self.elementCount = parameters.count
+        self.elementCount = elementCount
         self.chunkBytes = chunkBytes
-        let total = parameters.count * dtype.byteWidth
+        let total = elementCount * dtype.byteWidth
         self.bytes = [UInt8](unsafeUninitializedCapacity: total) { buf, n in
             guard let base = buf.baseAddress else { n = 0; return }
             switch dtype {
             case .bf16:
-                let out = UnsafeMutableRawPointer(base).bindMemory(to: UInt16.self, capacity: parameters.count)
-                BFloat16.encode(out, parameters.baseAddress!, count: parameters.count)
+                let out = UnsafeMutableRawPointer(base).bindMemory(to: UInt16.self, capacity: elementCount)
+                let slice = max(1, min(sliceElements, elementCount))
+                let scratch = UnsafeMutablePointer<Float>.allocate(capacity: slice)
+                defer { scratch.deallocate() }
+                var start = 0
+                while start < elementCount {
+                    let count = min(slice, elementCount - start)
+                    fill(start, count, scratch)
+                    BFloat16.encode(out + start, scratch, count: count)
+                    start += count
+                }
             default:
-                UnsafeMutableRawPointer(base).copyMemory(from: parameters.baseAddress!, byteCount: total)
+                // F32: the source writes straight into the snapshot's bytes.
+                fill(0, elementCount, UnsafeMutableRawPointer(base).bindMemory(to: Float.self, capacity: elementCount))
             }
             n = total
         }

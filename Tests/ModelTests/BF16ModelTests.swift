@@ -137,4 +137,24 @@ import TestSupport
             }
         }
     }
+    /// `readParameters(start:count:into:)` (a frozen-base snapshot built a slice at a time) gives exactly the slices
+    /// of the whole `readParameters`, across tensor boundaries and alignment padding, for F32 and BF16 models.
+    @Test(arguments: [BaseWeights.f32, .bf16])
+    func slicesOfTheParametersEqualTheWhole(_ baseWeights: BaseWeights) throws {
+        let m = try Transformer.load(model: Fixtures.url("gguf/tiny-qwen2.gguf"), baseWeights: baseWeights)
+        let n = m.layout.totalCount
+        let whole = FloatBuffer(count: n)
+        m.readParameters(into: whole.pointer)
+        for slice in [1, 7, 1000, 4096, n] {
+            let got = FloatBuffer(count: n)
+            var start = 0
+            while start < n {
+                let count = min(slice, n - start)
+                m.readParameters(start: start, count: count, into: got.pointer + start)
+                start += count
+            }
+            let same = (0..<n).allSatisfy { whole[$0].bitPattern == got[$0].bitPattern }
+            #expect(same, "slices of \(slice) differ from the whole (\(baseWeights))")
+        }
+    }
 }

@@ -66,6 +66,24 @@ import Testing
         }
     }
 
+    /// A snapshot built from a source read a slice at a time (a BF16 model's frozen base) has the bytes and CRCs of
+    /// one built from the whole buffer, whatever the slice size.
+    @Test(arguments: [DType.f32, .bf16])
+    func builtSliceBySliceEqualsBuiltFromTheWhole(_ dtype: DType) throws {
+        let p = Self.parameters()
+        let whole = try WeightSnapshot(version: 3, parameters: p, manifest: Self.manifest, dtype: dtype, chunkBytes: 1024)
+        for slice in [1, 7, 1000, Self.count, 10 * Self.count] {
+            var calls = 0
+            let s = try WeightSnapshot(version: 3, elementCount: Self.count, manifest: Self.manifest, dtype: dtype,
+                                       chunkBytes: 1024, sliceElements: slice) { start, count, dst in
+                calls += 1
+                for i in 0..<count { dst[i] = p[start + i] }
+            }
+            #expect(s.bytes == whole.bytes && s.chunkCRCs == whole.chunkCRCs && s.crc32 == whole.crc32, "slice \(slice), \(dtype)")
+            #expect(dtype == .f32 ? calls == 1 : calls == (Self.count + min(slice, Self.count) - 1) / min(slice, Self.count))
+        }
+    }
+
     @Test func bf16SpecialValues() {
         #expect(BFloat16.toFloat(BFloat16.from(.infinity)) == .infinity)
         #expect(BFloat16.toFloat(BFloat16.from(-.infinity)) == -.infinity)
