@@ -27,7 +27,7 @@ public final class TransformerRolloutEngine: RolloutEngine {
     }
 
     public func configure(modelConfigJSON: String) throws {
-        let config = try JSONDecoder().decode(ModelConfig.self, from: Data(modelConfigJSON.utf8))
+        let config = try ModelConfig.decode(json: Data(modelConfigJSON.utf8), file: "the learner's model config (welcome)")
         model = try Transformer(config: config, baseWeights: baseWeights)
         sampler = nil
         reservedLength = 0
