@@ -133,8 +133,8 @@ let package = Package(
 )
 
 // libFuzzer targets (Fuzz/<name>/), one per decoder of outside input: declared only when RLIF_FUZZ=1, so normal
-// builds and CI never see them. scripts/fuzz builds them with `--sanitize fuzzer --sanitize address` (every module
-// instrumented for coverage and ASan) in its own scratch path (.build-fuzz) and runs them; see docs/SECURITY.md.
+// builds and CI's release build never see them. scripts/fuzz builds them with `--sanitize fuzzer --sanitize address`
+// plus explicit coverage flags (every module instrumented) in its own scratch path (.build-fuzz); docs/SECURITY.md.
 if Context.environment["RLIF_FUZZ"] == "1" {
     let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
         ("wire", ["Wire"]),
