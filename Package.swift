@@ -131,3 +131,26 @@ let package = Package(
         .testTarget(name: "TelemetryTests", dependencies: ["Telemetry", "Learner", "Training", "TestSupport"]),
     ]
 )
+
+// libFuzzer targets (Fuzz/<name>/), one per decoder of outside input: declared only when RLIF_FUZZ=1, so normal
+// builds and CI's release build never see them. scripts/fuzz builds them with `--sanitize fuzzer --sanitize address`
+// plus explicit coverage flags (every module instrumented) in its own scratch path (.build-fuzz); docs/SECURITY.md.
+if Context.environment["RLIF_FUZZ"] == "1" {
+    let fuzzTargets: [(name: String, dependencies: [Target.Dependency])] = [
+        ("wire", ["Wire"]),
+        ("weights", ["Wire", "Actor"]),
+        ("safetensors", ["SafeTensors"]),
+        ("gguf", ["GGUF", "Model", "Tokenizer"]),
+        ("model-config", ["Model"]),
+        ("tokenizer", ["Tokenizer"]),
+        ("train-config", ["Training"]),
+        ("prompts", ["Training"]),
+    ]
+    for t in fuzzTargets {
+        // -parse-as-library: the file defines LLVMFuzzerTestOneInput, libFuzzer supplies main.
+        package.targets.append(.executableTarget(name: "fuzz-\(t.name)", dependencies: t.dependencies,
+                                                 path: "Fuzz/\(t.name)",
+                                                 swiftSettings: [.unsafeFlags(["-parse-as-library"])]))
+        package.products.append(.executable(name: "fuzz-\(t.name)", targets: ["fuzz-\(t.name)"]))
+    }
+}

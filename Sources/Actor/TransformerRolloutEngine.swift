@@ -32,7 +32,7 @@ public final class TransformerRolloutEngine: RolloutEngine {
     }
 
     public func configure(modelConfigJSON: String, adapters: AdapterSpec?) throws {
-        let config = try JSONDecoder().decode(ModelConfig.self, from: Data(modelConfigJSON.utf8))
+        let config = try ModelConfig.decode(json: Data(modelConfigJSON.utf8), file: "the learner's model config (welcome)")
         let m = try Transformer(config: config, baseWeights: baseWeights)
         if let a = adapters {
             // Zero adapters (s·B·A = 0) until the first adapter snapshot; enabled, so decoding adds them.

@@ -74,14 +74,19 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         do { data = try Data(contentsOf: url) } catch {
             throw ModelError.config(file: url.path, key: "(file)", detail: "cannot read: \(error.localizedDescription)")
         }
+        return try decode(json: data, file: url.path)
+    }
+
+    /// Decodes and validates the bytes of a `config.json` (`file` names it in errors).
+    public static func decode(json data: Data, file: String) throws -> ModelConfig {
         do {
             let c = try JSONDecoder().decode(ModelConfig.self, from: data)
-            try c.validate(file: url.path)
+            try c.validate(file: file)
             return c
         } catch let ModelError.config(_, key, detail) {
-            throw ModelError.config(file: url.path, key: key, detail: detail)
+            throw ModelError.config(file: file, key: key, detail: detail)
         } catch let e as DecodingError {
-            throw ModelError.config(file: url.path, key: Self.keyPath(e), detail: "\(e)")
+            throw ModelError.config(file: file, key: Self.keyPath(e), detail: "\(e)")
         }
     }
 
@@ -101,7 +106,40 @@ public struct ModelConfig: Codable, Equatable, Sendable {
         try need(maxPositionEmbeddings > 0, "max_position_embeddings", "must be > 0, got \(maxPositionEmbeddings)")
         try need(rmsNormEps > 0, "rms_norm_eps", "must be > 0, got \(rmsNormEps)")
         try need(ropeTheta > 0, "rope_theta", "must be > 0, got \(ropeTheta)")
+        try need(numHiddenLayers <= Self.maxLayers, "num_hidden_layers", "\(numHiddenLayers) exceeds the limit of \(Self.maxLayers)")
+        // Every size derived from the config (tensor element counts, the flat buffer, the RoPE tables) must be
+        // computable without Int overflow and below `maxElements`: found by fuzzing (scripts/fuzz model-config),
+        // num_attention_heads 2^62 trapped in `qDim` and num_hidden_layers 10^8 kept ParameterLayout busy for minutes.
+        func product(_ key: String, _ factors: [(String, Int)]) throws -> Int {
+            var n = 1
+            for (_, f) in factors {
+                let (p, o) = n.multipliedReportingOverflow(by: f)
+                guard !o, p <= Self.maxElements else {
+                    throw ModelError.config(file: file, key: key, detail: "\(factors.map { "\($0.0) \($0.1)" }.joined(separator: " × ")) exceeds the limit of \(Self.maxElements) elements")
+                }
+                n = p
+            }
+            return n
+        }
+        let c = try product("hidden_size", [("hidden_size", hiddenSize)])
+        _ = try product("intermediate_size", [("intermediate_size", intermediateSize)])
+        let qd = try product("num_attention_heads", [("num_attention_heads", numAttentionHeads), ("head_dim", headDim)])
+        let kvd = try product("num_key_value_heads", [("num_key_value_heads", numKeyValueHeads), ("head_dim", headDim)])
+        _ = try product("max_position_embeddings", [("max_position_embeddings", maxPositionEmbeddings), ("head_dim", headDim)])
+        let embedding = try product("vocab_size", [("vocab_size", vocabSize), ("hidden_size", c)])
+        let attention = try product("hidden_size", [("hidden_size", c), ("q + k + v + o widths", 2 * qd + 2 * kvd + 4)])
+        let mlp = try product("intermediate_size", [("intermediate_size", intermediateSize), ("3 × hidden_size", 3 * c)])
+        // Per layer: attention + MLP + norms and biases (each < maxElements, so the sums cannot overflow).
+        let layer = attention + mlp + 2 * c + qd + 2 * kvd
+        _ = try product("num_hidden_layers", [("num_hidden_layers", numHiddenLayers), ("elements per layer", layer + 16 * 13)])
+        _ = try product("vocab_size", [("2 embeddings of", 2), ("vocab_size × hidden_size", embedding)])
     }
+
+    /// Largest `num_hidden_layers` accepted (the deepest open models have well under 200).
+    public static let maxLayers = 4096
+    /// Largest element count of any derived size (a tensor, all layers, the RoPE tables): 2^40 floats (4 TiB),
+    /// far above any model this machine class can hold, and small enough that sums of a few cannot overflow Int.
+    public static let maxElements = 1 << 40
 
     private static func keyPath(_ e: DecodingError) -> String {
         switch e {

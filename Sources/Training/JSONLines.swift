@@ -12,6 +12,11 @@ public enum JSONLines {
         do { data = try Data(contentsOf: url) } catch {
             throw DatasetError(file: url.path, line: nil, message: "cannot read: \(error.localizedDescription)")
         }
+        return try read(type, data: data, file: url.path)
+    }
+
+    /// The same for bytes already read (`file` names them in errors).
+    public static func read<T: Decodable>(_ type: T.Type, data: Data, file: String) throws -> [(line: Int, value: T)] {
         let decoder = JSONDecoder()
         var out: [(line: Int, value: T)] = []
         var lineNo = 0
@@ -21,7 +26,7 @@ public enum JSONLines {
             do {
                 out.append((lineNo, try decoder.decode(T.self, from: Data(raw))))
             } catch let e as DecodingError {
-                throw DatasetError(file: url.path, line: lineNo, message: message(e))
+                throw DatasetError(file: file, line: lineNo, message: message(e))
             }
         }
         return out

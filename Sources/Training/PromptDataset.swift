@@ -41,8 +41,17 @@ public struct PromptDataset: Sendable {
     /// may be strings or numbers). Blank lines are skipped; anything else that is not such an object is an error
     /// naming the file and line (`JSONLines`).
     public init(contentsOf url: URL, seed: UInt64) throws {
+        let data: Data
+        do { data = try Data(contentsOf: url) } catch {
+            throw DatasetError(file: url.path, line: nil, message: "cannot read: \(error.localizedDescription)")
+        }
+        try self.init(jsonLines: data, file: url, seed: seed)
+    }
+
+    /// The same from bytes already read; `file` names them in errors and its stem makes the default ids.
+    public init(jsonLines data: Data, file url: URL, seed: UInt64) throws {
         let stem = url.deletingPathExtension().lastPathComponent
-        let out = try JSONLines.read(PromptLine.self, from: url).map { line, p in
+        let out = try JSONLines.read(PromptLine.self, data: data, file: url.path).map { line, p in
             PromptRecord(id: p.id ?? "\(stem):\(line)", text: p.text, answer: p.answer)
         }
         guard !out.isEmpty else { throw DatasetError(file: url.path, line: nil, message: "no prompts") }

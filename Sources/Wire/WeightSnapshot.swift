@@ -231,6 +231,9 @@ public struct SnapshotAssembler: Sendable {
     /// - Parameters:
     ///   - version: the version expected (from the WeightNotice), or nil to take the first chunk's
     ///   - maxTotalBytes: refuse snapshots larger than this (the buffer is allocated on the first chunk)
+    /// Most chunks one snapshot may have: 2^20 (16 GiB in 1 MB chunks is 16 Ki; 4 TiB at the 4 MB production size).
+    public static let maxChunks: UInt32 = 1 << 20
+
     public init(version: UInt64? = nil, maxTotalBytes: UInt64 = 16 << 30) {
         self.version = version
         self.maxTotalBytes = maxTotalBytes
@@ -333,6 +336,11 @@ public struct SnapshotAssembler: Sendable {
         let expectedChunks = (h.totalBytes + UInt64(h.chunkBytes) - 1) / UInt64(h.chunkBytes)
         guard UInt64(h.nChunks) == expectedChunks else {
             throw .chunkOutOfRange(chunk: i, detail: "n_chunks \(h.nChunks) but total_bytes \(h.totalBytes) / chunk_bytes \(h.chunkBytes) needs \(expectedChunks)")
+        }
+        // The per-chunk bookkeeping (5 bytes a chunk, zero-filled at once) must stay small: one 8-byte chunk announcing
+        // 16 GiB in 2^31 chunks of 8 bytes made the actor fill 10 GB before a second chunk arrived.
+        guard h.nChunks <= Self.maxChunks else {
+            throw .chunkOutOfRange(chunk: i, detail: "n_chunks \(h.nChunks) exceeds the limit of \(Self.maxChunks) (chunk_bytes \(h.chunkBytes) is too small for total_bytes \(h.totalBytes))")
         }
     }
 

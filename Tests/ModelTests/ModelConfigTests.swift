@@ -84,4 +84,33 @@ import TestSupport
         llama.attentionBias = true
         #expect(ParameterLayout(config: llama).entry("model.layers.0.self_attn.o_proj.bias")?.shape == [32])
     }
+    /// Inputs found through the model-config fuzz target (scripts/fuzz model-config): sizes whose products overflow
+    /// Int (a trap in `qDim`/`ParameterLayout`) or make the layout loop for minutes are refused by
+    /// `ModelConfig.decode`, naming the key; the largest accepted sizes still lay out.
+    @Test func hugeSizesAreRefusedBeforeAnyLayout() throws {
+        func expectRefused(_ json: String, key: String, sourceLocation: SourceLocation = #_sourceLocation) {
+            do {
+                let c = try ModelConfig.decode(json: Data(json.utf8), file: "fuzz.json")
+                Issue.record("accepted \(c)", sourceLocation: sourceLocation)
+            } catch let ModelError.config(file, k, detail) {
+                #expect(file == "fuzz.json" && k == key, "\(k): \(detail)", sourceLocation: sourceLocation)
+                #expect(detail.contains("exceeds the limit"), "\(detail)", sourceLocation: sourceLocation)
+            } catch {
+                Issue.record("unexpected error \(error)", sourceLocation: sourceLocation)
+            }
+        }
+        let small = #""model_type":"llama","intermediate_size":16,"vocab_size":10"#
+        // The two inputs as found: 2^62 heads of head_dim 4 (q width overflows), 10^8 layers (layout loop).
+        expectRefused(#"{\#(small),"hidden_size":8,"num_hidden_layers":1,"num_attention_heads":4611686018427387904,"num_key_value_heads":1,"head_dim":4}"#,
+                      key: "num_attention_heads")
+        expectRefused(#"{\#(small),"hidden_size":8,"num_hidden_layers":100000000,"num_attention_heads":2}"#, key: "num_hidden_layers")
+        // Each other derived size.
+        expectRefused(#"{\#(small),"hidden_size":9223372036854775807,"num_hidden_layers":1,"num_attention_heads":1,"head_dim":2}"#, key: "hidden_size")
+        expectRefused(#"{"model_type":"llama","hidden_size":8,"intermediate_size":16,"num_hidden_layers":1,"num_attention_heads":2,"vocab_size":4611686018427387904}"#, key: "vocab_size")
+        expectRefused(#"{\#(small),"hidden_size":8,"num_hidden_layers":1,"num_attention_heads":2,"max_position_embeddings":4611686018427387904}"#, key: "max_position_embeddings")
+        expectRefused(#"{"model_type":"llama","hidden_size":1024,"intermediate_size":1073741824,"num_hidden_layers":1,"num_attention_heads":2,"vocab_size":10}"#, key: "intermediate_size")
+        // 4096 layers of a small model are still a model: decoded and laid out.
+        let deep = try ModelConfig.decode(json: Data(#"{\#(small),"hidden_size":8,"num_hidden_layers":4096,"num_attention_heads":2}"#.utf8), file: "deep.json")
+        #expect(ParameterLayout(config: deep).layers.count == 4096)
+    }
 }

@@ -165,6 +165,30 @@ import Testing
         }
     }
 
+    /// Found while writing the `weights` fuzz target (scripts/fuzz weights): one 8-byte chunk announcing a snapshot
+    /// of 2^27 chunks made the assembler zero-fill 640 MB of per-chunk bookkeeping (10 GB at 2^31 chunks, within the
+    /// 16 GiB default limit). It is refused before any allocation, naming n_chunks.
+    @Test func tinyChunksOfAHugeSnapshotAreRefusedBeforeAllocating() throws {
+        let data = ArraySlice([UInt8](repeating: 7, count: 8))
+        let nChunks: UInt32 = 1 << 27
+        let c = SnapshotChunk(version: 1, chunkIndex: 0, nChunks: nChunks, dtype: .f32, offset: 0, data: data,
+                              crc32: CRC32.checksum(data), totalBytes: UInt64(nChunks) * 8,
+                              manifest: [TensorEntry(name: "w", shape: [2], offsetElements: 0)],
+                              chunkBytes: 8, snapshotCRC32: 0)
+        var a = SnapshotAssembler()
+        #expect(throws: SnapshotError.chunkOutOfRange(chunk: 0, detail: "n_chunks 134217728 exceeds the limit of 1048576 (chunk_bytes 8 is too small for total_bytes 1073741824)")) {
+            try a.accept(c)
+        }
+        #expect(a.nChunks == nil, "nothing was allocated for the refused layout")
+        // The limit itself is a valid layout.
+        var atLimit = c
+        atLimit.nChunks = SnapshotAssembler.maxChunks
+        atLimit.totalBytes = UInt64(SnapshotAssembler.maxChunks) * 8
+        var b = SnapshotAssembler()
+        #expect(try b.accept(atLimit) == false)
+        #expect(b.nChunks == Int(SnapshotAssembler.maxChunks))
+    }
+
     @Test func separateDataFramePathRoundTrips() throws {
         let p = Self.parameters()
         let s = try WeightSnapshot(version: 6, parameters: p, manifest: Self.manifest, dtype: .f32, chunkBytes: 3000)
