@@ -104,8 +104,13 @@ public final class LearnerServer {
     let compute: LearnerCompute
     let promptsForStep: (Int) -> [(id: String, tokens: [Int32])]
     let log: Logger
-    /// Called with each step's records (after training, before the notice goes out).
+    /// Called with each step's records (after training, before the notice goes out), on the network thread.
     public var onStep: ((StepResult) -> Void)?
+    /// Called with each step's records on the training thread, before that step's checkpoint is written: where the
+    /// run's history is made durable (metrics.jsonl), so that it never lags a checkpoint. Written from `onStep`, a
+    /// learner killed between the checkpoint and the row lost the row: resumed from that checkpoint, its
+    /// metrics.jsonl skipped the step (netns-test --kill-resume, 2026-12-03: steps [1, 3, 4]).
+    public var recordStep: ((StepResult) -> Void)?
     /// Called with (task id, actor id) whenever a task is handed out (logs, tests).
     public var onAssign: ((UInt64, String) -> Void)?
     /// Called with every group accepted for training, on the learner's network thread (tests).
@@ -633,6 +638,7 @@ public final class LearnerServer {
         let indices = groups.map(\.promptIndex)
         let quarantined = pipeline.quarantined.filter { $0.step == s }.map(\.promptIndex)
         let quarantinedSoFar = pipeline.quarantined.count
+        let record = recordStep
         trainer.submit {
             var metrics = try compute.train(step: s, groups: groups)
             metrics.record.updateLearnerStats { stats in
@@ -643,6 +649,7 @@ public final class LearnerServer {
             // Taken here, on the training thread that wrote them, before the next step can start.
             let flagged = compute.takeFlaggedGroups()
             let snap = try ServedVersion.build(compute, version: nextVersion, dtype: dtype, chunkBytes: chunk, merged: merged)
+            record?(metrics)
             if doCheckpoint { try compute.checkpoint(completedSteps: s + 1, cursor: cursor) }
             return (metrics, snap, flagged)
         }

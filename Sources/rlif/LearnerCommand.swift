@@ -152,11 +152,14 @@ struct LearnerCommand: ParsableCommand {
             try records.append(e)
             console.show(.eval(e))
         }
-        server.onStep = { [unowned server] result in
+        // The records on the training thread, before the step's checkpoint; the console on the network thread.
+        server.recordStep = { result in
             for e in result.events {
                 do { try records.append(e) } catch { log.error("run records: \(error)") }
-                console.show(e)
             }
+        }
+        server.onStep = { [unowned server] result in
+            for e in result.events { console.show(e) }
             // One line per step about the actors (the per-version weight messages are at debug level).
             log.info("\(server.status().actorsLine)")
         }

@@ -120,6 +120,30 @@ import Wire
         #expect((a.summary?.groupsAcked ?? 0) + (b.summary?.groupsAcked ?? 0) >= h.steps * h.perStep)
     }
 
+    /// A step's records are made durable (`recordStep`, on the training thread) before the checkpoint that covers
+    /// it is written. Before, metrics.jsonl was appended from `onStep` on the network thread after the training
+    /// thread had written the checkpoint: a learner killed in between, resumed from that checkpoint, skipped the
+    /// step in metrics.jsonl (netns-test --kill-resume in CI: steps [1, 3, 4]).
+    @Test func stepRecordsAreWrittenBeforeTheirCheckpoint() throws {
+        let h = try Harness(steps: 3, tweak: { _, o in o.checkpointEvery = 1 })
+        let lock = NSLock()
+        nonisolated(unsafe) var seen: [(step: Int, checkpointExisted: Bool)] = []
+        h.server.recordStep = { [dir = h.dir] r in
+            let ckpt = dir.appendingPathComponent(String(format: "checkpoint-%06d", r.record.step))
+            let existed = FileManager.default.fileExists(atPath: ckpt.path)
+            lock.lock(); seen.append((r.record.step, existed)); lock.unlock()
+        }
+        h.start()
+        let a = ActorThread(h.endpoints, id: "a1")
+        #expect(h.wait(), "learner did not finish")
+        #expect(a.wait(), "actor did not finish")
+        if let e = h.error ?? a.error { Issue.record("failed: \(e)"); return }
+        lock.lock(); defer { lock.unlock() }
+        #expect(seen.map(\.step) == [1, 2, 3])
+        #expect(seen.allSatisfy { !$0.checkpointExisted }, "recorded after the checkpoint: \(seen)")
+        #expect((1...3).allSatisfy { FileManager.default.fileExists(atPath: h.dir.appendingPathComponent(String(format: "checkpoint-%06d", $0)).path) })
+    }
+
     /// LoRA on the learner with both kinds of actor in one run. "merged" (`--merged-weights`, or an actor from
     /// before adapter-only versions) gets every version as the merged W + s·B·A and ends holding exactly that; "lora"
     /// gets the frozen base once and each version as adapters only, and ends holding exactly the learner's base
