@@ -108,9 +108,8 @@ public struct MemoryPlan: Sendable, Equatable {
         let lora = c.lora.flatMap { lc in (try? lc.targets()).map { (lc.rank, $0) } }
         let adapterParams = lora.map { r, targets in L * targets.reduce(0) { a, t in let (o, i) = t.shape(m); return a + r * (o + i) } } ?? 0
         if training, let (r, targets) = lora {
-            let perLayer = adapterParams / L
-            add("LoRA adapters", 4 * L * perLayer,
-                "\(L * perLayer) adapter parameters (r \(r), \(targets.count) targets): F32 parameters, gradients, exp_avg, exp_avg_sq; the base is frozen (no gradients, moments or reference copy)")
+            add("LoRA adapters", 4 * adapterParams,
+                "\(adapterParams) adapter parameters (r \(r), \(targets.count) targets): F32 parameters, gradients, exp_avg, exp_avg_sq; the base is frozen (no gradients, moments or reference copy)")
             add("LoRA A·x rows", n * r * (targets.count * (c.activationCheckpointing ? 1 : L) + 1),
                 "\(n) tokens × r \(r) per target\(c.activationCheckpointing ? "" : " and layer"), kept for backward, + scratch", .training)
             let backwardPerToken = 2 * C + 2 * QD + 2 * KVD + 3 * F + C
