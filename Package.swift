@@ -108,7 +108,7 @@ let package = Package(
 
         .testTarget(name: "ShimTests", dependencies: ["CBLAS", "CZeroMQ", "CRlifProto"]),
         .testTarget(name: "SamplingTests", dependencies: ["Sampling", "Model", "Kernels", "TestSupport"], swiftSettings: native),
-        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "GRPO", "Kernels", "Sampling", "Tokenizer", "SafeTensors", "TestSupport", .product(name: "Logging", package: "swift-log")], swiftSettings: native),
+        .testTarget(name: "TrainingTests", dependencies: ["Training", "Model", "GRPO", "Kernels", "Sampling", "Tokenizer", "SafeTensors", "Shared", "TestSupport", .product(name: "Logging", package: "swift-log")], swiftSettings: native),
         .testTarget(name: "LearnerTests", dependencies: ["Learner", "Actor", "Training", "Model", "Wire", "Transport", "TestSupport", "Telemetry",
                                                      .product(name: "Logging", package: "swift-log")], swiftSettings: native),
         // Assertion helpers shared by the tests (max abs diff, first bad index, file:line) and fixture paths.

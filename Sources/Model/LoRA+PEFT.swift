@@ -29,23 +29,98 @@ extension LoRAAdapters {
         var layers_to_transform: [Int]? = nil
     }
 
-    /// Writes the adapters (F32) and their config into `directory` (created if needed; files replaced atomically).
-    public func savePEFT(to directory: URL, baseModel: String) throws {
+    /// Writes the adapters and their config into `directory` (created if needed; files replaced atomically).
+    /// `dtype` is the stored precision (F32 for checkpoints, which resume bit-identically; BF16 to publish, half
+    /// the bytes); `metadata` is added to the safetensors header next to PEFT's `format: pt`.
+    public func savePEFT(to directory: URL, baseModel: String, dtype: SafeTensorsDType = .f32,
+                         metadata: [String: String] = [:]) throws {
         try FileSystemError.makeDirectory(directory)
         let base = UnsafePointer(parameters.pointer)
         let sources = tensors.map {
             SafeTensorsWriter.Source(name: $0.name, shape: $0.shape,
-                                     floats: UnsafeBufferPointer(start: base + $0.offset, count: $0.shape[0] * $0.shape[1]))
+                                     floats: UnsafeBufferPointer(start: base + $0.offset, count: $0.shape[0] * $0.shape[1]),
+                                     dtype: dtype)
         }
         try withExtendedLifetime(parameters) {
             try SafeTensorsWriter.stream(sources, to: directory.appendingPathComponent(Self.weightsFileName),
-                                         metadata: ["format": "pt"])
+                                         metadata: metadata.merging(["format": "pt"]) { _, pt in pt })
         }
-        let cfg = PEFTConfig(base_model_name_or_path: baseModel, r: rank, lora_alpha: config.alpha,
-                             lora_dropout: config.dropout, target_modules: targets.map(\.rawValue))
+        try Self.writeConfig(PEFTConfig(base_model_name_or_path: baseModel, r: rank, lora_alpha: config.alpha,
+                                        lora_dropout: config.dropout, target_modules: targets.map(\.rawValue)),
+                             to: directory)
+    }
+
+    static func writeConfig(_ cfg: PEFTConfig, to directory: URL) throws {
         let enc = JSONEncoder()
         enc.outputFormatting = [.prettyPrinted, .sortedKeys]
         try AtomicFile.write(enc.encode(cfg), to: directory.appendingPathComponent(Self.configFileName))
+    }
+
+    /// What `exportPEFT` wrote.
+    public struct Export: Sendable, Equatable {
+        public var tensors: Int
+        public var parameters: Int
+        public var bytes: Int
+    }
+
+    /// A PEFT directory (e.g. a LoRA run's checkpoint) re-written for publishing: the adapter tensors stored as
+    /// `dtype` (BF16 halves a checkpoint's F32 adapters), `base_model_name_or_path` set to `baseModel` (a hub name
+    /// such as `Qwen/Qwen2.5-Coder-0.5B-Instruct`, which a checkpoint does not know: it records the local path it
+    /// trained from), and `metadata` (e.g. the base weights' SHA-256) in the safetensors header. Needs no model:
+    /// the config is checked as `peftConfig` checks it and every tensor must be a 2-D `lora_A`/`lora_B` weight.
+    /// `output` must not exist; it is written in a temporary sibling and renamed, so a failure leaves nothing.
+    @discardableResult
+    public static func exportPEFT(adapter: URL, output: URL, dtype: SafeTensorsDType, baseModel: String,
+                                  metadata: [String: String] = [:]) throws -> Export {
+        let fm = FileManager.default
+        guard !fm.fileExists(atPath: output.path) else {
+            throw ModelError.invalidInput("export-adapter: output \(output.path) already exists (give a new directory)")
+        }
+        let lc = try peftConfig(directory: adapter)
+        let url = adapter.appendingPathComponent(weightsFileName)
+        let file = try SafeTensorsFile(contentsOf: url)
+        guard !file.tensorNames.isEmpty else {
+            throw ModelError.checkpoint(file: url.path, tensor: "-", detail: "no tensors")
+        }
+        var values: [(name: String, shape: [Int], floats: [Float])] = []
+        for name in file.tensorNames {
+            let shape = file.shape(of: name) ?? []
+            guard name.hasSuffix(".lora_A.weight") || name.hasSuffix(".lora_B.weight"), shape.count == 2 else {
+                throw ModelError.checkpoint(file: url.path, tensor: name, detail: "not a LoRA weight (2-D `…lora_A.weight` / `…lora_B.weight`), shape \(shape)")
+            }
+            let rankAxis = name.hasSuffix(".lora_A.weight") ? 0 : 1   // A: (r, in), B: (out, r)
+            guard shape[rankAxis] == lc.rank else {
+                throw ModelError.checkpoint(file: url.path, tensor: name, detail: "shape \(shape), adapter_config.json says r = \(lc.rank)")
+            }
+            values.append((name, shape, try file.floats(name)))
+        }
+        let tmp = output.deletingLastPathComponent()
+            .appendingPathComponent(".\(output.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)")
+        try? fm.removeItem(at: tmp)
+        try FileSystemError.makeDirectory(tmp)
+        do {
+            var buffers: [UnsafeMutableBufferPointer<Float>] = []
+            defer { buffers.forEach { $0.deallocate() } }
+            let sources = values.map { v -> SafeTensorsWriter.Source in
+                let b = UnsafeMutableBufferPointer<Float>.allocate(capacity: v.floats.count)
+                _ = b.initialize(from: v.floats)
+                buffers.append(b)
+                return SafeTensorsWriter.Source(name: v.name, shape: v.shape, floats: UnsafeBufferPointer(b), dtype: dtype)
+            }
+            try SafeTensorsWriter.stream(sources, to: tmp.appendingPathComponent(weightsFileName),
+                                         metadata: metadata.merging(["format": "pt"]) { _, pt in pt })
+            try writeConfig(PEFTConfig(base_model_name_or_path: baseModel, r: lc.rank, lora_alpha: lc.alpha,
+                                       target_modules: lc.targetModules), to: tmp)
+            do { try fm.moveItem(at: tmp, to: output) } catch {
+                throw FileSystemError(error, operation: "rename", path: output.path)
+            }
+        } catch {
+            try? fm.removeItem(at: tmp)
+            throw error
+        }
+        let attributes = try? fm.attributesOfItem(atPath: output.appendingPathComponent(weightsFileName).path)
+        return Export(tensors: values.count, parameters: values.reduce(0) { $0 + $1.floats.count },
+                      bytes: (attributes?[.size] as? Int) ?? 0)
     }
 
     /// The `LoRAConfig` of a PEFT directory's adapter_config.json; a setting rlif does not implement is an error

@@ -9,7 +9,7 @@ struct Rlif: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "rlif",
         abstract: "INTUITOR: reinforcement learning from internal feedback (self-certainty GRPO) on CPU.",
-        subcommands: [Train.self, LearnerCommand.self, ActorCommand.self, Generate.self, Score.self, Eval.self, SFT.self, MergeCommand.self, TokenizeCommand.self, TemplateCommand.self, Convert.self, Report.self, StatusCommand.self, Info.self, Bench.self, Keygen.self],
+        subcommands: [Train.self, LearnerCommand.self, ActorCommand.self, Generate.self, Score.self, Eval.self, SFT.self, MergeCommand.self, ExportAdapter.self, TokenizeCommand.self, TemplateCommand.self, Convert.self, Report.self, StatusCommand.self, Info.self, Bench.self, Keygen.self],
         defaultSubcommand: Train.self
     )
 }

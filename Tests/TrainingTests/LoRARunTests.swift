@@ -3,6 +3,7 @@ import GRPO
 import Logging
 import Model
 import SafeTensors
+import Shared
 import Testing
 import TestSupport
 import Tokenizer
@@ -108,6 +109,44 @@ import Tokenizer
         let peft = try SafeTensorsFile(contentsOf: Fixtures.url(fx.adapter).appendingPathComponent("adapter_model.safetensors"))
         #expect(ours.tensorNames == peft.tensorNames)
         for n in peft.tensorNames { #expect(ours.shape(of: n) == peft.shape(of: n), "\(n)") }
+        try? FileManager.default.removeItem(at: tmp)
+    }
+
+    /// `rlif export-adapter`'s library: a checkpoint's F32 adapters re-written as BF16 (each value rounded to
+    /// nearest even), the hub name in adapter_config.json, the metadata kept, loadable again; an existing output
+    /// and a file with a non-LoRA tensor are refused and leave nothing behind.
+    @Test func exportedAdapterIsBF16AndLoadsBack() throws {
+        let (fx, _) = try LoRAParityTests.load("tiny-qwen2")
+        let m = try LoRAParityTests.model(fx)
+        let tmp = try Fixtures.temporaryDirectory("rlif-export")
+        let ckpt = tmp.appendingPathComponent("checkpoint"), out = tmp.appendingPathComponent("published")
+        try m.lora!.savePEFT(to: ckpt, baseModel: "/some/local/path")
+        let e = try LoRAAdapters.exportPEFT(adapter: ckpt, output: out, dtype: .bf16, baseModel: "Org/Base-Model",
+                                            metadata: ["base_sha256": String(repeating: "ab", count: 32)])
+        #expect(e.parameters == m.lora!.parameters.count)
+        let file = try SafeTensorsFile(contentsOf: out.appendingPathComponent("adapter_model.safetensors"))
+        #expect(file.tensorNames.allSatisfy { file.dtype(of: $0) == .bf16 })
+        #expect(file.metadata["base_sha256"] == String(repeating: "ab", count: 32) && file.metadata["format"] == "pt")
+        let cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: out.appendingPathComponent("adapter_config.json"))) as? [String: Any]
+        #expect(cfg?["base_model_name_or_path"] as? String == "Org/Base-Model")
+        let back = try LoRAAdapters.loadPEFT(directory: out, model: m.config)
+        #expect(back.config == m.lora!.config)
+        let rounded = m.lora!.parameters.buffer.map { BFloat16.toFloat(BFloat16.from($0)) }
+        #expect(Array(back.parameters.buffer) == rounded)
+        #expect(rounded != Array(m.lora!.parameters.buffer), "the fixture's adapters should not all be BF16 values already")
+        #expect(throws: ModelError.self) {
+            try LoRAAdapters.exportPEFT(adapter: ckpt, output: out, dtype: .bf16, baseModel: "x")
+        }
+        // A weights file with something that is not a LoRA weight is refused before anything is written.
+        var w = SafeTensorsWriter()
+        try w.add(name: "base_model.model.lm_head.weight", shape: [2, 2], floats: [1, 2, 3, 4])
+        try w.write(to: ckpt.appendingPathComponent("adapter_model.safetensors"))
+        let out2 = tmp.appendingPathComponent("refused")
+        #expect(throws: ModelError.self) {
+            try LoRAAdapters.exportPEFT(adapter: ckpt, output: out2, dtype: .bf16, baseModel: "x")
+        }
+        #expect(!FileManager.default.fileExists(atPath: out2.path))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: tmp.path).sorted() == ["checkpoint", "published"])
         try? FileManager.default.removeItem(at: tmp)
     }
 
