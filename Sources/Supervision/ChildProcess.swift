@@ -77,7 +77,13 @@ public final class ChildProcess: @unchecked Sendable {  // pipe handlers own the
         c.process.standardOutput = c.outPipe.write
         c.forward(c.errPipe.read, prefix: "[\(name)] ", to: stderr)
         c.forward(c.outPipe.read, prefix: "", to: stdout)
-        c.process.terminationHandler = { [c] _ in c.recordExit() }
+        // The handler holds `c` until the child has ended, then lets go: kept, it made a cycle (ChildProcess →
+        // Process → handler → ChildProcess) that LeakSanitizer reported for every child
+        // (`SupervisorTests.anEndedChildIsFreed`).
+        c.process.terminationHandler = { [c] p in
+            c.recordExit()
+            p.terminationHandler = nil
+        }
         defer {
             // Our copies of the write ends: the child holds its own, and EOF comes when it (and its children) exit.
             try? c.errPipe.write.close()

@@ -20,6 +20,21 @@ import Testing
         try ChildProcess.spawn(sh, ["-c", script], name: name, stdout: { out.append($0) }, stderr: { err.append($0) })
     }
 
+    /// A child that has ended, waited for and drained, is freed once its owner lets go (its termination handler
+    /// used to keep it alive for good: a cycle through `Process.terminationHandler`).
+    @Test func anEndedChildIsFreed() throws {
+        weak var weakChild: ChildProcess?
+        do {
+            let c = try Self.child("exit 0", name: "a")
+            weakChild = c
+            #expect(c.wait() == .exited(0))
+            c.drain()
+        }
+        let deadline = Date().addingTimeInterval(30)
+        while weakChild != nil && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        #expect(weakChild == nil, "the ended ChildProcess is still alive")
+    }
+
     @Test func exitsAreNamedWithCodeOrSignal() throws {
         let a = try Self.child("exit 3", name: "a")
         #expect(a.wait() == .exited(3))
