@@ -126,6 +126,9 @@ public final class ChildProcess: @unchecked Sendable {  // pipe handlers own the
         exitLock.lock()
         guard let how = ended, let handler = onExit, !notified else { exitLock.unlock(); return }
         notified = true
+        // Called once: let go of it, so a handler that captures this child (LocalSupervisor's did) is no cycle
+        // (`SupervisorTests.anEndedChildIsFreed`).
+        onExit = nil
         exitLock.unlock()
         handler(how)
     }

@@ -20,14 +20,18 @@ import Testing
         try ChildProcess.spawn(sh, ["-c", script], name: name, stdout: { out.append($0) }, stderr: { err.append($0) })
     }
 
-    /// A child that has ended, waited for and drained, is freed once its owner lets go (its termination handler
-    /// used to keep it alive for good: a cycle through `Process.terminationHandler`).
+    /// A child that has ended, waited for and drained, is freed once its owner lets go, also when its exit handler
+    /// captured it (its termination handler, and an exit handler holding the child as LocalSupervisor's did, used
+    /// to keep it alive for good: cycles through `Process.terminationHandler` and `onExit`).
     @Test func anEndedChildIsFreed() throws {
         weak var weakChild: ChildProcess?
         do {
             let c = try Self.child("exit 0", name: "a")
             weakChild = c
+            let told = DispatchSemaphore(value: 0)
+            c.onExit { _ in _ = c.name; told.signal() }
             #expect(c.wait() == .exited(0))
+            #expect(told.wait(timeout: .now() + 30) == .success)
             c.drain()
         }
         let deadline = Date().addingTimeInterval(30)
