@@ -90,6 +90,7 @@ public final class ChildProcess: @unchecked Sendable {  // pipe handlers own the
             try? c.outPipe.write.close()
         }
         do { try c.process.run() } catch {
+            c.process.terminationHandler = nil  // never called for a process that did not start: the same cycle
             throw SupervisorError(message: "cannot start \(name) (\(executable.path)): \(error.localizedDescription)")
         }
         return c
