@@ -923,15 +923,19 @@ final class TrainerThread: @unchecked Sendable {  // all state behind `cond`
     private var job: (() throws -> Output)?
     private var result: Result<Output, Error>?
     private var stopping = false
-    private var thread: Thread?
+    /// Whether the thread was started. Not the `Thread` itself: its block holds `self` while it runs, and a stored
+    /// Thread made a cycle (TrainerThread → Thread → block → TrainerThread) that kept every stopped trainer alive —
+    /// LeakSanitizer's finding in `scripts/test --sanitize address`; held by
+    /// `StepPipelineTests.aStoppedTrainerThreadIsFreed`.
+    private var started = false
 
     func submit(_ body: @escaping () throws -> Output) {
         cond.lock()
-        if thread == nil {
+        if !started {
             let t = Thread { [self] in loop() }
             t.name = "rlif-learner-train"
             t.stackSize = 8 << 20
-            thread = t
+            started = true
             t.start()
         }
         job = body

@@ -77,13 +77,20 @@ public final class ChildProcess: @unchecked Sendable {  // pipe handlers own the
         c.process.standardOutput = c.outPipe.write
         c.forward(c.errPipe.read, prefix: "[\(name)] ", to: stderr)
         c.forward(c.outPipe.read, prefix: "", to: stdout)
-        c.process.terminationHandler = { [c] _ in c.recordExit() }
+        // The handler holds `c` until the child has ended, then lets go: kept, it made a cycle (ChildProcess →
+        // Process → handler → ChildProcess) that LeakSanitizer reported for every child
+        // (`SupervisorTests.anEndedChildIsFreed`).
+        c.process.terminationHandler = { [c] p in
+            c.recordExit()
+            p.terminationHandler = nil
+        }
         defer {
             // Our copies of the write ends: the child holds its own, and EOF comes when it (and its children) exit.
             try? c.errPipe.write.close()
             try? c.outPipe.write.close()
         }
         do { try c.process.run() } catch {
+            c.process.terminationHandler = nil  // never called for a process that did not start: the same cycle
             throw SupervisorError(message: "cannot start \(name) (\(executable.path)): \(error.localizedDescription)")
         }
         return c
@@ -120,6 +127,9 @@ public final class ChildProcess: @unchecked Sendable {  // pipe handlers own the
         exitLock.lock()
         guard let how = ended, let handler = onExit, !notified else { exitLock.unlock(); return }
         notified = true
+        // Called once: let go of it, so a handler that captures this child (LocalSupervisor's did) is no cycle
+        // (`SupervisorTests.anEndedChildIsFreed`).
+        onExit = nil
         exitLock.unlock()
         handler(how)
     }

@@ -26,11 +26,11 @@ public final class LocalSupervisor: @unchecked Sendable {  // `stopSignal` and `
         self.learner = learner
         self.actors = actors
         for a in actors {
-            a.onExit { [weak self, learner] how in
+            a.onExit { [weak self, learner, name = a.name] how in  // the name, not `a`: a → handler → a
                 // Status 0 is an actor the learner told to leave (the run is over); anything else is a death.
                 guard let self, !how.isSuccess, learner.isRunning, self.stopRequested == nil else { return }
-                self.lock.lock(); self.deaths.append((a.name, how)); self.lock.unlock()
-                onActorDeath?(a.name, how)
+                self.lock.lock(); self.deaths.append((name, how)); self.lock.unlock()
+                onActorDeath?(name, how)
             }
         }
     }

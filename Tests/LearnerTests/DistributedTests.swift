@@ -271,8 +271,11 @@ import Wire
     @Test func lateJoinerStartsFromTheCurrentVersion() throws {
         let h = try Harness(steps: 4, perStep: 2)
         let late = LateStart()
-        h.server.onStep = { m in
-            if m.record.step == 2 { late.fire(h.endpoints) }  // after the second step: weights v3 exist
+        // Captures the endpoints, not `h`: h → server → onStep → h was a cycle that kept this learner (and its
+        // ZeroMQ context, never terminated) alive to the end of the test process (LeakSanitizer; ThreadSanitizer's
+        // "thread leak" of libzmq's reaper thread).
+        h.server.onStep = { [endpoints = h.endpoints] m in
+            if m.record.step == 2 { late.fire(endpoints) }  // after the second step: weights v3 exist
         }
         h.start()
         let a = ActorThread(h.endpoints, id: "early")

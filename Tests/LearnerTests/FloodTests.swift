@@ -111,8 +111,13 @@ import Wire
         let after = try #require(Self.residentBytes(learner.processIdentifier))
         let mb = { (b: Int) in String(format: "%.1f MB", Double(b) / 1e6) }
         print("flood: learner resident \(mb(before)) before, peak \(mb(peak)), \(mb(after)) after \(ghosts) ghosts, 20000 garbage frames, 2000 forged groups, 4 oversized frames")
-        #expect(peak - before < 48_000_000, "resident memory grew \(mb(peak - before)) during the flood")
-        #expect(after - before < 32_000_000, "resident memory grew \(mb(after - before)) and stayed")
+        // Under a sanitizer (scripts/test --sanitize sets RLIF_SANITIZER) the bound is not this program's: ASan keeps
+        // freed memory in a 256 MB quarantine and pads every allocation (+395 MB measured), TSan adds shadow memory
+        // (+49 MB measured). The flood itself and the training after it are still checked.
+        if ProcessInfo.processInfo.environment["RLIF_SANITIZER"] == nil {
+            #expect(peak - before < 48_000_000, "resident memory grew \(mb(peak - before)) during the flood")
+            #expect(after - before < 32_000_000, "resident memory grew \(mb(after - before)) and stayed")
+        }
         spam.close(); forger.close(); probe.close()
 
         // Training goes on: a real actor trains the run to the end.

@@ -1,3 +1,4 @@
+import Foundation
 import Testing
 import Wire
 @testable import Learner
@@ -115,5 +116,25 @@ import Scheduling
         let e = #expect(throws: StepPipeline.Error.self) { try p.nextToTrain() }
         #expect(e?.description.contains("train:0, train:1") == true)
     }
-}
 
+    struct Refused: Error {}
+
+    /// The learner's training thread, once stopped and its thread ended, frees its `TrainerThread` (it used to store
+    /// the `Thread`, whose block holds the trainer: a cycle LeakSanitizer reported in every learner process).
+    @Test func aStoppedTrainerThreadIsFreed() throws {
+        weak var weakTrainer: TrainerThread?
+        do {
+            let t = TrainerThread()
+            weakTrainer = t
+            t.submit { throw Refused() }
+            var result: Result<TrainerThread.Output, Error>?
+            let deadline = Date().addingTimeInterval(30)
+            while result == nil && Date() < deadline { result = t.poll(); Thread.sleep(forTimeInterval: 0.005) }
+            #expect(throws: Refused.self) { try #require(result).get() }
+            t.stop()
+        }
+        let deadline = Date().addingTimeInterval(30)
+        while weakTrainer != nil && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        #expect(weakTrainer == nil, "the stopped TrainerThread is still alive")
+    }
+}

@@ -20,6 +20,25 @@ import Testing
         try ChildProcess.spawn(sh, ["-c", script], name: name, stdout: { out.append($0) }, stderr: { err.append($0) })
     }
 
+    /// A child that has ended, waited for and drained, is freed once its owner lets go, also when its exit handler
+    /// captured it (its termination handler, and an exit handler holding the child as LocalSupervisor's did, used
+    /// to keep it alive for good: cycles through `Process.terminationHandler` and `onExit`).
+    @Test func anEndedChildIsFreed() throws {
+        weak var weakChild: ChildProcess?
+        do {
+            let c = try Self.child("exit 0", name: "a")
+            weakChild = c
+            let told = DispatchSemaphore(value: 0)
+            c.onExit { _ in _ = c.name; told.signal() }
+            #expect(c.wait() == .exited(0))
+            #expect(told.wait(timeout: .now() + 30) == .success)
+            c.drain()
+        }
+        let deadline = Date().addingTimeInterval(30)
+        while weakChild != nil && Date() < deadline { Thread.sleep(forTimeInterval: 0.01) }
+        #expect(weakChild == nil, "the ended ChildProcess is still alive")
+    }
+
     @Test func exitsAreNamedWithCodeOrSignal() throws {
         let a = try Self.child("exit 3", name: "a")
         #expect(a.wait() == .exited(3))
