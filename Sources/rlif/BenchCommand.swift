@@ -34,8 +34,8 @@ struct Bench: ParsableCommand {
     var baseWeights: BaseWeights = .f32
     @Option(help: "Train LoRA adapters of this rank on all 7 projections (alpha = 2·rank) instead of every weight; 0 = full fine-tuning.")
     var loraRank = 0
-    @Option(help: "Which parts to run: all, forward, train, decode, gemm (decode-shape products: skinny kernel vs OpenBLAS), checkpoint (resident memory of a streamed checkpoint save; not part of all).")
-    var only = "all"
+    @Option(parsing: .upToNextOption, help: "Which parts to run (one or more): all (= forward train decode gemm), forward, train, decode, gemm (decode-shape products: skinny kernel vs OpenBLAS), roof (only the sgemm roof), checkpoint (resident memory of a streamed checkpoint save), allreduce (under mpirun).")
+    var only: [BenchPart] = [.all]
     /// The same run's sgemm rate (GFLOP/s), set before any workload is timed.
     nonisolated(unsafe) static var roof = 0.0
 
@@ -123,16 +123,16 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
-        if only == "allreduce" { return try allreduce() }
+        if only.contains(.allreduce) { return try allreduce() }
         Gemm.threads = threads
         Parallel.maxWorkers = threads
         let cfg = try Self.config(shape)
-        if baseWeights == .bf16 && loraRank == 0 && (only == "all" || only == "train") {
+        if baseWeights == .bf16 && loraRank == 0 && wants(.train) {
             throw ValidationError("--base-weights bf16 trains only LoRA adapters: add --lora-rank (or --only forward/decode/gemm)")
         }
         let model = try Transformer(config: cfg, baseWeights: baseWeights)
         model.initializeRandom(seed: 1, std: 0.02)
-        if only == "checkpoint" { return try checkpointMemory(model) }
+        if only.contains(.checkpoint) { return try checkpointMemory(model) }
         if loraRank > 0 {
             let ad = try LoRAAdapters(config: LoRAConfig(rank: loraRank, alpha: Float(2 * loraRank)), model: cfg)
             ad.initialize(seed: 2)
@@ -161,12 +161,12 @@ struct Bench: ParsableCommand {
         let lengths = [Int](repeating: seqLen, count: sequences)
         let fwdFlops = model.forwardFlops(sequenceLengths: lengths)
 
-        if only == "all" || only == "forward" {
+        if wants(.forward) {
             let t = try median { _ = try model.forward(batch, forBackward: false) }
             report("forward", tokens: n, time: t, flops: fwdFlops,
                    extra: "batch=\(sequences)x\(seqLen)")
         }
-        if only == "all" || only == "train" {
+        if wants(.train) {
             // Next-token cross-entropy (mean) through the fused LM head: −logp at T = 1, no (N, V) logits.
             var targets = [Int32](repeating: -1, count: n)
             for b in 0..<sequences { for i in 0..<(seqLen - 1) { targets[b * seqLen + i] = batch.tokens[b * seqLen + i + 1] } }
@@ -187,7 +187,7 @@ struct Bench: ParsableCommand {
             report("fwd+bwd", tokens: n, time: t, flops: (loraRank > 0 ? 2 : 3) * fwdFlops,
                    extra: "batch=\(sequences)x\(seqLen) checkpointing=\(activationCheckpointing) activations_mb=\(Int(arenaMB)) head_scratch_mb=\(Int(headMB)) head_logits_kept=\(kept) base_weights=\(baseWeights.rawValue) lora_rank=\(loraRank)")
         }
-        if only == "all" || only == "decode" {
+        if wants(.decode) {
             let b = decodeBatch, group = max(1, decodeGroup)
             guard b % group == 0 else { throw ValidationError("--decode-batch must be a multiple of --decode-group") }
             model.reserveDecoding(slots: b + (group > 1 ? b / group : 0), maxSequenceLength: prefill + decodeTokens)
@@ -236,7 +236,7 @@ struct Bench: ParsableCommand {
             report("generate" + suffix, tokens: b * decodeTokens, time: total, flops: nil,
                    extra: "batch=\(b) group=\(group) prefill+decode end-to-end")
         }
-        if only == "all" || only == "gemm" {
+        if wants(.gemm) {
             try gemmBench(cfg, peak: peak)
         }
         // Resident memory: after building the model (weights + runtime) and the run's high-water mark.
@@ -340,6 +340,11 @@ struct Bench: ParsableCommand {
         return (rate(1024, reps: 3), rate(2048, reps: 3))
     }
 
+    /// Whether `part` runs: named in --only, or one of `all`'s workloads.
+    func wants(_ part: BenchPart) -> Bool {
+        only.contains(part) || (only.contains(.all) && BenchPart.inAll.contains(part))
+    }
+
     func fmt(_ x: Double) -> String { String(format: "%.4g", x) }
 
     /// Prints the human line and the BENCH line. `cpu_util` = CPU seconds / wall seconds (≈ threads when the
@@ -382,6 +387,13 @@ extension Bench {
             print("BENCH impl=mpi name=allreduce mib=\(mib) ranks=\(world.size) seconds=\(fmt(r.seconds)) algbw_gbs=\(fmt(r.algorithmBandwidth / 1e9)) busbw_gbs=\(fmt(r.busBandwidth(ranks: world.size) / 1e9))")
         }
     }
+}
+
+/// The parts of `rlif bench --only`.
+enum BenchPart: String, ExpressibleByArgument, CaseIterable {
+    case all, forward, train, decode, gemm, roof, checkpoint, allreduce
+    /// What `all` runs (roof runs always; checkpoint and allreduce only when named).
+    static let inAll: Set<BenchPart> = [.forward, .train, .decode, .gemm]
 }
 
 private extension Int {
