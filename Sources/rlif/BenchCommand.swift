@@ -34,7 +34,7 @@ struct Bench: ParsableCommand {
     var baseWeights: BaseWeights = .f32
     @Option(help: "Train LoRA adapters of this rank on all 7 projections (alpha = 2·rank) instead of every weight; 0 = full fine-tuning.")
     var loraRank = 0
-    @Option(parsing: .upToNextOption, help: "Which parts to run (one or more): all (= forward train decode gemm), forward, train, decode, gemm (decode-shape products: skinny kernel vs OpenBLAS), roof (only the sgemm roof), checkpoint (resident memory of a streamed checkpoint save), allreduce (under mpirun).")
+    @Option(parsing: .upToNextOption, help: "Which parts to run (one or more): all (= forward train decode gemm adamw), forward, train, decode, gemm (decode-shape products: skinny kernel vs OpenBLAS), adamw (one optimizer step over the model's parameters: GB/s of state traffic against a same-run memory-bandwidth roof), roof (only the sgemm roof), checkpoint (resident memory of a streamed checkpoint save), allreduce (under mpirun).")
     var only: [BenchPart] = [.all]
     /// The same run's sgemm rate (GFLOP/s), set before any workload is timed.
     nonisolated(unsafe) static var roof = 0.0
@@ -239,6 +239,9 @@ struct Bench: ParsableCommand {
         if wants(.gemm) {
             try gemmBench(cfg, peak: peak)
         }
+        if wants(.adamw) {
+            try adamwBench(parameterCount: model.layout.totalCount)
+        }
         // Resident memory: after building the model (weights + runtime) and the run's high-water mark.
         if let r = SystemMemory.resident() {
             print(String(format: "memory    resident after the model %.0f MB, peak %.0f MB (weights %.0f MB, %@)",
@@ -284,6 +287,63 @@ struct Bench: ParsableCommand {
                          name, m, n, k, gs, 100 * gs / peak, g16, 100 * g16 / peak, gb, gs / gb, maxDiff))
             print("BENCH impl=rlif name=gemm_\(name) gflops=\(fmt(gs)) bf16_gflops=\(fmt(g16)) blas_gflops=\(fmt(gb)) m=\(m) n=\(n) k=\(k)")
         }
+    }
+
+    /// One AdamW step over `parameterCount` parameters (the shape's model), single-threaded and on `threads`
+    /// workers, as GB/s of state traffic: 16 bytes read (w, g, m, v) + 12 written (w, m, v) = 28 bytes per
+    /// parameter, every byte counted once (the written lines were just read, so there is no write-allocate
+    /// traffic on top). The roof, measured in the same run over buffers of the same size (`parameterCount`
+    /// floats each, far beyond the caches), on `threads` workers through `Parallel.run`, best of 3:
+    /// - axpy `a[i] += s·b[i]`: 8 bytes read + 4 written per element, the same read-modify-write pattern as
+    ///   AdamW (the roof the AdamW figure is a percentage of);
+    /// - copy `a[i] = b[i]` (memcpy per slice): 4 + 4 bytes counted, as STREAM counts it (the store's
+    ///   write-allocate read is not counted, so copy reads low; printed for reference).
+    func adamwBench(parameterCount n: Int) throws {
+        let opt = try AdamW(parameterCount: n, config: AdamWConfig(lr: 3e-6))
+        let w = FloatBuffer(count: n), g = FloatBuffer(count: n)
+        for i in 0..<n { w.pointer[i] = Float((i &* 2654435761) % 1000) * 1e-3; g.pointer[i] = Float(i % 997) * 1e-6 }
+        let bytes = 28.0 * Double(n)
+        let single = median { opt.step(params: w.pointer, grads: g.pointer, workers: 1) }
+        let multi = median { opt.step(params: w.pointer, grads: g.pointer, workers: threads) }
+        // Same-run bandwidth roof over two more n-float buffers (g and w stand in for b and a).
+        let a = UInt(bitPattern: w.pointer), b = UInt(bitPattern: g.pointer)
+        func best(_ body: () -> Void) -> Double {
+            body()
+            var t = Double.infinity
+            for _ in 0..<3 {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                body()
+                t = min(t, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+            }
+            return t
+        }
+        let workers = max(1, threads)
+        let axpy = best {
+            Parallel.run(workers: workers) { i in
+                let pa = UnsafeMutablePointer<Float>(bitPattern: a)!, pb = UnsafePointer<Float>(bitPattern: b)!
+                let s = SIMD8<Float>(repeating: 1e-9)
+                var j = n * i / workers
+                let hi = n * (i + 1) / workers
+                while j + 8 <= hi {
+                    let x = UnsafeRawPointer(pa + j).loadUnaligned(as: SIMD8<Float>.self)
+                    let y = UnsafeRawPointer(pb + j).loadUnaligned(as: SIMD8<Float>.self)
+                    UnsafeMutableRawPointer(pa + j).storeBytes(of: x + s * y, as: SIMD8<Float>.self)
+                    j += 8
+                }
+                while j < hi { pa[j] += 1e-9 * pb[j]; j += 1 }
+            }
+        }
+        let copy = best {
+            Parallel.run(workers: workers) { i in
+                let lo = n * i / workers, hi = n * (i + 1) / workers
+                memcpy(UnsafeMutableRawPointer(bitPattern: a)! + 4 * lo, UnsafeRawPointer(bitPattern: b)! + 4 * lo, 4 * (hi - lo))
+            }
+        }
+        let gbAxpy = 12 * Double(n) / axpy / 1e9, gbCopy = 8 * Double(n) / copy / 1e9
+        let gb1 = bytes / single.wall / 1e9, gbN = bytes / multi.wall / 1e9
+        print(String(format: "adamw     %d parameters (%.0f MB of state traffic per step: 16 B read + 12 B written each): 1 thread %.2f ms = %.1f GB/s, %d threads %.2f ms = %.1f GB/s (%.0f%% of the bandwidth roof); roof: axpy a += s·b %.1f GB/s (12 B/element), copy %.1f GB/s (8 B/element)",
+                     n, bytes / 1e6, single.wall * 1e3, gb1, threads, multi.wall * 1e3, gbN, 100 * gbN / gbAxpy, gbAxpy, gbCopy))
+        print("BENCH impl=rlif name=adamw params=\(n) seconds=\(fmt(multi.wall)) gbs=\(fmt(gbN)) gbs_1thread=\(fmt(gb1)) seconds_1thread=\(fmt(single.wall)) roof_axpy_gbs=\(fmt(gbAxpy)) roof_copy_gbs=\(fmt(gbCopy)) pct_of_bandwidth=\(fmt(100 * gbN / gbAxpy)) threads=\(threads) cpu_util=\(fmt(multi.cpu / multi.wall))")
     }
 
     /// Single-precision FMA throughput of `threads` cores from a register-only loop: 12 independent SIMD8 FMA
@@ -391,9 +451,9 @@ extension Bench {
 
 /// The parts of `rlif bench --only`.
 enum BenchPart: String, ExpressibleByArgument, CaseIterable {
-    case all, forward, train, decode, gemm, roof, checkpoint, allreduce
+    case all, forward, train, decode, gemm, adamw, roof, checkpoint, allreduce
     /// What `all` runs (roof runs always; checkpoint and allreduce only when named).
-    static let inAll: Set<BenchPart> = [.forward, .train, .decode, .gemm]
+    static let inAll: Set<BenchPart> = [.forward, .train, .decode, .gemm, .adamw]
 }
 
 private extension Int {
