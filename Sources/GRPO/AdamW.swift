@@ -1,3 +1,4 @@
+import CKernelSupport
 import Dispatch
 import Foundation
 import Kernels
@@ -197,7 +198,7 @@ public final class AdamW {
             m = lerpLow ? m + s.w1 * (g - m) : g - (g - m) * (1 - s.w1)
             v = v * s.beta2
             v = v + s.oneMinusBeta2 * g * g
-            let denom = v.squareRoot() / s.bc2Sqrt + s.eps
+            let denom = rlif_sqrt8(v) / s.bc2Sqrt + s.eps      // vsqrtps (see rlif_sqrt8), = sqrtf per lane
             p = p + s.negStepSize * m / denom
             UnsafeMutableRawPointer(x.p + i).storeBytes(of: p, as: V.self)
             UnsafeMutableRawPointer(x.m + i).storeBytes(of: m, as: V.self)

@@ -184,9 +184,12 @@ def main():
     args = ap.parse_args()
     args.B, args.G, args.P, args.T = 2, 8, 64, 128
     os.makedirs(args.work, exist_ok=True)
+    if not os.path.exists(os.path.join(SHARED, "gsm8k", "train.jsonl")):
+        print(f"step-bench: GSM8K not found in {SHARED} (set RLIF_SHARED_DATA); nothing run")
+        return
     if not args.model:
         args.model = os.path.join(args.work, "small")
-        if not os.path.exists(os.path.join(args.model, "model.safetensors")):
+        if not os.path.exists(os.path.join(args.model, "tokenizer.json")):
             subprocess.run([args.python, os.path.join(ROOT, "scripts", "bench", "make-random-qwen.py"), "small",
                             args.model, os.path.join(SHARED, "qwen-tokenizer", "tokenizer.json")],
                            check=True, capture_output=True)
