@@ -34,8 +34,8 @@ struct Bench: ParsableCommand {
     var baseWeights: BaseWeights = .f32
     @Option(help: "Train LoRA adapters of this rank on all 7 projections (alpha = 2·rank) instead of every weight; 0 = full fine-tuning.")
     var loraRank = 0
-    @Option(help: "Which parts to run: all, forward, train, decode, gemm (decode-shape products: skinny kernel vs OpenBLAS), checkpoint (resident memory of a streamed checkpoint save; not part of all).")
-    var only = "all"
+    @Option(parsing: .upToNextOption, help: "Which parts to run (one or more): all (= forward train decode gemm adamw), forward, train, decode, gemm (decode-shape products: skinny kernel vs OpenBLAS), adamw (one optimizer step over the model's parameters: GB/s of state traffic against a same-run memory-bandwidth roof), roof (only the sgemm roof), checkpoint (resident memory of a streamed checkpoint save), allreduce (under mpirun).")
+    var only: [BenchPart] = [.all]
     /// The same run's sgemm rate (GFLOP/s), set before any workload is timed.
     nonisolated(unsafe) static var roof = 0.0
 
@@ -123,16 +123,16 @@ struct Bench: ParsableCommand {
     }
 
     func run() throws {
-        if only == "allreduce" { return try allreduce() }
+        if only.contains(.allreduce) { return try allreduce() }
         Gemm.threads = threads
         Parallel.maxWorkers = threads
         let cfg = try Self.config(shape)
-        if baseWeights == .bf16 && loraRank == 0 && (only == "all" || only == "train") {
+        if baseWeights == .bf16 && loraRank == 0 && wants(.train) {
             throw ValidationError("--base-weights bf16 trains only LoRA adapters: add --lora-rank (or --only forward/decode/gemm)")
         }
         let model = try Transformer(config: cfg, baseWeights: baseWeights)
         model.initializeRandom(seed: 1, std: 0.02)
-        if only == "checkpoint" { return try checkpointMemory(model) }
+        if only.contains(.checkpoint) { return try checkpointMemory(model) }
         if loraRank > 0 {
             let ad = try LoRAAdapters(config: LoRAConfig(rank: loraRank, alpha: Float(2 * loraRank)), model: cfg)
             ad.initialize(seed: 2)
@@ -161,12 +161,12 @@ struct Bench: ParsableCommand {
         let lengths = [Int](repeating: seqLen, count: sequences)
         let fwdFlops = model.forwardFlops(sequenceLengths: lengths)
 
-        if only == "all" || only == "forward" {
+        if wants(.forward) {
             let t = try median { _ = try model.forward(batch, forBackward: false) }
             report("forward", tokens: n, time: t, flops: fwdFlops,
                    extra: "batch=\(sequences)x\(seqLen)")
         }
-        if only == "all" || only == "train" {
+        if wants(.train) {
             // Next-token cross-entropy (mean) through the fused LM head: −logp at T = 1, no (N, V) logits.
             var targets = [Int32](repeating: -1, count: n)
             for b in 0..<sequences { for i in 0..<(seqLen - 1) { targets[b * seqLen + i] = batch.tokens[b * seqLen + i + 1] } }
@@ -187,7 +187,7 @@ struct Bench: ParsableCommand {
             report("fwd+bwd", tokens: n, time: t, flops: (loraRank > 0 ? 2 : 3) * fwdFlops,
                    extra: "batch=\(sequences)x\(seqLen) checkpointing=\(activationCheckpointing) activations_mb=\(Int(arenaMB)) head_scratch_mb=\(Int(headMB)) head_logits_kept=\(kept) base_weights=\(baseWeights.rawValue) lora_rank=\(loraRank)")
         }
-        if only == "all" || only == "decode" {
+        if wants(.decode) {
             let b = decodeBatch, group = max(1, decodeGroup)
             guard b % group == 0 else { throw ValidationError("--decode-batch must be a multiple of --decode-group") }
             model.reserveDecoding(slots: b + (group > 1 ? b / group : 0), maxSequenceLength: prefill + decodeTokens)
@@ -236,8 +236,11 @@ struct Bench: ParsableCommand {
             report("generate" + suffix, tokens: b * decodeTokens, time: total, flops: nil,
                    extra: "batch=\(b) group=\(group) prefill+decode end-to-end")
         }
-        if only == "all" || only == "gemm" {
+        if wants(.gemm) {
             try gemmBench(cfg, peak: peak)
+        }
+        if wants(.adamw) {
+            try adamwBench(parameterCount: model.layout.totalCount)
         }
         // Resident memory: after building the model (weights + runtime) and the run's high-water mark.
         if let r = SystemMemory.resident() {
@@ -284,6 +287,63 @@ struct Bench: ParsableCommand {
                          name, m, n, k, gs, 100 * gs / peak, g16, 100 * g16 / peak, gb, gs / gb, maxDiff))
             print("BENCH impl=rlif name=gemm_\(name) gflops=\(fmt(gs)) bf16_gflops=\(fmt(g16)) blas_gflops=\(fmt(gb)) m=\(m) n=\(n) k=\(k)")
         }
+    }
+
+    /// One AdamW step over `parameterCount` parameters (the shape's model), single-threaded and on `threads`
+    /// workers, as GB/s of state traffic: 16 bytes read (w, g, m, v) + 12 written (w, m, v) = 28 bytes per
+    /// parameter, every byte counted once (the written lines were just read, so there is no write-allocate
+    /// traffic on top). The roof, measured in the same run over buffers of the same size (`parameterCount`
+    /// floats each, far beyond the caches), on `threads` workers through `Parallel.run`, best of 3:
+    /// - axpy `a[i] += s·b[i]`: 8 bytes read + 4 written per element, the same read-modify-write pattern as
+    ///   AdamW (the roof the AdamW figure is a percentage of);
+    /// - copy `a[i] = b[i]` (memcpy per slice): 4 + 4 bytes counted, as STREAM counts it (the store's
+    ///   write-allocate read is not counted, so copy reads low; printed for reference).
+    func adamwBench(parameterCount n: Int) throws {
+        let opt = try AdamW(parameterCount: n, config: AdamWConfig(lr: 3e-6))
+        let w = FloatBuffer(count: n), g = FloatBuffer(count: n)
+        for i in 0..<n { w.pointer[i] = Float((i &* 2654435761) % 1000) * 1e-3; g.pointer[i] = Float(i % 997) * 1e-6 }
+        let bytes = 28.0 * Double(n)
+        let single = median { opt.step(params: w.pointer, grads: g.pointer, workers: 1) }
+        let multi = median { opt.step(params: w.pointer, grads: g.pointer, workers: threads) }
+        // Same-run bandwidth roof over two more n-float buffers (g and w stand in for b and a).
+        let a = UInt(bitPattern: w.pointer), b = UInt(bitPattern: g.pointer)
+        func best(_ body: () -> Void) -> Double {
+            body()
+            var t = Double.infinity
+            for _ in 0..<3 {
+                let t0 = DispatchTime.now().uptimeNanoseconds
+                body()
+                t = min(t, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+            }
+            return t
+        }
+        let workers = max(1, threads)
+        let axpy = best {
+            Parallel.run(workers: workers) { i in
+                let pa = UnsafeMutablePointer<Float>(bitPattern: a)!, pb = UnsafePointer<Float>(bitPattern: b)!
+                let s = SIMD8<Float>(repeating: 1e-9)
+                var j = n * i / workers
+                let hi = n * (i + 1) / workers
+                while j + 8 <= hi {
+                    let x = UnsafeRawPointer(pa + j).loadUnaligned(as: SIMD8<Float>.self)
+                    let y = UnsafeRawPointer(pb + j).loadUnaligned(as: SIMD8<Float>.self)
+                    UnsafeMutableRawPointer(pa + j).storeBytes(of: x + s * y, as: SIMD8<Float>.self)
+                    j += 8
+                }
+                while j < hi { pa[j] += 1e-9 * pb[j]; j += 1 }
+            }
+        }
+        let copy = best {
+            Parallel.run(workers: workers) { i in
+                let lo = n * i / workers, hi = n * (i + 1) / workers
+                memcpy(UnsafeMutableRawPointer(bitPattern: a)! + 4 * lo, UnsafeRawPointer(bitPattern: b)! + 4 * lo, 4 * (hi - lo))
+            }
+        }
+        let gbAxpy = 12 * Double(n) / axpy / 1e9, gbCopy = 8 * Double(n) / copy / 1e9
+        let gb1 = bytes / single.wall / 1e9, gbN = bytes / multi.wall / 1e9
+        print(String(format: "adamw     %d parameters (%.0f MB of state traffic per step: 16 B read + 12 B written each): 1 thread %.2f ms = %.1f GB/s, %d threads %.2f ms = %.1f GB/s (%.0f%% of the bandwidth roof); roof: axpy a += s·b %.1f GB/s (12 B/element), copy %.1f GB/s (8 B/element)",
+                     n, bytes / 1e6, single.wall * 1e3, gb1, threads, multi.wall * 1e3, gbN, 100 * gbN / gbAxpy, gbAxpy, gbCopy))
+        print("BENCH impl=rlif name=adamw params=\(n) seconds=\(fmt(multi.wall)) gbs=\(fmt(gbN)) gbs_1thread=\(fmt(gb1)) seconds_1thread=\(fmt(single.wall)) roof_axpy_gbs=\(fmt(gbAxpy)) roof_copy_gbs=\(fmt(gbCopy)) pct_of_bandwidth=\(fmt(100 * gbN / gbAxpy)) threads=\(threads) cpu_util=\(fmt(multi.cpu / multi.wall))")
     }
 
     /// Single-precision FMA throughput of `threads` cores from a register-only loop: 12 independent SIMD8 FMA
@@ -340,6 +400,11 @@ struct Bench: ParsableCommand {
         return (rate(1024, reps: 3), rate(2048, reps: 3))
     }
 
+    /// Whether `part` runs: named in --only, or one of `all`'s workloads.
+    func wants(_ part: BenchPart) -> Bool {
+        only.contains(part) || (only.contains(.all) && BenchPart.inAll.contains(part))
+    }
+
     func fmt(_ x: Double) -> String { String(format: "%.4g", x) }
 
     /// Prints the human line and the BENCH line. `cpu_util` = CPU seconds / wall seconds (≈ threads when the
@@ -382,6 +447,13 @@ extension Bench {
             print("BENCH impl=mpi name=allreduce mib=\(mib) ranks=\(world.size) seconds=\(fmt(r.seconds)) algbw_gbs=\(fmt(r.algorithmBandwidth / 1e9)) busbw_gbs=\(fmt(r.busBandwidth(ranks: world.size) / 1e9))")
         }
     }
+}
+
+/// The parts of `rlif bench --only`.
+enum BenchPart: String, ExpressibleByArgument, CaseIterable {
+    case all, forward, train, decode, gemm, adamw, roof, checkpoint, allreduce
+    /// What `all` runs (roof runs always; checkpoint and allreduce only when named).
+    static let inAll: Set<BenchPart> = [.forward, .train, .decode, .gemm, .adamw]
 }
 
 private extension Int {

@@ -75,6 +75,39 @@ import TestSupport
         }
     }
 
+    /// The fused update split over 2 and 3 workers (slices on 64-byte lines, no-decay ranges crossing the slice
+    /// boundaries, a length that is not a multiple of 8 or 16) gives bitwise the single-threaded params, m and v
+    /// over three steps.
+    @Test func multiThreadedStepIsBitwiseSingleThreaded() throws {
+        let n = 100_003
+        var rng = SeededGenerator(seed: 21)
+        let p0 = (0..<n).map { _ in Float(rng.normal()) }
+        let grads = (0..<3).map { _ in (0..<n).map { _ in Float(rng.normal()) } }
+        let noDecay = [7..<9, 33_320..<33_350, 49_990..<50_030, 66_660..<66_700, 99_990..<100_003]
+        func run(workers: Int) throws -> (p: [Float], opt: AdamW) {
+            let opt = try AdamW(parameterCount: n, config: AdamWConfig(weightDecay: 0.1), noDecayRanges: noDecay)
+            var p = p0
+            for (k, g) in grads.enumerated() {
+                p.withUnsafeMutableBufferPointer { pb in
+                    g.withUnsafeBufferPointer { opt.step(params: pb.baseAddress!, grads: $0.baseAddress!, lr: 1e-3 * Double(k + 1), workers: workers) }
+                }
+            }
+            return (p, opt)
+        }
+        /// First index where the two differ in any bit (nil: bitwise equal).
+        func firstDifference(_ a: [Float], _ b: [Float]) -> Int? {
+            a.count != b.count ? -1 : a.indices.first { a[$0].bitPattern != b[$0].bitPattern }
+        }
+        let one = try run(workers: 1)
+        #expect(firstDifference(one.p, p0) != nil)
+        for w in [2, 3] {
+            let many = try run(workers: w)
+            #expect(firstDifference(many.p, one.p) == nil, "params, \(w) workers")
+            #expect(firstDifference(many.opt.m, one.opt.m) == nil, "exp_avg, \(w) workers")
+            #expect(firstDifference(many.opt.v, one.opt.v) == nil, "exp_avg_sq, \(w) workers")
+        }
+    }
+
     struct ClipFixture: Decodable {
         struct Case: Decodable { var grads: [Float]; var maxNorm, torchNorm, norm64: Double; var clipped: [Float] }
         var cases: [Case]

@@ -63,7 +63,7 @@ def main():
     ap.add_argument("--decode-tokens", type=int, default=128)
     ap.add_argument("--iterations", type=int, default=3)
     ap.add_argument("--threads", type=int, default=2)
-    ap.add_argument("--only", default="all")
+    ap.add_argument("--only", nargs="+", default=["all"], help="all, forward, train, decode (one or more)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
@@ -78,13 +78,13 @@ def main():
     B, T = args.sequences, args.seq_len
     ids = torch.randint(0, cfg.vocab_size, (B, T))
     fwd = flops_forward(cfg, [T] * B)
-    if args.only in ("all", "forward"):
+    if "all" in args.only or "forward" in args.only:
         model.eval()
         def f():
             with torch.no_grad():
                 model(input_ids=ids)
         report("forward", B * T, timed(f, args.iterations, "forward"), fwd, f"batch={B}x{T}")
-    if args.only in ("all", "train"):
+    if "all" in args.only or "train" in args.only:
         model.train()
         def fb():
             model.zero_grad(set_to_none=False)
@@ -92,7 +92,7 @@ def main():
             out.loss.backward()
         report("fwd+bwd", B * T, timed(fb, args.iterations, "fwd+bwd"), 3 * fwd, f"batch={B}x{T}")
         model.eval()
-    if args.only in ("all", "decode"):
+    if "all" in args.only or "decode" in args.only:
         b, p, nnew = args.decode_batch, args.prefill, args.decode_tokens
         prompts = torch.randint(0, cfg.vocab_size, (b, p))
         mask = torch.ones_like(prompts)
