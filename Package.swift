@@ -64,7 +64,7 @@ let package = Package(
         .target(name: "GGUF", dependencies: ["Shared"], swiftSettings: native),
         .target(name: "Model", dependencies: ["Kernels", "SafeTensors", "GGUF", "Shared"], swiftSettings: native),
         // GRPO math on flat per-token arrays: advantages, policy loss + dL/dlogp, AdamW, schedules, rewards.
-        .target(name: "GRPO", dependencies: ["Kernels", "CKernelSupport"], swiftSettings: native),
+        .target(name: "GRPO", dependencies: ["Kernels"], swiftSettings: native),
         // Hugging Face tokenizer.json BPE (byte-level and SentencePiece-style), tokenizers from GGUF metadata, chat templates.
         .target(name: "Tokenizer", dependencies: ["GGUF", "Shared"]),
         // Answer extraction / normalisation / matching for GSM8K and MATH (eval, verifiable rewards).

@@ -1,4 +1,3 @@
-import CKernelSupport
 import Dispatch
 import Foundation
 import Kernels
@@ -131,7 +130,7 @@ public final class AdamW {
         let c = config
         let bc1 = 1 - pow(c.beta1, k)
         let bc2 = 1 - pow(c.beta2, k)
-        let s = Scalars(decay: Float(1 - lr * c.weightDecay), w1: Float(1 - c.beta1), beta2: Float(c.beta2),
+        let s = AdamWKernel.Scalars(decay: Float(1 - lr * c.weightDecay), w1: Float(1 - c.beta1), beta2: Float(c.beta2),
                         oneMinusBeta2: Float(1 - c.beta2), negStepSize: Float(-(lr / bc1)),
                         bc2Sqrt: Float(bc2.squareRoot()), eps: Float(c.eps))
         let applyDecay = c.weightDecay != 0
@@ -149,11 +148,11 @@ public final class AdamW {
 
         m.withUnsafeMutableBufferPointer { mb in
             v.withUnsafeMutableBufferPointer { vb in
-                let ptrs = Pointers(p: params, g: grads, m: mb.baseAddress!, v: vb.baseAddress!)
+                let ptrs = AdamWKernel.Pointers(p: params, g: grads, m: mb.baseAddress!, v: vb.baseAddress!)
                 Parallel.run(workers: w) { i in
                     let slice = min(n, 16 * (lines * i / w))..<min(n, 16 * (lines * (i + 1) / w))
                     for (range, decay) in runs where range.overlaps(slice) {
-                        Self.update(ptrs, range.clamped(to: slice), decay, s)
+                        AdamWKernel.update(ptrs, range.clamped(to: slice), decay, s)
                     }
                 }
             }
@@ -171,53 +170,6 @@ public final class AdamW {
         }
         params.withUnsafeMutableBufferPointer { p in
             grads.withUnsafeBufferPointer { g in step(params: p.baseAddress!, grads: g.baseAddress!, lr: lr) }
-        }
-    }
-
-    struct Scalars { var decay, w1, beta2, oneMinusBeta2, negStepSize, bc2Sqrt, eps: Float }
-
-    /// Raw pointers into the parameter/grad/state buffers. @unchecked Sendable: the workers write disjoint
-    /// index ranges, and the buffers outlive the `Parallel.run` call that uses them.
-    struct Pointers: @unchecked Sendable {
-        let p: UnsafeMutablePointer<Float>, g: UnsafePointer<Float>
-        let m: UnsafeMutablePointer<Float>, v: UnsafeMutablePointer<Float>
-    }
-
-    /// The elementwise update over `range`: SIMD8 for the bulk, scalar for the tail. Both run the identical IEEE
-    /// operation sequence (no FMA contraction), so results do not depend on alignment or the worker split.
-    static func update(_ x: Pointers, _ range: Range<Int>, _ decay: Bool, _ s: Scalars) {
-        typealias V = SIMD8<Float>
-        var i = range.lowerBound
-        let lerpLow = s.w1 < 0.5
-        while i + 8 <= range.upperBound {
-            let g = UnsafeRawPointer(x.g + i).loadUnaligned(as: V.self)
-            var p = UnsafeRawPointer(x.p + i).loadUnaligned(as: V.self)
-            var m = UnsafeRawPointer(x.m + i).loadUnaligned(as: V.self)
-            var v = UnsafeRawPointer(x.v + i).loadUnaligned(as: V.self)
-            if decay { p = p * s.decay }
-            m = lerpLow ? m + s.w1 * (g - m) : g - (g - m) * (1 - s.w1)
-            v = v * s.beta2
-            v = v + s.oneMinusBeta2 * g * g
-            let denom = rlif_sqrt8(v) / s.bc2Sqrt + s.eps      // vsqrtps (see rlif_sqrt8), = sqrtf per lane
-            p = p + s.negStepSize * m / denom
-            UnsafeMutableRawPointer(x.p + i).storeBytes(of: p, as: V.self)
-            UnsafeMutableRawPointer(x.m + i).storeBytes(of: m, as: V.self)
-            UnsafeMutableRawPointer(x.v + i).storeBytes(of: v, as: V.self)
-            i += 8
-        }
-        while i < range.upperBound {
-            var p = x.p[i]
-            let g = x.g[i]
-            if decay { p = p * s.decay }                       // param.mul_(1 - lr * wd)
-            var m = x.m[i]
-            // exp_avg.lerp_(grad, 1 - beta1), torch's two-branch lerp formula
-            m = lerpLow ? m + s.w1 * (g - m) : g - (g - m) * (1 - s.w1)
-            var v = x.v[i] * s.beta2                           // exp_avg_sq.mul_(beta2)
-            v = v + s.oneMinusBeta2 * g * g                    // .addcmul_(grad, grad, value=1 - beta2)
-            let denom = v.squareRoot() / s.bc2Sqrt + s.eps     // (exp_avg_sq.sqrt() / bc2_sqrt).add_(eps)
-            p = p + s.negStepSize * m / denom                  // param.addcdiv_(exp_avg, denom, value=-step_size)
-            x.p[i] = p; x.m[i] = m; x.v[i] = v
-            i += 1
         }
     }
 }
