@@ -1,6 +1,6 @@
 // CPU hints and vector operations the Swift kernels need and Swift cannot spell (or compiles badly): a software
 // prefetch, a spin-wait pause, BF16 widening, a vector square root.
-// Both are static inline so that LLVM inlines them into the Swift loops that call them (no call per use).
+// All are static inline so that LLVM inlines them into the Swift loops that call them (no call per use).
 #ifndef RLIF_KERNEL_SUPPORT_H
 #define RLIF_KERNEL_SUPPORT_H
 
@@ -14,11 +14,6 @@ static inline void rlif_cpu_relax(void) {
     __builtin_ia32_pause();
 #elif defined(__aarch64__)
     __asm__ __volatile__("yield");
-/// Square root of 8 floats, correctly rounded (IEEE), so each lane equals `sqrtf` of it bitwise: one vsqrtps with
-/// AVX. In C because Swift's `SIMD8<Float>.squareRoot()` compiles to 8 scalar vsqrtss, each with a `sqrtf` call
-/// path for negative inputs, plus lane shuffles — it made AdamW's update ~4× slower than its memory traffic.
-static inline rlif_float8 rlif_sqrt8(rlif_float8 x) { return __builtin_elementwise_sqrt(x); }
-
 #endif
 }
 
