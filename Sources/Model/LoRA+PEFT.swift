@@ -82,7 +82,9 @@ extension LoRAAdapters {
         guard !file.tensorNames.isEmpty else {
             throw ModelError.checkpoint(file: url.path, tensor: "-", detail: "no tensors")
         }
-        var values: [(name: String, shape: [Int], floats: [Float])] = []
+        // Every tensor is read (widened to F32) once into its own buffer, which the writer narrows to `dtype`.
+        var sources: [SafeTensorsWriter.Source] = []
+        defer { sources.forEach { UnsafeMutablePointer(mutating: $0.floats.baseAddress!).deallocate() } }
         for name in file.tensorNames {
             let shape = file.shape(of: name) ?? []
             guard name.hasSuffix(".lora_A.weight") || name.hasSuffix(".lora_B.weight"), shape.count == 2 else {
@@ -92,21 +94,17 @@ extension LoRAAdapters {
             guard shape[rankAxis] == lc.rank else {
                 throw ModelError.checkpoint(file: url.path, tensor: name, detail: "shape \(shape), adapter_config.json says r = \(lc.rank)")
             }
-            values.append((name, shape, try file.floats(name)))
+            let count = shape[0] * shape[1]
+            let b = UnsafeMutablePointer<Float>.allocate(capacity: max(count, 1))
+            sources.append(SafeTensorsWriter.Source(name: name, shape: shape, floats: UnsafeBufferPointer(start: b, count: count),
+                                                    dtype: dtype))
+            try file.readFloats(name, into: b, count: count)
         }
         let tmp = output.deletingLastPathComponent()
             .appendingPathComponent(".\(output.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)")
         try? fm.removeItem(at: tmp)
         try FileSystemError.makeDirectory(tmp)
         do {
-            var buffers: [UnsafeMutableBufferPointer<Float>] = []
-            defer { buffers.forEach { $0.deallocate() } }
-            let sources = values.map { v -> SafeTensorsWriter.Source in
-                let b = UnsafeMutableBufferPointer<Float>.allocate(capacity: v.floats.count)
-                _ = b.initialize(from: v.floats)
-                buffers.append(b)
-                return SafeTensorsWriter.Source(name: v.name, shape: v.shape, floats: UnsafeBufferPointer(b), dtype: dtype)
-            }
             try SafeTensorsWriter.stream(sources, to: tmp.appendingPathComponent(weightsFileName),
                                          metadata: metadata.merging(["format": "pt"]) { _, pt in pt })
             try writeConfig(PEFTConfig(base_model_name_or_path: baseModel, r: lc.rank, lora_alpha: lc.alpha,
@@ -119,7 +117,7 @@ extension LoRAAdapters {
             throw error
         }
         let attributes = try? fm.attributesOfItem(atPath: output.appendingPathComponent(weightsFileName).path)
-        return Export(tensors: values.count, parameters: values.reduce(0) { $0 + $1.floats.count },
+        return Export(tensors: sources.count, parameters: sources.reduce(0) { $0 + $1.floats.count },
                       bytes: (attributes?[.size] as? Int) ?? 0)
     }
 
