@@ -307,18 +307,8 @@ struct Bench: ParsableCommand {
         let multi = median { opt.step(params: w.pointer, grads: g.pointer, workers: threads) }
         // Same-run bandwidth roof over two more n-float buffers (g and w stand in for b and a).
         let a = UInt(bitPattern: w.pointer), b = UInt(bitPattern: g.pointer)
-        func best(_ body: () -> Void) -> Double {
-            body()
-            var t = Double.infinity
-            for _ in 0..<3 {
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                body()
-                t = min(t, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
-            }
-            return t
-        }
         let workers = max(1, threads)
-        let axpy = best {
+        let axpy = Self.bestSeconds(of: 3) {
             Parallel.run(workers: workers) { i in
                 let pa = UnsafeMutablePointer<Float>(bitPattern: a)!, pb = UnsafePointer<Float>(bitPattern: b)!
                 let s = SIMD8<Float>(repeating: 1e-9)
@@ -333,7 +323,7 @@ struct Bench: ParsableCommand {
                 while j < hi { pa[j] += 1e-9 * pb[j]; j += 1 }
             }
         }
-        let copy = best {
+        let copy = Self.bestSeconds(of: 3) {
             Parallel.run(workers: workers) { i in
                 let lo = n * i / workers, hi = n * (i + 1) / workers
                 memcpy(UnsafeMutableRawPointer(bitPattern: a)! + 4 * lo, UnsafeRawPointer(bitPattern: b)! + 4 * lo, 4 * (hi - lo))
@@ -388,16 +378,23 @@ struct Bench: ParsableCommand {
         func rate(_ n: Int, reps: Int) -> Double {
             let a = FloatBuffer(count: n * n), b = FloatBuffer(count: n * n), c = FloatBuffer(count: n * n)
             for i in 0..<(n * n) { a.pointer[i] = Float(i % 17) * 0.01; b.pointer[i] = Float(i % 13) * 0.01 }
-            var best = 0.0
-            for r in 0...reps {
-                let t0 = DispatchTime.now().uptimeNanoseconds
-                Gemm.blasSgemm(c.pointer, a.pointer, b.pointer, m: n, n: n, k: n)
-                let s = Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9
-                if r > 0 { best = max(best, 2 * Double(n * n * n) / s / 1e9) }  // r = 0 warms up
-            }
-            return best
+            let s = bestSeconds(of: reps) { Gemm.blasSgemm(c.pointer, a.pointer, b.pointer, m: n, n: n, k: n) }
+            return 2 * Double(n * n * n) / s / 1e9
         }
         return (rate(1024, reps: 3), rate(2048, reps: 3))
+    }
+
+    /// `body` once to warm up, then the fastest of `reps` timed runs, in seconds: for roofs, which contention
+    /// from other processes can only lower (the workloads report medians instead, `median`).
+    static func bestSeconds(of reps: Int, _ body: () -> Void) -> Double {
+        body()
+        var t = Double.infinity
+        for _ in 0..<max(1, reps) {
+            let t0 = DispatchTime.now().uptimeNanoseconds
+            body()
+            t = min(t, Double(DispatchTime.now().uptimeNanoseconds - t0) / 1e9)
+        }
+        return t
     }
 
     /// Whether `part` runs: named in --only, or one of `all`'s workloads.
