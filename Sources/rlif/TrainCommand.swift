@@ -70,7 +70,9 @@ struct Train: ParsableCommand {
         let run = SingleProcessRun(config: c, trainer: o.trainer, formatter: o.formatter, dataset: o.dataset,
                                    evalSet: o.evalSet, scorer: o.scorer, output: output, logger: log)
         if case .resume = start { _ = try run.resume() }
-        log.info("single-process INTUITOR: \(o.policy.parameterCount) parameters, \(o.dataset.count) prompts, \(c.steps) steps → \(output.path)")
+        // Name the reward: the same command runs INTUITOR, GRPO on answers and the offline ablation.
+        let reward = c.reward == "self_certainty" ? "self-certainty of the \(c.selfCertaintySource.rawValue)" : c.reward
+        log.info("single-process GRPO, reward \(reward): \(o.policy.parameterCount) parameters, \(o.dataset.count) prompts, \(c.steps) steps → \(output.path)")
         let flag = run.stopFlag
         let sources = onTerminationSignals { sig in flag.set(signal: sig) }
         // withExtendedLifetime: an optimised build may otherwise release the signal sources right away.
