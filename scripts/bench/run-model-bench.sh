@@ -32,20 +32,12 @@ for r in $(seq 1 "$ROUNDS"); do
   echo "== round $r: torch =="; "$PY" scripts/bench/model_bench.py --only $ONLY "$@" 2>/dev/null | tee "$dir/torch.$r" | grep -v '^BENCH'
 done
 echo "== rlif / torch over $ROUNDS alternating rounds (ended $(date -u '+%H:%M:%S UTC'), load $(cut -d' ' -f1-3 /proc/loadavg)) =="
-"$PY" - "$dir" "$ROUNDS" <<'PY'
-import statistics, sys
+PYTHONPATH=scripts/bench "$PY" - "$dir" "$ROUNDS" <<'PY'
+import sys
+from benchlines import parse, span
 d, rounds = sys.argv[1], int(sys.argv[2])
-def parse(path):
-    r = {}
-    for line in open(path):
-        if line.startswith("BENCH "):
-            kv = dict(x.split("=", 1) for x in line.split()[1:] if "=" in x)
-            r[kv["name"]] = kv
-    return r
 rl = [parse(f"{d}/rlif.{i}") for i in range(1, rounds + 1)]
 tr = [parse(f"{d}/torch.{i}") for i in range(1, rounds + 1)]
-def span(xs, f="{:.2f}"):
-    return f"median {f.format(statistics.median(xs))} (range {f.format(min(xs))}–{f.format(max(xs))})"
 roofs = [float(x["sgemm_roof"]["gflops"]) for x in rl if "sgemm_roof" in x]
 if roofs:
     print(f"sgemm roof   {span(roofs, '{:.1f}')} GFLOP/s")
