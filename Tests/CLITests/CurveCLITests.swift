@@ -53,7 +53,7 @@ struct CurveCLITests {
             }
             Thread.sleep(forTimeInterval: 0.01)
         }
-        #expect(p.terminationStatus == 0)
+        #expect(s.finish(seconds: 10) == 0)
         #expect(!seen.isEmpty, "never saw the socket directory")
         #expect(seen.values.allSatisfy { $0 == 0o700 }, "socket directory modes: \(seen)")
     }

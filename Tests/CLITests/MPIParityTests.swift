@@ -7,6 +7,17 @@ import TestSupport
 enum MPITools {
     static let mpirun: String? = (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin").split(separator: ":")
         .map { "\($0)/mpirun" }.first { FileManager.default.isExecutableFile(atPath: $0) }
+
+    /// Environment for a process tree that loads Open MPI. Under `scripts/test --sanitize address` leak detection is
+    /// off there (memory errors are still checked): after MPI_Finalize each Open MPI 4.1 rank leaves ~117 KB
+    /// unreachable whose every stack ends in a plugin Open MPI already unloaded, so LeakSanitizer can neither name
+    /// nor suppress it (docs/SECURITY.md, "Sanitizers"). The same learner, actor and launcher code runs leak-checked
+    /// in the one-rank tests.
+    static let env: [String: String] = {
+        let e = ProcessInfo.processInfo.environment
+        guard e["RLIF_SANITIZER"] == "address" else { return [:] }
+        return ["ASAN_OPTIONS": (e["ASAN_OPTIONS"].map { $0 + ":" } ?? "") + "detect_leaks=0"]
+    }()
 }
 
 /// The data-parallel learner against the one-process learner (issue 16): the embedded default model, local mode,
@@ -23,7 +34,7 @@ struct MPIParityTests {
     func train(_ out: URL, ranks: Int, _ extra: [String] = []) throws {
         var args = ["train", "--output-dir", out.path] + Self.base + extra
         if ranks > 1 { args += ["--learner-ranks", "\(ranks)"] }
-        let r = try CLI.run(args, timeout: 300)
+        let r = try CLI.run(args, env: ranks > 1 ? MPITools.env : [:], timeout: 300)
         #expect(r.status == 0, "rlif \(args.joined(separator: " ")) exited \(r.status):\n\(r.err.suffix(3000))")
     }
 
@@ -143,7 +154,7 @@ struct MPIWeightCheckTests {
         }
         let p = try Spawned(["--oversubscribe", "--bind-to", "none", "--mca", "btl_vader_single_copy_mechanism", "none"]
                             + (getuid() == 0 ? ["--allow-run-as-root"] : []) + rank(seed: 1) + [":"] + rank(seed: 2),
-                            executable: URL(fileURLWithPath: MPITools.mpirun!))
+                            env: MPITools.env, executable: URL(fileURLWithPath: MPITools.mpirun!))
         let status = p.finish(seconds: 300)
         let text = p.err
         #expect(status != 0)

@@ -48,7 +48,7 @@ import Wire
                                         "--set", "heartbeat_timeout_ms=2000", "--set", "heartbeat_interval_ms=500",
                                         "--log-level", "warning"],
                                        log: dir.appendingPathComponent("learner.log"))
-        defer { if learner.isRunning { kill(learner.processIdentifier, SIGKILL) } }
+        defer { if learner.isRunning { kill(learner.processIdentifier, SIGKILL) }; learner.waitUntilExit() }
         let ctx = try ZMQContext()
         defer { ctx.shutdown() }
         func dealer(_ id: String, linger: Int32 = 0) throws -> ZMQSocket {
@@ -123,7 +123,7 @@ import Wire
         // Training goes on: a real actor trains the run to the end.
         let actor = try Self.process(["actor", "--learner", base, "--id", "honest", "--log-level", "warning"],
                                      log: dir.appendingPathComponent("actor.log"))
-        defer { if actor.isRunning { kill(actor.processIdentifier, SIGKILL) } }
+        defer { if actor.isRunning { kill(actor.processIdentifier, SIGKILL) }; actor.waitUntilExit() }
         let deadline = Date().addingTimeInterval(240)
         while learner.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.2) }
         #expect(!learner.isRunning, "the learner did not finish after the flood")

@@ -23,11 +23,7 @@ public enum CLI {
     public static func run(_ args: [String], env: [String: String] = [:], interruptWith sig: Int32? = nil,
                            whenOut marker: String = "", timeout: TimeInterval = 120) throws -> Result {
         let s = try Spawned(args, env: env, interrupt: sig.map { ($0, marker) })
-        let deadline = Date().addingTimeInterval(timeout)
-        while s.p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
-        if s.p.isRunning { kill(s.p.processIdentifier, SIGKILL) }
-        s.p.waitUntilExit()
-        Thread.sleep(forTimeInterval: 0.1)  // the pipes' last bytes
+        s.end(seconds: timeout)
         return Result(status: s.p.terminationStatus, out: s.out, err: s.err)
     }
 }
@@ -35,6 +31,7 @@ public enum CLI {
 /// A running process (rlif by default) whose stdout and stderr are collected as they come; `waitFor` polls them.
 public final class Spawned: @unchecked Sendable {  // outData/errData/signalled guarded by lock
     public let p = Process()
+    private let pipes = (out: Pipe(), err: Pipe())
     private let lock = NSLock()
     private var outData = Data(), errData = Data()
     private var signalled = false
@@ -49,23 +46,40 @@ public final class Spawned: @unchecked Sendable {  // outData/errData/signalled 
         env["OPENBLAS_NUM_THREADS"] = "1"
         for (k, v) in extra { env[k] = v }
         p.environment = env
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        for (pipe, isOut) in [(out, true), (err, false)] {
-            pipe.fileHandleForReading.readabilityHandler = { [self] h in
+        p.standardOutput = pipes.out
+        p.standardError = pipes.err
+        // The handlers hold this object weakly: Spawned → Process → Pipe → handler → Spawned was a cycle until the
+        // pipe's EOF, so a test that ended before the EOF arrived leaked the whole object (LeakSanitizer, issue 14).
+        for (pipe, isOut) in [(pipes.out, true), (pipes.err, false)] {
+            pipe.fileHandleForReading.readabilityHandler = { [weak self] h in
                 let d = h.availableData
                 if d.isEmpty { h.readabilityHandler = nil; return }
-                lock.lock(); defer { lock.unlock() }
-                if isOut { outData.append(d) } else { errData.append(d) }
-                if isOut, let interrupt, !signalled, !interrupt.marker.isEmpty,
-                   String(decoding: outData, as: UTF8.self).contains(interrupt.marker) {
-                    signalled = true
-                    kill(p.processIdentifier, interrupt.signal)
-                }
+                self?.received(d, isOut: isOut, interrupt: interrupt)  // gone: keep draining so the child never blocks
             }
         }
         try p.run()
+    }
+
+    private func received(_ d: Data, isOut: Bool, interrupt: (signal: Int32, marker: String)?) {
+        lock.lock(); defer { lock.unlock() }
+        if isOut { outData.append(d) } else { errData.append(d) }
+        if isOut, let interrupt, !signalled, !interrupt.marker.isEmpty,
+           String(decoding: outData, as: UTF8.self).contains(interrupt.marker) {
+            signalled = true
+            kill(p.processIdentifier, interrupt.signal)
+        }
+    }
+
+    /// Waits for the exit (SIGKILL after `seconds`), gives the pipes 0.1 s for their last bytes, then removes the
+    /// readability handlers (a grandchild that inherited a pipe may keep it open past the exit).
+    public func end(seconds: Double) {
+        let deadline = Date().addingTimeInterval(seconds)
+        while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
+        p.waitUntilExit()
+        Thread.sleep(forTimeInterval: 0.1)
+        pipes.out.fileHandleForReading.readabilityHandler = nil
+        pipes.err.fileHandleForReading.readabilityHandler = nil
     }
 
     public var out: String { lock.lock(); defer { lock.unlock() }; return String(decoding: outData, as: UTF8.self) }
@@ -84,11 +98,7 @@ public final class Spawned: @unchecked Sendable {  // outData/errData/signalled 
 
     /// Waits for the exit (SIGKILL after `seconds`); returns the status (128 + signal when signalled).
     public func finish(seconds: Double) -> Int32 {
-        let deadline = Date().addingTimeInterval(seconds)
-        while p.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
-        if p.isRunning { kill(p.processIdentifier, SIGKILL) }
-        p.waitUntilExit()
-        Thread.sleep(forTimeInterval: 0.1)
+        end(seconds: seconds)
         return p.terminationReason == .uncaughtSignal ? 128 + p.terminationStatus : p.terminationStatus
     }
 
