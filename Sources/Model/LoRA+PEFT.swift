@@ -100,21 +100,11 @@ extension LoRAAdapters {
                                                     dtype: dtype))
             try file.readFloats(name, into: b, count: count)
         }
-        let tmp = output.deletingLastPathComponent()
-            .appendingPathComponent(".\(output.lastPathComponent).tmp-\(ProcessInfo.processInfo.processIdentifier)")
-        try? fm.removeItem(at: tmp)
-        try FileSystemError.makeDirectory(tmp)
-        do {
+        try AtomicDirectory.write(output) { tmp in
             try SafeTensorsWriter.stream(sources, to: tmp.appendingPathComponent(weightsFileName),
                                          metadata: metadata.merging(["format": "pt"]) { _, pt in pt })
             try writeConfig(PEFTConfig(base_model_name_or_path: baseModel, r: lc.rank, lora_alpha: lc.alpha,
                                        target_modules: lc.targetModules), to: tmp)
-            do { try fm.moveItem(at: tmp, to: output) } catch {
-                throw FileSystemError(error, operation: "rename", path: output.path)
-            }
-        } catch {
-            try? fm.removeItem(at: tmp)
-            throw error
         }
         let attributes = try? fm.attributesOfItem(atPath: output.appendingPathComponent(weightsFileName).path)
         return Export(tensors: sources.count, parameters: sources.reduce(0) { $0 + $1.floats.count },

@@ -179,3 +179,42 @@ public final class AtomicFile {
         try f.commit()
     }
 }
+
+/// A directory written through a temporary sibling (`.NAME.tmp-PID`) and renamed into place, as `AtomicFile` does
+/// for one file: readers never see a partial directory, and a failure removes the temporary one and leaves `url`
+/// (and any earlier version of it) as it was. An existing `url` is replaced: it is moved aside as
+/// `.NAME.tmp-PID-replaced`, the new one renamed in, then the old one removed — an interruption leaves only `.tmp-`
+/// names, which a checkpoint directory's next run start (`Checkpointing.prepare`) cleans or restores. `fill` writes the files (each fsynced, as
+/// AtomicFile and SafeTensorsWriter do); the directory and its parent are fsynced here. One copy for checkpoints
+/// and exported adapters.
+public enum AtomicDirectory {
+    public static func write(_ url: URL, fill: (URL) throws -> Void) throws {
+        let fm = FileManager.default
+        let parent = url.deletingLastPathComponent()
+        let name = url.lastPathComponent
+        let tmp = parent.appendingPathComponent(".\(name).tmp-\(ProcessInfo.processInfo.processIdentifier)")
+        func removeTree(_ u: URL) throws {
+            guard fm.fileExists(atPath: u.path) else { return }
+            do { try fm.removeItem(at: u) } catch { throw FileSystemError(error, operation: "remove", path: u.path) }
+        }
+        do {
+            try removeTree(tmp)
+            try FileSystemError.makeDirectory(tmp)
+            try fill(tmp)
+            try FileSystemError.syncDirectory(tmp)
+            if fm.fileExists(atPath: url.path) {
+                let old = parent.appendingPathComponent(tmp.lastPathComponent + "-replaced")
+                try removeTree(old)
+                try FileSystemError.rename(url, to: old)
+                try FileSystemError.rename(tmp, to: url)
+                try removeTree(old)
+            } else {
+                try FileSystemError.rename(tmp, to: url)
+            }
+            try FileSystemError.syncDirectory(parent)
+        } catch {
+            try? fm.removeItem(at: tmp)
+            throw error
+        }
+    }
+}

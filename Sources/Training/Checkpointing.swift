@@ -102,50 +102,32 @@ public enum Checkpointing {
         try FileSystemError.makeDirectory(output)
         let name = directoryName(step: state.completedSteps)
         let final = output.appendingPathComponent(name)
-        let pid = ProcessInfo.processInfo.processIdentifier
-        let tmp = output.appendingPathComponent(".\(name).tmp-\(pid)")
-        let fm = FileManager.default
-        func removeTree(_ u: URL) throws {
-            guard fm.fileExists(atPath: u.path) else { return }
-            do { try fm.removeItem(at: u) } catch { throw FileSystemError(error, operation: "remove", path: u.path) }
-        }
         do {
-            try removeTree(tmp)
-            if let ad = model.lora {
-                try ad.savePEFT(to: tmp, baseModel: config.model)
-            } else {
-                try model.save(to: tmp, dtype: dtype, afterChunk: afterChunk.map { f in { try f(SafeTensorsCheckpoint.singleFileName, $0) } })
-            }
-            let m = optimizer.m, v = optimizer.v   // the optimizer's own buffers (copy-on-write: nothing is copied)
-            try m.withUnsafeBufferPointer { mb in
-                try v.withUnsafeBufferPointer { vb in
-                    try SafeTensorsWriter.stream(
-                        [.init(name: "exp_avg", shape: [mb.count], floats: mb), .init(name: "exp_avg_sq", shape: [vb.count], floats: vb)],
-                        to: tmp.appendingPathComponent("optimizer.safetensors"),
-                        metadata: ["step": "\(optimizer.stepCount)", "layout": momentLayout(model)],
-                        afterChunk: afterChunk.map { f in { try f("optimizer.safetensors", $0) } })
+            // Re-saving a step (e.g. after resuming from an earlier checkpoint) replaces it; `prepare` puts a moved-aside
+            // old one back if we die between the two renames.
+            try AtomicDirectory.write(final) { tmp in
+                if let ad = model.lora {
+                    try ad.savePEFT(to: tmp, baseModel: config.model)
+                } else {
+                    try model.save(to: tmp, dtype: dtype, afterChunk: afterChunk.map { f in { try f(SafeTensorsCheckpoint.singleFileName, $0) } })
                 }
+                let m = optimizer.m, v = optimizer.v   // the optimizer's own buffers (copy-on-write: nothing is copied)
+                try m.withUnsafeBufferPointer { mb in
+                    try v.withUnsafeBufferPointer { vb in
+                        try SafeTensorsWriter.stream(
+                            [.init(name: "exp_avg", shape: [mb.count], floats: mb), .init(name: "exp_avg_sq", shape: [vb.count], floats: vb)],
+                            to: tmp.appendingPathComponent("optimizer.safetensors"),
+                            metadata: ["step": "\(optimizer.stepCount)", "layout": momentLayout(model)],
+                            afterChunk: afterChunk.map { f in { try f("optimizer.safetensors", $0) } })
+                    }
+                }
+                let enc = JSONEncoder()
+                enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+                try AtomicFile.write(enc.encode(state), to: tmp.appendingPathComponent("trainer_state.json"))
+                try AtomicFile.write(enc.encode(config), to: tmp.appendingPathComponent("train_config.json"))
             }
-            let enc = JSONEncoder()
-            enc.outputFormatting = [.prettyPrinted, .sortedKeys]
-            try AtomicFile.write(enc.encode(state), to: tmp.appendingPathComponent("trainer_state.json"))
-            try AtomicFile.write(enc.encode(config), to: tmp.appendingPathComponent("train_config.json"))
-            try FileSystemError.syncDirectory(tmp)
-            if fm.fileExists(atPath: final.path) {
-                // Re-saving a step (e.g. after resuming from an earlier checkpoint): move the old one aside under a
-                // temporary name (cleaned at start if we die here), put the new one in place, then delete the old.
-                let old = output.appendingPathComponent(".\(name).tmp-\(pid)-replaced")
-                try removeTree(old)
-                try FileSystemError.rename(final, to: old)
-                try FileSystemError.rename(tmp, to: final)
-                try removeTree(old)
-            } else {
-                try FileSystemError.rename(tmp, to: final)
-            }
-            try FileSystemError.syncDirectory(output)
             try AtomicFile.write(Data(name.utf8), to: output.appendingPathComponent("latest"))
         } catch {
-            try? fm.removeItem(at: tmp)
             let current = (try? latest(in: output))?.lastPathComponent
             throw CheckpointError(path: final.path,
                                   message: "not saved (\(current.map { "latest still names \($0)" } ?? "no earlier checkpoint")): \(error)")

@@ -270,3 +270,40 @@ private func expectError(_ kind: SafeTensorsError.Kind, tensor: String? = nil, _
         #expect { try SafeTensorsCheckpoint(directory: dir) } throws: { ($0 as? SafeTensorsError)?.kind == .badIndex && ($0 as? SafeTensorsError)?.tensor == "z" }
     }
 }
+
+/// `AtomicDirectory`, the temp-sibling-and-rename writer that checkpoints and exported adapters share.
+@Suite struct AtomicDirectoryTests {
+    func files(_ d: URL) -> [String] { ((try? FileManager.default.contentsOfDirectory(atPath: d.path)) ?? []).sorted() }
+
+    @Test func writesThenReplacesAndLeavesNoTemporaryName() throws {
+        let root = try Fixtures.temporaryDirectory("rlif-atomic-dir")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let target = root.appendingPathComponent("out")
+        try AtomicDirectory.write(target) { try Data("one".utf8).write(to: $0.appendingPathComponent("a")) }
+        #expect(files(target) == ["a"])
+        try AtomicDirectory.write(target) { try Data("two".utf8).write(to: $0.appendingPathComponent("b")) }
+        #expect(files(target) == ["b"], "a replaced directory keeps nothing of the old one")
+        #expect(files(root) == ["out"], "no .tmp- sibling left: \(files(root))")
+    }
+
+    @Test func aFailedFillLeavesTheEarlierDirectoryAndNoTemporaryName() throws {
+        struct Boom: Error {}
+        let root = try Fixtures.temporaryDirectory("rlif-atomic-dir")
+        defer { try? FileManager.default.removeItem(at: root) }
+        let target = root.appendingPathComponent("out")
+        try AtomicDirectory.write(target) { try Data("one".utf8).write(to: $0.appendingPathComponent("a")) }
+        #expect(throws: Boom.self) {
+            try AtomicDirectory.write(target) { tmp in
+                try Data("half".utf8).write(to: tmp.appendingPathComponent("b"))
+                throw Boom()
+            }
+        }
+        #expect(files(target) == ["a"])
+        #expect(try String(contentsOf: target.appendingPathComponent("a"), encoding: .utf8) == "one")
+        #expect(files(root) == ["out"], "the failed write's temporary directory was left: \(files(root))")
+        // And a first write that fails leaves nothing at all.
+        let fresh = root.appendingPathComponent("never")
+        #expect(throws: Boom.self) { try AtomicDirectory.write(fresh) { _ in throw Boom() } }
+        #expect(files(root) == ["out"])
+    }
+}
