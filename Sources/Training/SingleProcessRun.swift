@@ -124,12 +124,14 @@ public final class SingleProcessRun {
                 try evaluate(step: completedSteps, into: runRecords, onStep: onStep)
             }
         }
+        // Stopped early by `stopAfterSteps`: a checkpoint must hold the steps done, whatever `checkpoint_every` is.
+        if completedSteps < config.steps { _ = try stopped() }
         return .finished
     }
 
     private var checkpointedSteps = -1
 
-    /// The stop path: the step in flight has finished; make sure a checkpoint holds it.
+    /// The stop path (a signal, or `stopAfterSteps`): the step in flight has finished; make sure a checkpoint holds it.
     private func stopped() throws -> Outcome {
         if checkpointedSteps != completedSteps && completedSteps > 0 {
             let dir = try trainer.checkpoint(completedSteps: completedSteps, cursor: cursor, output: output)

@@ -23,6 +23,8 @@ struct Train: ParsableCommand {
     @Option(help: "Actor processes to spawn (overrides the config's actors).") var actors: Int?
     @Option(help: "Run the local-mode learner as N data-parallel MPI ranks under mpirun (Open MPI).") var learnerRanks: Int = 1
     @Flag(help: "Continue from <output_dir>/latest (an error when there is no checkpoint).") var resume = false
+    @Option(help: "--single-process: stop (with a checkpoint) once this many steps are done; the LR schedule still spans `steps`, so a later --resume continues the same run (e.g. a long run split over time-limited jobs).")
+    var stopAfterSteps: Int?
     @Flag(help: "Replace an earlier run in the output directory (its metrics and checkpoints are deleted).")
     var overwrite = false
     @Option(help: "Log level: trace, debug, info, notice, warning, error.") var logLevel: String?
@@ -38,6 +40,10 @@ struct Train: ParsableCommand {
             throw ValidationError("--learner-ranks \(learnerRanks) needs mpirun on PATH (Debian: apt-get install openmpi-bin libopenmpi-dev)")
         }
         if resume && overwrite { throw ValidationError("--resume and --overwrite contradict each other: pick one") }
+        if let n = stopAfterSteps {
+            if !singleProcess { throw ValidationError("--stop-after-steps needs --single-process (in local mode stop the learner with SIGTERM: it checkpoints and the actors follow)") }
+            if n < 1 { throw ValidationError("--stop-after-steps must be >= 1, got \(n)") }
+        }
         try MetricsAddress.validate(metricsAddr)
         if singleProcess && metricsAddr != nil {
             throw ValidationError("--metrics-addr serves the learner's /metrics in local mode; a --single-process run has no learner (read metrics.jsonl or TensorBoard)")
@@ -70,6 +76,10 @@ struct Train: ParsableCommand {
         let run = SingleProcessRun(config: c, trainer: o.trainer, formatter: o.formatter, dataset: o.dataset,
                                    evalSet: o.evalSet, scorer: o.scorer, output: output, logger: log)
         if case .resume = start { _ = try run.resume() }
+        if let n = stopAfterSteps {
+            guard n <= c.steps else { throw ValidationError("--stop-after-steps \(n) is past the run's steps (\(c.steps))") }
+            run.stopAfterSteps = n
+        }
         // Name the reward: the same command runs INTUITOR, GRPO on answers and the offline ablation.
         let reward = c.reward == "self_certainty" ? "self-certainty of the \(c.selfCertaintySource.rawValue)" : c.reward
         log.info("single-process GRPO, reward \(reward): \(o.policy.parameterCount) parameters, \(o.dataset.count) prompts, \(c.steps) steps → \(output.path)")

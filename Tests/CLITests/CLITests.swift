@@ -38,7 +38,33 @@ struct CLITests {
         #expect(FileManager.default.fileExists(atPath: out + "/latest"))
     }
 
-    /// Before: `--resume` with no checkpoint silently started from scratch.
+    /// A long run split over time-limited jobs (a 3-hour session, a Slurm time limit): `--stop-after-steps 1` of a
+    /// 3-step run exits 0 with a checkpoint of step 1 although `checkpoint_every: 0` writes none, and `--resume`
+    /// runs steps 2 and 3 — the LR schedule spans the 3 steps (`ResumeTests.resumedRunIsBitIdentical` holds that a
+    /// run stopped this way and resumed is bit-identical to one that never stopped).
+    @Test func stopAfterStepsCheckpointsAndResumeFinishesTheRun() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        let out = d.appendingPathComponent("run").path
+        let args = ["train", "--single-process", "--output-dir", out, "--set", "steps=3", "--set", "checkpoint_every=0",
+                    "--set", "eval_every=0", "--set", "max_new_tokens=8"]
+        func trainSteps() throws -> [Int] {
+            try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").compactMap {
+                let d = try JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any]
+                return d?["kind"] as? String == "train" ? d?["step"] as? Int : nil
+            }
+        }
+        let first = try CLI.run(args + ["--stop-after-steps", "1"])
+        #expect(first.status == 0, "\(first.err)")
+        #expect(try String(contentsOfFile: out + "/latest", encoding: .utf8) == "checkpoint-000001")
+        #expect(try trainSteps() == [1])
+        let rest = try CLI.run(args + ["--resume"])
+        #expect(rest.status == 0, "\(rest.err)")
+        #expect(try trainSteps() == [1, 2, 3])
+        let past = try CLI.run(args + ["--resume", "--stop-after-steps", "4"])
+        #expect(past.status != 0 && past.err.contains("past the run's steps"), "\(past.err)")
+    }
+
     /// A LoRA run through the CLI on the embedded default: its checkpoint is a PEFT directory; `rlif merge` of it and
     /// `rlif generate --adapter` with it give the same greedy completions, which differ from the base model's.
     @Test(.enabled(if: FileManager.default.fileExists(atPath: Fixtures.repoRoot.appendingPathComponent("Sources/rlif/Resources/default/model/model.safetensors").path),
@@ -70,6 +96,7 @@ struct CLITests {
         #expect(text(viaAdapter.out) != text(plain.out), "the adapters changed nothing: the comparison is vacuous")
     }
 
+    /// Before: `--resume` with no checkpoint silently started from scratch.
     @Test func resumeWithNothingToResumeFails() throws {
         let d = try Fixtures.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: d) }
@@ -88,6 +115,8 @@ struct CLITests {
             (["eval", "--model", model, "--data", "x.jsonl", "--limit", "0"], "--limit"),
             (["train", "--log-level", "verbose"], "--log-level"),
             (["train", "--single-process", "--set", "stepz=1"], "did you mean 'steps'"),
+            (["train", "--stop-after-steps", "1"], "--stop-after-steps needs --single-process"),
+            (["train", "--single-process", "--stop-after-steps", "0"], "--stop-after-steps must be >= 1"),
         ]
         for (args, needle) in cases {
             let r = try CLI.run(args)
