@@ -27,8 +27,31 @@ public final class RunRecords {
     /// One step or eval record into metrics.jsonl and, as scalars at its step, the event file.
     public func append(_ record: some RunLogRecord) throws {
         let line = try metrics.append(record)
-        if let tb = tensorBoard, let obj = try JSONSerialization.jsonObject(with: line) as? [String: Any] {
-            try tb.add(record: obj)
+        if let tb = tensorBoard {
+            // The scalars are the line's numbers as written: JSONDecoder reads a number as `Double(text)`, correctly
+            // rounded; JSONSerialization's NSNumber was off by an ulp now and then, which Float() sometimes kept
+            // (TensorBoardRunTests compares the event file with metrics.jsonl value by value).
+            let row = try JSONDecoder().decode([String: JSONScalar].self, from: line)
+            try tb.add(record: row.compactMapValues(\.value))
+        }
+    }
+
+    /// A value of a metrics.jsonl line: a number, a string (`kind`), or anything else (booleans, nested objects),
+    /// which no scalar comes from.
+    private enum JSONScalar: Decodable {
+        case number(Double), text(String), other
+        init(from d: Decoder) throws {
+            let c = try d.singleValueContainer()
+            if let x = try? c.decode(Double.self) { self = .number(x) }   // a JSON boolean is not a Double here
+            else if let s = try? c.decode(String.self) { self = .text(s) }
+            else { self = .other }
+        }
+        var value: Any? {
+            switch self {
+            case .number(let x): return x
+            case .text(let s): return s
+            case .other: return nil
+            }
         }
     }
 
