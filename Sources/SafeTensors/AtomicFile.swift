@@ -184,9 +184,9 @@ public final class AtomicFile {
 /// for one file: readers never see a partial directory, and a failure removes the temporary one and leaves `url`
 /// (and any earlier version of it) as it was. An existing `url` is replaced: it is moved aside as
 /// `.NAME.tmp-PID-replaced`, the new one renamed in, then the old one removed — an interruption leaves only `.tmp-`
-/// names, which a checkpoint directory's next run start (`Checkpointing.prepare`) cleans or restores. `fill` writes the files (each fsynced, as
-/// AtomicFile and SafeTensorsWriter do); the directory and its parent are fsynced here. One copy for checkpoints
-/// and exported adapters.
+/// names, which a checkpoint directory's next run start (`Checkpointing.prepare`) cleans or restores. `fill`
+/// writes the files (each fsynced, as AtomicFile and SafeTensorsWriter do); the directory and its parent are
+/// fsynced here. One copy for checkpoints and exported adapters.
 public enum AtomicDirectory {
     public static func write(_ url: URL, fill: (URL) throws -> Void) throws {
         let fm = FileManager.default
