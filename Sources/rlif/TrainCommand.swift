@@ -55,6 +55,10 @@ struct Train: ParsableCommand {
         var c = try RunSetup.config(path: config, sets: sets, outputDir: outputDir)
         if let a = actors { c.actors = a }
         try c.validate(source: "--actors")
+        // Before any model is loaded, like the directory check below.
+        if let n = stopAfterSteps, n > c.steps {
+            throw ValidationError("--stop-after-steps \(n) is past the run's steps (\(c.steps))")
+        }
         if let m = metricsAddr, case let port = Int(try MetricsEndpoint.parse(m).port), port > 0, port + c.actors > Int(UInt16.max) {
             throw ValidationError("--metrics-addr \(m): the \(c.actors) actors serve at PORT+1…PORT+\(c.actors), past 65535; pick a lower port")
         }
@@ -76,10 +80,7 @@ struct Train: ParsableCommand {
         let run = SingleProcessRun(config: c, trainer: o.trainer, formatter: o.formatter, dataset: o.dataset,
                                    evalSet: o.evalSet, scorer: o.scorer, output: output, logger: log)
         if case .resume = start { _ = try run.resume() }
-        if let n = stopAfterSteps {
-            guard n <= c.steps else { throw ValidationError("--stop-after-steps \(n) is past the run's steps (\(c.steps))") }
-            run.stopAfterSteps = n
-        }
+        run.stopAfterSteps = stopAfterSteps
         // Name the reward: the same command runs INTUITOR, GRPO on answers and the offline ablation.
         let reward = c.reward == "self_certainty" ? "self-certainty of the \(c.selfCertaintySource.rawValue)" : c.reward
         log.info("single-process GRPO, reward \(reward): \(o.policy.parameterCount) parameters, \(o.dataset.count) prompts, \(c.steps) steps → \(output.path)")
