@@ -123,7 +123,7 @@ let package = Package(
         .testTarget(name: "WireTests", dependencies: ["Wire", "Shared", "TestSupport", "CRlifProto"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport", "Wire", "TestSupport"]),
         // The built executable as a user runs it (exit codes, signals, command-line errors).
-        .testTarget(name: "CLITests", dependencies: ["TestSupport", "TensorBoard", "SafeTensors"]),
+        .testTarget(name: "CLITests", dependencies: ["TestSupport", "TensorBoard", "SafeTensors", "Model"]),
         .testTarget(name: "TensorBoardTests", dependencies: ["TensorBoard", "TestSupport"]),
         .testTarget(name: "DistributedTests", dependencies: ["Distributed", "Learner", "Training", "Wire", "TestSupport"]),
         .testTarget(name: "SchedulingTests", dependencies: ["Scheduling", "Wire", "TestSupport"]),

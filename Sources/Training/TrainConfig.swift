@@ -343,8 +343,10 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try check(maxLag >= 0, .maxLag, "must be >= 0")
         try check(chunkBytes >= 4096 && chunkBytes <= 64 << 20, .chunkBytes, "must be in 4 KiB...64 MiB")
         try check(heartbeatTimeoutMs > heartbeatIntervalMs, .heartbeatTimeoutMs, "must exceed heartbeat_interval_ms")
-        try check(baseWeights == .f32 || lora != nil, .baseWeights,
-                  "bf16 holds the base weights frozen: it needs a lora section (full fine-tuning trains F32 weights)")
+        // bf16 holds frozen weights: the LoRA base, or in full fine-tuning the frozen reference copy (the policy
+        // trains in F32); a full fine-tuning run without a reference has nothing frozen to hold.
+        try check(baseWeights == .f32 || lora != nil || klBeta > 0 || selfCertaintySource == .reference, .baseWeights,
+                  "bf16 holds frozen weights — the LoRA base, or the reference copy of full fine-tuning — and this run has neither (no lora section, kl_beta 0, self_certainty_source policy); the trained weights are always F32")
         if let lora {
             do { try lora.validate() } catch let e as LoRAConfigError {
                 throw ConfigError(source: source, key: "lora.\(e.key)", message: e.message)

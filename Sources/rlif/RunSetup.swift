@@ -154,13 +154,15 @@ enum RunSetup {
             c = try planMemory(c, role: role, model: modelConfig, longestPrompt: longest, fixedKeys: fixedKeys,
                                log: Logger(label: "rlif.memory"))
         }
-        let policy = try ModelFiles.loadModel(c.model, baseWeights: c.baseWeights)
+        // `base_weights` holds the frozen weights: with LoRA the base, in full fine-tuning the reference copy (the
+        // policy trains in F32).
+        let policy = try ModelFiles.loadModel(c.model, baseWeights: c.lora == nil ? .f32 : c.baseWeights)
         var reference: Transformer? = nil
         // With LoRA the reference (and the frozen reward model) is the policy's base with the adapters off: no
         // second copy of the weights.
         if (c.klBeta > 0 || c.selfCertaintySource == .reference) && c.lora == nil {
-            let r = try Transformer(config: policy.config)
-            r.parameters.copy(from: policy.parameters)
+            let r = try Transformer(config: policy.config, baseWeights: c.baseWeights)
+            r.setParameters(from: policy.parameters.pointer)   // BF16: each matrix rounded, a tensor at a time
             reference = r
         }
         let scorer = try RewardScorer(name: c.reward, tokenizer: tokenizer)

@@ -1,4 +1,5 @@
 import Foundation
+import Model
 import Testing
 import TestSupport
 
@@ -63,6 +64,46 @@ struct CLITests {
         #expect(try trainSteps() == [1, 2, 3])
         let past = try CLI.run(args + ["--resume", "--stop-after-steps", "4"])
         #expect(past.status != 0 && past.err.contains("past the run's steps"), "\(past.err)")
+    }
+
+    /// `base_weights: bf16` in full fine-tuning holds the frozen reference copy as BF16 while the policy trains in
+    /// F32. At step 1 no update has happened, so the policy is the initial model: its KL to an F32 reference is
+    /// exactly 0, to the BF16-rounded reference tiny but not 0 (the reference really is the rounded copy). The
+    /// plan prints the reference at its BF16 size; a run with nothing frozen (β 0, policy self-certainty) refuses
+    /// the setting before any work.
+    @Test func bf16ReferenceInFullFineTuning() throws {
+        let d = try Fixtures.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: d) }
+        // The embedded default's weights are BF16 values (rounding them is exact): this copy is perturbed by
+        // ~0.1% per weight so that the BF16 reference differs from the F32 one.
+        let defaultModel = Fixtures.repoRoot.appendingPathComponent("Sources/rlif/Resources/default/model")
+        let m = try Transformer.load(directory: defaultModel)
+        for i in 0..<m.parameters.count { m.parameters.pointer[i] *= 1 + 1e-3 * Float(sin(Double(i))) }
+        let model = d.appendingPathComponent("model")
+        try m.save(to: model)
+        try FileManager.default.copyItem(at: defaultModel.appendingPathComponent("tokenizer.json"),
+                                         to: model.appendingPathComponent("tokenizer.json"))
+        func stepOneKL(_ dtype: String) throws -> (kl: Double, err: String) {
+            let out = d.appendingPathComponent("run-\(dtype)").path
+            let r = try CLI.run(["train", "--single-process", "--output-dir", out, "--set", "model=\(model.path)",
+                                 "--set", "steps=1", "--set", "eval_every=0", "--set", "max_new_tokens=8",
+                                 "--set", "kl_beta=0.05", "--set", "base_weights=\(dtype)"])
+            #expect(r.status == 0, "\(r.err)")
+            let line = try String(contentsOfFile: out + "/metrics.jsonl", encoding: .utf8).split(separator: "\n").first {
+                (try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any])?["kind"] as? String == "train"
+            }
+            let m = try #require(line.flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] })
+            return (try #require(m["kl"] as? Double), r.err)
+        }
+        let f32 = try stepOneKL("f32"), bf16 = try stepOneKL("bf16")
+        #expect(f32.kl == 0, "an F32 reference equals the policy at step 1")
+        // k3 = e^x − x − 1 of x = ref − logp ≈ 1e-4 is ~x²/2 ≈ 5e-9, below F32's rounding of e^x (~6e-8), so its
+        // sign is noise (as in PyTorch's F32 k3); that it is not 0 is the point.
+        #expect(bf16.kl != 0 && abs(bf16.kl) < 1e-3, "KL to the BF16 reference at step 1: \(bf16.kl)")
+        #expect(bf16.err.contains("matrices BF16 (base_weights: bf16)") && !f32.err.contains("matrices BF16"), "\(bf16.err)")
+        let none = try CLI.run(["train", "--single-process", "--output-dir", d.appendingPathComponent("none").path,
+                                "--set", "steps=1", "--set", "kl_beta=0", "--set", "base_weights=bf16"])
+        #expect(none.status != 0 && none.err.contains("base_weights") && none.err.contains("neither"), "\(none.err)")
     }
 
     /// A LoRA run through the CLI on the embedded default: its checkpoint is a PEFT directory; `rlif merge` of it and

@@ -40,7 +40,8 @@ import TestSupport
         // Per layer per token 4·64 + 2 + 2·64 + 2·32 + 4 + 3·128 = 838; forward 2·838 + (2·64 + 1) + 64 = 1869;
         // backward 2·64 + 2·64 + 2·32 + 3·128 + 64 = 768; × 256 tokens × 4 bytes.
         #expect(bytes(p, "activations") == 256 * (1869 + 768) * 4)   // 2,700,288
-        #expect(bytes(p, "reference activations") == 256 * 1869 * 4)  // 1,913,856
+        // The reference forward keeps nothing for a backward: one layer's tensors, 838 + (2·64 + 1) + 64 = 1031.
+        #expect(bytes(p, "reference activations") == 256 * 1031 * 4)  // 1,055,744
         // Policy logits + their gradient + the reference's: 3 × 256 × 100 columns.
         #expect(bytes(p, "LM-head logits chunk") == 307_200)
         // Decode batch 8 → 8 + 4 + 1 = 13 slots × 72 tokens × 2 layers × 32 × K,V.
@@ -51,7 +52,7 @@ import TestSupport
         // Sampling and training take turns in one process (each phase's buffers freed before the other's): the
         // peak is what is always held plus the larger phase, here training's arena (4.9 MB) over decoding's (0.55 MB).
         #expect(p.items.filter { $0.phase == .decoding }.map(\.name) == ["KV cache", "decode buffers"])
-        #expect(p.total == 450_816 * 3 + 901_632 + 2_700_288 + 1_913_856 + 307_200 + MemoryPlan.overheadBytes)
+        #expect(p.total == 450_816 * 3 + 901_632 + 2_700_288 + 1_055_744 + 307_200 + MemoryPlan.overheadBytes)
         // A learner with evaluation holds both at once (it does not release between them): everything counts.
         var evalCfg = Self.tinyConfig
         evalCfg.evalEvery = 1
@@ -83,6 +84,28 @@ import TestSupport
         #expect(bytes(long, "LM-head logits chunk") == 2 * 332 * 300 * 4)
     }
 
+    /// Full fine-tuning with `base_weights: bf16`: the trained weights stay F32, the frozen reference copy is BF16
+    /// matrices + F32 vectors; the offline reward's frozen model counts like the KL reference (also with β 0).
+    @Test func bf16ReferenceInFullFineTuning() throws {
+        var c = Self.tinyConfig
+        c.baseWeights = .bf16
+        let p = MemoryPlan(role: .singleProcess, model: Self.tiny, config: c, longestPrompt: 40, logitsChunkColumns: 100)
+        #expect(bytes(p, "weights") == 450_816)
+        // Matrices: embed 19200 + 2 layers × (4096 + 2048 + 2048 + 4096 + 3·8192) + lm_head 19200 = 112,128 × 2 B;
+        // vectors: 2 layers × (biases 64 + 32 + 32, norms 2·64) + final norm 64 = 576 × 4 B.
+        #expect(bytes(p, "reference model") == 112_128 * 2 + 576 * 4)
+        #expect(bytes(p, "gradients") == 450_816 && bytes(p, "AdamW moments") == 901_632)
+        c.baseWeights = .f32
+        c.klBeta = 0
+        #expect(bytes(MemoryPlan(role: .singleProcess, model: Self.tiny, config: c, longestPrompt: 40), "reference model") == nil)
+        c.selfCertaintySource = .reference
+        let offline = MemoryPlan(role: .singleProcess, model: Self.tiny, config: c, longestPrompt: 40, logitsChunkColumns: 100)
+        #expect(bytes(offline, "reference model") == 450_816 && bytes(offline, "reference activations") == 256 * 1031 * 4)
+        // An actor's weights are its sampling copy: held as base_weights says.
+        c.baseWeights = .bf16
+        #expect(bytes(MemoryPlan(role: .actor, model: Self.tiny, config: c, longestPrompt: 40), "weights") == 112_128 * 2 + 576 * 4)
+    }
+
     /// The Qwen2.5-0.5B shape (630M parameters with its untied 151,936-token head).
     static let qwen05 = ModelConfig(architecture: .qwen2, hiddenSize: 896, intermediateSize: 4864, numHiddenLayers: 24,
                                     numAttentionHeads: 14, numKeyValueHeads: 2, vocabSize: 151_936,
@@ -108,7 +131,7 @@ import TestSupport
         #expect(bytes(p, "LM-head logits chunk") == 2 * 256 * 100 * 4)
         #expect(bytes(p, "weights") == 450_816)
         let full = MemoryPlan(role: .singleProcess, model: Self.tiny, config: Self.tinyConfig, longestPrompt: 40, logitsChunkColumns: 100)
-        #expect(full.total - p.total == 450_816 * 4 + 256 * 1869 * 4 + 256 * 100 * 4 - 8192 * 16 - 256 * 4 * 15 * 4)
+        #expect(full.total - p.total == 450_816 * 4 + 256 * 1031 * 4 + 256 * 100 * 4 - 8192 * 16 - 256 * 4 * 15 * 4)
         // The LoRA learner serves the frozen base once (weight_dtype BF16 here: 2 B per parameter; built a slice at
         // a time, no F32 copy) and three adapter versions (F32 adapters + BF16 snapshot each), not three merged
         // full snapshots and the merged F32 copy they were built from.
