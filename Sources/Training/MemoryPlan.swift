@@ -241,6 +241,22 @@ public struct MemoryPlanError: Error, CustomStringConvertible {
     public var config: TrainConfig
     public var fixedKeys: Set<String>
 
+    /// What would shrink the fixed part (weights and the state that scales with them), for this run.
+    var ways: [String] {
+        var w = ["a smaller model"]
+        let reference = plan.items.first { $0.name == "reference model" }
+        if plan.role != .actor && config.lora == nil {
+            w.append("lora (only adapters train: no gradients or AdamW moments for the base\(reference == nil ? "" : ", no reference copy"))")
+        }
+        if let reference, config.baseWeights == .f32 {
+            w.append("base_weights=bf16 (the reference copy in BF16: \(MemoryPlan.gib(reference.bytes / 2)) less)")
+        }
+        if reference != nil && config.klBeta > 0 && config.selfCertaintySource == .policy { w.append("kl_beta=0 (no reference copy)") }
+        if plan.role == .actor && config.baseWeights == .f32 { w.append("--base-weights bf16 (half the weights' memory)") }
+        w.append("or a machine with more memory")
+        return w
+    }
+
     public var description: String {
         let top = plan.items.sorted { $0.bytes > $1.bytes }.prefix(3)
             .map { "\($0.name) \(MemoryPlan.gib($0.bytes))" }.joined(separator: ", ")
@@ -254,7 +270,8 @@ public struct MemoryPlanError: Error, CustomStringConvertible {
         } else {
             let base = suggestion.items.filter { ["weights", "gradients", "AdamW moments", "reference model", "weight snapshot", "weight snapshots", "frozen base snapshot"].contains($0.name) }
                 .reduce(0) { $0 + $1.bytes }
-            s += " Even at\(plan.role == .actor ? "" : " micro_batch_tokens \(suggestion.microBatchTokens) and") decode batch \(suggestion.decodeBatch) it needs \(MemoryPlan.gib(suggestion.total)) (weights, gradients, moments\(plan.items.contains { $0.name == "reference model" } ? ", reference" : "") alone \(MemoryPlan.gib(base))): use a smaller model, kl_beta=0 (no reference copy), or a machine with more memory."
+            s += " Even at\(plan.role == .actor ? "" : " micro_batch_tokens \(suggestion.microBatchTokens) and") decode batch \(suggestion.decodeBatch) it needs \(MemoryPlan.gib(suggestion.total)) (weights, gradients, moments\(plan.items.contains { $0.name == "reference model" } ? ", reference" : "") alone \(MemoryPlan.gib(base))): use "
+                + ways.joined(separator: ", ") + "."
         }
         return s
     }
