@@ -95,19 +95,21 @@ public struct MemoryPlan: Sendable, Equatable {
         // `base_weights` is how the frozen weights are held: the sampling weights of an actor, the LoRA base, or
         // in full fine-tuning the reference copy (the trained policy itself is always F32).
         let training = role != .actor
-        let lora = c.lora.flatMap { lc in (try? lc.targets()).map { (lc.rank, $0) } }
-        let policyDType: BaseWeights = training && lora == nil ? .f32 : c.baseWeights
+        let policyDType = training ? c.policyWeights : c.baseWeights
         items.append(Item(name: "weights", bytes: ParameterLayout(config: m).weightBytes(policyDType),
                           detail: policyDType == .bf16 ? "\(p) parameters, matrices BF16 (base_weights: bf16), norms and biases F32" : "\(p) F32 parameters"))
         let perLayer = 4 * C + 2 + 2 * QD + 2 * KVD + NH + 3 * F
-        let forwardPerToken = L * perLayer + 2 * C + 1 + C
+        // Every arena also holds the final residual and norm (+ rstd) and the gathered head rows.
+        let headPerToken = 2 * C + 1 + C
+        let forwardPerToken = L * perLayer + headPerToken
         // With activation checkpointing the training forward keeps each layer's input (C per token and layer) and one
         // layer's tensors, recomputed layer by layer in the backward (`LayerStorage.inputs`).
-        let keptPerToken = c.activationCheckpointing ? L * C + perLayer + 2 * C + 1 + C : forwardPerToken
+        let keptPerToken = c.activationCheckpointing ? L * C + perLayer + headPerToken : forwardPerToken
         let keptDetail = c.activationCheckpointing
             ? "tokens per micro-batch: \(L) layers' inputs + one layer's tensors (activation checkpointing)"
             : "tokens per micro-batch × \(L) layers, kept for backward"
-        // LoRA (a config that passed validation; an invalid one is refused before any plan): `lora` above.
+        // LoRA (a config that passed validation; an invalid one is refused before any plan).
+        let lora = c.lora.flatMap { lc in (try? lc.targets()).map { (lc.rank, $0) } }
         let adapterParams = lora.map { r, targets in L * targets.reduce(0) { a, t in let (o, i) = t.shape(m); return a + r * (o + i) } } ?? 0
         if training, let (r, targets) = lora {
             add("LoRA adapters", 4 * adapterParams,
@@ -122,7 +124,7 @@ public struct MemoryPlan: Sendable, Equatable {
             add("gradients", p, "F32, one per parameter")
             add("AdamW moments", 2 * p, "exp_avg + exp_avg_sq, F32")
             // The frozen initial model (`RunSetup`): the KL reference and/or the offline reward's model.
-            let frozen = c.klBeta > 0 || c.selfCertaintySource == .reference
+            let frozen = c.keepsInitialModel
             if frozen {
                 items.append(Item(name: "reference model", bytes: ParameterLayout(config: m).weightBytes(c.baseWeights),
                                   detail: "frozen copy of the initial weights (kl_beta > 0 or self_certainty_source: reference), "
@@ -131,7 +133,7 @@ public struct MemoryPlan: Sendable, Equatable {
             let backwardPerToken = 2 * C + 2 * QD + 2 * KVD + 3 * F + C
             add("activations", n * (keptPerToken + backwardPerToken), "\(n) \(keptDetail)", .training)
             // Its forwards keep nothing for a backward (`LayerStorage.shared`): one layer's tensors, reused by every layer.
-            if frozen { add("reference activations", n * (perLayer + 2 * C + 1 + C), "the reference forward's arena, \(n) tokens × one layer's tensors (inference)", .training) }
+            if frozen { add("reference activations", n * (perLayer + headPerToken), "the reference forward's arena, \(n) tokens × one layer's tensors (inference)", .training) }
             let chunks = frozen ? 3 : 2
             add("LM-head logits chunk", chunks * n * chunk,
                 "\(chunks) × [\(n) tokens × \(chunk) vocabulary columns] (policy logits and gradient\(frozen ? ", reference" : ""))", .training)

@@ -103,10 +103,19 @@ public struct TrainConfig: Codable, Sendable, Equatable {
     /// LoRA (`lora: {rank, alpha, target_modules, dropout}`): the base weights are frozen and only the adapters
     /// are trained (see `LoRAConfig` for the defaults); nil = full fine-tuning.
     public var lora: LoRAConfig? = nil
-    /// How the frozen base weights' matrices are held (`base_weights: f32 | bf16`): bf16 halves their memory
-    /// (widened to F32 inside the kernels; each weight rounded to BF16 once at load). Needs `lora` (BF16 weights
-    /// are never trained); local mode's actors sample with BF16 weights too.
+    /// How the frozen weights' matrices are held (`base_weights: f32 | bf16`): bf16 halves their memory
+    /// (widened to F32 inside the kernels; each weight rounded to BF16 once at load). Frozen are the LoRA base, or
+    /// in full fine-tuning the initial model's copy (`keepsInitialModel`); trained weights are never BF16
+    /// (`policyWeights`). Local mode's actors sample with BF16 weights too.
     public var baseWeights: BaseWeights = .f32
+
+    /// The run needs the frozen initial model: as the KL reference (β > 0) and/or as the offline reward's model
+    /// (`self_certainty_source: reference`). Full fine-tuning keeps a copy of it; LoRA uses its own base.
+    public var keepsInitialModel: Bool { klBeta > 0 || selfCertaintySource == .reference }
+
+    /// How the trained model's matrices are held: F32 in full fine-tuning (they train), `base_weights` for a LoRA
+    /// run's frozen base.
+    public var policyWeights: BaseWeights { lora == nil ? .f32 : baseWeights }
 
     // Bookkeeping.
     public var seed: UInt64 = 0
@@ -345,7 +354,7 @@ public struct TrainConfig: Codable, Sendable, Equatable {
         try check(heartbeatTimeoutMs > heartbeatIntervalMs, .heartbeatTimeoutMs, "must exceed heartbeat_interval_ms")
         // bf16 holds frozen weights: the LoRA base, or in full fine-tuning the frozen reference copy (the policy
         // trains in F32); a full fine-tuning run without a reference has nothing frozen to hold.
-        try check(baseWeights == .f32 || lora != nil || klBeta > 0 || selfCertaintySource == .reference, .baseWeights,
+        try check(baseWeights == .f32 || lora != nil || keepsInitialModel, .baseWeights,
                   "bf16 holds frozen weights — the LoRA base, or the reference copy of full fine-tuning — and this run has neither (no lora section, kl_beta 0, self_certainty_source policy); the trained weights are always F32")
         if let lora {
             do { try lora.validate() } catch let e as LoRAConfigError {

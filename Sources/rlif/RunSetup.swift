@@ -156,11 +156,11 @@ enum RunSetup {
         }
         // `base_weights` holds the frozen weights: with LoRA the base, in full fine-tuning the reference copy (the
         // policy trains in F32).
-        let policy = try ModelFiles.loadModel(c.model, baseWeights: c.lora == nil ? .f32 : c.baseWeights)
+        let policy = try ModelFiles.loadModel(c.model, baseWeights: c.policyWeights)
         var reference: Transformer? = nil
         // With LoRA the reference (and the frozen reward model) is the policy's base with the adapters off: no
         // second copy of the weights.
-        if (c.klBeta > 0 || c.selfCertaintySource == .reference) && c.lora == nil {
+        if c.keepsInitialModel && c.lora == nil {
             let r = try Transformer(config: policy.config, baseWeights: c.baseWeights)
             r.setParameters(from: policy.parameters.pointer)   // BF16: each matrix rounded, a tensor at a time
             reference = r
